@@ -1,0 +1,42 @@
+"""keras-interp: make Keras 3 / TensorFlow image models explain themselves.
+
+Importing the package is cheap: TensorFlow, Keras and OpenCV are imported the first time a
+public name is used, and nothing is written to disk.
+
+    import keras_interp as ki
+    maps = ki.Saliency(model).explain(images)      # (B, H, W) float32
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+# Public name -> module that defines it. Explicit, so `dir(ki)` and `__all__` list the API.
+_EXPORTS = {
+    "Explainer": "keras_interp.explainers.base",
+    "Saliency": "keras_interp.explainers.gradients",
+    "SmoothGrad": "keras_interp.explainers.gradients",
+    "IntegratedGradients": "keras_interp.explainers.gradients",
+    "Occlusion": "keras_interp.explainers.occlusion",
+    "Scorer": "keras_interp.targets",
+    "load_model": "keras_interp.models",
+    "reference_cnn": "keras_interp.models",
+}
+_SUBMODULES = ("datasets", "explainers", "images", "layers", "metrics", "models", "targets")
+
+__all__ = sorted(_EXPORTS) + list(_SUBMODULES)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"keras_interp.{name}")
+    else:
+        raise AttributeError(f"module 'keras_interp' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

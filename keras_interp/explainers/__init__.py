@@ -1,0 +1,19 @@
+"""Explainers: one class per method, each built once per model and called many times."""
+
+from keras_interp.explainers.base import Explainer
+from keras_interp.explainers.gradients import (
+    GradientExplainer,
+    IntegratedGradients,
+    Saliency,
+    SmoothGrad,
+)
+from keras_interp.explainers.occlusion import Occlusion
+
+__all__ = [
+    "Explainer",
+    "GradientExplainer",
+    "IntegratedGradients",
+    "Occlusion",
+    "Saliency",
+    "SmoothGrad",
+]

@@ -1,0 +1,111 @@
+"""What every explainer shares: the model's scorer, input checks and chunk planning."""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from keras_interp.targets import Scorer, resolve_target
+
+__all__ = ["Explainer", "check_images", "plan_chunks", "broadcast_baseline"]
+
+
+def check_images(inputs, input_shape=None):
+    """Validate a batch of images and return it as a float32 numpy array (B, H, W, C)."""
+    if isinstance(inputs, tf.Tensor):
+        inputs = inputs.numpy()
+    try:
+        x = np.asarray(inputs, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"Expected images as a numpy array or tensor of shape (batch, height, width, "
+            f"channels); received {type(inputs).__name__} that cannot be read as float32 ({exc})."
+        ) from None
+    expected = "(batch, height, width, channels)"
+    if input_shape is not None:
+        expected += f"; the model takes {tuple(input_shape)}"
+    if x.ndim != 4:
+        hint = " For a single image pass image[None]." if x.ndim == 3 else ""
+        raise ValueError(f"Expected a batch of images of shape {expected}; received shape {x.shape}.{hint}")
+    if x.shape[0] == 0:
+        raise ValueError(f"Received an empty batch (shape {x.shape}); pass at least one image.")
+    if input_shape is not None and len(input_shape) == 4:
+        for axis, name in ((1, "height"), (2, "width"), (3, "channels")):
+            want = input_shape[axis]
+            if want is not None and x.shape[axis] != want:
+                raise ValueError(
+                    f"Image {name} is {x.shape[axis]} but the model expects {want}: received "
+                    f"shape {x.shape}, expected {expected}. Resize or preprocess the images first."
+                )
+    bad = ~np.isfinite(x)
+    if bad.any():
+        raise ValueError(
+            f"The images contain {int(bad.sum())} NaN or infinite values (first at index "
+            f"{tuple(int(i) for i in np.argwhere(bad)[0])}); explanations need finite inputs."
+        )
+    return x
+
+
+def broadcast_baseline(baseline, x, name="baseline"):
+    """A baseline (scalar, (H, W, C), (B, H, W, C) or anything broadcastable) at x's shape."""
+    try:
+        b = np.broadcast_to(np.asarray(baseline, dtype=np.float32), x.shape)
+    except ValueError:
+        raise ValueError(
+            f"{name} of shape {np.shape(baseline)} cannot be broadcast to the inputs' shape "
+            f"{x.shape}; give a scalar, an (H, W, C) image or one per example."
+        ) from None
+    if not np.isfinite(b).all():
+        raise ValueError(f"{name} contains NaN or infinite values.")
+    return np.ascontiguousarray(b)
+
+
+def plan_chunks(count, batch, batch_size):
+    """Split `count` perturbations of a batch of `batch` images into equal chunks.
+
+    Returns (per_chunk, num_chunks): each forward pass sees per_chunk * batch images, at most
+    max(batch, batch_size). Chunks are evened out so the padded tail wastes at most
+    num_chunks - 1 perturbations.
+    """
+    per = max(1, batch_size // batch)
+    num_chunks = math.ceil(count / per)
+    return math.ceil(count / num_chunks), num_chunks
+
+
+class Explainer:
+    """Base class: holds the model, its pre-softmax scorer and the chunk size.
+
+    Args:
+        model: a single-input Keras model taking NHWC float images.
+        batch_size: most images a perturbation method feeds the model in one pass.
+    """
+
+    def __init__(self, model, batch_size=128):
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int; received {batch_size!r}.")
+        self.model = model
+        self.scorer = Scorer(model)
+        self.batch_size = batch_size
+        self._functions = []
+
+    def _compile(self, fn):
+        compiled = tf.function(fn)
+        self._functions.append(compiled)
+        return compiled
+
+    @property
+    def trace_count(self):
+        """How many times this explainer's compiled functions have been traced."""
+        return sum(f.experimental_get_tracing_count() for f in self._functions)
+
+    def _prepare(self, inputs, target):
+        x = check_images(inputs, self.scorer.input_shape)
+        classes, score_fn = resolve_target(target, x.shape[0], self.scorer.num_classes)
+        return x, classes, score_fn
+
+    def explain(self, inputs, target=None):
+        """Importance maps (B, H, W) float32; higher means more important."""
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}(model={self.model.name!r})"

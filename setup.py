@@ -1,0 +1,27 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="keras-interp",
+    version="0.1.0",
+    description="Make Keras 3 / TensorFlow image models explain themselves: saliency, "
+    "SmoothGrad, Integrated Gradients, occlusion and more, compiled and tested.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["keras_interp", "keras_interp.*"]),
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3.0",
+        "numpy",
+        # The headless build is the same OpenCV without the GUI bits that need libGL,
+        # so it installs on servers and CI machines with no display libraries.
+        "opencv-python-headless",
+        "tensorboard",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "scikit-image"],
+        "bench": ["tf-explain==0.3.1", "tf-keras-vis==0.8.7", "scipy", "deprecated", "imageio", "pillow"],
+        "photos": ["scikit-image"],
+    },
+    entry_points={},
+)
