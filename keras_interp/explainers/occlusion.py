@@ -54,6 +54,11 @@ class Occlusion(Explainer):
         super().__init__(model, batch_size=batch_size)
         self.patch_size = _pair(patch_size, "patch_size")
         self.stride = _pair(stride, "stride")
+        if any(s > p for s, p in zip(self.stride, self.patch_size)):
+            raise ValueError(
+                f"stride {self.stride} is larger than patch_size {self.patch_size}: pixels between "
+                "windows would never be occluded. Use a stride no larger than the patch."
+            )
         self.baseline = baseline
         self._occlude = self._compile(self._occlude_fn)
 

@@ -1,0 +1,48 @@
+"""Tiny models and data shared by the tests (inputs of 8x8 to 16x16 pixels)."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def tiny_cnn(input_shape=(12, 12, 3), num_classes=3, activation="softmax", seed=0, name=None):
+    """conv-relu, pool, conv-relu, GAP, Dense: a CNN small enough to run in milliseconds."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(input_shape, name="image")
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = keras.layers.MaxPooling2D(2, name="pool1")(x)
+    x = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = keras.layers.Dense(num_classes, activation=activation, name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name or "tiny_cnn")
+
+
+def linear_model(input_shape=(6, 5, 2), num_classes=3, seed=0):
+    """f(x) = W.flatten(x) + b with known weights."""
+    rng = np.random.default_rng(seed)
+    model = keras.Sequential(
+        [keras.Input(input_shape), keras.layers.Flatten(), keras.layers.Dense(num_classes, name="linear")]
+    )
+    w = rng.normal(size=(int(np.prod(input_shape)), num_classes)).astype("float32")
+    b = rng.normal(size=(num_classes,)).astype("float32")
+    model.layers[-1].set_weights([w, b])
+    return model, w, b
+
+
+@pytest.fixture
+def cnn():
+    return tiny_cnn()
+
+
+@pytest.fixture
+def linear():
+    return linear_model()
+
+
+@pytest.fixture
+def images():
+    return np.random.default_rng(1).uniform(0, 1, size=(4, 12, 12, 3)).astype("float32")
