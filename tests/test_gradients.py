@@ -117,7 +117,7 @@ def test_ten_calls_trace_once(cnn, images):
             explainer.explain(images, target=[0, 1, 2, 0])
             explainer.explain(images)
         assert explainer.trace_count == first, type(explainer).__name__
-        assert first <= 2  # one compiled loop (+ one clean forward for sampled methods)
+        assert first == 1  # one compiled function per input shape
 
 
 def test_chunk_size_does_not_change_results(cnn, images):

@@ -16,24 +16,37 @@ __all__ = ["Saliency", "SmoothGrad", "IntegratedGradients", "GradientExplainer"]
 
 
 def max_abs_over_channels(attributions):
-    return np.max(np.abs(attributions), axis=-1)
+    return tf.reduce_max(tf.abs(attributions), axis=-1)
 
 
 class GradientExplainer(Explainer):
     """Base for explainers whose raw result is a signed input-space attribution.
 
     `attribute(inputs, target)` returns (B, H, W, C); `explain` reduces it to (B, H, W) with
-    `reduce` (a callable on the numpy array; the default per class is documented there).
+    the class's `reduce` (TensorFlow ops, run inside the same compiled function). Subclasses
+    write `_attribution(x, classes, score_fn, *extra)` in TensorFlow ops and `_arguments`.
     """
 
     reduce = staticmethod(max_abs_over_channels)
 
+    def __init__(self, model, batch_size=128):
+        super().__init__(model, batch_size=batch_size)
+        self._attribute_compiled = self._compile(self._attribution)
+        self._explain_compiled = self._compile(lambda *args: self.reduce(self._attribution(*args)[0]))
+
+    def _arguments(self, x, classes, score_fn):
+        return (x, classes, score_fn)
+
+    def _run(self, compiled, inputs, target):
+        x, classes, score_fn = self._prepare(inputs, target)
+        return compiled(*self._arguments(x, classes, score_fn))
+
     def attribute(self, inputs, target=None):
         """Signed attributions (B, H, W, C) float32."""
-        raise NotImplementedError
+        return self._run(self._attribute_compiled, inputs, target)[0].numpy()
 
     def explain(self, inputs, target=None):
-        return self.reduce(self.attribute(inputs, target)).astype(np.float32)
+        return self._run(self._explain_compiled, inputs, target).numpy()
 
 
 class Saliency(GradientExplainer):
@@ -49,19 +62,11 @@ class Saliency(GradientExplainer):
         >>> maps = ki.Saliency(model).explain(images)          # (B, H, W)
     """
 
-    def __init__(self, model):
-        super().__init__(model)
-        self._gradients = self._compile(self._gradients_fn)
-
-    def _gradients_fn(self, x, classes, score_fn):
+    def _attribution(self, x, classes, score_fn):
         with tf.GradientTape() as tape:
             tape.watch(x)
             scores, _ = select_scores(self.scorer(x), classes, score_fn)
-        return tape.gradient(scores, x)
-
-    def attribute(self, inputs, target=None):
-        x, classes, score_fn = self._prepare(inputs, target)
-        return self._gradients(x, classes, score_fn).numpy()
+        return (tape.gradient(scores, x),)
 
 
 class _SampledGradients(GradientExplainer):
@@ -70,17 +75,9 @@ class _SampledGradients(GradientExplainer):
     Subclasses define `_perturb(x, ids, params) -> (k, B, H, W, C)` in TensorFlow ops.
     """
 
-    def __init__(self, model, batch_size):
-        super().__init__(model, batch_size=batch_size)
-        self._top_classes = self._compile(self._top_classes_fn)
-        self._accumulate = self._compile(self._accumulate_fn)
-
-    def _top_classes_fn(self, x, classes, score_fn):
+    def _sum_gradients(self, x, classes, score_fn, params, weights, per, num_chunks):
         # The class to explain is the clean input's, not each noisy or scaled copy's.
         scores, classes = select_scores(self.scorer(x), classes, score_fn)
-        return scores, classes
-
-    def _accumulate_fn(self, x, classes, score_fn, params, weights, per, num_chunks):
         count = tf.shape(weights)[0]
         shape = tf.shape(x)
         tiled = tf.tile(classes, [per])
@@ -93,16 +90,13 @@ class _SampledGradients(GradientExplainer):
             xs = tf.reshape(self._perturb(x, ids, params), tf.concat([[per * shape[0]], shape[1:]], 0))
             with tf.GradientTape() as tape:
                 tape.watch(xs)
-                scores, _ = select_scores(self.scorer(xs), tiled, score_fn)
-            grads = tf.reshape(tape.gradient(scores, xs), tf.concat([[per], shape], 0))
+                sample_scores, _ = select_scores(self.scorer(xs), tiled, score_fn)
+            grads = tf.reshape(tape.gradient(sample_scores, xs), tf.concat([[per], shape], 0))
             total += tf.tensordot(w, grads, axes=1)
-        return total
+        return total, scores, classes
 
-    def _sum_gradients(self, x, classes, score_fn, params, weights):
-        per, num_chunks = plan_chunks(len(weights), x.shape[0], self.batch_size)
-        _, classes = self._top_classes(x, classes, score_fn)
-        weights = tf.constant(weights, tf.float32)
-        return self._accumulate(x, classes, score_fn, params, weights, per, num_chunks)
+    def _chunks(self, x, count):
+        return plan_chunks(count, x.shape[0], self.batch_size)
 
 
 class SmoothGrad(_SampledGradients):
@@ -131,7 +125,7 @@ class SmoothGrad(_SampledGradients):
             raise ValueError(f"samples must be a positive int; received {samples!r}.")
         if not np.isfinite(noise) or noise < 0:
             raise ValueError(f"noise must be a finite number >= 0; received {noise!r}.")
-        super().__init__(model, batch_size)
+        super().__init__(model, batch_size=batch_size)
         self.samples, self.noise, self.seed = samples, float(noise), int(seed)
 
     def _perturb(self, x, ids, params):
@@ -144,12 +138,16 @@ class SmoothGrad(_SampledGradients):
         )
         return x[None] + sigma[None] * noise[:, None]
 
-    def attribute(self, inputs, target=None):
-        x, classes, score_fn = self._prepare(inputs, target)
+    def _arguments(self, x, classes, score_fn):
         value_range = x.max(axis=(1, 2, 3), keepdims=True) - x.min(axis=(1, 2, 3), keepdims=True)
-        params = (self.noise * value_range, tf.constant(self.seed, tf.int32))
+        sigma = (self.noise * value_range).astype(np.float32)
         weights = np.full(self.samples, 1.0 / self.samples, np.float32)
-        return self._sum_gradients(x, classes, score_fn, params, weights).numpy()
+        per, num_chunks = self._chunks(x, self.samples)
+        return (x, classes, score_fn, sigma, np.int32(self.seed), weights, per, num_chunks)
+
+    def _attribution(self, x, classes, score_fn, sigma, seed, weights, per, num_chunks):
+        total, _, _ = self._sum_gradients(x, classes, score_fn, (sigma, seed), weights, per, num_chunks)
+        return (total,)
 
 
 def path_points(steps, method):
@@ -196,29 +194,35 @@ class IntegratedGradients(_SampledGradients):
     def __init__(self, model, steps=64, baseline=0.0, method="gausslegendre", batch_size=128):
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive int; received {steps!r}.")
-        self._alphas, self._weights = path_points(steps, method)
-        super().__init__(model, batch_size)
+        alphas, weights = path_points(steps, method)
+        self._alphas, self._weights = alphas.astype(np.float32), weights.astype(np.float32)
+        super().__init__(model, batch_size=batch_size)
         self.steps, self.baseline, self.method = steps, baseline, method
 
     @staticmethod
     def reduce(attributions):
-        return np.abs(attributions.sum(axis=-1))
+        return tf.abs(tf.reduce_sum(attributions, axis=-1))
 
     def _perturb(self, x, ids, params):
         baseline, alphas = params
         a = tf.gather(alphas, ids)[:, None, None, None, None]
         return baseline[None] + a * (x - baseline)[None]
 
-    def attribute(self, inputs, target=None, return_delta=False):
-        x, classes, score_fn = self._prepare(inputs, target)
+    def _arguments(self, x, classes, score_fn):
         baseline = broadcast_baseline(self.baseline, x)
-        params = (tf.constant(baseline), tf.constant(self._alphas, tf.float32))
-        mean_grad = self._sum_gradients(x, classes, score_fn, params, self._weights).numpy()
+        per, num_chunks = self._chunks(x, self.steps)
+        return (x, classes, score_fn, baseline, self._alphas, self._weights, per, num_chunks)
+
+    def _attribution(self, x, classes, score_fn, baseline, alphas, weights, per, num_chunks):
+        params = (baseline, alphas)
+        mean_grad, at_x, classes = self._sum_gradients(x, classes, score_fn, params, weights, per, num_chunks)
         attr = (x - baseline) * mean_grad
-        if not return_delta:
-            return attr
-        _, used = self._top_classes(x, classes, score_fn)
-        at_x, _ = self._top_classes(x, used, score_fn)
-        at_baseline, _ = self._top_classes(baseline, used, score_fn)
-        delta = attr.sum(axis=(1, 2, 3)) - (at_x.numpy() - at_baseline.numpy())
+        at_baseline, _ = select_scores(self.scorer(baseline), classes, score_fn)
+        delta = tf.reduce_sum(attr, axis=(1, 2, 3)) - (at_x - at_baseline)
         return attr, delta
+
+    def attribute(self, inputs, target=None, return_delta=False):
+        """Signed attributions (B, H, W, C); with return_delta also the completeness gap (B,):
+        sum(attr) - (score(x) - score(baseline))."""
+        attr, delta = self._run(self._attribute_compiled, inputs, target)
+        return (attr.numpy(), delta.numpy()) if return_delta else attr.numpy()

@@ -1,0 +1,108 @@
+"""Saliency, SmoothGrad, Integrated Gradients and occlusion against their physical limits and peers.
+
+    python benchmarks/bench_attribution.py [--batch 32] [--repeats 3]
+
+Reference CNN (keras_interp.reference_cnn, 64x64x3, BatchNorm, GAP head), batch of 32 images.
+Limits, measured in the same run:
+  saliency            1 compiled forward+backward of the batch
+  SmoothGrad (25)     25 x that
+  IG (64 steps)       64 x that
+  occlusion           (images x windows) x a compiled forward per image at the best batch size
+Peers (pip install -e ".[bench]"): tf-keras-vis 0.8.7 and tf-explain 0.3.1 on the same model and
+inputs, where they have the method. Occlusion against tf-explain uses its windows (patch 8,
+stride 8). Last, occlusion's peak resident-memory growth during a call for 64 and 1024 windows
+per image.
+"""
+
+import argparse
+
+from common import forward_backward_limit, forward_per_image_limit, peak_rss_growth, report, timed, try_peer
+
+
+import keras_interp as ki  # noqa: E402
+
+
+def peers_for(model, x, target):
+    """{method: {peer: callable}} for the peers that are installed."""
+    peers = {"saliency": {}, "smoothgrad": {}, "integrated_gradients": {}, "occlusion_s8": {}}
+    try:
+        from tf_keras_vis.saliency import Saliency as VisSaliency
+        from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+        from tf_keras_vis.utils.scores import CategoricalScore
+
+        vis = VisSaliency(model, model_modifier=ReplaceToLinear(), clone=True)
+        score = CategoricalScore([target] * len(x))
+        peers["saliency"]["tf-keras-vis"] = lambda: vis(score, x)
+        peers["smoothgrad"]["tf-keras-vis"] = lambda: vis(score, x, smooth_samples=25, smooth_noise=0.15)
+    except ImportError:
+        pass
+    try:
+        from tf_explain.core.integrated_gradients import IntegratedGradients as TfeIG
+        from tf_explain.core.occlusion_sensitivity import OcclusionSensitivity
+        from tf_explain.core.smoothgrad import SmoothGrad as TfeSmoothGrad
+        from tf_explain.core.vanilla_gradients import VanillaGradients
+
+        data = (x, None)
+        peers["saliency"]["tf-explain"] = lambda: VanillaGradients().explain(data, model, target)
+        peers["smoothgrad"]["tf-explain"] = lambda: TfeSmoothGrad().explain(data, model, target, num_samples=25, noise=0.15)
+        peers["integrated_gradients"]["tf-explain"] = lambda: TfeIG().explain(data, model, target, n_steps=64)
+        peers["occlusion_s8"]["tf-explain"] = lambda: OcclusionSensitivity().explain(data, model, target, patch_size=8)
+    except ImportError:
+        pass
+    return peers
+
+
+def occlusion_memory(model, x, windows_per_side):
+    """Peak resident-memory growth (MiB) of an occlusion call with windows_per_side**2 windows.
+
+    The first call traces the function and sizes TensorFlow's allocator for the chunk shape
+    (the same for every window count); the second call is what a user pays from then on.
+    """
+    patch = 64 // windows_per_side
+    occlusion = ki.Occlusion(model, patch_size=patch, stride=patch)
+    _, first = peak_rss_growth(lambda: occlusion.explain(x))
+    _, steady = peak_rss_growth(lambda: occlusion.explain(x))
+    return first / 2**20, steady / 2**20
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    model = ki.reference_cnn()
+    x = ki.datasets.shapes(args.batch, seed=0).images
+    target = 0
+    fb = forward_backward_limit(model, x)
+    per_image, best_batch = forward_per_image_limit(model, x.shape[1:])
+    print(f"limits: forward+backward of {args.batch} images {fb * 1e3:.1f} ms; compiled forward "
+          f"{per_image * 1e6:.0f} us/image at best batch size {best_batch}")
+
+    occlusion = ki.Occlusion(model, patch_size=8, stride=4)
+    occlusion_s8 = ki.Occlusion(model, patch_size=8, stride=8)
+    windows = len(occlusion.windows(64, 64)[0])
+    ours = {
+        "saliency": (ki.Saliency(model), fb),
+        "smoothgrad": (ki.SmoothGrad(model, samples=25, noise=0.15), 25 * fb),
+        "integrated_gradients": (ki.IntegratedGradients(model, steps=64), 64 * fb),
+        "occlusion": (occlusion, windows * args.batch * per_image),
+        "occlusion_s8": (occlusion_s8, 64 * args.batch * per_image),
+    }
+    peers = peers_for(model, x, target)
+    rows = []
+    for method, (explainer, limit) in ours.items():
+        seconds = timed(lambda: explainer.explain(x, target=target), repeats=args.repeats)
+        measured = {peer: try_peer(peer, fn, args.repeats) for peer, fn in peers.get(method, {}).items()}
+        rows.append((method, seconds, limit, measured))
+    report(rows)
+
+    print(f"\nocclusion peak resident-memory growth during a call (batch {args.batch}, chunks of "
+          f"{occlusion.batch_size} images):")
+    for per_side in (8, 32):
+        first, steady = occlusion_memory(model, x, per_side)
+        print(f"  {per_side ** 2:5d} windows/image: first call {first:7.1f} MiB, later calls {steady:7.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Shared benchmark harness: timing, physical limits measured in the same process, peers.
+
+Absolute times on small machines are noise; the figures are ratios of a method's time to the
+time its arithmetic needs (a compiled forward or forward+backward of the same model), measured
+in the same run, and to the peers' equivalents on the same model and inputs.
+"""
+
+import contextlib
+import io
+import os
+import threading
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+
+def timed(fn, repeats=3, warmup=1):
+    """Best wall time of fn() over `repeats` runs after `warmup` untimed runs.
+
+    The minimum, for methods and limits alike: on a shared 2-core machine the noise only ever
+    adds time, so the fastest run is the best estimate of what the work costs.
+    """
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def forward_backward_limit(model, x, repeats=5):
+    """Seconds for one compiled forward+backward of the batch (gradient of one logit)."""
+
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            score = tf.reduce_sum(model(x, training=False)[:, 0])
+        return tape.gradient(score, x)
+
+    x = tf.constant(x)
+    return timed(lambda: step(x).numpy(), repeats=repeats, warmup=2)
+
+
+def forward_per_image_limit(model, image_shape, batch_sizes=(32, 64, 128, 256, 512), repeats=3):
+    """(seconds per image, best batch size) of a compiled forward at the best batch size."""
+
+    @tf.function
+    def forward(x):
+        return model(x, training=False)
+
+    best = None
+    for batch in batch_sizes:
+        x = tf.constant(np.random.default_rng(0).uniform(size=(batch,) + tuple(image_shape)).astype("float32"))
+        per_image = timed(lambda: forward(x).numpy(), repeats=repeats, warmup=2) / batch
+        if best is None or per_image < best[0]:
+            best = (per_image, batch)
+    return best
+
+
+def try_peer(name, fn, repeats):
+    """Time a peer's call; returns seconds or the reason it failed (peers break on Keras 3)."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # peers print progress bars
+            return timed(fn, repeats=repeats)
+    except Exception as exc:  # noqa: BLE001 - any failure of a peer is reported, not raised
+        return f"{name} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:100]}"
+
+
+def report(rows):
+    """Print `method, seconds, ratio to limit, ratio to each peer` rows as a table."""
+    print(f"{'method':24s} {'seconds':>9s} {'/ limit':>8s}  peers (ours / theirs)")
+    for method, seconds, limit, peers in rows:
+        parts = []
+        for peer, value in peers.items():
+            parts.append(f"{peer}: {seconds / value:.3f}" if isinstance(value, float) else value)
+        print(f"{method:24s} {seconds:9.3f} {seconds / limit:8.3f}  {'; '.join(parts) or '-'}")
+
+
+def _rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss_growth(fn, interval=0.002):
+    """(result, bytes): fn()'s result and the peak resident-memory growth while it ran."""
+    before = _rss_bytes()
+    peak = [before]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            time.sleep(interval)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        result = fn()
+    finally:
+        done.set()
+        thread.join()
+    return result, max(peak[0], _rss_bytes()) - before
