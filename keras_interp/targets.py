@@ -168,7 +168,7 @@ def resolve_target(target, batch_size, num_classes):
         raise TypeError(f"target must be None, an int, a sequence of ints or a callable; received {target!r}.")
     if num_classes is None:
         raise ValueError(
-            f"An integer target needs a model with (batch, classes) outputs; this model's "
+            "An integer target needs a model with (batch, classes) outputs; this model's "
             "output is not 2-D. Pass a callable target that maps outputs to one score per example."
         )
     if isinstance(target, numbers.Integral):

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 import keras_interp as ki
-from conftest import linear_model, tiny_cnn
+from conftest import tiny_cnn
 
 
 def _logit_gradient(model, x, classes):
