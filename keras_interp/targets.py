@@ -14,6 +14,8 @@ import numpy as np
 import keras
 from keras import ops
 
+from keras_interp.graph import layer_node, output_node, resolve_layer
+
 __all__ = ["Scorer", "resolve_target", "select_scores"]
 
 _SQUASHING = {"softmax": "softmax", "log_softmax": "softmax", "sigmoid": "sigmoid"}
@@ -43,7 +45,12 @@ def _layer_squashing(layer):
 
 
 def _pre_activation(layer, x):
-    """`layer(x)` without its fused activation, computed from the layer's live variables."""
+    """`layer(x)` without its fused activation, computed from the layer's live variables.
+
+    Layers of other types can take part by defining `pre_activation(inputs)`.
+    """
+    if callable(getattr(layer, "pre_activation", None)):
+        return layer.pre_activation(x)
     if isinstance(layer, keras.layers.Dense):
         y = ops.matmul(x, layer.kernel)
         return y + layer.bias if layer.use_bias else y
@@ -61,43 +68,82 @@ def _pre_activation(layer, x):
     raise ValueError(
         f"The model's output layer {layer.name!r} ({type(layer).__name__}) applies "
         f"{layer.activation.__name__} as its activation, and keras_interp can compute the "
-        "pre-activation only for Dense, EinsumDense and convolution layers. Move the activation "
+        "pre-activation only for Dense, EinsumDense, convolution and CAMHead layers. Move the activation "
         "into a separate `keras.layers.Softmax()` / `Activation(...)` layer, or pass a callable "
         "`target` that computes the score you want from the model's outputs."
     )
 
 
-def _output_node(model):
-    """(operation, node) that produced the model's single output, or (None, None)."""
-    outputs = getattr(model, "outputs", None)
-    if not outputs:
-        return None, None
-    history = getattr(outputs[0], "_keras_history", None)
-    if history is None:
-        return None, None
-    operation, node_index, _ = history
-    return operation, operation._inbound_nodes[node_index]
+def _identity(x):
+    return x
 
 
-def _logit_function(model):
-    """A function x -> logits that shares the model's layers, and the squashing it removed."""
-    operation, node = _output_node(model)
+def _logit_parts(model):
+    """(trunk, head, kind, nested): logits = head(trunk tensor's value); kind is the squashing
+    removed; nested is the inner model when the squashing sits inside a nested classifier.
+    trunk is None for models without a graph (subclassed): their outputs are the scores."""
+    operation, node = output_node(model)
     if operation is None or len(node.input_tensors) != 1:
-        return (lambda x: model(x, training=False)), None
+        return None, None, None, None
     kind, fused = _layer_squashing(operation)
     if kind is None and isinstance(operation, keras.Model):
-        inner, kind = _logit_function(operation)
-        if kind is None:
-            return (lambda x: model(x, training=False)), None
-        trunk = keras.Model(model.inputs[0], node.input_tensors[0])
-        return (lambda x: inner(trunk(x, training=False))), kind
+        inner = Scorer(operation)
+        if inner.activation is not None:
+            return node.input_tensors[0], inner._logits, inner.activation, operation
     if kind is None:
-        return (lambda x: model(x, training=False)), None
-    trunk = keras.Model(model.inputs[0], node.input_tensors[0])
+        return model.outputs[0], _identity, None, None
     if fused:
         _pre_activation(operation, node.input_tensors[0])  # fail now, not inside a trace
-        return (lambda x: _pre_activation(operation, trunk(x, training=False))), kind
-    return (lambda x: trunk(x, training=False)), kind
+        return node.input_tensors[0], lambda t: _pre_activation(operation, t), kind, None
+    return node.input_tensors[0], _identity, kind, None
+
+
+def _submodel(inputs, outputs):
+    """x -> outputs as a function of the graph tensor `inputs` (identity when they coincide)."""
+    if outputs is inputs:
+        return _identity
+    sub = keras.Model(inputs, outputs)
+    return lambda x: sub(x, training=False)
+
+
+def _tapped_outputs(model, chain, out_tensor):
+    """x -> (value of the layer at the end of `chain`, value of out_tensor) in model's graph."""
+    _, layer = chain[0]
+    node = layer_node(model, layer)
+    if len(chain) == 1:
+        both = keras.Model(model.inputs[0], [node.output_tensors[0], out_tensor])
+        return lambda x: both(x, training=False)
+    inner = _tapped_outputs(layer, chain[1:], layer.outputs[0])
+    pre = _submodel(model.inputs[0], node.input_tensors[0])
+    post = _submodel(node.output_tensors[0], out_tensor)
+
+    def run(x):
+        tap, y = inner(pre(x))
+        return tap, post(y)
+
+    return run
+
+
+def _tapped_logits(model, chain):
+    """x -> (features at the end of `chain`, logits)."""
+    trunk, head, _, nested = _logit_parts(model)
+    if trunk is None:
+        raise ValueError(
+            f"Model {model.name!r} has no functional graph (a subclassed model), so its inner "
+            "layers cannot be read. Build it with the functional API or keras.Sequential."
+        )
+    if nested is not None and chain[0][1] is nested and len(chain) > 1:
+        # The layer lies inside the nested classifier that also computes the logits.
+        inner = _tapped_logits(nested, chain[1:])
+        pre = _submodel(model.inputs[0], layer_node(model, nested).input_tensors[0])
+        return lambda x: inner(pre(x))
+    tapped = _tapped_outputs(model, chain, trunk)
+
+    def run(x):
+        features, t = tapped(x)
+        return features, head(t)
+
+    return run
 
 
 class Scorer:
@@ -135,7 +181,12 @@ class Scorer:
                 "Build a keras.Model(model.inputs, model.outputs[i]) for the output to explain."
             )
         self.model = model
-        self._logits, self.activation = _logit_function(model)
+        trunk, head, self.activation, _ = _logit_parts(model)
+        if trunk is None:
+            self._logits = lambda x: model(x, training=False)
+        else:
+            trunk_model = _submodel(model.inputs[0], trunk)
+            self._logits = lambda x: head(trunk_model(x))
         self.input_shape = tuple(inputs[0].shape) if inputs else None
         out_shape = tuple(outputs[0].shape) if outputs else None
         self.output_shape = out_shape
@@ -144,6 +195,19 @@ class Scorer:
     def __call__(self, x):
         """Logits (float32) for a batch of inputs, in inference mode."""
         return ops.cast(self._logits(x), "float32")
+
+    def with_features(self, layer):
+        """A function x -> (features of `layer`, logits), both float32, sharing live weights.
+
+        `layer` is a layer name or a "nested/path"; see keras_interp.graph.resolve_layer.
+        """
+        tapped = _tapped_logits(self.model, resolve_layer(self.model, layer))
+
+        def run(x):
+            features, logits = tapped(x)
+            return ops.cast(features, "float32"), ops.cast(logits, "float32")
+
+        return run
 
     def probabilities(self, logits):
         """Re-apply the removed squashing to logits (identity when there was none)."""

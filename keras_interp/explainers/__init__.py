@@ -1,6 +1,7 @@
 """Explainers: one class per method, each built once per model and called many times."""
 
 from keras_interp.explainers.base import Explainer
+from keras_interp.explainers.cam import CAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
 from keras_interp.explainers.gradients import (
     GradientExplainer,
     IntegratedGradients,
@@ -10,7 +11,12 @@ from keras_interp.explainers.gradients import (
 from keras_interp.explainers.occlusion import Occlusion
 
 __all__ = [
+    "CAM",
     "Explainer",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "LayerCAM",
+    "ScoreCAM",
     "GradientExplainer",
     "IntegratedGradients",
     "Occlusion",

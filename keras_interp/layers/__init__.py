@@ -1,3 +1,5 @@
 """Keras layers of keras_interp, registered for `.keras` serialization under "keras_interp"."""
 
-__all__ = []
+from keras_interp.layers.cam_head import CAMHead
+
+__all__ = ["CAMHead"]
