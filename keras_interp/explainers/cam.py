@@ -210,7 +210,7 @@ class ScoreCAM(_FeatureMapExplainer):
         batch_size: most masked images per forward pass.
     """
 
-    def __init__(self, model, layer=None, max_channels=None, batch_size=128):
+    def __init__(self, model, layer=None, max_channels=None, batch_size=256):
         super().__init__(model, layer, batch_size=batch_size)
         if max_channels is not None and (not isinstance(max_channels, int) or max_channels < 1):
             raise ValueError(f"max_channels must be None or a positive int; received {max_channels!r}.")

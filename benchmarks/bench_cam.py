@@ -1,0 +1,119 @@
+"""Class activation maps: speed against limits and peers, and localisation quality.
+
+    python benchmarks/bench_cam.py [--batch 32] [--repeats 3] [--epochs 8] [--skip-quality]
+
+Speed, on the reference CNN (64x64x3, GAP head) at batch 32, limits measured in the same run:
+  CAM                 1 compiled forward of the batch
+  Grad-CAM, ++        1 compiled forward+backward of the batch
+  Score-CAM           (channels x images) compiled forwards per image at the best batch size
+Peers (pip install -e ".[bench]"): tf-keras-vis 0.8.7 (Gradcam, GradcamPlusPlus, Scorecam) and
+tf-explain 0.3.1 (GradCAM), on the same model, inputs and layer.
+
+Quality: the reference GAP model trained on the built-in shapes; pointing game (the map's
+maximum inside the object mask) and energy on held-out shapes, next to the mean mask fraction
+and a uniform-random map's pointing game.
+"""
+
+import argparse
+
+from common import forward_backward_limit, forward_per_image_limit, report, timed, try_peer
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_interp as ki  # noqa: E402
+
+
+def forward_limit(model, x, repeats=5):
+    forward = tf.function(lambda z: model(z, training=False))
+    x = tf.constant(x)
+    return timed(lambda: forward(x).numpy(), repeats=repeats, warmup=2)
+
+
+def peers_for(model, x, target, layer):
+    peers = {"cam": {}, "gradcam": {}, "gradcam++": {}, "scorecam": {}}
+    try:
+        from tf_keras_vis.gradcam import Gradcam
+        from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+        from tf_keras_vis.scorecam import Scorecam
+        from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+        from tf_keras_vis.utils.scores import CategoricalScore
+
+        score = CategoricalScore([target] * len(x))
+        for name, cls in (("gradcam", Gradcam), ("gradcam++", GradcamPlusPlus), ("scorecam", Scorecam)):
+            vis = cls(model, model_modifier=ReplaceToLinear(), clone=True)
+            peers[name]["tf-keras-vis"] = (lambda v: lambda: v(score, x, penultimate_layer=layer))(vis)
+    except ImportError:
+        pass
+    try:
+        from tf_explain.core.grad_cam import GradCAM as TfeGradCAM
+
+        peers["gradcam"]["tf-explain"] = lambda: TfeGradCAM().explain((x, None), model, target, layer_name=layer)
+    except ImportError:
+        pass
+    return peers
+
+
+def speed(args):
+    model = ki.reference_cnn()
+    x = ki.datasets.shapes(args.batch, seed=0).images
+    target = 0
+    layer = ki.GradCAM(model).layer
+    channels = model.get_layer(layer).output.shape[-1]
+    fwd = forward_limit(model, x)
+    fb = forward_backward_limit(model, x)
+    per_image, best = forward_per_image_limit(model, x.shape[1:])
+    print(f"limits: forward {fwd * 1e3:.1f} ms, forward+backward {fb * 1e3:.1f} ms of {args.batch} images; "
+          f"forward {per_image * 1e6:.0f} us/image at batch {best}; layer {layer!r} has {channels} channels")
+    ours = {
+        "cam": (ki.CAM(model), fwd),
+        "gradcam": (ki.GradCAM(model), fb),
+        "gradcam++": (ki.GradCAMPlusPlus(model), fb),
+        "scorecam": (ki.ScoreCAM(model), channels * args.batch * per_image),
+    }
+    peers = peers_for(model, x, target, layer)
+    rows = []
+    for method, (explainer, limit) in ours.items():
+        seconds = timed(lambda: explainer.explain(x, target=target), repeats=args.repeats)
+        measured = {peer: try_peer(peer, fn, args.repeats) for peer, fn in peers[method].items()}
+        rows.append((method, seconds, limit, measured))
+    report(rows)
+
+
+def quality(args):
+    print(f"\ntraining the reference GAP model for {args.epochs} epochs...")
+    model, _ = ki.models.train_on_shapes(epochs=args.epochs, verbose=0)
+    held = ki.datasets.shapes(200, seed=4321)
+    accuracy = np.mean(model.predict(held.images, verbose=0).argmax(1) == held.labels)
+    random_maps = np.random.default_rng(0).uniform(size=held.masks.shape)
+    print(f"held-out accuracy {accuracy:.3f}; mean mask fraction {held.masks.mean():.3f}; "
+          f"uniform-random map pointing game {ki.metrics.pointing_game(random_maps, held.masks):.3f}")
+    print(f"{'method':12s} {'pointing game':>14s} {'energy':>8s}")
+    for name, explainer in (
+        ("cam", ki.CAM(model)),
+        ("gradcam", ki.GradCAM(model)),
+        ("gradcam++", ki.GradCAMPlusPlus(model)),
+        ("layercam", ki.LayerCAM(model)),
+        ("scorecam", ki.ScoreCAM(model)),
+    ):
+        maps = explainer.explain(held.images)
+        print(f"{name:12s} {ki.metrics.pointing_game(maps, held.masks):14.3f} "
+              f"{ki.metrics.energy_pointing_game(maps, held.masks):8.3f}")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
+    args = parser.parse_args()
+    if not args.skip_speed:
+        speed(args)
+    if not args.skip_quality:
+        quality(args)
+
+
+if __name__ == "__main__":
+    main()
