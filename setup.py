@@ -23,5 +23,4 @@ setup(
         "bench": ["tf-explain==0.3.1", "tf-keras-vis==0.8.7", "scipy", "deprecated", "imageio", "pillow"],
         "photos": ["scikit-image"],
     },
-    entry_points={},
 )
