@@ -93,9 +93,6 @@ class GradCAMPlusPlus(_FeatureMapExplainer):
         layer: as for GradCAM.
     """
 
-    def __init__(self, model, layer=None):
-        super().__init__(model, layer)
-
     def _maps(self, x, classes, score_fn):
         features, g = self._gradients(x, classes, score_fn)
         g2 = tf.square(g)
@@ -112,9 +109,6 @@ class LayerCAM(_FeatureMapExplainer):
         model: single-input Keras model.
         layer: as for GradCAM.
     """
-
-    def __init__(self, model, layer=None):
-        super().__init__(model, layer)
 
     def _maps(self, x, classes, score_fn):
         features, grads = self._gradients(x, classes, score_fn)
