@@ -31,6 +31,7 @@ class _FeatureMapExplainer(Explainer):
         self.layer = last_spatial_layer(model) if layer is None else layer
         host, found = resolve_layer(model, self.layer)[-1]
         shape = tuple(layer_node(host, found).output_tensors[0].shape)
+        self._channels = shape[-1]
         if len(shape) != 4:
             raise ValueError(
                 f"Layer {self.layer!r} has output shape {shape}, not a spatial (batch, height, width, "
@@ -211,8 +212,7 @@ class ScoreCAM(_FeatureMapExplainer):
         self.max_channels = max_channels
 
     def _extra(self, x):
-        host, found = resolve_layer(self.model, self.layer)[-1]
-        channels = layer_node(host, found).output_tensors[0].shape[-1]
+        channels = self._channels
         count = channels if self.max_channels is None else min(self.max_channels, channels)
         return (count,) + plan_chunks(count, x.shape[0], self.batch_size)
 
