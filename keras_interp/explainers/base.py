@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from keras_interp.targets import Scorer, resolve_target
 
-__all__ = ["Explainer", "check_images", "plan_chunks", "broadcast_baseline"]
+__all__ = ["Explainer", "check_images", "plan_chunks", "chunk_indices", "merge_leading", "broadcast_baseline"]
 
 
 def check_images(inputs, input_shape=None):
@@ -70,6 +70,22 @@ def plan_chunks(count, batch, batch_size):
     per = max(1, batch_size // batch)
     num_chunks = math.ceil(count / per)
     return math.ceil(count / num_chunks), num_chunks
+
+
+def chunk_indices(chunk, per, count):
+    """Perturbation indices of one chunk and their 0/1 validity.
+
+    The last chunk is padded by repeating index count - 1; its padded entries get validity 0,
+    so every chunk has the same static size and the compiled loop is traced once.
+    """
+    ids = chunk * per + tf.range(per)
+    return tf.minimum(ids, count - 1), tf.cast(ids < count, tf.float32)
+
+
+def merge_leading(t):
+    """(k, B, ...) -> (k * B, ...): one chunk of perturbed copies as a single model batch."""
+    shape = tf.shape(t)
+    return tf.reshape(t, tf.concat([[shape[0] * shape[1]], shape[2:]], 0))
 
 
 class Explainer:

@@ -10,7 +10,7 @@ so the model is never modified and its weights are read live.
 import keras
 import tensorflow as tf
 
-from keras_interp.explainers.base import Explainer, plan_chunks
+from keras_interp.explainers.base import Explainer, chunk_indices, merge_leading, plan_chunks
 from keras_interp.graph import last_spatial_layer, layer_node, output_node, resolve_layer, spatial_layers
 from keras_interp.layers.cam_head import CAMHead
 from keras_interp.targets import select_scores
@@ -233,16 +233,14 @@ class ScoreCAM(_FeatureMapExplainer):
         tiled = tf.tile(classes, [per])
         maps = tf.zeros(tf.shape(features)[:3], tf.float32)
         for chunk in tf.range(num_chunks):
-            ids = chunk * per + tf.range(per)
-            valid = tf.cast(ids < count, tf.float32)
-            a = tf.gather(features, tf.minimum(ids, count - 1), axis=3)  # (B, h, w, per)
+            ids, valid = chunk_indices(chunk, per, count)
+            a = tf.gather(features, ids, axis=3)  # (B, h, w, per)
             up = tf.image.resize(a, shape[1:3], method="bilinear")
             lo = tf.reduce_min(up, axis=(1, 2), keepdims=True)
             hi = tf.reduce_max(up, axis=(1, 2), keepdims=True)
             masks = tf.math.divide_no_nan(up - lo, hi - lo)
             masked = x[None] * tf.transpose(masks, (3, 0, 1, 2))[..., None]
-            masked = tf.reshape(masked, tf.concat([[per * shape[0]], shape[1:]], 0))
-            scores = self._target_scores(self.scorer(masked), tiled, score_fn)
+            scores = self._target_scores(self.scorer(merge_leading(masked)), tiled, score_fn)
             weights = tf.transpose(tf.reshape(scores, (per, -1))) * valid[None]
             maps += tf.einsum("bhwk,bk->bhw", a, weights)
         return tf.nn.relu(maps)

@@ -9,7 +9,7 @@ are generated inside one compiled loop, a bounded chunk at a time, so memory sta
 import numpy as np
 import tensorflow as tf
 
-from keras_interp.explainers.base import Explainer, broadcast_baseline, plan_chunks
+from keras_interp.explainers.base import Explainer, broadcast_baseline, chunk_indices, merge_leading, plan_chunks
 from keras_interp.targets import select_scores
 
 __all__ = ["Saliency", "SmoothGrad", "IntegratedGradients", "GradientExplainer"]
@@ -83,11 +83,9 @@ class _SampledGradients(GradientExplainer):
         tiled = tf.tile(classes, [per])
         total = tf.zeros_like(x)
         for chunk in tf.range(num_chunks):
-            ids = chunk * per + tf.range(per)
-            valid = ids < count
-            ids = tf.minimum(ids, count - 1)
-            w = tf.where(valid, tf.gather(weights, ids), 0.0)
-            xs = tf.reshape(self._perturb(x, ids, params), tf.concat([[per * shape[0]], shape[1:]], 0))
+            ids, valid = chunk_indices(chunk, per, count)
+            w = tf.gather(weights, ids) * valid
+            xs = merge_leading(self._perturb(x, ids, params))
             with tf.GradientTape() as tape:
                 tape.watch(xs)
                 sample_scores, _ = select_scores(self.scorer(xs), tiled, score_fn)

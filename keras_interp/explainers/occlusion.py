@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from keras_interp.explainers.base import Explainer, broadcast_baseline, plan_chunks
+from keras_interp.explainers.base import Explainer, broadcast_baseline, chunk_indices, merge_leading, plan_chunks
 from keras_interp.targets import select_scores
 
 __all__ = ["Occlusion", "window_positions"]
@@ -72,15 +72,17 @@ class Occlusion(Explainer):
             count[r:r + ph, c:c + pw] += 1
         return corners, (ph, pw), count
 
-    def _occlude_fn(self, x, classes, score_fn, corners, valid, patch, baseline, per, num_chunks):
+    def _occlude_fn(self, x, classes, score_fn, corners, patch, baseline, per, num_chunks):
         scores, classes = select_scores(self.scorer(x), classes, score_fn)
         shape = tf.shape(x)
         rows = tf.range(shape[1])[None, :, None]
         cols = tf.range(shape[2])[None, None, :]
         tiled = tf.tile(classes, [per])
         heat = tf.zeros(shape[:3], tf.float32)
+        count = tf.shape(corners)[0]
         for chunk in tf.range(num_chunks):
-            window = corners[chunk * per:(chunk + 1) * per]
+            ids, valid = chunk_indices(chunk, per, count)
+            window = tf.gather(corners, ids)
             top, left = window[:, 0, None, None], window[:, 1, None, None]
             mask = tf.cast(
                 (rows >= top) & (rows < top + patch[0]) & (cols >= left) & (cols < left + patch[1]),
@@ -88,10 +90,8 @@ class Occlusion(Explainer):
             )
             m = mask[:, None, :, :, None]
             occluded = x[None] * (1.0 - m) + baseline[None] * m
-            occluded = tf.reshape(occluded, tf.concat([[per * shape[0]], shape[1:]], 0))
-            occluded_scores, _ = select_scores(self.scorer(occluded), tiled, score_fn)
-            drop = (scores[None] - tf.reshape(occluded_scores, (per, -1)))
-            drop *= valid[chunk * per:(chunk + 1) * per, None]
+            occluded_scores, _ = select_scores(self.scorer(merge_leading(occluded)), tiled, score_fn)
+            drop = (scores[None] - tf.reshape(occluded_scores, (per, -1))) * valid[:, None]
             heat += tf.einsum("kb,khw->bhw", drop, mask)
         return heat
 
@@ -100,11 +100,5 @@ class Occlusion(Explainer):
         baseline = broadcast_baseline(self.baseline, x)
         corners, patch, count = self.windows(x.shape[1], x.shape[2])
         per, num_chunks = plan_chunks(len(corners), x.shape[0], self.batch_size)
-        padded = per * num_chunks
-        valid = np.zeros(padded, np.float32)
-        valid[: len(corners)] = 1.0
-        corners = np.concatenate([corners, np.repeat(corners[:1], padded - len(corners), 0)])
-        heat = self._occlude(
-            x, classes, score_fn, corners, valid, np.array(patch, np.int32), baseline, per, num_chunks
-        )
+        heat = self._occlude(x, classes, score_fn, corners, np.array(patch, np.int32), baseline, per, num_chunks)
         return (heat.numpy() / count).astype(np.float32)
