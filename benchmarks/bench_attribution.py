@@ -16,7 +16,7 @@ per image.
 
 import argparse
 
-from common import forward_backward_limit, forward_per_image_limit, peak_rss_growth, report, timed, try_peer
+from common import best_forward_timer, forward_backward_timer, paired, peak_rss_growth, report, try_peer
 
 
 import keras_interp as ki  # noqa: E402
@@ -74,27 +74,27 @@ def main():
     model = ki.reference_cnn()
     x = ki.datasets.shapes(args.batch, seed=0).images
     target = 0
-    fb = forward_backward_limit(model, x)
-    per_image, best_batch = forward_per_image_limit(model, x.shape[1:])
-    print(f"limits: forward+backward of {args.batch} images {fb * 1e3:.1f} ms; compiled forward "
-          f"{per_image * 1e6:.0f} us/image at best batch size {best_batch}")
+    fb = forward_backward_timer(model, x)
+    per_image, best_batch = best_forward_timer(model, x.shape[1:])
+    print(f"limits: forward+backward of {args.batch} images {fb() * 1e3:.1f} ms; compiled forward "
+          f"{per_image() * 1e6:.0f} us/image at best batch size {best_batch} (re-measured beside each method)")
 
     occlusion = ki.Occlusion(model, patch_size=8, stride=4)
     occlusion_s8 = ki.Occlusion(model, patch_size=8, stride=8)
     windows = len(occlusion.windows(64, 64)[0])
     ours = {
-        "saliency": (ki.Saliency(model), fb),
-        "smoothgrad": (ki.SmoothGrad(model, samples=25, noise=0.15), 25 * fb),
-        "integrated_gradients": (ki.IntegratedGradients(model, steps=64), 64 * fb),
-        "occlusion": (occlusion, windows * args.batch * per_image),
-        "occlusion_s8": (occlusion_s8, 64 * args.batch * per_image),
+        "saliency": (ki.Saliency(model), lambda: fb()),
+        "smoothgrad": (ki.SmoothGrad(model, samples=25, noise=0.15), lambda: 25 * fb()),
+        "integrated_gradients": (ki.IntegratedGradients(model, steps=64), lambda: 64 * fb()),
+        "occlusion": (occlusion, lambda: windows * args.batch * per_image()),
+        "occlusion_s8": (occlusion_s8, lambda: 64 * args.batch * per_image()),
     }
     peers = peers_for(model, x, target)
     rows = []
     for method, (explainer, limit) in ours.items():
-        seconds = timed(lambda: explainer.explain(x, target=target), repeats=args.repeats)
+        seconds, limit_seconds = paired(lambda: explainer.explain(x, target=target), limit, rounds=args.repeats)
         measured = {peer: try_peer(peer, fn, args.repeats) for peer, fn in peers.get(method, {}).items()}
-        rows.append((method, seconds, limit, measured))
+        rows.append((method, seconds, limit_seconds, measured))
     report(rows)
 
     print(f"\nocclusion peak resident-memory growth during a call (batch {args.batch}, chunks of "

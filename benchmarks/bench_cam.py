@@ -16,18 +16,11 @@ and a uniform-random map's pointing game.
 
 import argparse
 
-from common import forward_backward_limit, forward_per_image_limit, report, timed, try_peer
+from common import best_forward_timer, forward_backward_timer, forward_timer, paired, report, try_peer
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import keras_interp as ki  # noqa: E402
-
-
-def forward_limit(model, x, repeats=5):
-    forward = tf.function(lambda z: model(z, training=False))
-    x = tf.constant(x)
-    return timed(lambda: forward(x).numpy(), repeats=repeats, warmup=2)
 
 
 def peers_for(model, x, target, layer):
@@ -60,23 +53,24 @@ def speed(args):
     target = 0
     layer = ki.GradCAM(model).layer
     channels = model.get_layer(layer).output.shape[-1]
-    fwd = forward_limit(model, x)
-    fb = forward_backward_limit(model, x)
-    per_image, best = forward_per_image_limit(model, x.shape[1:])
-    print(f"limits: forward {fwd * 1e3:.1f} ms, forward+backward {fb * 1e3:.1f} ms of {args.batch} images; "
-          f"forward {per_image * 1e6:.0f} us/image at batch {best}; layer {layer!r} has {channels} channels")
+    fwd = forward_timer(model, x.shape[1:], args.batch)
+    fb = forward_backward_timer(model, x)
+    per_image, best = best_forward_timer(model, x.shape[1:])
+    print(f"limits: forward {fwd() * args.batch * 1e3:.1f} ms, forward+backward {fb() * 1e3:.1f} ms of "
+          f"{args.batch} images; forward {per_image() * 1e6:.0f} us/image at batch {best}; layer {layer!r} "
+          f"has {channels} channels (limits re-measured beside each method)")
     ours = {
-        "cam": (ki.CAM(model), fwd),
+        "cam": (ki.CAM(model), lambda: fwd() * args.batch),
         "gradcam": (ki.GradCAM(model), fb),
         "gradcam++": (ki.GradCAMPlusPlus(model), fb),
-        "scorecam": (ki.ScoreCAM(model), channels * args.batch * per_image),
+        "scorecam": (ki.ScoreCAM(model), lambda: channels * args.batch * per_image()),
     }
     peers = peers_for(model, x, target, layer)
     rows = []
     for method, (explainer, limit) in ours.items():
-        seconds = timed(lambda: explainer.explain(x, target=target), repeats=args.repeats)
+        seconds, limit_seconds = paired(lambda: explainer.explain(x, target=target), limit, rounds=args.repeats)
         measured = {peer: try_peer(peer, fn, args.repeats) for peer, fn in peers[method].items()}
-        rows.append((method, seconds, limit, measured))
+        rows.append((method, seconds, limit_seconds, measured))
     report(rows)
 
 

@@ -33,8 +33,24 @@ def timed(fn, repeats=3, warmup=1):
     return min(times)
 
 
-def forward_backward_limit(model, x, repeats=5):
-    """Seconds for one compiled forward+backward of the batch (gradient of one logit)."""
+def paired(fn, measure_limit, rounds=3):
+    """(best time of fn, best limit) over rounds that alternate the two.
+
+    The limit is re-measured between runs of the method, so a quiet or busy spell of the
+    machine affects both sides of the ratio alike.
+    """
+    fn()
+    best, limit = float("inf"), float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+        limit = min(limit, measure_limit())
+    return best, limit
+
+
+def forward_backward_timer(model, x, repeats=5):
+    """A function returning the seconds of one compiled forward+backward of the batch."""
 
     @tf.function
     def step(x):
@@ -44,23 +60,21 @@ def forward_backward_limit(model, x, repeats=5):
         return tape.gradient(score, x)
 
     x = tf.constant(x)
-    return timed(lambda: step(x).numpy(), repeats=repeats, warmup=2)
+    return lambda: timed(lambda: step(x).numpy(), repeats=repeats, warmup=1)
 
 
-def forward_per_image_limit(model, image_shape, batch_sizes=(32, 64, 128, 256, 512), repeats=3):
-    """(seconds per image, best batch size) of a compiled forward at the best batch size."""
+def forward_timer(model, image_shape, batch, repeats=3):
+    """A function returning the seconds per image of a compiled forward at this batch size."""
+    forward = tf.function(lambda z: model(z, training=False))
+    x = tf.constant(np.random.default_rng(0).uniform(size=(batch,) + tuple(image_shape)).astype("float32"))
+    return lambda: timed(lambda: forward(x).numpy(), repeats=repeats, warmup=1) / batch
 
-    @tf.function
-    def forward(x):
-        return model(x, training=False)
 
-    best = None
-    for batch in batch_sizes:
-        x = tf.constant(np.random.default_rng(0).uniform(size=(batch,) + tuple(image_shape)).astype("float32"))
-        per_image = timed(lambda: forward(x).numpy(), repeats=repeats, warmup=2) / batch
-        if best is None or per_image < best[0]:
-            best = (per_image, batch)
-    return best
+def best_forward_timer(model, image_shape, batch_sizes=(32, 64, 128, 256, 512)):
+    """(timer, best batch size): the per-image forward timer at the fastest batch size."""
+    timers = {batch: forward_timer(model, image_shape, batch) for batch in batch_sizes}
+    best = min(batch_sizes, key=lambda batch: timers[batch]())
+    return timers[best], best
 
 
 def try_peer(name, fn, repeats):
