@@ -98,7 +98,7 @@ def test_grad_cam_plus_plus_is_finite_for_large_logits(images):
     assert np.isfinite(maps).all() and maps.max() > 0
 
 
-def _score_cam_reference(model, layer, x, classes, keep=None):
+def _score_cam_reference(model, layer, x, classes, keep=None, baseline=0.0):
     """NumPy/TF reference: masks from min-max-normalised upsampled channels, weights = the
     model's own output (probability) for the class on each masked input."""
     a = _features(model, layer, x)
@@ -110,7 +110,8 @@ def _score_cam_reference(model, layer, x, classes, keep=None):
             up = tf.image.resize(a[b, :, :, k][None, ..., None], x.shape[1:3]).numpy()[0, ..., 0]
             span = up.max() - up.min()
             mask = (up - up.min()) / span if span > 0 else np.zeros_like(up)
-            weight = model(x[b:b + 1] * mask[None, ..., None]).numpy()[0, classes[b]]
+            base = np.broadcast_to(baseline, x.shape)[b:b + 1]
+            weight = model(base + mask[None, ..., None] * (x[b:b + 1] - base)).numpy()[0, classes[b]]
             total += weight * a[b, :, :, k]
         maps.append(np.maximum(total, 0))
     return np.stack(maps)
@@ -124,6 +125,15 @@ def test_score_cam_weights_are_the_models_own_scores(images, activation):
     np.testing.assert_allclose(maps, _score_cam_reference(model, "conv2", images, classes), rtol=1e-4, atol=1e-6)
     some = ki.ScoreCAM(model, max_channels=2).explain(images, target=classes, upsample=False)
     np.testing.assert_allclose(some, _score_cam_reference(model, "conv2", images, classes, keep=2), rtol=1e-4, atol=1e-6)
+
+
+def test_score_cam_baseline(cnn, images):
+    baseline = np.random.default_rng(5).uniform(size=images.shape).astype("float32")
+    maps = ki.ScoreCAM(cnn, baseline=baseline).explain(images, target=1, upsample=False)
+    expected = _score_cam_reference(cnn, "conv2", images, [1] * 4, baseline=baseline)
+    np.testing.assert_allclose(maps, expected, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match=r"baseline of shape \(3, 3\) cannot be broadcast"):
+        ki.ScoreCAM(cnn, baseline=np.zeros((3, 3))).explain(images)
 
 
 def test_score_cam_constant_channels_give_no_nan(images):

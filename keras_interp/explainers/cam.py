@@ -10,7 +10,7 @@ so the model is never modified and its weights are read live.
 import keras
 import tensorflow as tf
 
-from keras_interp.explainers.base import Explainer, chunk_indices, merge_leading, plan_chunks
+from keras_interp.explainers.base import Explainer, broadcast_baseline, chunk_indices, merge_leading, plan_chunks
 from keras_interp.graph import last_spatial_layer, layer_node, output_node, resolve_layer, spatial_layers
 from keras_interp.layers.cam_head import CAMHead
 from keras_interp.targets import select_scores
@@ -202,19 +202,23 @@ class ScoreCAM(_FeatureMapExplainer):
         layer: as for GradCAM.
         max_channels: None for all channels, or keep the channels with the highest spatial
             activation variance (chosen per image).
+        baseline: what the masked-out part of the input becomes, in the model's input space:
+            0.0 (the paper: black), another scalar, an (H, W, C) image or one per example
+            (e.g. blurred copies of the inputs); masked = baseline + mask * (x - baseline).
         batch_size: most masked images per forward pass.
     """
 
-    def __init__(self, model, layer=None, max_channels=None, batch_size=256):
+    def __init__(self, model, layer=None, max_channels=None, baseline=0.0, batch_size=256):
         super().__init__(model, layer, batch_size=batch_size)
         if max_channels is not None and (not isinstance(max_channels, int) or max_channels < 1):
             raise ValueError(f"max_channels must be None or a positive int; received {max_channels!r}.")
         self.max_channels = max_channels
+        self.baseline = baseline
 
     def _extra(self, x):
         channels = self._channels
         count = channels if self.max_channels is None else min(self.max_channels, channels)
-        return (count,) + plan_chunks(count, x.shape[0], self.batch_size)
+        return (broadcast_baseline(self.baseline, x), count) + plan_chunks(count, x.shape[0], self.batch_size)
 
     def _target_scores(self, logits, classes, score_fn):
         if score_fn is not None:
@@ -222,7 +226,7 @@ class ScoreCAM(_FeatureMapExplainer):
         probabilities = self.scorer.probabilities(logits)
         return tf.gather(probabilities, classes, axis=1, batch_dims=1)
 
-    def _maps(self, x, classes, score_fn, count, per, num_chunks):
+    def _maps(self, x, classes, score_fn, baseline, count, per, num_chunks):
         features, logits = self._features(x)
         _, classes = select_scores(logits, classes, score_fn)
         if count < features.shape[-1]:
@@ -239,7 +243,7 @@ class ScoreCAM(_FeatureMapExplainer):
             lo = tf.reduce_min(up, axis=(1, 2), keepdims=True)
             hi = tf.reduce_max(up, axis=(1, 2), keepdims=True)
             masks = tf.math.divide_no_nan(up - lo, hi - lo)
-            masked = x[None] * tf.transpose(masks, (3, 0, 1, 2))[..., None]
+            masked = baseline[None] + tf.transpose(masks, (3, 0, 1, 2))[..., None] * (x - baseline)[None]
             scores = self._target_scores(self.scorer(merge_leading(masked)), tiled, score_fn)
             weights = tf.transpose(tf.reshape(scores, (per, -1))) * valid[None]
             maps += tf.einsum("bhwk,bk->bhw", a, weights)
