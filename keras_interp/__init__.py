@@ -24,10 +24,11 @@ _EXPORTS = {
     "LayerCAM": "keras_interp.explainers.cam",
     "ScoreCAM": "keras_interp.explainers.cam",
     "Scorer": "keras_interp.targets",
+    "ExplanationLogger": "keras_interp.callbacks",
     "load_model": "keras_interp.models",
     "reference_cnn": "keras_interp.models",
 }
-_SUBMODULES = ("datasets", "explainers", "images", "layers", "metrics", "models", "targets")
+_SUBMODULES = ("callbacks", "datasets", "explainers", "images", "layers", "metrics", "models", "summary", "targets")
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES)
 
