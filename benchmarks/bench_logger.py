@@ -1,0 +1,65 @@
+"""ExplanationLogger's cost: epoch time with and without it, and disk written per epoch.
+
+    python benchmarks/bench_logger.py [--epochs 4] [--train-size 3000]
+
+The demo configuration: reference CNN, built-in shapes, 8 logged images, saliency + CAM +
+SmoothGrad, freq=1. Both runs train the same model from the same seed in the same process; the
+figure is the ratio of the two (first epochs included: they pay for tracing the explainers).
+"""
+
+import argparse
+import os
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+
+import keras_interp as ki  # noqa: E402
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self.start)
+
+    def on_train_begin(self, logs=None):
+        self.times = []
+
+
+def disk_bytes(folder):
+    return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(folder) for f in files)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--train-size", type=int, default=3000)
+    args = parser.parse_args()
+    watched = ki.datasets.shapes(8, seed=777)
+    results = {}
+    for label in ("without", "with", "without again"):
+        timer = EpochTimer()
+        callbacks = [timer]
+        folder = tempfile.mkdtemp()
+        if label == "with":
+            # The timer comes last, so its epoch time includes the logger's work.
+            callbacks = [ki.ExplanationLogger(watched.images, folder, methods=("saliency", "cam", "smoothgrad"),
+                                              labels=watched.labels, masks=watched.masks), timer]
+        ki.models.train_on_shapes(train_size=args.train_size, epochs=args.epochs, callbacks=callbacks, verbose=0)
+        results[label] = (timer.times, disk_bytes(folder))
+    base = [min(a, b) for a, b in zip(results["without"][0], results["without again"][0])]
+    logged, disk = results["with"]
+    print(f"{'epoch':>5s} {'without s':>10s} {'with s':>8s} {'ratio':>6s}")
+    for epoch, (a, b) in enumerate(zip(base, logged)):
+        print(f"{epoch:5d} {a:10.2f} {b:8.2f} {b / a:6.3f}")
+    print(f"total: with / without = {sum(logged) / sum(base):.3f}; after the first epoch: "
+          f"{sum(logged[1:]) / sum(base[1:]):.3f}")
+    print(f"disk written by the logger: {disk / args.epochs / 1024:.1f} KiB per epoch")
+
+
+if __name__ == "__main__":
+    main()
