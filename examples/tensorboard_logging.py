@@ -34,7 +34,7 @@ def main():
     board = keras.callbacks.TensorBoard(log_dir=args.logdir)
     ki.models.train_on_shapes(epochs=args.epochs, callbacks=[logger, board])
     print("\nOpen the explanations (every epoch kept) with:")
-    print(f"  tensorboard --logdir {args.logdir} --samples_per_plugin=images=0,{ki.summary.PLUGIN_NAME}=0")
+    print(f"  tensorboard --logdir {args.logdir} --samples_per_plugin=images=1000,{ki.summary.PLUGIN_NAME}=1000")
 
 
 if __name__ == "__main__":
