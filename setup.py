@@ -8,7 +8,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=find_packages(include=["keras_interp", "keras_interp.*"]),
+    packages=find_packages(include=["keras_interp", "keras_interp.*", "tb_plugin", "tb_plugin.*"]),
+    package_data={"tb_plugin": ["static/*.js"]},
     install_requires=[
         "tensorflow>=2.16",
         "keras>=3.0",
@@ -18,6 +19,7 @@ setup(
         "opencv-python-headless",
         "tensorboard",
     ],
+    entry_points={"tensorboard_plugins": ["keras_interp = tb_plugin.plugin:ExplanationsPlugin"]},
     extras_require={
         "test": ["pytest>=7", "scikit-image"],
         "bench": ["tf-explain==0.3.1", "tf-keras-vis==0.8.7", "scipy", "deprecated", "imageio", "pillow"],

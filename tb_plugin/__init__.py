@@ -1,0 +1,1 @@
+"""TensorBoard plugin showing keras_interp explanations (imports only tensorboard and werkzeug)."""
