@@ -147,7 +147,7 @@ class ExplanationLogger(keras.callbacks.Callback):
                 self._inputs_written = True
             for i in range(len(self.images)):
                 summary.write_prediction(i, predicted[i], confidence[i], explained[i], step)
-            tf.summary.scalar("explanations/confidence", float(np.mean(confidence)), step=step)
+            tf.summary.scalar(f"{summary.SCALAR_PREFIX}confidence", float(np.mean(confidence)), step=step)
             for name in list(self._explainers):
                 try:
                     maps = self._explainers[name].explain(self.images, target=explained)
@@ -166,12 +166,12 @@ class ExplanationLogger(keras.callbacks.Callback):
         for i, map_ in enumerate(maps):
             summary.write_map(name, i, map_, step)
         if self.masks is not None:
-            tf.summary.scalar(f"explanations/{name}/pointing_game", metrics.pointing_game(maps, self.masks), step=step)
-            tf.summary.scalar(f"explanations/{name}/energy", metrics.energy_pointing_game(maps, self.masks), step=step)
+            tf.summary.scalar(f"{summary.SCALAR_PREFIX}{name}/pointing_game", metrics.pointing_game(maps, self.masks), step=step)
+            tf.summary.scalar(f"{summary.SCALAR_PREFIX}{name}/energy", metrics.energy_pointing_game(maps, self.masks), step=step)
         if self.overlays:
             rows = [[image, render.overlay(image, map_)] for image, map_ in zip(self.images, maps)]
             grid = render.grid(rows)
-            tf.summary.image(f"explanations/{name}", grid[None], step=step)
+            tf.summary.image(f"{summary.SCALAR_PREFIX}{name}", grid[None], step=step)
 
     def on_train_end(self, logs=None):
         if self._writer is not None:

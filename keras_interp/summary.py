@@ -27,10 +27,11 @@ from tensorboard.compat.proto import summary_pb2
 from keras_interp import images as render
 
 __all__ = ["PLUGIN_NAME", "SUBDIR", "input_tag", "map_tag", "prediction_tag", "write_input", "write_map",
-           "write_prediction", "encode_png"]
+           "write_prediction", "encode_png", "SCALAR_PREFIX"]
 
 PLUGIN_NAME = "keras_interp"
 SUBDIR = "explanations"
+SCALAR_PREFIX = "explanations/"  # standard Images and Scalars summaries of the logger
 
 
 def input_tag(index):
