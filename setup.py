@@ -21,7 +21,7 @@ setup(
     ],
     entry_points={"tensorboard_plugins": ["keras_interp = tb_plugin.plugin:ExplanationsPlugin"]},
     extras_require={
-        "test": ["pytest>=7", "scikit-image"],
+        "test": ["pytest>=7", "scikit-image", "selenium>=4.10"],
         "bench": ["tf-explain==0.3.1", "tf-keras-vis==0.8.7", "scipy", "deprecated", "imageio", "pillow"],
         "photos": ["scikit-image"],
     },
