@@ -50,6 +50,9 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
 
     def __init__(self, context):
         self._provider = context.data_provider
+        # Read the frontend once, so that no route touches the file system.
+        with open(os.path.join(_STATIC, "index.js"), encoding="utf-8") as f:
+            self._index_js_source = f.read()
 
     def get_plugin_apps(self):
         return {
@@ -71,8 +74,7 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
 
     @werkzeug.wrappers.Request.application
     def _index_js(self, request):
-        with open(os.path.join(_STATIC, "index.js"), encoding="utf-8") as f:
-            return http_util.Respond(request, f.read(), "text/javascript")
+        return http_util.Respond(request, self._index_js_source, "text/javascript")
 
     def _context(self, request):
         return plugin_util.context(request.environ), plugin_util.experiment_id(request.environ)

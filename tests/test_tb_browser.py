@@ -66,19 +66,20 @@ class _URL(str):
 
 @pytest.fixture
 def tensorboard_server(logdir, request):
+    load_fast, prefix = request.param
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "tensorboard.main", "--logdir", logdir, "--host", "127.0.0.1", "--port", str(port),
-         f"--load_fast={request.param}", "--samples_per_plugin=images=1000,keras_interp=1000"],
+         f"--load_fast={load_fast}", "--samples_per_plugin=images=1000,keras_interp=1000", f"--path_prefix={prefix}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}{prefix}"
     try:
         def ready():
             with urllib.request.urlopen(f"{url}/data/plugin/keras_interp/runs", timeout=2) as response:
                 return len(json.load(response)["runs"]) == 2
         wait_for(ready, timeout=90, what="tensorboard to serve the runs")
-        yield _URL(url, request.param)
+        yield _URL(url, load_fast)
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -102,7 +103,7 @@ def _frame_state(driver):
     )
 
 
-@pytest.mark.parametrize("tensorboard_server", ["true", "false"], indirect=True)
+@pytest.mark.parametrize("tensorboard_server", [("true", ""), ("false", ""), ("true", "/under/prefix")], indirect=True)
 def test_dashboard_loads_every_image_and_the_slider_changes_the_epoch(tensorboard_server, browser, tmp_path):
     browser.get(f"{tensorboard_server}/?darkMode=false#keras_interp")
     frame = wait_for(lambda: browser.find_elements("css selector", "iframe"), what="the plugin iframe")[0]
@@ -127,7 +128,8 @@ def test_dashboard_loads_every_image_and_the_slider_changes_the_epoch(tensorboar
         # KERAS_INTERP_SCREENSHOTS=folder keeps the picture (the README's comes from here).
         folder = os.environ.get("KERAS_INTERP_SCREENSHOTS", str(tmp_path))
         os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, f"tensorboard_plugin_load_fast_{tensorboard_server.load_fast}.png")
+        name = f"load_fast_{tensorboard_server.load_fast}{'_prefix' if 'prefix' in tensorboard_server else ''}"
+        path = os.path.join(folder, f"tensorboard_plugin_{name}.png")
         browser.switch_to.default_content()
         browser.save_screenshot(path)
         assert os.path.getsize(path) > 10_000

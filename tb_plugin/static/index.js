@@ -124,6 +124,7 @@ export async function render() {
   document.body.append(controls, charts, grid);
 
   let observer = null;
+  const scalarCache = {};
   async function draw() {
     const info = runs[state.run];
     const steps = info.steps;
@@ -138,7 +139,9 @@ export async function render() {
     epochLabelB.textContent = state.compare ? ` ${stepB + 1}` : "";
     grid.dataset.step = String(step);
     const predictions = await getJSON("./predictions", { run: state.run, step });
-    const scalars = await getJSON("./scalars", { run: state.run });
+    // Scalars depend only on the run: fetch them once per run, not on every slider move.
+    scalarCache[state.run] = scalarCache[state.run] || (await getJSON("./scalars", { run: state.run }));
+    const scalars = scalarCache[state.run];
     charts.replaceChildren(...Object.keys(scalars).sort().map((tag) => sparkline(tag.replace("explanations/", ""), scalars[tag])));
     const columns = [];
     for (const method of info.methods) {
