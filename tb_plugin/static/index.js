@@ -137,7 +137,6 @@ export async function render() {
     const step = steps[state.index], stepB = steps[state.indexB];
     epochLabel.textContent = ` ${step + 1}`;
     epochLabelB.textContent = state.compare ? ` ${stepB + 1}` : "";
-    grid.dataset.step = String(step);
     const predictions = await getJSON("./predictions", { run: state.run, step });
     // Scalars depend only on the run: fetch them once per run, not on every slider move.
     scalarCache[state.run] = scalarCache[state.run] || (await getJSON("./scalars", { run: state.run }));
@@ -172,6 +171,7 @@ export async function render() {
       return row;
     });
     grid.replaceChildren(header, ...rows);
+    grid.dataset.step = String(step);  // set once the new rows are in, so tests can wait on it
     // Rows load when they scroll into view, so 100 epochs x many images stay responsive.
     if (observer) observer.disconnect();
     observer = new IntersectionObserver((entries) => {
