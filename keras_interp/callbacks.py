@@ -115,6 +115,11 @@ class ExplanationLogger(keras.callbacks.Callback):
         for name, instance in self._requested:
             self._explainers[name] = instance if instance is not None else METHODS[name](self.model, self.seed)
         self._scorer = next(iter(self._explainers.values())).scorer
+        classes = self._scorer.num_classes
+        if self.labels is not None and classes is not None and not np.all((self.labels >= 0) & (self.labels < classes)):
+            raise ValueError(
+                f"labels must be class indices in [0, {classes - 1}] for this model; received {self.labels.tolist()}."
+            )
 
     def on_train_begin(self, logs=None):
         # Model-dependent checks (image size, CAM head) run here, before the first batch.

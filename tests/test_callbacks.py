@@ -127,7 +127,7 @@ def test_bad_arguments_fail_at_construction(tmp_path, kwargs, message):
         ki.ExplanationLogger(**args)
 
 
-def test_images_of_the_wrong_size_fail_before_training(tmp_path):
+def test_wrong_image_size_or_labels_fail_before_training(tmp_path):
     model = tiny_cnn()
     model.compile("adam", "sparse_categorical_crossentropy")
     before = [w.copy() for w in model.get_weights()]
@@ -135,6 +135,9 @@ def test_images_of_the_wrong_size_fail_before_training(tmp_path):
     logger = ki.ExplanationLogger(np.zeros((2, 16, 16, 3)), tmp_path)
     with pytest.raises(ValueError, match="Image height is 16 but the model expects 12"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[logger])
+    bad_labels = ki.ExplanationLogger(x[:2], tmp_path, labels=[0, 3])
+    with pytest.raises(ValueError, match=r"labels must be class indices in \[0, 2\] for this model; received \[0, 3\]"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[bad_labels])
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
 
