@@ -1,95 +1,299 @@
-"""Finding layers and their tensors inside a Keras functional graph (also nested ones).
+"""Reading and running a Keras functional graph, nested models included.
 
-Layer paths address nested models with "/": "backbone/block3_conv" is the layer block3_conv of
-the nested model named backbone. Everything here reads the graph; nothing modifies it.
+Keras 3 graphs hold layers and also bare operations (`a + b`, `keras.ops.softmax(t)`), which are
+in `model.operations` but not in `model.layers`. Everything here works on nodes, so operations
+count as much as layers, and a layer called twice is two different places.
+
+A `Site` is one tensor of the graph: the chain of nodes that produces it, outermost first (a
+node inside a nested model is reached through the node that calls that model). `run` executes
+the graph on real tensors, like `Functional.call` with `training=False`, and also returns the
+values of the requested sites; it can replace a node's computation (to drop a final softmax).
+It builds no new Keras model and calls layers only on real tensors, so the user's layers gain no
+inbound nodes and no state.
+
+Paths address sites by name with "/" for nesting: "backbone/conv5_block3_out".
 """
 
+import difflib
+
 import keras
+from keras import tree
 
-__all__ = ["output_node", "layer_node", "resolve_layer", "spatial_layers", "last_spatial_layer"]
-
-
-def _functional(model):
-    return getattr(model, "_functional", None) or model
+__all__ = ["Site", "graph_of", "run", "find_site", "last_spatial_site", "spatial_layers", "all_paths",
+           "Cursor", "is_spatial_shape"]
 
 
-def output_node(model):
-    """(operation, node) that produced the model's single output, or (None, None)."""
-    outputs = getattr(model, "outputs", None)
-    if not outputs:
-        return None, None
-    history = getattr(outputs[0], "_keras_history", None)
-    if history is None:
-        return None, None
-    operation, node_index, _ = history
-    return operation, operation._inbound_nodes[node_index]
+def graph_of(model):
+    """The functional graph that computes `model` (Sequential's inner one), or None."""
+    if isinstance(model, keras.Sequential):
+        return getattr(model, "_functional", None)
+    if getattr(model, "_nodes_by_depth", None) is not None and getattr(model, "outputs", None):
+        return model
+    return None
 
 
-def layer_node(model, layer):
-    """The node where `layer` is called inside `model`'s graph (a layer may be shared)."""
-    keys = getattr(_functional(model), "_nodes", set())
-    for index, node in enumerate(layer._inbound_nodes):
-        if f"{id(layer)}_ib-{index}" in keys:
-            return node
-    if len(layer._inbound_nodes) == 1:
-        return layer._inbound_nodes[0]
-    raise ValueError(f"Layer {layer.name!r} is not connected in the graph of model {model.name!r}.")
+def _nested_graph(node):
+    """The graph of a nested model called with one input at `node`, or None."""
+    op = node.operation
+    if isinstance(op, keras.Model) and len(node.input_tensors) == 1:
+        return graph_of(op)
+    return None
 
 
-def _is_spatial(layer, node):
-    shape = node.output_tensors[0].shape if len(node.output_tensors) == 1 else None
-    return shape is not None and len(shape) == 4
+def _nodes(graph):
+    """The graph's computing nodes, from the inputs to the outputs."""
+    by_depth = graph._nodes_by_depth
+    return [n for d in sorted(by_depth, reverse=True) for n in by_depth[d] if n.operation and not n.is_input]
 
 
-def spatial_layers(model, prefix=""):
-    """Paths of all layers with a single 4-D (batch, h, w, c) output, nested models included."""
-    names = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
+def _nodes_from_output(graph):
+    """The graph's computing nodes in reverse topological order (nearest the output first)."""
+    by_depth = graph._nodes_by_depth
+    return [n for d in sorted(by_depth) for n in by_depth[d] if n.operation and not n.is_input]
+
+
+def is_spatial_shape(shape):
+    """A (batch, h, w, c) shape whose map is larger than 1x1 (unknown sizes count as large)."""
+    if shape is None or len(shape) != 4:
+        return False
+    return not (shape[1] == 1 and shape[2] == 1)
+
+
+class Site:
+    """One tensor of a model's graph: `nodes` outermost first, output `index` of the last node."""
+
+    __slots__ = ("nodes", "index", "path")
+
+    def __init__(self, nodes, index=0):
+        self.nodes = tuple(nodes)
+        self.index = index
+        self.path = "/".join(n.operation.name for n in self.nodes)
+
+    @property
+    def tensor(self):
+        return tree.flatten(self.nodes[-1].outputs)[self.index]
+
+    @property
+    def shape(self):
+        return tuple(self.tensor.shape)
+
+    @property
+    def operation(self):
+        return self.nodes[-1].operation
+
+    def inner(self):
+        return Site(self.nodes[1:], self.index)
+
+    def __repr__(self):
+        return f"Site({self.path!r}, shape={self.shape})"
+
+
+def _call(operation, args, kwargs):
+    # Inference mode for every layer that takes `training` (Dropout off, BatchNorm moving stats).
+    context = getattr(operation, "_call_context_args", None)
+    if (context is not None and "training" in context) or getattr(operation, "_call_has_training_arg", False):
+        kwargs = dict(kwargs, training=False)
+    return operation(*args, **kwargs)
+
+
+def run(model, inputs, taps=(), replace=None):
+    """Execute `model`'s graph on `inputs` in inference mode.
+
+    Args:
+        model: a functional or Sequential model (see graph_of).
+        inputs: the value of the model's single input.
+        taps: Sites whose values to return.
+        replace: {tuple of nodes: fn(*args, **kwargs)} computing those nodes instead.
+
+    Returns:
+        (the model's output value, [value of each tap]).
+    """
+    graph = graph_of(model)
+    if graph is None:
+        raise ValueError(f"Model {model.name!r} has no functional graph to run.")
+    replace = replace or {}
+    values = {id(graph.inputs[0]): inputs}
+    found = [None] * len(taps)
+    for node in _nodes(graph):
+        if any(id(t) not in values for t in node.input_tensors):
             continue
-        try:
-            node = layer_node(model, layer)
-        except ValueError:
-            continue
-        if isinstance(layer, keras.Model) and getattr(layer, "outputs", None):
-            names += spatial_layers(layer, prefix + layer.name + "/")
-        if _is_spatial(layer, node):
-            names.append(prefix + layer.name)
-    return names
+        args, kwargs = node.arguments.fill_in(values)
+        inner_taps = [(i, s.inner()) for i, s in enumerate(taps) if len(s.nodes) > 1 and s.nodes[0] is node]
+        inner_replace = {k[1:]: f for k, f in replace.items() if len(k) > 1 and k[0] is node}
+        if (node,) in replace:
+            outputs = replace[(node,)](*args, **kwargs)
+        elif inner_taps or inner_replace:
+            outputs, inner_values = run(node.operation, args[0], [s for _, s in inner_taps], inner_replace)
+            for (i, _), value in zip(inner_taps, inner_values):
+                found[i] = value
+        else:
+            outputs = _call(node.operation, args, kwargs)
+        flat = tree.flatten(outputs)
+        for tensor, value in zip(tree.flatten(node.outputs), flat):
+            values[id(tensor)] = value
+        for i, site in enumerate(taps):
+            if len(site.nodes) == 1 and site.nodes[0] is node:
+                found[i] = flat[site.index]
+    return values[id(graph.outputs[0])], found
 
 
-def last_spatial_layer(model):
-    """Path of the last top-level layer whose output is a spatial map (after its activation)."""
-    for layer in reversed(model.layers):
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        if _is_spatial(layer, layer_node(model, layer)):
-            return layer.name
-    raise ValueError(
-        f"Model {model.name!r} has no layer with a spatial (batch, height, width, channels) "
-        "output; class activation maps need a convolutional feature map."
+class Cursor:
+    """A tensor reached by walking a graph backwards, and the chain of nested-model nodes above it."""
+
+    def __init__(self, chain, tensor):
+        self.chain, self.tensor = tuple(chain), tensor
+
+    @classmethod
+    def at_output(cls, model):
+        graph = graph_of(model)
+        return None if graph is None else cls((), graph.outputs[0])
+
+    def producer(self):
+        """The Site producing this tensor, entering nested models (their output's producer).
+
+        Returns None when the tensor is the top-level model's input.
+        """
+        chain, tensor = self.chain, self.tensor
+        while True:
+            operation, node_index, tensor_index = tensor._keras_history
+            node = operation._inbound_nodes[node_index]
+            if node.is_input:
+                if not chain:
+                    return None
+                # The input of a nested model: continue with what the calling node received.
+                chain, tensor = chain[:-1], chain[-1].input_tensors[0]
+                continue
+            graph = _nested_graph(node)
+            if graph is not None:
+                chain, tensor = chain + (node,), graph.outputs[0]
+                continue
+            return Site(chain + (node,), tensor_index)
+
+    @staticmethod
+    def input_of(site, position=0):
+        """A cursor at the `position`-th input tensor of the site's node."""
+        return Cursor(site.nodes[:-1], site.nodes[-1].input_tensors[position])
+
+
+def _sites(graph, chain=()):
+    """Every site of the graph, nested models expanded, from the inputs to the outputs."""
+    for node in _nodes(graph):
+        inner = _nested_graph(node)
+        if inner is not None:
+            yield from _sites(inner, chain + (node,))
+        else:
+            for index, _ in enumerate(tree.flatten(node.outputs)):
+                yield Site(chain + (node,), index)
+
+
+def all_paths(model):
+    graph = graph_of(model)
+    if graph is None:
+        return []
+    seen, paths = set(), []
+    for site in _sites(graph):
+        if site.path not in seen:
+            seen.add(site.path)
+            paths.append(site.path)
+    return paths
+
+
+def _spatial(site):
+    tensor = site.tensor
+    return is_spatial_shape(tuple(tensor.shape)) and "float" in str(tensor.dtype)
+
+
+def spatial_layers(model):
+    """Paths of all sites with a spatial (batch, h, w, c) output larger than 1x1, input to output."""
+    graph = graph_of(model)
+    if graph is None:
+        return []
+    return list(dict.fromkeys(s.path for s in _sites(graph) if _spatial(s)))
+
+
+def _no_graph_error(model, what):
+    return ValueError(
+        f"Model {model.name!r} is a subclassed keras.Model: it has no functional graph, so {what} "
+        "cannot be found in it. Build the model with the functional API or keras.Sequential (a "
+        "subclassed model can often be wrapped: `inputs = keras.Input(shape); "
+        "keras.Model(inputs, backbone(inputs))` with a functional backbone), or use an explainer "
+        "that needs no inner layer (Saliency, SmoothGrad, IntegratedGradients, Occlusion)."
     )
 
 
-def resolve_layer(model, path):
-    """[(model, layer), ...] from the top-level model down to the layer named by `path`."""
+def last_spatial_site(model):
+    """The last tensor with spatial extent (> 1x1) on the path to the output.
+
+    Operation outputs (`a + b`) count, nested models are entered, and shape-only or pooling
+    layers after the last feature map are passed over.
+    """
+    graph = graph_of(model)
+    if graph is None:
+        raise _no_graph_error(model, "a spatial layer")
+
+    def search(graph, chain):
+        for node in _nodes_from_output(graph):
+            inner = _nested_graph(node)
+            if inner is not None:
+                found = search(inner, chain + (node,))
+                if found is not None:
+                    return found
+                continue
+            site = Site(chain + (node,))
+            if _spatial(site):
+                return site
+        return None
+
+    site = search(graph, ())
+    if site is None:
+        raise ValueError(
+            f"Model {model.name!r} has no tensor with a spatial (batch, height, width, channels) "
+            "output larger than 1x1 on the path to its output; class activation maps need a "
+            "convolutional feature map."
+        )
+    return site
+
+
+def _short_list(names, limit=8):
+    names = list(names)
+    if len(names) <= limit:
+        return str(names)
+    return f"[... {len(names) - limit} more, " + ", ".join(repr(n) for n in names[-limit:]) + "]"
+
+
+def find_site(model, path):
+    """The Site named by `path` ("name" or "nested/name"): a layer or an operation."""
     if not isinstance(path, str) or not path:
         raise TypeError(f"layer must be a layer name or a 'nested/path'; received {path!r}.")
-    chain, current = [], model
+    graph = graph_of(model)
+    if graph is None:
+        raise _no_graph_error(model, f"layer {path!r}")
     parts = path.split("/")
+    chain = ()
     for depth, name in enumerate(parts):
-        if not isinstance(current, keras.Model) or not getattr(current, "outputs", None):
+        nodes = [n for n in _nodes(graph) if n.operation.name == name]
+        if not nodes:
+            close = difflib.get_close_matches(path, all_paths(model), n=5, cutoff=0.6)
+            hint = f" Closest names: {close}." if close else ""
             raise ValueError(
-                f"{'/'.join(parts[:depth])!r} is not a nested functional model, so {path!r} cannot "
-                f"be resolved. Layers with spatial outputs: {spatial_layers(model)}."
+                f"No layer or operation named {path!r} in model {model.name!r}.{hint} Spatial layers "
+                f"(input to output): {_short_list(spatial_layers(model))}; nested layers are "
+                "addressed 'nested_model/layer'."
             )
-        names = [layer.name for layer in current.layers]
-        if name not in names:
+        if len(nodes) > 1:
             raise ValueError(
-                f"No layer named {path!r} in model {model.name!r}. Layers with spatial outputs: "
-                f"{spatial_layers(model)}."
+                f"Layer {'/'.join(parts[:depth + 1])!r} is called {len(nodes)} times in model "
+                f"{model.name!r} (a shared layer), so {path!r} does not name one tensor. Choose the "
+                "layer just after the call you mean."
             )
-        layer = current.get_layer(name)
-        chain.append((current, layer))
-        current = layer
-    return chain
+        node = nodes[0]
+        if depth == len(parts) - 1:
+            return Site(chain + (node,))
+        inner = _nested_graph(node)
+        if inner is None:
+            raise ValueError(
+                f"{'/'.join(parts[:depth + 1])!r} is not a nested functional model, so {path!r} "
+                "cannot be resolved."
+            )
+        chain, graph = chain + (node,), inner
+    raise AssertionError("unreachable")

@@ -1,149 +1,191 @@
 """Turn a model and a `target` into one pre-softmax score per example.
 
 Explanations are computed on logits, not probabilities: the gradient of a softmax output
-mixes in every other class and saturates for confident predictions. When the model ends in
-softmax or sigmoid, either fused into its last layer (`Dense(..., activation="softmax")`) or as
-a separate `Softmax` / `Activation` layer, `Scorer` computes the logits from the model's live
-weights through a second Keras graph that shares the model's layers. The user's model is never
-modified, not even temporarily, so another thread (or the training loop) never sees a change.
+mixes in every other class and saturates for confident predictions. `Scorer` finds the
+squashing at the end of the model however it is written: fused into the last layer
+(`activation="softmax"`, `tf.nn.softmax`, "sigmoid"), a `Softmax` / `Activation` layer, or a
+`keras.ops.softmax` / `keras.activations.sigmoid` operation node; followed by shape-only layers
+(Reshape, Flatten, Identity, Dropout) or not; at the end of a nested classifier or not.
+Activations are recognised by identity, not by name. The logits are then computed by running
+the model's own graph with that one node replaced (see keras_interp.graph.run), from the live
+weights; the user's model is never modified, not even temporarily.
+
+A single sigmoid unit (binary classifier) is scored as two classes with logits [-z, z]: class 1
+is the positive unit's logit z, class 0 is -z, so `target=None` explains the predicted class
+with the sign of the prediction, and the sigmoid of each column is that class's probability.
 """
 
 import numbers
+import warnings
+import weakref
 
 import numpy as np
 import keras
+import tensorflow as tf
 from keras import ops
 
-from keras_interp.graph import layer_node, output_node, resolve_layer
+from keras_interp.graph import Cursor, find_site, graph_of, run
 
-__all__ = ["Scorer", "resolve_target", "select_scores"]
+__all__ = ["Scorer", "resolve_target", "select_scores", "SOFTMAX_FUNCTIONS", "SIGMOID_FUNCTIONS"]
 
-_SQUASHING = {"softmax": "softmax", "log_softmax": "softmax", "sigmoid": "sigmoid"}
+
+def _existing(*candidates):
+    return tuple(c for c in candidates if c is not None)
+
+
+def _ops_class(name):
+    from keras.src.ops import nn, numpy as knp
+
+    return getattr(nn, name, None) or getattr(knp, name, None)
+
+
+# Recognised by identity: `tf.nn.softmax.__name__` is "softmax_v2", and a user function called
+# "softmax" need not be one.
+SOFTMAX_FUNCTIONS = _existing(
+    keras.activations.softmax, keras.activations.log_softmax, keras.ops.softmax, keras.ops.log_softmax,
+    tf.nn.softmax, tf.nn.log_softmax, tf.math.softmax, tf.math.log_softmax,
+)
+SIGMOID_FUNCTIONS = _existing(keras.activations.sigmoid, keras.ops.sigmoid, tf.nn.sigmoid, tf.math.sigmoid)
+_LINEAR_FUNCTIONS = _existing(keras.activations.linear, None)
+_SOFTMAX_OPS = _existing(_ops_class("Softmax"), _ops_class("LogSoftmax"))
+_SIGMOID_OPS = _existing(_ops_class("Sigmoid"))
+# Layers and operations that only move values around: the squashing may sit before them.
+_SHAPE_ONLY = _existing(
+    keras.layers.Reshape, keras.layers.Flatten, keras.layers.Identity, keras.layers.Dropout,
+    keras.layers.ActivityRegularization, _ops_class("Reshape"), _ops_class("Squeeze"),
+    _ops_class("ExpandDims"),
+)
+# Where the logits cannot be reached from outside.
+_OPAQUE = _existing(keras.layers.Lambda, getattr(keras.layers, "TFSMLayer", None))
 
 
 def _activation_kind(activation):
-    """'softmax', 'sigmoid', None (identity) or 'other' for a Keras activation function."""
-    if activation is None:
+    """'softmax', 'sigmoid', None (identity) or 'other' for an activation function."""
+    if any(activation is f for f in _LINEAR_FUNCTIONS):
         return None
-    name = getattr(activation, "__name__", None) or str(activation)
-    if name == "linear":
-        return None
-    return _SQUASHING.get(name, "other")
+    if any(activation is f for f in SOFTMAX_FUNCTIONS):
+        return "softmax"
+    if any(activation is f for f in SIGMOID_FUNCTIONS):
+        return "sigmoid"
+    return "other"
 
 
-def _layer_squashing(layer):
-    """The squashing a layer applies on its own: (kind, fused) or (None, False)."""
-    if isinstance(layer, keras.layers.Softmax):
+def _squashing(operation):
+    """The squashing an operation applies: (kind, fused) or (None, False)."""
+    if isinstance(operation, keras.layers.Softmax) or isinstance(operation, _SOFTMAX_OPS):
         return "softmax", False
-    if isinstance(layer, keras.layers.Activation):
-        kind = _activation_kind(layer.activation)
+    if isinstance(operation, _SIGMOID_OPS):
+        return "sigmoid", False
+    if isinstance(operation, keras.layers.Activation):
+        kind = _activation_kind(operation.activation)
         return (kind, False) if kind in ("softmax", "sigmoid") else (None, False)
-    kind = _activation_kind(getattr(layer, "activation", None))
-    if kind in ("softmax", "sigmoid"):
-        return kind, True
+    if not isinstance(operation, keras.Model):
+        kind = _activation_kind(getattr(operation, "activation", None))
+        if kind in ("softmax", "sigmoid"):
+            return kind, True
     return None, False
+
+
+def _unsupported_activation(layer):
+    return ValueError(
+        f"The model's output layer {layer.name!r} ({type(layer).__name__}) applies "
+        f"{getattr(layer.activation, '__name__', layer.activation)} as its activation, and keras_interp "
+        "can compute the pre-activation only for Dense, EinsumDense, convolution and CAMHead layers. "
+        "Move the activation into a separate `keras.layers.Softmax()` / `Activation(...)` layer, or "
+        "pass a callable `target` that computes the score you want from the model's outputs."
+    )
 
 
 def _pre_activation(layer, x):
     """`layer(x)` without its fused activation, computed from the layer's live variables.
 
-    Layers of other types can take part by defining `pre_activation(inputs)`.
+    Runs in the layer's compute dtype (float16 under mixed precision), as the layer itself
+    would. Layers of other types can take part by defining `pre_activation(inputs)`.
     """
     if callable(getattr(layer, "pre_activation", None)):
         return layer.pre_activation(x)
+    dtype = layer.compute_dtype
+    x = ops.cast(x, dtype)
+
+    def var(v):
+        return ops.cast(v, dtype)
+
     if isinstance(layer, keras.layers.Dense):
-        y = ops.matmul(x, layer.kernel)
-        return y + layer.bias if layer.use_bias else y
+        y = ops.matmul(x, var(layer.kernel))
+        return y + var(layer.bias) if layer.use_bias else y
     if isinstance(layer, keras.layers.EinsumDense):
-        y = ops.einsum(layer.equation, x, layer.kernel)
-        return y + layer.bias if layer.bias is not None else y
+        y = ops.einsum(layer.equation, x, var(layer.kernel))
+        return y + var(layer.bias) if layer.bias is not None else y
     if hasattr(layer, "convolution_op") and hasattr(layer, "kernel"):
-        y = layer.convolution_op(x, layer.kernel)
+        y = layer.convolution_op(x, var(layer.kernel))
         if layer.use_bias:
             if layer.data_format == "channels_first":
-                y = y + ops.reshape(layer.bias, (1, -1) + (1,) * (len(y.shape) - 2))
+                y = y + ops.reshape(var(layer.bias), (1, -1) + (1,) * (len(y.shape) - 2))
             else:
-                y = y + layer.bias
+                y = y + var(layer.bias)
         return y
-    raise ValueError(
-        f"The model's output layer {layer.name!r} ({type(layer).__name__}) applies "
-        f"{layer.activation.__name__} as its activation, and keras_interp can compute the "
-        "pre-activation only for Dense, EinsumDense, convolution and CAMHead layers. Move the activation "
-        "into a separate `keras.layers.Softmax()` / `Activation(...)` layer, or pass a callable "
-        "`target` that computes the score you want from the model's outputs."
-    )
+    raise _unsupported_activation(layer)
 
 
-def _identity(x):
-    return x
+class _Squashing:
+    """Where the final softmax/sigmoid is and how to compute the node without it."""
+
+    def __init__(self, site, kind, fused):
+        self.site, self.kind, self.fused = site, kind, fused
+
+    def replacement(self):
+        layer = self.site.operation
+        if self.fused:
+            return lambda *args, **kwargs: _pre_activation(layer, args[0])
+        return lambda *args, **kwargs: args[0]
 
 
-def _logit_parts(model):
-    """(trunk, head, kind, nested): logits = head(trunk tensor's value); kind is the squashing
-    removed; nested is the inner model when the squashing sits inside a nested classifier.
-    trunk is None for models without a graph (subclassed): their outputs are the scores."""
-    operation, node = output_node(model)
-    if operation is None or len(node.input_tensors) != 1:
-        return None, None, None, None
-    kind, fused = _layer_squashing(operation)
-    if kind is None and isinstance(operation, keras.Model):
-        inner = Scorer(operation)
-        if inner.activation is not None:
-            return node.input_tensors[0], inner._logits, inner.activation, operation
-    if kind is None:
-        return model.outputs[0], _identity, None, None
-    if fused:
-        _pre_activation(operation, node.input_tensors[0])  # fail now, not inside a trace
-        return node.input_tensors[0], lambda t: _pre_activation(operation, t), kind, None
-    return node.input_tensors[0], _identity, kind, None
+def find_squashing(model):
+    """(_Squashing or None, opaque): the final softmax/sigmoid, walking back over shape-only
+    layers and into nested models; `opaque` is the operation that hides the logits, if any."""
+    cursor = Cursor.at_output(model)
+    if cursor is None:
+        return None, model
+    while True:
+        site = cursor.producer()
+        if site is None:
+            return None, None
+        operation = site.operation
+        if isinstance(operation, _SHAPE_ONLY) and len(site.nodes[-1].input_tensors) == 1:
+            cursor = Cursor.input_of(site)
+            continue
+        kind, fused = _squashing(operation)
+        if kind is not None:
+            if fused:
+                _check_pre_activation(operation)  # fail now, not inside a trace
+            return _Squashing(site, kind, fused), None
+        if isinstance(operation, _OPAQUE) or (isinstance(operation, keras.Model) and graph_of(operation) is None):
+            return None, operation
+        return None, None
 
 
-def _submodel(inputs, outputs):
-    """x -> outputs as a function of the graph tensor `inputs` (identity when they coincide)."""
-    if outputs is inputs:
-        return _identity
-    sub = keras.Model(inputs, outputs)
-    return lambda x: sub(x, training=False)
+def _check_pre_activation(layer):
+    """Fail at construction, not inside a trace, for fused activations we cannot undo."""
+    if callable(getattr(layer, "pre_activation", None)):
+        return
+    if isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense)):
+        return
+    if hasattr(layer, "convolution_op") and hasattr(layer, "kernel"):
+        return
+    raise _unsupported_activation(layer)
 
 
-def _tapped_outputs(model, chain, out_tensor):
-    """x -> (value of the layer at the end of `chain`, value of out_tensor) in model's graph."""
-    _, layer = chain[0]
-    node = layer_node(model, layer)
-    if len(chain) == 1:
-        both = keras.Model(model.inputs[0], [node.output_tensors[0], out_tensor])
-        return lambda x: both(x, training=False)
-    inner = _tapped_outputs(layer, chain[1:], layer.outputs[0])
-    pre = _submodel(model.inputs[0], node.input_tensors[0])
-    post = _submodel(node.output_tensors[0], out_tensor)
-
-    def run(x):
-        tap, y = inner(pre(x))
-        return tap, post(y)
-
-    return run
+_WARNED = weakref.WeakSet()
 
 
-def _tapped_logits(model, chain):
-    """x -> (features at the end of `chain`, logits)."""
-    trunk, head, _, nested = _logit_parts(model)
-    if trunk is None:
-        raise ValueError(
-            f"Model {model.name!r} has no functional graph (a subclassed model), so its inner "
-            "layers cannot be read. Build it with the functional API or keras.Sequential."
-        )
-    if nested is not None and chain[0][1] is nested and len(chain) > 1:
-        # The layer lies inside the nested classifier that also computes the logits.
-        inner = _tapped_logits(nested, chain[1:])
-        pre = _submodel(model.inputs[0], layer_node(model, nested).input_tensors[0])
-        return lambda x: inner(pre(x))
-    tapped = _tapped_outputs(model, chain, trunk)
-
-    def run(x):
-        features, t = tapped(x)
-        return features, head(t)
-
-    return run
+def _warn_once(model, message):
+    try:
+        if model in _WARNED:
+            return
+        _WARNED.add(model)
+    except TypeError:  # pragma: no cover - models are weak-referenceable
+        pass
+    warnings.warn(message, stacklevel=4)
 
 
 class Scorer:
@@ -154,11 +196,14 @@ class Scorer:
 
     Attributes:
         activation: the squashing removed from the output: "softmax", "sigmoid" or None.
+        binary: True for a single sigmoid unit, scored as two classes [-z, z].
         input_shape: the model's input shape with batch dimension, dims may be None.
-        num_classes: size of the last output axis for (batch, classes) outputs, else None.
+        num_classes: number of classes of a (batch, classes) output (2 for a binary sigmoid
+            unit, 1 for a (batch,) output), else None.
 
-    Subclassed models have no graph to inspect, so their outputs are used as they are: return
-    logits from `call`, or pass a callable target.
+    Where the logits cannot be reached (a subclassed model, a Lambda or a TFSMLayer at the end
+    of the model) the outputs are used as they are; if a first batch shows rows that sum to 1,
+    a warning says so once: return logits from the model, or pass a callable target.
     """
 
     def __init__(self, model):
@@ -181,52 +226,110 @@ class Scorer:
                 "Build a keras.Model(model.inputs, model.outputs[i]) for the output to explain."
             )
         self.model = model
-        trunk, head, self.activation, _ = _logit_parts(model)
-        if trunk is None:
-            self._logits = lambda x: model(x, training=False)
-        else:
-            trunk_model = _submodel(model.inputs[0], trunk)
-            self._logits = lambda x: head(trunk_model(x))
+        self._has_graph = graph_of(model) is not None
+        squashing, self._opaque = find_squashing(model)
+        self.activation = squashing.kind if squashing is not None else None
+        self._replace = {squashing.site.nodes: squashing.replacement()} if squashing is not None else {}
         self.input_shape = tuple(inputs[0].shape) if inputs else None
         out_shape = tuple(outputs[0].shape) if outputs else None
         self.output_shape = out_shape
-        self.num_classes = out_shape[-1] if out_shape is not None and len(out_shape) == 2 else None
+        rank = None if out_shape is None else len(out_shape)
+        self.binary = self.activation == "sigmoid" and (rank == 1 or (rank == 2 and out_shape[-1] == 1))
+        if self.binary:
+            self.num_classes = 2
+        elif rank == 2:
+            self.num_classes = out_shape[-1]
+        elif rank == 1:
+            self.num_classes = 1
+        else:
+            self.num_classes = None
+        self._probed = self.activation is not None
+
+    def _as_logits(self, output):
+        logits = ops.cast(output, "float32")
+        if len(logits.shape) == 1:
+            logits = logits[:, None]
+        if self.binary:
+            logits = ops.concatenate([-logits, logits], axis=-1)
+        return logits
+
+    def _run(self, x, taps=()):
+        if not self._has_graph:
+            return self.model(x, training=False), []
+        return run(self.model, x, taps, self._replace)
 
     def __call__(self, x):
         """Logits (float32) for a batch of inputs, in inference mode."""
-        return ops.cast(self._logits(x), "float32")
+        return self._as_logits(self._run(x)[0])
+
+    def site(self, layer):
+        """A graph Site from a layer name, a "nested/path" or a Site."""
+        return layer if hasattr(layer, "nodes") else find_site(self.model, layer)
 
     def with_features(self, layer):
-        """A function x -> (features of `layer`, logits), both float32, sharing live weights.
+        """A function x -> (features of `layer`, logits) sharing the model's live weights.
 
-        `layer` is a layer name or a "nested/path"; see keras_interp.graph.resolve_layer.
+        The features are the graph's own tensor, in the layer's dtype (float16 under mixed
+        precision), so gradients can be taken with respect to them; logits are float32.
         """
-        tapped = _tapped_logits(self.model, resolve_layer(self.model, layer))
+        site = self.site(layer)
 
-        def run(x):
-            features, logits = tapped(x)
-            return ops.cast(features, "float32"), ops.cast(logits, "float32")
+        def features_and_logits(x):
+            output, (features,) = self._run(x, [site])
+            return features, self._as_logits(output)
 
-        return run
+        return features_and_logits
 
     def probabilities(self, logits):
-        """Re-apply the removed squashing to logits (identity when there was none)."""
+        """The class probabilities the logits stand for: the removed squashing re-applied; the
+        softmax for a logit model with several classes; None when they are not defined (one
+        unsquashed score per example, or no class axis)."""
         if self.activation == "softmax":
             return ops.softmax(logits, axis=-1)
         if self.activation == "sigmoid":
             return ops.sigmoid(logits)
-        return logits
+        if logits.shape[-1] is not None and logits.shape[-1] > 1 and len(logits.shape) == 2:
+            return ops.softmax(logits, axis=-1)
+        return None
+
+    def check_outputs(self, x):
+        """Warn once when the scores of a first batch look like probabilities (rows of
+        non-negative values summing to 1) although no softmax could be removed."""
+        if self._probed:
+            return
+        self._probed = True
+        if self.output_shape is not None and (self.num_classes is None or self.num_classes < 2):
+            return
+        y = np.asarray(self._as_logits(self._run(x[:8])[0]))
+        if y.ndim == 2 and y.shape[1] > 1 and (y >= 0).all() and np.allclose(y.sum(axis=1), 1.0, atol=1e-3):
+            where = (
+                f"a {type(self._opaque).__name__}" if self._opaque is not None else "an operation keras_interp cannot see into"
+            )
+            _warn_once(self.model, (
+                f"The outputs of model {self.model.name!r} look like probabilities (each row sums to 1), "
+                f"but the softmax is inside {where}, so keras_interp cannot compute the logits and will "
+                "explain probabilities, which saturate. Return logits from the model (move the softmax "
+                "into a separate keras.layers.Softmax layer at the end), or pass a callable target, e.g. "
+                "`target=lambda p: keras.ops.log(p[:, k])` for class k."
+            ))
 
 
-def resolve_target(target, batch_size, num_classes):
+def resolve_target(target, batch_size, num_classes, output_shape=None):
     """Normalise `target` to (classes, score_fn).
 
     classes is an int32 array (batch_size,), -1 meaning "the example's top predicted class";
-    score_fn is the user's callable or None.
+    score_fn is the user's callable or None. `output_shape`, when known, lets target=None be
+    refused for outputs that have no class axis (segmentation maps).
     """
     if callable(target):
         return np.full((batch_size,), -1, np.int32), target
     if target is None:
+        if num_classes is None and output_shape is not None:
+            raise ValueError(
+                f"The model's output has shape {tuple(output_shape)}, not (batch, classes), so there is "
+                "no top class to explain. Pass a callable target that maps the outputs to one score "
+                "per example, e.g. `target=lambda y: keras.ops.sum(y[..., k] * mask, axis=(1, 2))`."
+            )
         return np.full((batch_size,), -1, np.int32), None
     if isinstance(target, (bool, np.bool_)):
         raise TypeError(f"target must be None, an int, a sequence of ints or a callable; received {target!r}.")

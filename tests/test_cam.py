@@ -98,33 +98,87 @@ def test_grad_cam_plus_plus_is_finite_for_large_logits(images):
     assert np.isfinite(maps).all() and maps.max() > 0
 
 
-def _score_cam_reference(model, layer, x, classes, keep=None, baseline=0.0):
-    """NumPy/TF reference: masks from min-max-normalised upsampled channels, weights = the
-    model's own output (probability) for the class on each masked input."""
+def _softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _score_cam_reference(model, layer, x, classes, keep=None, baseline=0.0, weighting="increase", logit_model=None):
+    """Score-CAM as Wang et al. 2020 define it, written channel by channel in NumPy.
+
+    f is the class probability: the model's own output for a softmax or sigmoid head, the
+    NumPy softmax of the outputs of a logit model (`logit_model`: the same weights without the
+    squashing, for the "softmax" reading's logits). Constant channels are skipped.
+    """
     a = _features(model, layer, x)
+    squashed = getattr(model.get_layer("predictions"), "activation", None) is not keras.activations.linear
+
+    def probability(inputs, c):
+        out = model(inputs).numpy()
+        return (out if squashed else _softmax(out))[0, c]
+
     maps = []
     for b in range(len(x)):
         channels = range(a.shape[-1]) if keep is None else np.argsort(-a[b].var(axis=(0, 1)), kind="stable")[:keep]
-        total = np.zeros(a.shape[1:3])
+        base = np.broadcast_to(baseline, x.shape)[b:b + 1].astype("float32")
+        weights, kept = [], []
         for k in channels:
             up = tf.image.resize(a[b, :, :, k][None, ..., None], x.shape[1:3]).numpy()[0, ..., 0]
             span = up.max() - up.min()
-            mask = (up - up.min()) / span if span > 0 else np.zeros_like(up)
-            base = np.broadcast_to(baseline, x.shape)[b:b + 1]
-            weight = model(base + mask[None, ..., None] * (x[b:b + 1] - base)).numpy()[0, classes[b]]
-            total += weight * a[b, :, :, k]
+            if span <= 0:
+                continue
+            masked = base + ((up - up.min()) / span)[None, ..., None] * (x[b:b + 1] - base)
+            if weighting == "softmax":
+                weights.append(logit_model(masked).numpy()[0, classes[b]])
+            else:
+                weights.append(probability(masked, classes[b]))
+            kept.append(k)
+        weights = np.array(weights)
+        if weighting == "increase":
+            weights = weights - probability(base, classes[b])
+        elif weighting == "softmax":
+            weights = _softmax(weights)
+        total = sum((w * a[b, :, :, k] for w, k in zip(weights, kept)), np.zeros(a.shape[1:3]))
         maps.append(np.maximum(total, 0))
     return np.stack(maps)
 
 
-@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
-def test_score_cam_weights_are_the_models_own_scores(images, activation):
+def _logit_twin(model):
+    twin = tiny_cnn(activation=None)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid", None])
+def test_score_cam_is_the_increase_of_confidence(images, activation):
     model = tiny_cnn(activation=activation)
     classes = [0, 2, 1, 1]
     maps = ki.ScoreCAM(model, batch_size=7).explain(images, target=classes, upsample=False)
     np.testing.assert_allclose(maps, _score_cam_reference(model, "conv2", images, classes), rtol=1e-4, atol=1e-6)
+    assert maps.max() > 0
     some = ki.ScoreCAM(model, max_channels=2).explain(images, target=classes, upsample=False)
     np.testing.assert_allclose(some, _score_cam_reference(model, "conv2", images, classes, keep=2), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("weighting", ["softmax", "probability"])
+def test_score_cam_other_readings(images, weighting):
+    model = tiny_cnn()
+    classes = [0, 2, 1, 1]
+    maps = ki.ScoreCAM(model, weighting=weighting, batch_size=5).explain(images, target=classes, upsample=False)
+    expected = _score_cam_reference(model, "conv2", images, classes, weighting=weighting, logit_model=_logit_twin(model))
+    np.testing.assert_allclose(maps, expected, rtol=1e-4, atol=1e-6)
+    assert maps.max() > 0
+
+
+@pytest.mark.parametrize("weighting", ["increase", "softmax", "probability"])
+def test_score_cam_ignores_a_shift_of_every_logit(images, weighting):
+    model = tiny_cnn(activation=None)
+    before = ki.ScoreCAM(model, weighting=weighting).explain(images, target=1, upsample=False)
+    dense = model.get_layer("predictions")
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel, bias + 5.0])
+    after = ki.ScoreCAM(model, weighting=weighting).explain(images, target=1, upsample=False)
+    np.testing.assert_allclose(after, before, rtol=1e-4, atol=1e-6)
 
 
 def test_score_cam_baseline(cnn, images):
@@ -132,19 +186,25 @@ def test_score_cam_baseline(cnn, images):
     maps = ki.ScoreCAM(cnn, baseline=baseline).explain(images, target=1, upsample=False)
     expected = _score_cam_reference(cnn, "conv2", images, [1] * 4, baseline=baseline)
     np.testing.assert_allclose(maps, expected, rtol=1e-4, atol=1e-6)
+    # Masking towards the input itself changes nothing: no channel increases the confidence.
+    np.testing.assert_allclose(ki.ScoreCAM(cnn, baseline=images).explain(images), 0.0, atol=1e-6)
     with pytest.raises(ValueError, match=r"baseline of shape \(3, 3\) cannot be broadcast"):
         ki.ScoreCAM(cnn, baseline=np.zeros((3, 3))).explain(images)
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        ki.ScoreCAM(cnn, weighting="logit")
 
 
-def test_score_cam_constant_channels_give_no_nan(images):
+def test_score_cam_skips_constant_channels(images):
     model = tiny_cnn()
     conv = model.get_layer("conv2")
     kernel, bias = conv.get_weights()
     kernel[..., :3] = 0.0
     bias[:3] = [0.0, 0.5, 1.0]
     conv.set_weights([kernel, bias])
-    maps = ki.ScoreCAM(model).explain(images)
+    maps = ki.ScoreCAM(model).explain(images, target=0, upsample=False)
     assert np.isfinite(maps).all()
+    # A constant channel would add a uniform offset; the reference skips them.
+    np.testing.assert_allclose(maps, _score_cam_reference(model, "conv2", images, [0] * 4), rtol=1e-4, atol=1e-6)
 
 
 def _backbone_model():
@@ -170,23 +230,23 @@ def test_nested_layer_paths(images):
             rtol=1e-5,
             atol=1e-7,
         )
-    # The default is the backbone's output, and CAM finds the head through the nested model.
-    assert ki.GradCAM(nested).layer == "backbone"
+    # The default is the backbone's last spatial layer, and CAM finds the head through the nested model.
+    assert ki.GradCAM(nested).layer == "backbone/conv2"
     np.testing.assert_allclose(ki.CAM(nested).explain(images), ki.CAM(flat).explain(images), rtol=1e-5, atol=1e-7)
-    with pytest.raises(ValueError, match=r"No layer named 'backbone/conv9'.*'backbone/conv1', 'backbone/conv2'"):
+    with pytest.raises(ValueError, match=r"No layer or operation named 'backbone/conv9'.*Closest names: \['backbone/conv2', 'backbone/conv1'\]"):
         ki.GradCAM(nested, layer="backbone/conv9")
 
 
 def test_layer_errors(cnn):
     with pytest.raises(ValueError, match=r"Layer 'gap' has output shape \(None, 6\), not a spatial.*'conv1'"):
         ki.GradCAM(cnn, layer="gap")
-    with pytest.raises(ValueError, match="No layer named 'conv7'"):
+    with pytest.raises(ValueError, match="No layer or operation named 'conv7'"):
         ki.ScoreCAM(cnn, layer="conv7")
     flat = ki.reference_cnn((16, 16, 3), head="flatten")
     with pytest.raises(ValueError, match=r"does not end in global average pooling.*ki.GradCAM\(model\)"):
         ki.CAM(flat)
     dense_only = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
-    with pytest.raises(ValueError, match="no layer with a spatial"):
+    with pytest.raises(ValueError, match="no tensor with a spatial"):
         ki.GradCAM(dense_only)
     with pytest.raises(ValueError, match="max_channels must be None or a positive int"):
         ki.ScoreCAM(cnn, max_channels=0)

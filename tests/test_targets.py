@@ -139,3 +139,176 @@ def test_unsupported_fused_activation_layer_is_refused():
     rnn = keras.layers.SimpleRNN(2, activation="softmax")(seq_in)
     with pytest.raises(ValueError, match="SimpleRNN.*applies softmax.*separate"):
         Scorer(keras.Model(seq_in, rnn))
+
+
+# ---- Every common way of writing the final squashing (reference: the same weights, no squashing)
+
+def _trunk(seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((12, 12, 3), name="image")
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    return inputs, keras.layers.GlobalAveragePooling2D(name="gap")(x)
+
+
+def _logit_reference(model, x, units=3):
+    """Logits from a copy of the conv/GAP trunk and the head's kernel and bias, in NumPy."""
+    conv = model.get_layer("conv") if "conv" in [l.name for l in model.layers] else None
+    if conv is None:  # nested classifier
+        inner = [l for l in model.layers if isinstance(l, keras.Model)][0]
+        return _logit_reference(inner, x, units)
+    trunk = keras.Model(model.inputs[0], model.get_layer("gap").output)
+    kernel, bias = model.get_layer("head").get_weights()
+    return trunk(x).numpy() @ kernel + bias
+
+
+def _forms():
+    import tensorflow as tf
+    from keras import ops
+
+    def fused_tf_softmax():
+        i, g = _trunk()
+        return keras.Model(i, keras.layers.Dense(3, activation=tf.nn.softmax, name="head")(g)), "softmax"
+
+    def ops_softmax():
+        i, g = _trunk()
+        return keras.Model(i, ops.softmax(keras.layers.Dense(3, name="head")(g))), "softmax"
+
+    def activations_softmax():
+        i, g = _trunk()
+        return keras.Model(i, keras.activations.softmax(keras.layers.Dense(3, name="head")(g))), "softmax"
+
+    def activation_then_reshape():
+        i, g = _trunk()
+        y = keras.layers.Activation("softmax")(keras.layers.Dense(3, name="head")(g))
+        return keras.Model(i, keras.layers.Flatten()(keras.layers.Reshape((3, 1))(y))), "softmax"
+
+    def tf_softmax_activation_layer():
+        i, g = _trunk()
+        y = keras.layers.Activation(tf.nn.softmax)(keras.layers.Dense(3, name="head")(g))
+        return keras.Model(i, keras.layers.Dropout(0.5)(y)), "softmax"
+
+    def ops_sigmoid_multilabel():
+        i, g = _trunk()
+        return keras.Model(i, ops.sigmoid(keras.layers.Dense(3, name="head")(g))), "sigmoid"
+
+    def nested_ops_softmax():
+        inner, _ = ops_softmax()
+        outer_in = keras.Input((12, 12, 3))
+        y = inner(keras.layers.Identity()(outer_in))
+        return keras.Model(outer_in, keras.layers.Reshape((3,))(y)), "softmax"
+
+    def sequential_nested_fused():
+        inner, _ = fused_tf_softmax()
+        return keras.Sequential([keras.Input((12, 12, 3)), keras.layers.RandomFlip(), inner]), "softmax"
+
+    return [fused_tf_softmax, ops_softmax, activations_softmax, activation_then_reshape,
+            tf_softmax_activation_layer, ops_sigmoid_multilabel, nested_ops_softmax, sequential_nested_fused]
+
+
+@pytest.mark.parametrize("form", _forms(), ids=lambda f: f.__name__)
+def test_every_way_of_writing_softmax_gives_logits(images, form):
+    model, kind = form()
+    scorer = Scorer(model)
+    assert scorer.activation == kind
+    logits = scorer(images).numpy()
+    np.testing.assert_allclose(logits, _logit_reference(model, images), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(logits.sum(axis=1), 1.0, atol=1e-2)
+    np.testing.assert_allclose(scorer.probabilities(scorer(images)).numpy(), model(images, training=False).numpy(), atol=1e-6)
+
+
+def _binary_model():
+    i, g = _trunk(seed=4)
+    return keras.Model(i, keras.layers.Flatten()(keras.layers.Dense(1, activation="sigmoid", name="head")(g)))
+
+
+def test_binary_sigmoid_is_two_classes_with_the_sign_of_the_prediction(images):
+    model = _binary_model()
+    head = model.get_layer("head")
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel * 50, bias])
+    z = _logit_reference(model, images, units=1)[:, 0]
+    head.set_weights([kernel * 50, bias - np.median(z)])  # logits of both signs
+    scorer = Scorer(model)
+    z = _logit_reference(model, images, units=1)[:, 0]
+    assert scorer.binary and scorer.num_classes == 2 and (z > 0).any() and (z < 0).any()
+    np.testing.assert_allclose(scorer(images).numpy(), np.stack([-z, z], axis=1), rtol=1e-5, atol=1e-5)
+    p = scorer.probabilities(scorer(images)).numpy()
+    np.testing.assert_allclose(p[:, 1], model(images).numpy()[:, 0], atol=1e-6)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-6)
+    import keras_interp as ki
+    import tensorflow as tf
+
+    # target=None explains the predicted class: +z where z > 0, -z where z < 0.
+    x = tf.constant(images)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        trunk = keras.Model(model.inputs[0], model.get_layer("gap").output)
+        logit = tf.squeeze(trunk(x) @ head.kernel + head.bias, -1)
+        score = tf.reduce_sum(tf.sign(logit) * logit)
+    np.testing.assert_allclose(ki.Saliency(model).attribute(images), tape.gradient(score, x).numpy(), rtol=1e-4, atol=1e-6)
+    assert np.allclose(ki.Saliency(model).attribute(images, target=1), -ki.Saliency(model).attribute(images, target=0))
+    with pytest.raises(ValueError, match="out of range"):
+        ki.Saliency(model).explain(images, target=2)
+
+
+def test_hidden_softmax_warns_once_and_scores_are_outputs(images):
+    import warnings as w
+
+    i, g = _trunk()
+    y = keras.layers.Dense(3, name="head")(g)
+    model = keras.Model(i, keras.layers.Lambda(lambda t: keras.ops.softmax(t))(y))
+    scorer = Scorer(model)
+    assert scorer.activation is None
+    import keras_interp as ki
+
+    with pytest.warns(UserWarning, match=r"look like probabilities.*Lambda.*callable target"):
+        ki.Saliency(model).explain(images)
+    with w.catch_warnings():
+        w.simplefilter("error")
+        ki.Saliency(model).explain(images)  # once per model
+    # A logit model is not warned about.
+    with w.catch_warnings():
+        w.simplefilter("error")
+        ki.Saliency(keras.Model(i, y)).explain(images)
+
+
+def test_subclassed_softmax_model_warns(images):
+    import keras_interp as ki
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.flat = keras.layers.Flatten()
+            self.dense = keras.layers.Dense(3, activation="softmax")
+
+        def call(self, x):
+            return self.dense(self.flat(x))
+
+    net = Net()
+    net(images)
+    with pytest.warns(UserWarning, match="look like probabilities"):
+        ki.Saliency(net).explain(images)
+
+
+def test_segmentation_output_needs_a_callable_target(images):
+    import keras_interp as ki
+
+    inputs = keras.Input((12, 12, 3))
+    seg = keras.Model(inputs, keras.layers.Conv2D(2, 1, activation="softmax")(inputs))
+    with pytest.raises(ValueError, match=r"output has shape \(None, 12, 12, 2\), not \(batch, classes\).*callable target"):
+        ki.Saliency(seg).explain(images)
+    maps = ki.Saliency(seg).explain(images, target=lambda y: keras.ops.sum(y[..., 1], axis=(1, 2)))
+    assert maps.shape == (4, 12, 12) and np.isfinite(maps).all()
+
+
+def test_tfsm_layer_softmax_warns(images, tmp_path):
+    import keras_interp as ki
+
+    i, g = _trunk()
+    exported = keras.Model(i, keras.layers.Dense(3, activation="softmax", name="head")(g))
+    exported.export(str(tmp_path / "saved"), verbose=False)
+    inputs = keras.Input((12, 12, 3))
+    wrapped = keras.Model(inputs, keras.layers.TFSMLayer(str(tmp_path / "saved"), call_endpoint="serve")(inputs))
+    with pytest.warns(UserWarning, match=r"look like probabilities.*TFSMLayer"):
+        maps = ki.Saliency(wrapped).explain(images)
+    assert maps.shape == (4, 12, 12)

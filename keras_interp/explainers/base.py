@@ -67,7 +67,7 @@ def plan_chunks(count, batch, batch_size):
     max(batch, batch_size). Chunks are evened out so the padded tail wastes at most
     num_chunks - 1 perturbations.
     """
-    per = max(1, batch_size // batch)
+    per = max(1, batch_size // batch)  # batch <= batch_size: Explainer._batched splits larger ones
     num_chunks = math.ceil(count / per)
     return math.ceil(count / num_chunks), num_chunks
 
@@ -88,12 +88,19 @@ def merge_leading(t):
     return tf.reshape(t, tf.concat([[shape[0] * shape[1]], shape[2:]], 0))
 
 
+def _to_numpy(out):
+    if isinstance(out, (tuple, list)):
+        return tuple(np.asarray(o) for o in out)
+    return np.asarray(out)
+
+
 class Explainer:
     """Base class: holds the model, its pre-softmax scorer and the chunk size.
 
     Args:
         model: a single-input Keras model taking NHWC float images.
-        batch_size: most images a perturbation method feeds the model in one pass.
+        batch_size: most images one forward pass feeds the model: larger batches are split,
+            and perturbation methods stream their perturbed copies in chunks of this size.
     """
 
     def __init__(self, model, batch_size=128):
@@ -116,8 +123,34 @@ class Explainer:
 
     def _prepare(self, inputs, target):
         x = check_images(inputs, self.scorer.input_shape)
-        classes, score_fn = resolve_target(target, x.shape[0], self.scorer.num_classes)
+        classes, score_fn = resolve_target(target, x.shape[0], self.scorer.num_classes, self.scorer.output_shape)
+        self.scorer.check_outputs(x)
         return x, classes, score_fn
+
+    def _batched(self, fn, *aligned):
+        """fn over slices of at most `batch_size` examples of the `aligned` arrays; numpy out.
+
+        Every forward pass then sees at most `batch_size` images, however large the batch. The
+        last slice is padded by repeating its last example, so all slices share one shape and
+        one trace; examples are independent, so the result equals one call on the whole batch.
+        """
+        n = len(aligned[0])
+        if n <= self.batch_size:
+            return _to_numpy(fn(*aligned))
+        size, parts = self.batch_size, []
+        for start in range(0, n, size):
+            stop = min(start + size, n)
+            piece = []
+            for a in aligned:
+                s = a[start:stop]
+                if stop - start < size:
+                    s = np.concatenate([s, np.repeat(s[-1:], size - (stop - start), axis=0)])
+                piece.append(s)
+            out = _to_numpy(fn(*piece))
+            parts.append(tuple(o[:stop - start] for o in out) if isinstance(out, tuple) else out[:stop - start])
+        if isinstance(parts[0], tuple):
+            return tuple(np.concatenate(p) for p in zip(*parts))
+        return np.concatenate(parts)
 
     def explain(self, inputs, target=None):
         """Importance maps (B, H, W) float32; higher means more important."""

@@ -8,12 +8,13 @@ so the model is never modified and its weights are read live.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_interp.explainers.base import Explainer, broadcast_baseline, chunk_indices, merge_leading, plan_chunks
-from keras_interp.graph import last_spatial_layer, layer_node, output_node, resolve_layer, spatial_layers
+from keras_interp.graph import Cursor, graph_of, last_spatial_site, spatial_layers
 from keras_interp.layers.cam_head import CAMHead
-from keras_interp.targets import select_scores
+from keras_interp.targets import SOFTMAX_FUNCTIONS, SIGMOID_FUNCTIONS, select_scores
 
 __all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "ScoreCAM", "find_cam_head", "upsample_maps"]
 
@@ -24,39 +25,57 @@ def upsample_maps(maps, size):
 
 
 class _FeatureMapExplainer(Explainer):
-    """Shared machinery: a spatial layer, a compiled `_maps` graph, upsampling."""
+    """Shared machinery: a spatial layer, a compiled `_maps` graph, upsampling.
+
+    `layer` may name any layer or operation (`"add_17"`), inside nested models too
+    ("backbone/conv5_block3_out"); None takes the last tensor with spatial extent on the path to
+    the output (see keras_interp.graph.last_spatial_site). `self.layer` is the chosen path.
+    """
 
     def __init__(self, model, layer=None, batch_size=128):
         super().__init__(model, batch_size=batch_size)
-        self.layer = last_spatial_layer(model) if layer is None else layer
-        host, found = resolve_layer(model, self.layer)[-1]
-        shape = tuple(layer_node(host, found).output_tensors[0].shape)
-        self._channels = shape[-1]
+        self.site = last_spatial_site(model) if layer is None else self.scorer.site(layer)
+        self.layer = self.site.path
+        shape = self.site.shape
         if len(shape) != 4:
             raise ValueError(
                 f"Layer {self.layer!r} has output shape {shape}, not a spatial (batch, height, width, "
-                f"channels) map. Layers with spatial outputs: {spatial_layers(model)}."
+                f"channels) map. Layers with spatial outputs: {spatial_layers(model)[-8:]} (last 8)."
             )
-        self._features = self.scorer.with_features(self.layer)
+        self._channels = shape[-1]
+        self._features = self.scorer.with_features(self.site)
         self._explain_compiled = self._compile(self._explain_graph)
 
     def _explain_graph(self, x, classes, score_fn, upsample, *extra):
         maps = self._maps(x, classes, score_fn, *extra)
         return upsample_maps(maps, tf.shape(x)[1:3]) if upsample else maps
 
-    def _extra(self, x):
+    def _per_example(self, x):
         return ()
+
+    def _extra(self, x, *rows):
+        return rows
 
     def explain(self, inputs, target=None, upsample=True):
         """Maps (B, H, W) float32, or (B, h, w) at the feature layer's size with upsample=False."""
         x, classes, score_fn = self._prepare(inputs, target)
-        return self._explain_compiled(x, classes, score_fn, bool(upsample), *self._extra(x)).numpy()
+
+        def call(xb, cb, *rows):
+            return self._explain_compiled(xb, cb, score_fn, bool(upsample), *self._extra(xb, *rows))
+
+        return self._batched(call, x, classes, *self._per_example(x))
 
     def _gradients(self, x, classes, score_fn):
+        """(features, d score / d features), float32, for the explained classes.
+
+        The gradient is taken with respect to the graph's own feature tensor (float16 under
+        mixed precision) and cast afterwards: a cast copy would not be on the path to the logits.
+        """
         with tf.GradientTape() as tape:
             features, logits = self._features(x)
             scores, _ = select_scores(logits, classes, score_fn)
-        return features, tape.gradient(scores, features)
+        grads = tape.gradient(scores, features)
+        return tf.cast(features, tf.float32), tf.cast(grads, tf.float32)
 
 
 class GradCAM(_FeatureMapExplainer):
@@ -116,46 +135,59 @@ class LayerCAM(_FeatureMapExplainer):
         return tf.nn.relu(tf.reduce_sum(tf.nn.relu(grads) * features, axis=-1))
 
 
-def _skip(model, tensor, types):
-    """Walk back from `tensor` over layers of `types`; returns (layer, node) of the first other."""
+def _is_squashing(operation):
+    if isinstance(operation, keras.layers.Softmax):
+        return True
+    if isinstance(operation, keras.layers.Activation):
+        return any(operation.activation is f for f in SOFTMAX_FUNCTIONS + SIGMOID_FUNCTIONS)
+    return type(operation).__name__ in ("Softmax", "LogSoftmax", "Sigmoid") and not isinstance(operation, keras.layers.Layer)
+
+
+def _walk_back(cursor, skip):
+    """The first site at or before `cursor` whose operation is not skipped by `skip(op)`."""
     while True:
-        layer, index, _ = tensor._keras_history
-        node = layer._inbound_nodes[index]
-        if not isinstance(layer, types) or len(node.input_tensors) != 1:
-            return layer, node
-        tensor = node.input_tensors[0]
+        site = cursor.producer()
+        if site is None or not (skip(site.operation) and len(site.nodes[-1].input_tensors) == 1):
+            return site
+        cursor = Cursor.input_of(site)
+
+
+_SHAPE_ONLY = (keras.layers.Reshape, keras.layers.Flatten, keras.layers.Identity, keras.layers.Dropout)
 
 
 def find_cam_head(model):
-    """(feature layer name, kernel variable, bias variable or None) of a GAP -> Dense head.
+    """(feature Site, kernel variable, bias variable or None) of a GAP -> Dense head.
 
     Accepts a CAMHead, or GlobalAveragePooling2D -> (Dropout) -> Dense, each optionally followed
-    by a Softmax / Activation layer, at the top level of the model.
+    by a softmax or sigmoid (fused, a layer or an operation) and shape-only layers; the head may
+    end a nested classifier.
     """
-    operation, node = output_node(model)
     hint = (
         f"Model {getattr(model, 'name', model)!r} does not end in global average pooling followed by a "
         "dense layer (or a keras_interp.layers.CAMHead), so plain CAM does not apply. Use "
         "ki.GradCAM(model), which works for any convolutional network."
     )
-    if operation is None:
+    cursor = Cursor.at_output(model)
+    if cursor is None:
+        raise ValueError(hint + " (The model is subclassed: it has no graph to read the head from.)")
+    head = _walk_back(cursor, lambda op: isinstance(op, _SHAPE_ONLY) or _is_squashing(op))
+    if head is None:
         raise ValueError(hint)
-    head, node = _skip(model, model.outputs[0], (keras.layers.Softmax, keras.layers.Activation))
-    if isinstance(head, CAMHead):
-        source = node.input_tensors[0]
-        kernel, bias = head.kernel, head.bias
-    elif isinstance(head, keras.layers.Dense):
-        gap, gap_node = _skip(model, node.input_tensors[0], (keras.layers.Dropout,))
-        if not isinstance(gap, keras.layers.GlobalAveragePooling2D) or gap.keepdims or gap.data_format != "channels_last":
+    if isinstance(head.operation, CAMHead):
+        feature = Cursor.input_of(head).producer()
+        kernel, bias = head.operation.kernel, head.operation.bias
+    elif isinstance(head.operation, keras.layers.Dense):
+        gap = _walk_back(Cursor.input_of(head), lambda op: isinstance(op, (keras.layers.Dropout, keras.layers.Identity)))
+        op = None if gap is None else gap.operation
+        if not isinstance(op, keras.layers.GlobalAveragePooling2D) or op.keepdims or op.data_format != "channels_last":
             raise ValueError(hint)
-        source = gap_node.input_tensors[0]
-        kernel, bias = head.kernel, head.bias if head.use_bias else None
+        feature = Cursor.input_of(gap).producer()
+        kernel, bias = head.operation.kernel, head.operation.bias if head.operation.use_bias else None
     else:
         raise ValueError(hint)
-    feature_layer = source._keras_history[0]
-    if isinstance(feature_layer, keras.layers.InputLayer):
+    if feature is None:
         raise ValueError(hint)
-    return feature_layer.name, kernel, bias
+    return feature, kernel, bias
 
 
 class CAM(_FeatureMapExplainer):
@@ -173,8 +205,8 @@ class CAM(_FeatureMapExplainer):
     """
 
     def __init__(self, model):
-        layer, self._kernel, self._bias = find_cam_head(model)
-        super().__init__(model, layer)
+        site, self._kernel, self._bias = find_cam_head(model)
+        super().__init__(model, site)
 
     def _prepare(self, inputs, target):
         if callable(target):
@@ -183,69 +215,109 @@ class CAM(_FeatureMapExplainer):
 
     def _maps(self, x, classes, score_fn):
         features, logits = self._features(x)
+        features = tf.cast(features, tf.float32)
         _, classes = select_scores(logits, classes, None)
         weights = tf.gather(tf.transpose(tf.cast(self._kernel, tf.float32)), classes)
         return tf.einsum("bhwk,bk->bhw", features, weights)
 
 
-class ScoreCAM(_FeatureMapExplainer):
-    """Score-CAM (Wang et al., 2020): channels weighted by the target's score on masked inputs.
+WEIGHTINGS = ("increase", "softmax", "probability")
 
-    Each channel, upsampled and min-max normalised to [0, 1] (a constant channel gives an
-    all-zero mask, never NaN), masks the input; its weight is the target's score on that
-    masked input, computed once: the model's own probability for a softmax head (no second
-    softmax), the sigmoid of the logit for a sigmoid head, the logit otherwise, or the
-    callable target's value. Masked inputs are streamed in chunks of at most `batch_size`.
+
+class ScoreCAM(_FeatureMapExplainer):
+    """Score-CAM (Wang et al., 2020): channels weighted by the target's confidence on masked inputs.
+
+    Each channel A^k of the layer, upsampled to the input and min-max normalised to [0, 1]
+    (H^k), masks the input: X o H^k = X_b + H^k (X - X_b), with X_b the `baseline` image. The
+    map is ReLU(sum_k w_k A^k). Channels that are constant after upsampling carry no spatial
+    information and get weight 0. The paper has three readings of w_k, chosen by `weighting`:
+
+    - "increase" (default; the paper's definition, eq. 3-5): w_k = f(X o H^k) - f(X_b), the
+      increase of confidence over the baseline image, f being the target's probability: the
+      model's own softmax (or sigmoid) probability for a model that ends in one, the softmax
+      of the logits for a logit model, or the callable target's value. No second softmax is
+      ever applied to a softmax head.
+    - "softmax" (the paper's Algorithm 1, as pytorch-grad-cam computes it): the target's logit
+      on each masked input, then a softmax over the channels.
+    - "probability" (the authors' released code): w_k = f(X o H^k), without the baseline term.
+
+    In every reading a shift of all logits by a constant leaves the map unchanged. Masked inputs
+    are streamed in chunks of at most `batch_size` images.
 
     Args:
         model: single-input Keras model.
         layer: as for GradCAM.
         max_channels: None for all channels, or keep the channels with the highest spatial
             activation variance (chosen per image).
-        baseline: what the masked-out part of the input becomes, in the model's input space:
-            0.0 (the paper: black), another scalar, an (H, W, C) image or one per example
-            (e.g. blurred copies of the inputs); masked = baseline + mask * (x - baseline).
+        baseline: X_b, what the masked-out part of the input becomes, in the model's input
+            space: 0.0 (the paper: black), another scalar, an (H, W, C) image or one per example
+            (e.g. blurred copies of the inputs).
+        weighting: "increase", "softmax" or "probability" (see above).
         batch_size: most masked images per forward pass.
+
+    Example:
+        >>> maps = ki.ScoreCAM(model, max_channels=64).explain(images)
     """
 
-    def __init__(self, model, layer=None, max_channels=None, baseline=0.0, batch_size=256):
+    def __init__(self, model, layer=None, max_channels=None, baseline=0.0, weighting="increase", batch_size=256):
         super().__init__(model, layer, batch_size=batch_size)
         if max_channels is not None and (not isinstance(max_channels, int) or max_channels < 1):
             raise ValueError(f"max_channels must be None or a positive int; received {max_channels!r}.")
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}; received {weighting!r}.")
         self.max_channels = max_channels
         self.baseline = baseline
+        self.weighting = weighting
 
-    def _extra(self, x):
+    def _per_example(self, x):
+        return (broadcast_baseline(self.baseline, x),)
+
+    def _extra(self, x, baseline):
         channels = self._channels
         count = channels if self.max_channels is None else min(self.max_channels, channels)
-        return (broadcast_baseline(self.baseline, x), count) + plan_chunks(count, x.shape[0], self.batch_size)
+        return (baseline, count) + plan_chunks(count, x.shape[0], self.batch_size)
 
-    def _target_scores(self, logits, classes, score_fn):
-        if score_fn is not None:
+    def _confidence(self, logits, classes, score_fn):
+        """f: the callable target's value, else the class's probability (its logit when the
+        outputs define no probabilities, e.g. a single unsquashed score)."""
+        if score_fn is not None or self.weighting == "softmax":
             return select_scores(logits, classes, score_fn)[0]
         probabilities = self.scorer.probabilities(logits)
+        if probabilities is None:
+            probabilities = logits
         return tf.gather(probabilities, classes, axis=1, batch_dims=1)
 
     def _maps(self, x, classes, score_fn, baseline, count, per, num_chunks):
         features, logits = self._features(x)
+        features = tf.cast(features, tf.float32)
         _, classes = select_scores(logits, classes, score_fn)
         if count < features.shape[-1]:
             variance = tf.math.reduce_variance(features, axis=(1, 2))
             keep = tf.math.top_k(variance, k=count).indices
             features = tf.gather(features, keep, axis=3, batch_dims=1)
         shape = tf.shape(x)
+        batch = shape[0]
         tiled = tf.tile(classes, [per])
-        maps = tf.zeros(tf.shape(features)[:3], tf.float32)
+        scores = tf.TensorArray(tf.float32, size=num_chunks)
+        varying = tf.TensorArray(tf.float32, size=num_chunks)
         for chunk in tf.range(num_chunks):
             ids, valid = chunk_indices(chunk, per, count)
-            a = tf.gather(features, ids, axis=3)  # (B, h, w, per)
-            up = tf.image.resize(a, shape[1:3], method="bilinear")
+            up = tf.image.resize(tf.gather(features, ids, axis=3), shape[1:3], method="bilinear")
             lo = tf.reduce_min(up, axis=(1, 2), keepdims=True)
             hi = tf.reduce_max(up, axis=(1, 2), keepdims=True)
             masks = tf.math.divide_no_nan(up - lo, hi - lo)
             masked = baseline[None] + tf.transpose(masks, (3, 0, 1, 2))[..., None] * (x - baseline)[None]
-            scores = self._target_scores(self.scorer(merge_leading(masked)), tiled, score_fn)
-            weights = tf.transpose(tf.reshape(scores, (per, -1))) * valid[None]
-            maps += tf.einsum("bhwk,bk->bhw", a, weights)
-        return tf.nn.relu(maps)
-
+            confidence = self._confidence(self.scorer(merge_leading(masked)), tiled, score_fn)
+            scores = scores.write(chunk, tf.transpose(tf.reshape(confidence, (per, batch))))
+            varying = varying.write(chunk, tf.cast(hi[:, 0, 0, :] > lo[:, 0, 0, :], tf.float32) * valid[None])
+        # (chunks, B, per) -> (B, channels): chunk c holds channels c * per ... c * per + per - 1.
+        scores = tf.reshape(tf.transpose(scores.stack(), (1, 0, 2)), (batch, -1))[:, :count]
+        varying = tf.reshape(tf.transpose(varying.stack(), (1, 0, 2)), (batch, -1))[:, :count]
+        if self.weighting == "increase":
+            at_baseline = self._confidence(self.scorer(baseline), classes, score_fn)
+            weights = (scores - at_baseline[:, None]) * varying
+        elif self.weighting == "probability":
+            weights = scores * varying
+        else:
+            weights = tf.nn.softmax(tf.where(varying > 0, scores, tf.float32.min), axis=-1) * varying
+        return tf.nn.relu(tf.einsum("bhwk,bk->bhw", features, weights))

@@ -34,19 +34,27 @@ class GradientExplainer(Explainer):
         self._attribute_compiled = self._compile(self._attribution)
         self._explain_compiled = self._compile(lambda *args: self.reduce(self._attribution(*args)[0]))
 
+    def _per_example(self, x):
+        """Arrays aligned with the batch (one row per example), sliced with it."""
+        return ()
+
     def _arguments(self, x, classes, score_fn):
         return (x, classes, score_fn)
 
     def _run(self, compiled, inputs, target):
         x, classes, score_fn = self._prepare(inputs, target)
-        return compiled(*self._arguments(x, classes, score_fn))
+
+        def call(xb, cb, *rows):
+            return compiled(*self._arguments(xb, cb, score_fn, *rows))
+
+        return self._batched(call, x, classes, *self._per_example(x))
 
     def attribute(self, inputs, target=None):
         """Signed attributions (B, H, W, C) float32."""
-        return self._run(self._attribute_compiled, inputs, target)[0].numpy()
+        return self._run(self._attribute_compiled, inputs, target)[0]
 
     def explain(self, inputs, target=None):
-        return self._run(self._explain_compiled, inputs, target).numpy()
+        return self._run(self._explain_compiled, inputs, target)
 
 
 class Saliency(GradientExplainer):
@@ -206,8 +214,10 @@ class IntegratedGradients(_SampledGradients):
         a = tf.gather(alphas, ids)[:, None, None, None, None]
         return baseline[None] + a * (x - baseline)[None]
 
-    def _arguments(self, x, classes, score_fn):
-        baseline = broadcast_baseline(self.baseline, x)
+    def _per_example(self, x):
+        return (broadcast_baseline(self.baseline, x),)
+
+    def _arguments(self, x, classes, score_fn, baseline):
         per, num_chunks = self._chunks(x, self.steps)
         return (x, classes, score_fn, baseline, self._alphas, self._weights, per, num_chunks)
 
@@ -223,4 +233,4 @@ class IntegratedGradients(_SampledGradients):
         """Signed attributions (B, H, W, C); with return_delta also the completeness gap (B,):
         sum(attr) - (score(x) - score(baseline))."""
         attr, delta = self._run(self._attribute_compiled, inputs, target)
-        return (attr.numpy(), delta.numpy()) if return_delta else attr.numpy()
+        return (attr, delta) if return_delta else attr

@@ -97,8 +97,12 @@ class Occlusion(Explainer):
 
     def explain(self, inputs, target=None):
         x, classes, score_fn = self._prepare(inputs, target)
-        baseline = broadcast_baseline(self.baseline, x)
         corners, patch, count = self.windows(x.shape[1], x.shape[2])
-        per, num_chunks = plan_chunks(len(corners), x.shape[0], self.batch_size)
-        heat = self._occlude(x, classes, score_fn, corners, np.array(patch, np.int32), baseline, per, num_chunks)
-        return (heat.numpy() / count).astype(np.float32)
+        patch = np.array(patch, np.int32)
+
+        def call(xb, cb, baseline):
+            per, num_chunks = plan_chunks(len(corners), xb.shape[0], self.batch_size)
+            return self._occlude(xb, cb, score_fn, corners, patch, baseline, per, num_chunks)
+
+        heat = self._batched(call, x, classes, broadcast_baseline(self.baseline, x))
+        return (heat / count).astype(np.float32)
