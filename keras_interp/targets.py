@@ -300,7 +300,7 @@ class Scorer:
         self._probed = True
         if self.output_shape is not None and (self.num_classes is None or self.num_classes < 2):
             return
-        y = np.asarray(self._as_logits(self._run(x[:8])[0]))
+        y = np.asarray(self._as_logits(self._run(x)[0]))
         if y.ndim == 2 and y.shape[1] > 1 and (y >= 0).all() and np.allclose(y.sum(axis=1), 1.0, atol=1e-3):
             where = (
                 f"a {type(self._opaque).__name__}" if self._opaque is not None else "an operation keras_interp cannot see into"

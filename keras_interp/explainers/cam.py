@@ -86,13 +86,14 @@ class GradCAM(_FeatureMapExplainer):
         layer: None (the last layer with a spatial output, after its activation), a layer
             name, or a path into a nested model ("backbone/block3_conv").
         relu: apply the final ReLU (True in the paper); False keeps negative evidence.
+        batch_size: most images per forward pass; larger batches are split.
 
     Example:
         >>> maps = ki.GradCAM(model).explain(images)            # (B, H, W)
     """
 
-    def __init__(self, model, layer=None, relu=True):
-        super().__init__(model, layer)
+    def __init__(self, model, layer=None, relu=True, batch_size=128):
+        super().__init__(model, layer, batch_size=batch_size)
         self.relu = relu
 
     def _maps(self, x, classes, score_fn):

@@ -1,0 +1,138 @@
+"""Default layers, names and graph execution: ops nodes, nested models, shared layers."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_interp as ki
+from conftest import tiny_cnn
+from keras_interp.graph import all_paths, find_site, last_spatial_site
+
+
+def _residual():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 12, 3))
+    a = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv_a")(inputs)
+    b = keras.layers.Conv2D(4, 3, padding="same", name="conv_b")(a)
+    s = a + b  # an operation node, not a layer
+    pooled = keras.layers.GlobalAveragePooling2D(keepdims=True)(s)  # 1x1, not spatial
+    logits = keras.layers.Conv2D(3, 1, name="logits")(pooled)
+    return keras.Model(inputs, keras.layers.Activation("softmax")(keras.layers.Flatten()(logits)))
+
+
+def test_default_layer_is_the_residual_sum_not_the_branch_or_a_1x1_map(images):
+    model = _residual()
+    add = [op.name for op in model.operations if type(op).__name__ == "Add"][0]
+    explainer = ki.GradCAM(model)
+    assert explainer.layer == add
+    # The same maps as naming the operation explicitly, and as a reference on a model that
+    # exposes the sum as its output.
+    np.testing.assert_allclose(explainer.explain(images), ki.GradCAM(model, layer=add).explain(images), rtol=1e-6)
+    x = tf.constant(images)
+    features_model = keras.Model(model.inputs[0], model.get_layer("conv_a").output + model.get_layer("conv_b").output)
+    with tf.GradientTape() as tape:
+        feats = features_model(x)
+        tape.watch(feats)
+        pooled = tf.reduce_mean(feats, axis=(1, 2), keepdims=True)
+        logits = tf.reshape(model.get_layer("logits")(pooled), (4, 3))
+        score = tf.reduce_sum(tf.gather(logits, [0, 1, 2, 0], axis=1, batch_dims=1))
+    grads = tape.gradient(score, feats).numpy()
+    expected = np.maximum(np.einsum("bhwk,bk->bhw", feats.numpy(), grads.mean(axis=(1, 2))), 0)
+    got = explainer.explain(images, target=[0, 1, 2, 0], upsample=False)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_nested_backbone_behind_preprocessing(images):
+    keras.utils.set_random_seed(1)
+    inner_in = keras.Input((12, 12, 3))
+    f = keras.layers.Conv2D(5, 3, padding="same", activation="relu", name="last_conv")(inner_in)
+    backbone = keras.Model(inner_in, keras.layers.GlobalAveragePooling2D()(f), name="backbone")
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(backbone(x)))
+    assert ki.GradCAM(model).layer == "backbone/last_conv"
+    assert ki.CAM(model).layer == "backbone/last_conv"
+    classifier = tiny_cnn()
+    seq = keras.Sequential([keras.Input((12, 12, 3)), keras.layers.RandomFlip(), classifier])
+    assert ki.GradCAM(seq).layer == "tiny_cnn/conv2"
+    np.testing.assert_allclose(ki.GradCAM(seq).explain(images), ki.GradCAM(classifier).explain(images), rtol=1e-5, atol=1e-7)
+
+
+def test_shared_layer_is_refused_by_name_and_resolved_by_default(images):
+    inputs = keras.Input((12, 12, 3))
+    shared = keras.layers.Conv2D(3, 3, padding="same", name="shared")
+    x = shared(keras.layers.Conv2D(3, 1, name="first")(shared(inputs)))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
+    with pytest.raises(ValueError, match=r"'shared' is called 2 times.*shared layer"):
+        ki.GradCAM(model, layer="shared")
+    site = last_spatial_site(model)
+    assert site.path == "shared" and site.nodes[-1].input_tensors[0] is model.get_layer("first").output
+    assert np.isfinite(ki.GradCAM(model).explain(images)).all()
+
+
+def test_subclassed_models_get_one_clear_message(images):
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.conv = keras.layers.Conv2D(4, 3)
+            self.gap = keras.layers.GlobalAveragePooling2D()
+            self.dense = keras.layers.Dense(3)
+
+        def call(self, x):
+            return self.dense(self.gap(self.conv(x)))
+
+    net = Net()
+    net(images)
+    for make in (ki.GradCAM, ki.ScoreCAM, lambda m: ki.GradCAM(m, layer="conv")):
+        with pytest.raises(ValueError, match="subclassed keras.Model: it has no functional graph.*functional API"):
+            make(net)
+    with pytest.raises(ValueError, match="subclassed"):
+        ki.CAM(net)
+    assert ki.Saliency(net).explain(images).shape == (4, 12, 12)
+
+
+def test_unknown_names_get_a_short_message_with_close_names():
+    model = _residual()
+    outer_in = keras.Input((12, 12, 3))
+    nested = keras.Model(outer_in, model(outer_in))
+    with pytest.raises(ValueError) as error:
+        ki.GradCAM(nested, layer=f"{model.name}/conv_c")
+    message = str(error.value)
+    assert len(message) < 600 and f"'{model.name}/conv_a'" in message and f"'{model.name}/conv_b'" in message
+
+
+def test_explainers_add_no_nodes_to_the_users_layers(images):
+    inner = tiny_cnn()
+    inputs = keras.Input((12, 12, 3))
+    model = keras.Model(inputs, inner(inputs))
+    layers = [model, inner] + inner.layers
+    before = [len(layer._inbound_nodes) for layer in layers]
+    for _ in range(3):
+        for explainer in (ki.GradCAM(model, layer="tiny_cnn/conv1"), ki.CAM(model), ki.ScoreCAM(model), ki.Saliency(model)):
+            explainer.explain(images[:1])
+    assert [len(layer._inbound_nodes) for layer in layers] == before
+    assert len(all_paths(model)) == len(all_paths(inner))
+
+
+def test_batch_size_bounds_every_forward_pass(images):
+    seen = []
+
+    class Probe(keras.layers.Layer):
+        def call(self, x):
+            seen.append(x.shape[0])
+            return x
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(Probe()(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
+    batch = np.concatenate([images] * 3)  # 12 examples
+    for explainer in (ki.Saliency(model, batch_size=5), ki.GradCAM(model, batch_size=5),
+                      ki.IntegratedGradients(model, steps=4, batch_size=5), ki.Occlusion(model, batch_size=5),
+                      ki.ScoreCAM(model, batch_size=5), ki.SmoothGrad(model, samples=3, batch_size=5)):
+        seen.clear()
+        maps = explainer.explain(batch)
+        assert seen and max(s for s in seen if s is not None) <= 5, (type(explainer).__name__, seen)
+        # Splitting changes nothing: the first four equal a call on those four alone.
+        np.testing.assert_allclose(maps[:4], explainer.explain(images), rtol=1e-5, atol=1e-7)
