@@ -17,12 +17,16 @@ from keras_interp.explainers.occlusion import Occlusion
 __all__ = ["ExplanationLogger", "METHODS"]
 
 
+CAM_FALLBACK = "cam_as_gradcam"
+
+
 def _cam_or_gradcam(model, seed):
     try:
         return CAM(model)
     except ValueError:
         warnings.warn(
-            f"ExplanationLogger: model {model.name!r} has no GAP -> Dense head, so 'cam' uses Grad-CAM.",
+            f"ExplanationLogger: model {model.name!r} has no GAP -> Dense head, so 'cam' uses Grad-CAM "
+            f"(logged as {CAM_FALLBACK!r}).",
             stacklevel=3,
         )
         return GradCAM(model)
@@ -42,14 +46,33 @@ METHODS = {
 }
 
 
+def is_chief(strategy):
+    """Whether this process writes: always, except on non-chief workers of a multi-worker strategy."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if resolver is None or task_type is None or task_type == "chief":
+        return True
+    if task_type == "worker":
+        try:
+            has_chief = "chief" in resolver.cluster_spec().as_dict()
+        except Exception:  # noqa: BLE001 - no cluster spec: a single worker
+            has_chief = False
+        return not has_chief and resolver.task_id == 0
+    return False
+
+
 class ExplanationLogger(keras.callbacks.Callback):
     """Explain a fixed set of images every `freq` epochs and write the results for TensorBoard.
 
     Explanations use the current weights in inference mode. Training is never changed: nothing
     is drawn from the global random state (SmoothGrad's noise is seeded and stateless), the
     model is not modified or recompiled, and BatchNorm statistics and the optimizer are not
-    touched. It never breaks training either: a method that fails logs one warning and is
-    skipped for the rest of the run. What is written is documented in keras_interp.summary.
+    touched. It never breaks training either: bad configurations fail in `on_train_begin`,
+    before the first batch; after that everything runs under a guard: a method that fails is
+    warned about once and dropped, maps that are not finite (a diverging run) are skipped for
+    that epoch with one warning, and a prediction, scalar, picture or write that fails is
+    skipped with one warning. Under a multi-worker strategy only the chief writes. What is
+    written is documented in keras_interp.summary.
 
     Args:
         images: (N, H, W, C) images, as the model takes them.
@@ -57,7 +80,8 @@ class ExplanationLogger(keras.callbacks.Callback):
             shared with keras.callbacks.TensorBoard.
         methods: names from METHODS ("saliency", "smoothgrad", "integrated_gradients",
             "occlusion", "cam", "gradcam", "gradcam++", "layercam", "scorecam") or explainer
-            instances. "cam" falls back to Grad-CAM when the model has no GAP head.
+            instances (two of one class are logged as "saliency" and "saliency_2"). "cam" falls
+            back to Grad-CAM when the model has no GAP head, logged as "cam_as_gradcam".
         freq: log every `freq` epochs.
         labels: optional (N,) class per image: the class explained and scored. Without it, the
             predicted class is explained.
@@ -65,6 +89,8 @@ class ExplanationLogger(keras.callbacks.Callback):
         class_names: optional names shown next to the class indices.
         overlays: also write overlay grids to TensorBoard's Images dashboard.
         seed: seed of SmoothGrad's noise.
+        target: optional callable `outputs -> (N,)` score, for models whose output has no
+            class axis (segmentation, regression); replaces labels for the explanations.
 
     Example:
         >>> logger = ki.ExplanationLogger(x_val[:8], "logs", methods=("saliency", "cam"))
@@ -72,7 +98,7 @@ class ExplanationLogger(keras.callbacks.Callback):
     """
 
     def __init__(self, images, log_dir, methods=("saliency", "cam"), freq=1, labels=None, masks=None,
-                 class_names=None, overlays=True, seed=0):
+                 class_names=None, overlays=True, seed=0, target=None):
         super().__init__()
         self.images = check_images(images)
         n = len(self.images)
@@ -83,15 +109,24 @@ class ExplanationLogger(keras.callbacks.Callback):
         if not methods:
             raise ValueError("methods is empty; name at least one, e.g. methods=('saliency',).")
         self._requested = []
+        names = []
         for method in methods:
             if isinstance(method, Explainer):
-                self._requested.append((type(method).__name__.lower(), method))
-            elif method in METHODS:
+                base = type(method).__name__.lower()
+                name, k = base, 2
+                while name in names:
+                    name, k = f"{base}_{k}", k + 1
+                self._requested.append((name, method))
+            elif isinstance(method, str) and method in METHODS:
+                if method in names:
+                    raise ValueError(f"Method {method!r} is listed twice in methods.")
+                name = method
                 self._requested.append((method, None))
             else:
                 raise ValueError(
                     f"Unknown method {method!r}; choose from {sorted(METHODS)} or pass an explainer instance."
                 )
+            names.append(name)
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int32)
         if self.labels is not None and self.labels.shape != (n,):
             raise ValueError(f"labels must have shape ({n},), one per image; received {self.labels.shape}.")
@@ -100,29 +135,60 @@ class ExplanationLogger(keras.callbacks.Callback):
             raise ValueError(
                 f"masks must have shape {self.images.shape[:3]} (one per image); received {self.masks.shape}."
             )
+        if target is not None and not callable(target):
+            raise TypeError(f"target must be None or a callable outputs -> (N,) score; received {target!r}.")
+        if target is not None and labels is not None:
+            raise ValueError("Give labels (classes to explain) or a callable target, not both.")
         self.log_dir = os.fspath(log_dir)
         self.freq = int(freq)
         self.class_names = list(class_names) if class_names is not None else None
         self.overlays = overlays
         self.seed = int(seed)
+        self.target = target
         self._explainers = None
+        self._labels_of = {}
         self._writer = None
         self._inputs_written = False
+        self._warned = set()
 
     def _build(self):
         check_images(self.images, tuple(self.model.inputs[0].shape) if getattr(self.model, "inputs", None) else None)
         self._explainers = {}
         for name, instance in self._requested:
-            self._explainers[name] = instance if instance is not None else METHODS[name](self.model, self.seed)
+            explainer = instance if instance is not None else METHODS[name](self.model, self.seed)
+            label = None
+            if name == "cam" and not isinstance(explainer, CAM):
+                name, label = CAM_FALLBACK, "Grad-CAM (cam fallback: no GAP head)"
+            self._explainers[name] = explainer
+            self._labels_of[name] = label
         self._scorer = next(iter(self._explainers.values())).scorer
         classes = self._scorer.num_classes
         if self.labels is not None and classes is not None and not np.all((self.labels >= 0) & (self.labels < classes)):
             raise ValueError(
                 f"labels must be class indices in [0, {classes - 1}] for this model; received {self.labels.tolist()}."
             )
+        if self.labels is not None and classes is None:
+            raise ValueError(
+                f"labels need a model with (batch, classes) outputs; this model's output has shape "
+                f"{self._scorer.output_shape}. Pass a callable target instead."
+            )
+        if self.target is None and classes is None and self._scorer.output_shape is not None:
+            raise ValueError(
+                f"The model's output has shape {self._scorer.output_shape}, not (batch, classes): pass "
+                "ExplanationLogger(..., target=callable) mapping the outputs to one score per image."
+            )
+        channels = self.images.shape[-1]
+        if channels not in (1, 3, 4):
+            warnings.warn(
+                f"ExplanationLogger: the images have {channels} channels, so pictures show their first "
+                "channel in grey.",
+                stacklevel=3,
+            )
+        strategy = getattr(self.model, "distribute_strategy", None) or tf.distribute.get_strategy()
+        self._chief = is_chief(strategy)
 
     def on_train_begin(self, logs=None):
-        # Model-dependent checks (image size, CAM head) run here, before the first batch.
+        # Model-dependent checks (image size, CAM head, labels) run here, before the first batch.
         self._build()
 
     def _writer_default(self):
@@ -130,54 +196,101 @@ class ExplanationLogger(keras.callbacks.Callback):
             self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, summary.SUBDIR))
         return self._writer.as_default()
 
+    def _warn_once(self, key, message):
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(f"ExplanationLogger: {message}", stacklevel=3)
+
+    def _guarded(self, what, fn, *args):
+        """fn(*args), or None with one warning per `what` if it raises: never break training."""
+        try:
+            return fn(*args)
+        except Exception as exc:  # noqa: BLE001 - the callback must not stop training
+            self._warn_once(what, f"{what} failed and is skipped: {type(exc).__name__}: {exc}")
+            return None
+
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.freq:
             return
         if self._explainers is None:
             self._build()
-        self.log(epoch)
+        if self._chief:
+            self._guarded("logging", self.log, epoch)
+
+    def _predictions(self):
+        """(predicted, predicted probability, explained, explained probability), NaN where unknown."""
+        n = len(self.images)
+        nan = np.full(n, np.nan)
+        if self._scorer.num_classes is None:
+            return nan, nan, nan, nan
+        probabilities = self._scorer.probabilities(self._scorer(self.images))
+        if probabilities is None:
+            return nan, nan, nan, nan
+        p = np.asarray(probabilities, dtype=np.float64)
+        ok = np.isfinite(p).all(axis=1)
+        predicted = np.where(ok, p.argmax(axis=1), np.nan)
+        p_predicted = np.where(ok, p.max(axis=1), np.nan)
+        if self.labels is None:
+            return predicted, p_predicted, predicted, p_predicted
+        return predicted, p_predicted, self.labels.astype(np.float64), p[np.arange(n), self.labels]
 
     def log(self, step):
         """Explain the images with the current weights and write everything at `step`."""
-        logits = self._scorer(self.images)
-        probabilities = self._scorer.probabilities(logits).numpy()
-        predicted = probabilities.argmax(axis=1) if probabilities.ndim == 2 else np.zeros(len(self.images), int)
-        explained = predicted if self.labels is None else self.labels
-        confidence = probabilities[np.arange(len(self.images)), explained] if probabilities.ndim == 2 else probabilities[:, 0]
         with self._writer_default():
             if not self._inputs_written:
-                for i, image in enumerate(self.images):
-                    label = None if self.labels is None else self.labels[i]
-                    summary.write_input(i, image, step, label=label, class_names=self.class_names)
+                self._guarded("writing the input images", self._write_inputs, step)
                 self._inputs_written = True
-            for i in range(len(self.images)):
-                summary.write_prediction(i, predicted[i], confidence[i], explained[i], step)
-            tf.summary.scalar(f"{summary.SCALAR_PREFIX}confidence", float(np.mean(confidence)), step=step)
+            self._guarded("predictions", self._write_predictions, step)
+            target = self.target if self.target is not None else self.labels
             for name in list(self._explainers):
                 try:
-                    maps = self._explainers[name].explain(self.images, target=explained)
+                    maps = self._explainers[name].explain(self.images, target=target)
                 except Exception as exc:  # noqa: BLE001 - a failing method must not stop training
-                    warnings.warn(
-                        f"ExplanationLogger: method {name!r} failed and is skipped for the rest of "
-                        f"training: {type(exc).__name__}: {exc}",
-                        stacklevel=2,
-                    )
+                    self._warn_once(name, (
+                        f"method {name!r} failed and is skipped for the rest of training: "
+                        f"{type(exc).__name__}: {exc}"
+                    ))
                     del self._explainers[name]
                     continue
+                if not np.isfinite(maps).all():
+                    self._warn_once(f"{name} non-finite", (
+                        f"method {name!r} gave NaN or infinite maps at epoch {step + 1} (has training "
+                        "diverged?); those epochs are not logged for it."
+                    ))
+                    continue
                 self._write_method(name, maps, step)
-        self._writer.flush()
+        self._guarded("flushing the summaries", self._writer.flush)
+
+    def _write_inputs(self, step):
+        for i, image in enumerate(self.images):
+            label = None if self.labels is None else self.labels[i]
+            summary.write_input(i, image, step, label=label, class_names=self.class_names)
+
+    def _write_predictions(self, step):
+        predicted, p_predicted, explained, p_explained = self._predictions()
+        for i in range(len(self.images)):
+            summary.write_prediction(i, predicted[i], p_predicted[i], explained[i], p_explained[i], step)
+        confidence = float(np.mean(p_explained))
+        if np.isfinite(confidence):
+            tf.summary.scalar(f"{summary.SCALAR_PREFIX}confidence", confidence, step=step)
 
     def _write_method(self, name, maps, step):
-        for i, map_ in enumerate(maps):
-            summary.write_map(name, i, map_, step)
+        label = self._labels_of.get(name)
+        self._guarded(f"writing the {name!r} maps", lambda: [
+            summary.write_map(name, i, map_, step, label=label) for i, map_ in enumerate(maps)
+        ])
         if self.masks is not None:
-            tf.summary.scalar(f"{summary.SCALAR_PREFIX}{name}/pointing_game", metrics.pointing_game(maps, self.masks), step=step)
-            tf.summary.scalar(f"{summary.SCALAR_PREFIX}{name}/energy", metrics.energy_pointing_game(maps, self.masks), step=step)
+            for metric, fn in (("pointing_game", metrics.pointing_game), ("energy", metrics.energy_pointing_game)):
+                value = self._guarded(f"the {name!r} {metric} scalar", fn, maps, self.masks)
+                if value is not None and np.isfinite(value):
+                    tf.summary.scalar(f"{summary.SCALAR_PREFIX}{name}/{metric}", value, step=step)
         if self.overlays:
-            rows = [[image, render.overlay(image, map_)] for image, map_ in zip(self.images, maps)]
-            grid = render.grid(rows)
-            tf.summary.image(f"{summary.SCALAR_PREFIX}{name}", grid[None], step=step)
+            self._guarded(f"the {name!r} overlay grid", self._write_overlays, name, maps, step)
+
+    def _write_overlays(self, name, maps, step):
+        rows = [[image, render.overlay(image, map_)] for image, map_ in zip(self.images, maps)]
+        tf.summary.image(f"{summary.SCALAR_PREFIX}{name}", render.grid(rows)[None], step=step)
 
     def on_train_end(self, logs=None):
         if self._writer is not None:
-            self._writer.flush()
+            self._guarded("flushing the summaries", self._writer.flush)

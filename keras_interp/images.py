@@ -66,18 +66,24 @@ def to_uint8(image):
 
     uint8 passes through; float images in [0, 1] are scaled by 255; float images outside
     [0, 1] (e.g. preprocessed to [-1, 1]) are min-max scaled for display. Grey images
-    (H, W) or (H, W, 1) are repeated to three channels.
+    (H, W) or (H, W, 1) are repeated to three channels; RGBA (H, W, 4) shows its RGB channels;
+    any other channel count (2, or 5 and more: not a picture) shows its first channel in grey.
     """
     image = np.asarray(image)
-    if image.ndim == 3 and image.shape[-1] == 1:
+    if image.ndim == 3 and image.shape[-1] == 4:
+        image = image[..., :3]
+    elif image.ndim == 3 and image.shape[-1] != 3:
         image = image[..., 0]
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=-1)
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"Expected an image (H, W), (H, W, 1) or (H, W, 3); received shape {image.shape}.")
+    if image.ndim != 3 or image.shape[-1] != 3 or image.size == 0:
+        raise ValueError(f"Expected an image (H, W) or (H, W, C); received shape {image.shape}.")
     if image.dtype == np.uint8:
         return image
     image = image.astype(np.float32)
+    finite = np.isfinite(image)
+    if not finite.all():
+        image = np.where(finite, image, 0.0)
     lo, hi = float(image.min()), float(image.max())
     if lo < 0.0 or hi > 1.0:
         image = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)

@@ -3,6 +3,7 @@
 Everything is written under `<log_dir>/explanations` so the logger can share a log_dir with
 `keras.callbacks.TensorBoard` (which writes train/ and validation/). TensorBoard keeps only the
 first event's metadata per tag, so the method and image are in the tag and the epoch is the step.
+Image indices have at least three digits (7 -> "007", 1000 -> "1000").
 
 Plugin summaries (plugin name PLUGIN_NAME, data_class set so third-party plugins can read them):
 
@@ -10,7 +11,14 @@ Plugin summaries (plugin name PLUGIN_NAME, data_class set so third-party plugins
 | --- | --- | --- | --- |
 | `keras_interp/input/{i:03d}` | first logged epoch | [PNG] of input image i | BLOB_SEQUENCE |
 | `keras_interp/map/{method}/{i:03d}` | epoch | [PNG] grey map, min-max scaled | BLOB_SEQUENCE |
-| `keras_interp/prediction/{i:03d}` | epoch | float32 [predicted class, confidence, explained class] | TENSOR |
+| `keras_interp/prediction/{i:03d}` | epoch | float32 [predicted class, predicted probability, explained class, explained probability]; NaN = unknown | TENSOR |
+
+The metadata content (JSON) of each tag holds `kind` and `index`; inputs add the true `label`
+(or null) and `class_names`; maps add `method` and `label`, the column's display name (e.g.
+"Grad-CAM (cam fallback: no GAP head)"); predictions add `fields`, the names of the vector's
+entries. Older logs (metadata version 1) hold 3 values with fields ["predicted_class",
+"confidence", "explained_class"], "confidence" being the explained class's probability, and maps
+without a label; the plugin reads both.
 
 Standard summaries: `explanations/{method}` (Images dashboard: a grid of overlays, one row per
 image) and scalars `explanations/confidence`, `explanations/{method}/pointing_game`,
@@ -27,29 +35,36 @@ from tensorboard.compat.proto import summary_pb2
 from keras_interp import images as render
 
 __all__ = ["PLUGIN_NAME", "SUBDIR", "input_tag", "map_tag", "prediction_tag", "write_input", "write_map",
-           "write_prediction", "encode_png", "SCALAR_PREFIX"]
+           "write_prediction", "encode_png", "SCALAR_PREFIX", "PREDICTION_FIELDS"]
 
 PLUGIN_NAME = "keras_interp"
 SUBDIR = "explanations"
 SCALAR_PREFIX = "explanations/"  # standard Images and Scalars summaries of the logger
+PREDICTION_FIELDS = ("predicted_class", "predicted_probability", "explained_class", "explained_probability")
+
+
+def _index(index):
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
+        raise ValueError(f"An image index must be a non-negative int; received {index!r}.")
+    return int(index)
 
 
 def input_tag(index):
-    return f"{PLUGIN_NAME}/input/{index:03d}"
+    return f"{PLUGIN_NAME}/input/{_index(index):03d}"
 
 
 def map_tag(method, index):
-    return f"{PLUGIN_NAME}/map/{method}/{index:03d}"
+    return f"{PLUGIN_NAME}/map/{method}/{_index(index):03d}"
 
 
 def prediction_tag(index):
-    return f"{PLUGIN_NAME}/prediction/{index:03d}"
+    return f"{PLUGIN_NAME}/prediction/{_index(index):03d}"
 
 
 def _metadata(kind, data_class, **content):
     metadata = summary_pb2.SummaryMetadata()
     metadata.plugin_data.plugin_name = PLUGIN_NAME
-    metadata.plugin_data.content = json.dumps({"version": 1, "kind": kind, **content}).encode("utf-8")
+    metadata.plugin_data.content = json.dumps({"version": 2, "kind": kind, **content}).encode("utf-8")
     metadata.data_class = data_class
     return metadata
 
@@ -67,20 +82,41 @@ def encode_png(picture):
 
 def write_input(index, image, step, label=None, class_names=None):
     """Input image i as a PNG (to the default summary writer)."""
-    meta = _metadata("input", summary_pb2.DATA_CLASS_BLOB_SEQUENCE, index=index,
+    meta = _metadata("input", summary_pb2.DATA_CLASS_BLOB_SEQUENCE, index=_index(index),
                      label=None if label is None else int(label), class_names=list(class_names or []))
     tf.summary.write(input_tag(index), tf.constant([encode_png(render.to_uint8(image))]), step=step, metadata=meta)
 
 
-def write_map(method, index, map_, step):
-    """A raw map as a grey PNG, min-max scaled to 0-255."""
-    grey = np.round(render.normalize(map_) * 255).astype(np.uint8)
-    meta = _metadata("map", summary_pb2.DATA_CLASS_BLOB_SEQUENCE, method=method, index=index)
+def write_map(method, index, map_, step, label=None):
+    """A raw (H, W) map as a grey PNG, min-max scaled to 0-255 (a constant map is all 0).
+
+    `label` is the display name of the method's column in the dashboard (None: the method name).
+    Non-finite maps raise a ValueError: they have no meaningful picture.
+    """
+    values = np.asarray(map_, dtype=np.float64)
+    if values.ndim != 2 or values.size == 0:
+        raise ValueError(f"write_map expects one (H, W) map; received shape {values.shape} for method {method!r}.")
+    finite = np.isfinite(values)
+    if not finite.all():
+        raise ValueError(
+            f"write_map: the {method!r} map of image {index} has {int((~finite).sum())} non-finite values "
+            f"(NaN or inf) of {values.size}; only finite maps can be written."
+        )
+    lo, hi = values.min(), values.max()
+    span = hi - lo
+    scaled = (values - lo) / span if span > 0 else np.zeros_like(values)
+    grey = np.round(scaled * 255).astype(np.uint8)
+    meta = _metadata("map", summary_pb2.DATA_CLASS_BLOB_SEQUENCE, method=method, index=_index(index),
+                     label=str(method) if label is None else str(label))
     tf.summary.write(map_tag(method, index), tf.constant([encode_png(grey)]), step=step, metadata=meta)
 
 
-def write_prediction(index, predicted, confidence, explained, step):
-    meta = _metadata("prediction", summary_pb2.DATA_CLASS_TENSOR, index=index,
-                     fields=["predicted_class", "confidence", "explained_class"])
-    value = tf.constant([float(predicted), float(confidence), float(explained)], tf.float32)
-    tf.summary.write(prediction_tag(index), value, step=step, metadata=meta)
+def write_prediction(index, predicted, predicted_probability, explained, explained_probability, step):
+    """float32 [predicted class, its probability, explained class, its probability] at `step`.
+
+    Any value may be NaN (or None, written as NaN) where it is unknown, e.g. a model without class
+    outputs has no predicted class.
+    """
+    meta = _metadata("prediction", summary_pb2.DATA_CLASS_TENSOR, index=_index(index), fields=list(PREDICTION_FIELDS))
+    values = [np.nan if v is None else float(v) for v in (predicted, predicted_probability, explained, explained_probability)]
+    tf.summary.write(prediction_tag(index), tf.constant(values, tf.float32), step=step, metadata=meta)

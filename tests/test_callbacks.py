@@ -1,8 +1,10 @@
 import glob
+import json
 import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import keras
 import numpy as np
@@ -52,12 +54,12 @@ def test_event_files_hold_the_expected_tags_steps_and_pictures(tmp_path):
             assert tf.io.decode_png(tf.make_ndarray(written[0][1].tensor)[0]).shape == (12, 12, 1)
         prediction = events[summary.prediction_tag(i)]
         assert [s for s, _ in prediction] == [0, 1] and prediction[0][1].metadata.data_class == 2  # TENSOR
-        predicted, confidence, explained = tf.make_ndarray(prediction[-1][1].tensor)
-        assert explained == y[i] and 0 < confidence < 1
+        predicted, p_predicted, explained, p_explained = tf.make_ndarray(prediction[-1][1].tensor)
+        assert explained == y[i] and 0 < p_explained <= p_predicted < 1
     probabilities = model.predict(x[:3], verbose=0)
-    np.testing.assert_allclose(
-        tf.make_ndarray(events[summary.prediction_tag(2)][-1][1].tensor)[1], probabilities[2, y[2]], rtol=1e-5
-    )
+    last = tf.make_ndarray(events[summary.prediction_tag(2)][-1][1].tensor)
+    np.testing.assert_allclose(last[[1, 3]], [probabilities[2].max(), probabilities[2, y[2]]], rtol=1e-5)
+    assert last[0] == probabilities[2].argmax()
     for method in ("saliency", "cam", "smoothgrad"):
         grid = events[f"explanations/{method}"][0][1]
         shape = tf.io.decode_png(tf.make_ndarray(grid.tensor)[2]).shape
@@ -105,7 +107,9 @@ def test_cam_falls_back_to_gradcam_and_says_so(tmp_path):
     logger = ki.ExplanationLogger(x[:2], tmp_path, methods=("cam",))
     with pytest.warns(UserWarning, match="'cam' uses Grad-CAM"):
         model.fit(x, np.array([0, 1, 2, 3]), epochs=1, verbose=0, callbacks=[logger])
-    assert isinstance(logger._explainers["cam"], ki.GradCAM)
+    assert isinstance(logger._explainers["cam_as_gradcam"], ki.GradCAM)
+    (step, value), = _events(str(tmp_path))[summary.map_tag("cam_as_gradcam", 0)]
+    assert json.loads(value.metadata.plugin_data.content)["label"] == "Grad-CAM (cam fallback: no GAP head)"
 
 
 @pytest.mark.parametrize(
@@ -186,7 +190,7 @@ def test_training_is_bit_identical_with_and_without_the_logger(tmp_path):
     assert "identical" in out
 
 
-def test_works_under_mirrored_strategy(tmp_path):
+def test_works_under_mirrored_strategy_and_logs_the_single_device_maps(tmp_path):
     out = _run(
         """
         import os; os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -203,8 +207,178 @@ def test_works_under_mirrored_strategy(tmp_path):
         logger = ki.ExplanationLogger(x[:2], "logs", methods=("saliency", "cam", "occlusion"))
         model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[logger])
         print("replicas", strategy.num_replicas_in_sync, sorted(logger._explainers))
+        # The last epoch's maps, recomputed on one device from a plain copy of the final weights.
+        plain = ki.reference_cnn((16, 16, 3), width=4)
+        plain.set_weights(model.get_weights())
+        np.save("single.npy", np.stack([ki.Saliency(plain).explain(x[:2]), ki.CAM(plain).explain(x[:2]),
+                                        ki.Occlusion(plain).explain(x[:2])]))
         """,
         tmp_path,
     )
     assert "replicas 2 ['cam', 'occlusion', 'saliency']" in out
-    assert glob.glob(str(tmp_path / "logs" / "explanations" / "events.out.tfevents.*"))
+    events = _events(str(tmp_path / "logs"))
+    single = np.load(tmp_path / "single.npy")
+    for m, method in enumerate(("saliency", "cam", "occlusion")):
+        for i in range(2):
+            step, value = events[summary.map_tag(method, i)][-1]
+            logged = tf.io.decode_png(tf.make_ndarray(value.tensor)[0]).numpy()[..., 0].astype(int)
+            expected = np.round(ki.images.normalize(single[m, i]) * 255).astype(int)
+            assert step == 1 and np.abs(logged - expected).max() <= 1, (method, i)
+
+
+# ---- The logger never breaks fit
+
+def _fit(model, logger, x, y, epochs=3):
+    history = model.fit(x, y, epochs=epochs, verbose=0, callbacks=[logger])
+    assert len(history.history["loss"]) == epochs
+    return _events(logger.log_dir)
+
+
+class _PoisonAt(keras.callbacks.Callback):
+    """Sets every weight to NaN at the end of epoch `epoch` (before the logger runs)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            self.model.set_weights([np.full_like(w, np.nan) for w in self.model.get_weights()])
+
+
+def test_nan_maps_and_scalars_of_a_diverged_run_are_skipped(tmp_path):
+    model = tiny_cnn()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x, y, masks = _data()
+    logger = ki.ExplanationLogger(x[:3], tmp_path, methods=("saliency", "cam", "occlusion"), masks=masks[:3], labels=y[:3])
+    with pytest.warns(UserWarning) as record:
+        history = model.fit(x, y, epochs=3, verbose=0, callbacks=[_PoisonAt(1), logger])
+    assert len(history.history["loss"]) == 3
+    messages = [str(w.message) for w in record if "ExplanationLogger" in str(w.message)]
+    assert sum("'saliency' gave NaN" in m for m in messages) == 1
+    events = _events(str(tmp_path))
+    for method in ("saliency", "cam", "occlusion"):
+        assert [s for s, _ in events[summary.map_tag(method, 0)]] == [0]
+        assert [s for s, _ in events[f"explanations/{method}/pointing_game"]] == [0]
+    steps = [s for s, _ in events[summary.prediction_tag(0)]]
+    assert steps == [0, 1, 2]
+    predicted, p_predicted, explained, p_explained = tf.make_ndarray(events[summary.prediction_tag(0)][-1][1].tensor)
+    assert np.isnan(predicted) and np.isnan(p_predicted) and explained == y[0] and np.isnan(p_explained)
+    assert [s for s, _ in events["explanations/confidence"]] == [0]
+
+
+def test_segmentation_scalar_and_four_channel_models(tmp_path):
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    # Segmentation: (B, H, W, K) outputs need a callable target, asked for before the first batch.
+    inputs = keras.Input((12, 12, 3))
+    seg = keras.Model(inputs, keras.layers.Conv2D(2, 3, padding="same", activation="softmax")(inputs))
+    seg.compile("adam", "sparse_categorical_crossentropy")
+    x = rng.uniform(size=(4, 12, 12, 3)).astype("float32")
+    ys = rng.integers(0, 2, size=(4, 12, 12))
+    with pytest.raises(ValueError, match=r"not \(batch, classes\): pass ExplanationLogger\(\.\.\., target=callable\)"):
+        seg.fit(x, ys, epochs=1, verbose=0, callbacks=[ki.ExplanationLogger(x[:2], tmp_path / "a")])
+    logger = ki.ExplanationLogger(x[:2], tmp_path / "b", methods=("saliency", "gradcam", "occlusion"),
+                                  target=lambda y: keras.ops.sum(y[..., 1], axis=(1, 2)))
+    events = _fit(seg, logger, x, ys, epochs=2)
+    assert [s for s, _ in events[summary.map_tag("gradcam", 1)]] == [0, 1]
+    assert np.isnan(tf.make_ndarray(events[summary.prediction_tag(0)][0][1].tensor)).all()
+    # One score per example, (B,).
+    inputs = keras.Input((12, 12, 3))
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(3, 3)(inputs))
+    scalar = keras.Model(inputs, keras.ops.squeeze(keras.layers.Dense(1)(h), -1))
+    scalar.compile("adam", "mse")
+    events = _fit(scalar, ki.ExplanationLogger(x[:2], tmp_path / "c", methods=("saliency", "gradcam")), x, rng.normal(size=4), 2)
+    assert [s for s, _ in events[summary.map_tag("saliency", 0)]] == [0, 1]
+    # Four channels (RGBA-like inputs): the pictures show RGB.
+    inputs = keras.Input((12, 12, 4))
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(3, 3, activation="relu")(inputs))
+    rgba = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(h))
+    rgba.compile("adam", "sparse_categorical_crossentropy")
+    x4 = rng.uniform(size=(4, 12, 12, 4)).astype("float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        events = _fit(rgba, ki.ExplanationLogger(x4[:2], tmp_path / "d", methods=("cam",)), x4, np.arange(4) % 3, 2)
+    png = tf.io.decode_png(tf.make_ndarray(events[summary.input_tag(0)][0][1].tensor)[0]).numpy()
+    np.testing.assert_array_equal(png, np.round(x4[0, ..., :3] * 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("broken", ["metrics", "rendering", "writing"])
+def test_failures_outside_explain_are_skipped(tmp_path, monkeypatch, broken):
+    from keras_interp import callbacks
+
+    def boom(*args, **kwargs):
+        raise RuntimeError(f"{broken} broke")
+
+    if broken == "metrics":
+        monkeypatch.setattr(callbacks.metrics, "pointing_game", boom)
+    elif broken == "rendering":
+        monkeypatch.setattr(callbacks.render, "overlay", boom)
+    else:
+        monkeypatch.setattr(callbacks.summary, "write_map", boom)
+    model = tiny_cnn()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y, masks = _data()
+    logger = ki.ExplanationLogger(x[:2], tmp_path, methods=("saliency", "cam"), masks=masks[:2])
+    with pytest.warns(UserWarning, match=f"failed and is skipped: RuntimeError: {broken} broke") as record:
+        events = _fit(model, logger, x, y)
+    assert sum(f"{broken} broke" in str(w.message) for w in record) == 2  # once per method, not per epoch
+    assert [s for s, _ in events["explanations/confidence"]] == [0, 1, 2]
+    assert [s for s, _ in events["explanations/saliency/energy"]] == [0, 1, 2]
+    if broken != "writing":
+        assert [s for s, _ in events[summary.map_tag("saliency", 1)]] == [0, 1, 2]
+
+
+def test_two_instances_of_one_class_and_a_thousand_images(tmp_path):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3, activation="relu")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(h))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).uniform(size=(1001, 8, 8, 1)).astype("float32")
+    logger = ki.ExplanationLogger(x, tmp_path, methods=(ki.Saliency(model), ki.SmoothGrad(model, samples=2), ki.Saliency(model)),
+                                  overlays=False)
+    events = _fit(model, logger, x[:4], np.array([0, 1, 0, 1]), epochs=1)
+    assert summary.map_tag("saliency", 1000) == "keras_interp/map/saliency/1000"
+    for name in ("saliency", "smoothgrad", "saliency_2"):
+        assert [s for s, _ in events[summary.map_tag(name, 1000)]] == [0]
+    with pytest.raises(ValueError, match="listed twice"):
+        ki.ExplanationLogger(x[:2], tmp_path, methods=("saliency", "saliency"))
+
+
+def test_binary_sigmoid_predictions_show_the_predicted_label(tmp_path):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 12, 3))
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(3, 3, activation="relu")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(h))
+    model.compile("adam", "binary_crossentropy")
+    x, _, _ = _data()
+    events = _fit(model, ki.ExplanationLogger(x[:3], tmp_path, methods=("saliency",)), x, np.array([0, 1] * 3), 1)
+    p = model.predict(x[:3], verbose=0)[:, 0]
+    for i in range(3):
+        predicted, p_predicted, explained, _ = tf.make_ndarray(events[summary.prediction_tag(i)][0][1].tensor)
+        assert predicted == float(p[i] > 0.5) and explained == predicted
+        np.testing.assert_allclose(p_predicted, max(p[i], 1 - p[i]), rtol=1e-5)
+        assert p_predicted >= 0.5
+
+
+def test_only_the_chief_writes():
+    from keras_interp.callbacks import is_chief
+
+    class Resolver:
+        def __init__(self, task_type, task_id, jobs):
+            self.task_type, self.task_id, self._jobs = task_type, task_id, jobs
+
+        def cluster_spec(self):
+            return tf.train.ClusterSpec({job: ["localhost:1"] * n for job, n in self._jobs.items()})
+
+    class Strategy:
+        def __init__(self, resolver):
+            self.cluster_resolver = resolver
+
+    assert is_chief(tf.distribute.get_strategy())
+    assert is_chief(Strategy(Resolver("chief", 0, {"chief": 1, "worker": 2})))
+    assert not is_chief(Strategy(Resolver("worker", 0, {"chief": 1, "worker": 2})))
+    assert is_chief(Strategy(Resolver("worker", 0, {"worker": 2})))
+    assert not is_chief(Strategy(Resolver("worker", 1, {"worker": 2})))
+    assert not is_chief(Strategy(Resolver("evaluator", 0, {"worker": 2, "evaluator": 1})))
