@@ -136,3 +136,42 @@ def test_batch_size_bounds_every_forward_pass(images):
         assert seen and max(s for s in seen if s is not None) <= 5, (type(explainer).__name__, seen)
         # Splitting changes nothing: the first four equal a call on those four alone.
         np.testing.assert_allclose(maps[:4], explainer.explain(images), rtol=1e-5, atol=1e-7)
+
+
+def test_compiled_functions_are_shared_across_instances_and_models_are_freed(images):
+    import gc
+    import weakref
+
+    model = tiny_cnn()
+    first = ki.Saliency(model)
+    first.explain(images)
+    traces = first.trace_count
+    for _ in range(3):
+        again = ki.Saliency(model)
+        np.testing.assert_allclose(again.explain(images), first.explain(images))
+    assert again.trace_count == traces == 1
+    # Settings read inside the trace keep instances apart.
+    no_relu, plain = ki.GradCAM(model, relu=False), ki.GradCAM(model)
+    b = np.stack([no_relu.explain(images, target=k, upsample=False) for k in range(3)])
+    a = np.stack([plain.explain(images, target=k, upsample=False) for k in range(3)])
+    assert (b < 0).any() and np.allclose(a, np.maximum(b, 0), atol=1e-7)
+    assert ki.GradCAM(model, layer="conv1").explain(images, upsample=False).shape == (4, 12, 12)
+    # Another model gets its own functions; a dropped model is freed.
+    other = tiny_cnn(seed=1)
+    assert not np.allclose(ki.Saliency(other).explain(images), first.explain(images))
+    ref = weakref.ref(other)
+    del other
+    gc.collect()
+    assert ref() is None
+
+
+def test_a_callable_target_traces_once_per_distinct_function(images):
+    model = tiny_cnn()
+    explainer = ki.Saliency(model)
+    for _ in range(3):
+        explainer.explain(images, target=lambda y: y[:, 1])
+    assert explainer.trace_count == 1
+    maps = [explainer.explain(images, target=lambda y: y[:, k]) for k in range(3)]
+    for k in range(3):
+        np.testing.assert_allclose(maps[k], explainer.explain(images, target=k), rtol=1e-6)
+    assert explainer.trace_count == 1 + 3 + 1  # one per distinct function, one for int targets

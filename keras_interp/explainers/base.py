@@ -1,6 +1,9 @@
 """What every explainer shares: the model's scorer, input checks and chunk planning."""
 
 import math
+import threading
+import types
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -94,6 +97,23 @@ def _to_numpy(out):
     return np.asarray(out)
 
 
+# model -> {(class, method, settings): tf.function}. Keyed weakly, and the functions hold no
+# reference to the model or an explainer (only the variables their graphs capture), so building
+# `ki.Saliency(model)` again, e.g. in a loop, reuses the traces, and a dropped model is freed.
+_SHARED = weakref.WeakKeyDictionary()
+_ACTIVE = threading.local()
+
+
+def _bound_to_active(method):
+    """method(explainer, *args) with the explainer that is calling, read when tracing."""
+
+    def run(*args):
+        return method(_ACTIVE.explainer, *args)
+
+    run.__name__ = method.__name__
+    return run
+
+
 class Explainer:
     """Base class: holds the model, its pre-softmax scorer and the chunk size.
 
@@ -109,23 +129,65 @@ class Explainer:
         self.model = model
         self.scorer = Scorer(model)
         self.batch_size = batch_size
-        self._functions = []
+        self._functions = {}
+        self._callables = {}
 
-    def _compile(self, fn):
-        compiled = tf.function(fn)
-        self._functions.append(compiled)
-        return compiled
+    def _trace_key(self):
+        """Settings read inside the compiled functions (beyond the model and the arguments).
+
+        Explainers of one class on one model with equal keys share their compiled functions.
+        """
+        return ()
+
+    def _compiled(self, name):
+        """The tf.function running method `name`, shared across instances (see _SHARED)."""
+        fn = self._functions.get(name)
+        if fn is None:
+            key = (type(self), name, self._trace_key())
+            try:
+                per_model = _SHARED.setdefault(self.model, {})
+            except TypeError:  # a model that cannot be weakly referenced: no sharing
+                per_model = {}
+            fn = per_model.get(key)
+            if fn is None:
+                fn = per_model[key] = tf.function(_bound_to_active(getattr(type(self), name)))
+            self._functions[name] = fn
+        return fn
+
+    def _call(self, name, *args):
+        """Run compiled method `name` with this instance as `self` while it traces."""
+        fn = self._compiled(name)
+        previous = getattr(_ACTIVE, "explainer", None)
+        _ACTIVE.explainer = self
+        try:
+            return fn(*args)
+        finally:
+            _ACTIVE.explainer = previous
 
     @property
     def trace_count(self):
-        """How many times this explainer's compiled functions have been traced."""
-        return sum(f.experimental_get_tracing_count() for f in self._functions)
+        """How many times the compiled functions this explainer uses have been traced."""
+        return sum(f.experimental_get_tracing_count() for f in self._functions.values())
+
+    def _canonical(self, score_fn):
+        """An earlier callable target that computes the same thing, so it is not traced again.
+
+        Two plain functions are the same target when they share code, closure values (by
+        identity), defaults and globals: `lambda y: y[:, 3]` written in a loop is traced once,
+        `lambda y: y[:, k]` once per k.
+        """
+        if not isinstance(score_fn, types.FunctionType):
+            return score_fn
+        cells = tuple(c.cell_contents for c in (score_fn.__closure__ or ()))
+        key = (score_fn.__code__, tuple(map(id, cells)), id(score_fn.__globals__), id(score_fn.__defaults__),
+               id(score_fn.__kwdefaults__))
+        return self._callables.setdefault(key, score_fn)
 
     def _prepare(self, inputs, target):
         x = check_images(inputs, self.scorer.input_shape)
         classes, score_fn = resolve_target(target, x.shape[0], self.scorer.num_classes, self.scorer.output_shape)
         self.scorer.check_outputs(x[: min(8, self.batch_size)])
-        return x, classes, score_fn
+        return x, classes, None if score_fn is None else self._canonical(score_fn)
 
     def _batched(self, fn, *aligned):
         """fn over slices of at most `batch_size` examples of the `aligned` arrays; numpy out.

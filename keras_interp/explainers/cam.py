@@ -44,7 +44,9 @@ class _FeatureMapExplainer(Explainer):
             )
         self._channels = shape[-1]
         self._features = self.scorer.with_features(self.site)
-        self._explain_compiled = self._compile(self._explain_graph)
+
+    def _trace_key(self):
+        return tuple(map(id, self.site.nodes)) + (self.site.index,)
 
     def _explain_graph(self, x, classes, score_fn, upsample, *extra):
         maps = self._maps(x, classes, score_fn, *extra)
@@ -61,7 +63,7 @@ class _FeatureMapExplainer(Explainer):
         x, classes, score_fn = self._prepare(inputs, target)
 
         def call(xb, cb, *rows):
-            return self._explain_compiled(xb, cb, score_fn, bool(upsample), *self._extra(xb, *rows))
+            return self._call("_explain_graph", xb, cb, score_fn, bool(upsample), *self._extra(xb, *rows))
 
         return self._batched(call, x, classes, *self._per_example(x))
 
@@ -94,7 +96,10 @@ class GradCAM(_FeatureMapExplainer):
 
     def __init__(self, model, layer=None, relu=True, batch_size=128):
         super().__init__(model, layer, batch_size=batch_size)
-        self.relu = relu
+        self.relu = bool(relu)
+
+    def _trace_key(self):
+        return super()._trace_key() + (self.relu,)
 
     def _maps(self, x, classes, score_fn):
         features, grads = self._gradients(x, classes, score_fn)
@@ -269,6 +274,9 @@ class ScoreCAM(_FeatureMapExplainer):
         self.max_channels = max_channels
         self.baseline = baseline
         self.weighting = weighting
+
+    def _trace_key(self):
+        return super()._trace_key() + (self.weighting,)
 
     def _per_example(self, x):
         return (broadcast_baseline(self.baseline, x),)

@@ -29,10 +29,8 @@ class GradientExplainer(Explainer):
 
     reduce = staticmethod(max_abs_over_channels)
 
-    def __init__(self, model, batch_size=128):
-        super().__init__(model, batch_size=batch_size)
-        self._attribute_compiled = self._compile(self._attribution)
-        self._explain_compiled = self._compile(lambda *args: self.reduce(self._attribution(*args)[0]))
+    def _reduced(self, *args):
+        return self.reduce(self._attribution(*args)[0])
 
     def _per_example(self, x):
         """Arrays aligned with the batch (one row per example), sliced with it."""
@@ -41,20 +39,20 @@ class GradientExplainer(Explainer):
     def _arguments(self, x, classes, score_fn):
         return (x, classes, score_fn)
 
-    def _run(self, compiled, inputs, target):
+    def _run(self, name, inputs, target):
         x, classes, score_fn = self._prepare(inputs, target)
 
         def call(xb, cb, *rows):
-            return compiled(*self._arguments(xb, cb, score_fn, *rows))
+            return self._call(name, *self._arguments(xb, cb, score_fn, *rows))
 
         return self._batched(call, x, classes, *self._per_example(x))
 
     def attribute(self, inputs, target=None):
         """Signed attributions (B, H, W, C) float32."""
-        return self._run(self._attribute_compiled, inputs, target)[0]
+        return self._run("_attribution", inputs, target)[0]
 
     def explain(self, inputs, target=None):
-        return self._run(self._explain_compiled, inputs, target)
+        return self._run("_reduced", inputs, target)
 
 
 class Saliency(GradientExplainer):
@@ -232,5 +230,5 @@ class IntegratedGradients(_SampledGradients):
     def attribute(self, inputs, target=None, return_delta=False):
         """Signed attributions (B, H, W, C); with return_delta also the completeness gap (B,):
         sum(attr) - (score(x) - score(baseline))."""
-        attr, delta = self._run(self._attribute_compiled, inputs, target)
+        attr, delta = self._run("_attribution", inputs, target)
         return (attr, delta) if return_delta else attr

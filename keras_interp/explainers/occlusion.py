@@ -60,7 +60,6 @@ class Occlusion(Explainer):
                 "windows would never be occluded. Use a stride no larger than the patch."
             )
         self.baseline = baseline
-        self._occlude = self._compile(self._occlude_fn)
 
     def windows(self, height, width):
         """(N, 2) int32 top-left corners, the effective (ph, pw), and the (H, W) cover count."""
@@ -102,7 +101,7 @@ class Occlusion(Explainer):
 
         def call(xb, cb, baseline):
             per, num_chunks = plan_chunks(len(corners), xb.shape[0], self.batch_size)
-            return self._occlude(xb, cb, score_fn, corners, patch, baseline, per, num_chunks)
+            return self._call("_occlude_fn", xb, cb, score_fn, corners, patch, baseline, per, num_chunks)
 
         heat = self._batched(call, x, classes, broadcast_baseline(self.baseline, x))
         return (heat / count).astype(np.float32)
