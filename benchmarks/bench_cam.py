@@ -11,7 +11,8 @@ tf-explain 0.3.1 (GradCAM), on the same model, inputs and layer.
 
 Quality: the reference GAP model trained on the built-in shapes; pointing game (the map's
 maximum inside the object mask) and energy on held-out shapes, next to the mean mask fraction
-and a uniform-random map's pointing game. Score-CAM is also run with a blurred baseline.
+and a uniform-random map's pointing game. Score-CAM runs in its three readings (weighting=
+"increase", "softmax", "probability"), each with a black and a blurred baseline.
 """
 
 import argparse
@@ -85,17 +86,19 @@ def quality(args):
           f"uniform-random map pointing game {ki.metrics.pointing_game(random_maps, held.masks):.3f}")
     # Score-CAM with the masked-out part blurred instead of black (ScoreCAM's baseline option).
     blurred = np.stack([cv2.GaussianBlur(image, (0, 0), 5) for image in held.images])
-    print(f"{'method':14s} {'pointing game':>14s} {'energy':>8s}")
+    print(f"{'method':26s} {'pointing game':>14s} {'energy':>8s}")
     for name, explainer in (
         ("cam", ki.CAM(model)),
         ("gradcam", ki.GradCAM(model)),
         ("gradcam++", ki.GradCAMPlusPlus(model)),
         ("layercam", ki.LayerCAM(model)),
-        ("scorecam", ki.ScoreCAM(model)),
-        ("scorecam/blur", ki.ScoreCAM(model, baseline=blurred)),
+    ) + tuple(
+        (f"scorecam/{weighting}" + ("/blur" if baseline is blurred else ""),
+         ki.ScoreCAM(model, weighting=weighting, baseline=baseline))
+        for weighting in ("increase", "softmax", "probability") for baseline in (0.0, blurred)
     ):
         maps = explainer.explain(held.images)
-        print(f"{name:14s} {ki.metrics.pointing_game(maps, held.masks):14.3f} "
+        print(f"{name:26s} {ki.metrics.pointing_game(maps, held.masks):14.3f} "
               f"{ki.metrics.energy_pointing_game(maps, held.masks):8.3f}")
 
 
