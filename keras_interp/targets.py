@@ -26,7 +26,7 @@ from keras import ops
 
 from keras_interp.graph import Cursor, find_site, graph_of, run
 
-__all__ = ["Scorer", "resolve_target", "select_scores", "SOFTMAX_FUNCTIONS", "SIGMOID_FUNCTIONS"]
+__all__ = ["Scorer", "resolve_target", "select_scores", "squashing", "is_shape_only", "SOFTMAX_FUNCTIONS", "SIGMOID_FUNCTIONS"]
 
 
 def _existing(*candidates):
@@ -70,7 +70,12 @@ def _activation_kind(activation):
     return "other"
 
 
-def _squashing(operation):
+def is_shape_only(operation):
+    """A layer or operation that only moves values (Reshape, Flatten, Identity, Dropout...)."""
+    return isinstance(operation, _SHAPE_ONLY)
+
+
+def squashing(operation):
     """The squashing an operation applies: (kind, fused) or (None, False)."""
     if isinstance(operation, keras.layers.Softmax) or isinstance(operation, _SOFTMAX_OPS):
         return "softmax", False
@@ -151,10 +156,10 @@ def find_squashing(model):
         if site is None:
             return None, None
         operation = site.operation
-        if isinstance(operation, _SHAPE_ONLY) and len(site.nodes[-1].input_tensors) == 1:
+        if is_shape_only(operation) and len(site.nodes[-1].input_tensors) == 1:
             cursor = Cursor.input_of(site)
             continue
-        kind, fused = _squashing(operation)
+        kind, fused = squashing(operation)
         if kind is not None:
             if fused:
                 _check_pre_activation(operation)  # fail now, not inside a trace

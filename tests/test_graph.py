@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import keras_interp as ki
 from conftest import tiny_cnn
-from keras_interp.graph import all_paths, find_site, last_spatial_site
+from keras_interp.graph import all_paths, last_spatial_site
 
 
 def _residual():

@@ -3,18 +3,17 @@
 Each computes a (B, h, w) map on a spatial feature layer and upsamples it to the input size
 with bilinear interpolation on half-pixel centres (`tf.image.resize`), so a feature cell lands
 on its receptive-field centre. `explain(..., upsample=False)` returns the feature-resolution
-maps. The feature layer is read through a second Keras graph that shares the model's layers,
+maps. The feature tensor is read by running the model's own graph (keras_interp.graph.run),
 so the model is never modified and its weights are read live.
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_interp.explainers.base import Explainer, broadcast_baseline, chunk_indices, merge_leading, plan_chunks
-from keras_interp.graph import Cursor, graph_of, last_spatial_site, spatial_layers
+from keras_interp.graph import Cursor, last_spatial_site, spatial_layers
 from keras_interp.layers.cam_head import CAMHead
-from keras_interp.targets import SOFTMAX_FUNCTIONS, SIGMOID_FUNCTIONS, select_scores
+from keras_interp.targets import is_shape_only, select_scores, squashing
 
 __all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "ScoreCAM", "find_cam_head", "upsample_maps"]
 
@@ -141,14 +140,6 @@ class LayerCAM(_FeatureMapExplainer):
         return tf.nn.relu(tf.reduce_sum(tf.nn.relu(grads) * features, axis=-1))
 
 
-def _is_squashing(operation):
-    if isinstance(operation, keras.layers.Softmax):
-        return True
-    if isinstance(operation, keras.layers.Activation):
-        return any(operation.activation is f for f in SOFTMAX_FUNCTIONS + SIGMOID_FUNCTIONS)
-    return type(operation).__name__ in ("Softmax", "LogSoftmax", "Sigmoid") and not isinstance(operation, keras.layers.Layer)
-
-
 def _walk_back(cursor, skip):
     """The first site at or before `cursor` whose operation is not skipped by `skip(op)`."""
     while True:
@@ -156,9 +147,6 @@ def _walk_back(cursor, skip):
         if site is None or not (skip(site.operation) and len(site.nodes[-1].input_tensors) == 1):
             return site
         cursor = Cursor.input_of(site)
-
-
-_SHAPE_ONLY = (keras.layers.Reshape, keras.layers.Flatten, keras.layers.Identity, keras.layers.Dropout)
 
 
 def find_cam_head(model):
@@ -176,7 +164,7 @@ def find_cam_head(model):
     cursor = Cursor.at_output(model)
     if cursor is None:
         raise ValueError(hint + " (The model is subclassed: it has no graph to read the head from.)")
-    head = _walk_back(cursor, lambda op: isinstance(op, _SHAPE_ONLY) or _is_squashing(op))
+    head = _walk_back(cursor, lambda op: is_shape_only(op) or squashing(op) in (("softmax", False), ("sigmoid", False)))
     if head is None:
         raise ValueError(hint)
     if isinstance(head.operation, CAMHead):
