@@ -1,5 +1,6 @@
-"""End to end: a real `tensorboard` process on logs written by ExplanationLogger, driven by
-headless Chromium (Debian's chromium and chromium-driver, installed by .ci/run)."""
+"""End to end: a real `tensorboard` process on logs written with keras_interp.summary (as the
+logger writes them), driven by headless Chromium (Debian's chromium and chromium-driver,
+installed by .ci/run)."""
 
 import json
 import os
@@ -40,7 +41,8 @@ def wait_for(condition, timeout=60, interval=0.25, what="condition"):
 @pytest.fixture(scope="module")
 def logdir(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("browser_logs"))
-    write_logs(path, epochs=3)
+    # "dropped" stops logging gradcam after its first epoch (a method dropped mid-training).
+    write_logs(path, runs=("good", HOSTILE, "dropped"), epochs=3, dropped={"dropped": 0})
     return path
 
 
@@ -77,7 +79,7 @@ def tensorboard_server(logdir, request):
     try:
         def ready():
             with urllib.request.urlopen(f"{url}/data/plugin/keras_interp/runs", timeout=2) as response:
-                return len(json.load(response)["runs"]) == 2
+                return len(json.load(response)["runs"]) == 3
         wait_for(ready, timeout=90, what="tensorboard to serve the runs")
         yield _URL(url, load_fast)
     finally:
@@ -91,10 +93,23 @@ def _frame_state(driver):
         const canvases = [...document.querySelectorAll('canvas.overlay')];
         const inputs = [...document.querySelectorAll('img.input')];
         const grid = document.getElementById('grid');
+        const inView = (node) => {
+          const r = node.getBoundingClientRect();
+          return r.bottom > 0 && r.top < window.innerHeight;
+        };
+        const visibleCells = [...document.querySelectorAll('tr.image-row')].filter(inView)
+          .flatMap(row => [...row.querySelectorAll('td.cell')]);
         return {
           step: grid ? grid.dataset.step : null,
           canvases: canvases.length,
           loaded: canvases.filter(c => c.dataset.loaded === '1' && c.width > 0).length,
+          missing: [...document.querySelectorAll('td.cell')].filter(c => c.dataset.state === 'missing').length,
+          canvasSteps: [...new Set(canvases.filter(c => c.dataset.loaded === '1').map(c => c.dataset.step))],
+          visible: visibleCells.length,
+          visibleDone: visibleCells.filter(c => c.dataset.state === 'missing'
+            || (c.dataset.state === 'loaded' && c.querySelector('canvas').width > 0)).length,
+          captions: [...document.querySelectorAll('div.caption')].map(c => [c.dataset.step, c.textContent]),
+          headers: [...document.querySelectorAll('#grid th')].map(h => h.textContent),
           inputs: inputs.length,
           inputsLoaded: inputs.filter(i => i.complete && i.naturalWidth > 0).length,
           runs: [...document.querySelectorAll('#run option')].map(o => o.textContent),
@@ -120,11 +135,13 @@ def test_dashboard_loads_every_image_and_the_slider_changes_the_epoch(tensorboar
         browser.execute_script(
             "const s = document.getElementById('epoch'); s.value = 0; s.dispatchEvent(new Event('input'));"
         )
-        wait_for(lambda: (s := _frame_state(browser))["step"] == "0" and s["loaded"] == 4, what="epoch 1 to show")
+        wait_for(lambda: (s := _frame_state(browser))["step"] == "0" and s["loaded"] == 4 and s["canvasSteps"] == ["0"],
+                 what="epoch 1 to show")
         browser.execute_script(
             "const s = document.getElementById('epoch'); s.value = 2; s.dispatchEvent(new Event('input'));"
         )
-        wait_for(lambda: (s := _frame_state(browser))["step"] == "2" and s["loaded"] == 4, what="epoch 3 to show")
+        wait_for(lambda: (s := _frame_state(browser))["step"] == "2" and s["loaded"] == 4 and s["canvasSteps"] == ["2"],
+                 what="epoch 3 to show")
         # KERAS_INTERP_SCREENSHOTS=folder keeps the picture (the README's comes from here).
         folder = os.environ.get("KERAS_INTERP_SCREENSHOTS", str(tmp_path))
         os.makedirs(folder, exist_ok=True)
@@ -133,5 +150,122 @@ def test_dashboard_loads_every_image_and_the_slider_changes_the_epoch(tensorboar
         browser.switch_to.default_content()
         browser.save_screenshot(path)
         assert os.path.getsize(path) > 10_000
+    finally:
+        browser.switch_to.default_content()
+
+
+def _slide(driver, value, slider="epoch"):
+    driver.execute_script(
+        f"const s = document.getElementById('{slider}'); s.value = {value}; s.dispatchEvent(new Event('input'));"
+    )
+
+
+def _image_requests(driver):
+    """/image requests the page made: the browser's resource timing, and a fetch counter (installed below)."""
+    return driver.execute_script(
+        "return [performance.getEntriesByType('resource').filter(e => e.name.includes('/image?')).length,"
+        " window.__imageFetches || 0];"
+    )
+
+
+# Wraps the frame's fetch: counts /image requests, and holds back any request for step 0 by 2 s
+# (so a redraw for epoch 1 is still in flight when the slider has moved on).
+_INSTRUMENT_FETCH = """
+performance.setResourceTimingBufferSize(100000);
+window.__imageFetches = 0;
+const original = window.fetch;
+window.fetch = async (input, init) => {
+  const url = String(input && input.url ? input.url : input);
+  if (url.includes('/image?')) window.__imageFetches += 1;
+  if (new URL(url).searchParams.get('step') === '0') await new Promise(r => setTimeout(r, 2000));
+  return original(input, init);
+};
+"""
+
+
+def _pixels(driver):
+    return driver.execute_script("return [...document.querySelectorAll('canvas.overlay')].map(c => c.toDataURL());")
+
+
+@pytest.mark.parametrize("tensorboard_server", [("true", "")], indirect=True)
+def test_dashboard_survives_nan_stale_redraws_recolours_locally_and_shows_dropped_methods(tensorboard_server, browser):
+    browser.get(f"{tensorboard_server}/?darkMode=false#keras_interp")
+    frame = wait_for(lambda: browser.find_elements("css selector", "iframe"), what="the plugin iframe")[0]
+    browser.switch_to.frame(frame)
+    try:
+        wait_for(lambda: (s := _frame_state(browser))["loaded"] == 4 and s["inputsLoaded"] == 2, what="the grid")
+        browser.execute_script(_INSTRUMENT_FETCH)
+
+        # NaN probabilities show as n/a; the explained class and its probability follow the prediction's.
+        state = wait_for(lambda: (s := _frame_state(browser))["captions"][1][1] and s, what="the captions")
+        assert state["captions"] == [
+            ["2", f"predicted b (70.0%), explaining {HOSTILE} (27.0%)"],
+            ["2", "predicted a (n/a), explaining a (n/a)"],
+        ]
+        assert state["headers"] == ["input", "Grad-CAM (cam fallback: no GAP head) @3", "saliency @3"]
+        charts = browser.execute_script("return document.getElementById('charts').textContent")
+        assert "saliency/energy: n/a" in charts and "confidence: 0.500" in charts  # inf -> null -> n/a
+        assert browser.execute_script("return document.querySelectorAll('img[src=\"x\"]').length") == 0
+
+        # Opacity and colormap recolour what is loaded, without a single new /image request.
+        before, pixels = _image_requests(browser), _pixels(browser)
+        assert before[0] >= 6  # 2 inputs + 4 maps, seen by resource timing
+        browser.execute_script(
+            "const o = document.getElementById('opacity'); o.value = 0.9; o.dispatchEvent(new Event('input'));"
+            "const c = document.getElementById('colormap'); c.value = 'grey'; c.dispatchEvent(new Event('change'));"
+        )
+        wait_for(lambda: all(a != b for a, b in zip(_pixels(browser), pixels)), what="the overlays to be recoloured")
+        time.sleep(0.5)
+        assert _image_requests(browser) == before
+        assert _frame_state(browser)["loaded"] == 4
+
+        # Quick slider moves: epoch 1's answers are held back 2 s, then epoch 2 is chosen; the grid
+        # must end on epoch 2 and stay there when the stale answers arrive.
+        _slide(browser, 0)
+        time.sleep(0.3)
+        _slide(browser, 1)
+        expected = [["1", f"predicted b (60.0%), explaining {HOSTILE} (26.0%)"], ["1", "predicted a (n/a), explaining a (n/a)"]]
+
+        def settled():
+            s = _frame_state(browser)
+            return s["step"] == "1" and s["loaded"] == 4 and s["canvasSteps"] == ["1"] and s["captions"] == expected and s
+
+        wait_for(settled, what="epoch 2 to show")
+        time.sleep(2.5)  # the held-back epoch-1 requests have come back (or were aborted) by now
+        assert settled(), _frame_state(browser)
+        assert _frame_state(browser)["headers"][1:] == ["Grad-CAM (cam fallback: no GAP head) @2", "saliency @2"]
+
+        # Compare mode: a second column per method at the second slider's epoch.
+        browser.execute_script(
+            "const c = document.getElementById('compare'); c.checked = true; c.dispatchEvent(new Event('change'));"
+        )
+        _slide(browser, 2, slider="epoch-b")
+        state = wait_for(lambda: (s := _frame_state(browser))["loaded"] == 8 and s["headers"][-1] == "saliency @3" and s,
+                         what="the compared epochs")
+        assert state["headers"][1:] == ["Grad-CAM (cam fallback: no GAP head) @2", "Grad-CAM (cam fallback: no GAP head) @3",
+                                        "saliency @2", "saliency @3"]
+        assert sorted(state["canvasSteps"]) == ["1", "2"] and state["step"] == "1"
+        browser.execute_script(
+            "const c = document.getElementById('compare'); c.checked = false; c.dispatchEvent(new Event('change'));"
+        )
+        wait_for(lambda: (s := _frame_state(browser))["canvases"] == 4 and s["loaded"] == 4, what="compare off")
+
+        # A method dropped after epoch 1: the slider still reaches epoch 3 and its cells say n/a.
+        browser.execute_script(
+            "const r = document.getElementById('run'); r.value = 'dropped/explanations';"
+            "r.dispatchEvent(new Event('change'));"
+        )
+        state = wait_for(lambda: (s := _frame_state(browser))["missing"] == 2 and s["loaded"] == 2 and s,
+                         what="the dropped method's cells to show n/a")
+        assert state["step"] == "2" and browser.execute_script("return document.getElementById('epoch').max") == "2"
+        cells = browser.execute_script(
+            "return [...document.querySelectorAll('td.cell')].map(c => [c.dataset.state, c.innerText.trim()]);"
+        )
+        assert cells == [["missing", "n/a"], ["loaded", ""]] * 2
+        _slide(browser, 1)
+        _slide(browser, 2)
+        _slide(browser, 1)  # not epoch 1 (step 0), which the instrumented fetch holds back
+        wait_for(lambda: (s := _frame_state(browser))["step"] == "1" and s["missing"] == 2 and s["loaded"] == 2,
+                 what="epoch 2 of the dropped run")
     finally:
         browser.switch_to.default_content()

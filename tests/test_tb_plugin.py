@@ -1,6 +1,7 @@
-"""The Explanations plugin over a WSGI test client, on logs written by ExplanationLogger."""
+"""The Explanations plugin over a WSGI test client, on logs written with keras_interp.summary."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -8,63 +9,99 @@ from importlib import metadata
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import werkzeug.test
+from tensorboard import errors
 from tensorboard.backend import application
 from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins import base_plugin
 
-import keras_interp as ki
-from conftest import tiny_cnn
 from keras_interp import summary
 from tb_plugin import plugin as tb
 
 HOSTILE = "<img src=x onerror=alert(1)>"
+CLASS_NAMES = ["a", "b", HOSTILE]
+LABELS = [2, 0]  # the true (explained) classes of images 0 and 1
 
 
-def write_logs(logdir, runs=("good", HOSTILE), epochs=2):
+def prediction(run, index, step):
+    """What the logs say about image `index` at `step`: image 1 has unknown (NaN) probabilities."""
+    if index == 1:
+        return 0, math.nan, LABELS[1], math.nan
+    return 1, 0.5 + 0.1 * step, LABELS[0], 0.25 + 0.01 * step
+
+
+def write_logs(logdir, runs=("good", HOSTILE), epochs=2, dropped=None):
+    """A run per name as the logger writes it: 2 images, saliency + gradcam maps, predictions, scalars.
+
+    dropped: {run: last epoch of gradcam} (a method dropped mid-training). Confidence is NaN at epoch 1.
+    """
     rng = np.random.default_rng(0)
-    x = rng.uniform(size=(8, 12, 12, 3)).astype("float32")
-    y = rng.integers(0, 3, size=8)
-    masks = np.zeros((2, 12, 12), bool)
-    masks[:, 2:6, 2:6] = True
+    pictures = rng.uniform(size=(2, 12, 12, 3)).astype("float32")
     for run in runs:
-        model = tiny_cnn()
-        model.compile("adam", "sparse_categorical_crossentropy")
-        logger = ki.ExplanationLogger(x[:2], os.path.join(logdir, run), methods=("saliency", "gradcam"),
-                                      labels=y[:2], masks=masks, class_names=["a", "b", HOSTILE])
-        model.fit(x, y, epochs=epochs, verbose=0, callbacks=[logger])
-    return y[:2]
+        writer = tf.summary.create_file_writer(os.path.join(logdir, run, summary.SUBDIR))
+        with writer.as_default():
+            for epoch in range(epochs):
+                for i in range(2):
+                    if epoch == 0:
+                        summary.write_input(i, pictures[i], epoch, label=LABELS[i], class_names=CLASS_NAMES)
+                    summary.write_prediction(i, *prediction(run, i, epoch), epoch)
+                tf.summary.scalar(f"{summary.SCALAR_PREFIX}confidence", math.nan if epoch == 1 else 0.5, step=epoch)
+                for method, label in (("saliency", None), ("gradcam", "Grad-CAM (cam fallback: no GAP head)")):
+                    if method == "gradcam" and epoch > (dropped or {}).get(run, epochs):
+                        continue
+                    for i in range(2):
+                        summary.write_map(method, i, rng.normal(size=(12, 12)), epoch, label=label)
+                    tf.summary.scalar(f"{summary.SCALAR_PREFIX}{method}/pointing_game", epoch / 4, step=epoch)
+                    tf.summary.scalar(f"{summary.SCALAR_PREFIX}{method}/energy", math.inf if epoch else 0.1, step=epoch)
+        writer.close()
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    logdir = str(tmp_path_factory.mktemp("logs"))
-    labels = write_logs(logdir)
+def make_client(logdir, wrap=None):
     multiplexer = plugin_event_multiplexer.EventMultiplexer()
     multiplexer.AddRunsFromDirectory(logdir)
     multiplexer.Reload()
-    context = base_plugin.TBContext(logdir=logdir, data_provider=data_provider.MultiplexerDataProvider(multiplexer, logdir))
-    app = application.TensorBoardWSGI([tb.ExplanationsPlugin(context)])
-    return werkzeug.test.Client(app), labels
+    provider = data_provider.MultiplexerDataProvider(multiplexer, logdir)
+    provider = wrap(provider) if wrap else provider
+    context = base_plugin.TBContext(logdir=logdir, data_provider=provider)
+    client = werkzeug.test.Client(application.TensorBoardWSGI([tb.ExplanationsPlugin(context)]))
+    client.provider, client.multiplexer = provider, multiplexer
+    return client
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    logdir = str(tmp_path_factory.mktemp("logs"))
+    write_logs(logdir)
+    return make_client(logdir)
 
 
 def get(client, route, **params):
     return client.get(f"/data/plugin/{tb.PLUGIN_NAME}/{route}", query_string=params)
 
 
-def test_runs_lists_images_methods_steps_and_names(served):
-    client, _ = served
-    response = get(client, "runs")
-    assert response.status_code == 200
-    runs = json.loads(response.get_data())["runs"]
+def strict_json(response):
+    """The body parsed as a browser would: NaN or Infinity tokens are an error."""
+    assert response.status_code == 200 and response.mimetype == "application/json"
+
+    def reject(token):
+        raise AssertionError(f"non-strict JSON token {token}")
+
+    return json.loads(response.get_data(as_text=True), parse_constant=reject)
+
+
+def test_runs_lists_images_methods_labels_steps_and_names(client):
+    runs = strict_json(get(client, "runs"))["runs"]
     assert sorted(runs) == sorted(["good/explanations", f"{HOSTILE}/explanations"])
     for info in runs.values():
-        assert info == {"images": [0, 1], "methods": ["gradcam", "saliency"], "steps": [0, 1],
-                        "class_names": ["a", "b", HOSTILE]}
+        assert info == {"images": [0, 1], "methods": ["gradcam", "saliency"],
+                        "labels": {"gradcam": "Grad-CAM (cam fallback: no GAP head)", "saliency": "saliency"},
+                        "steps": [0, 1], "method_steps": {"gradcam": [0, 1], "saliency": [0, 1]},
+                        "class_names": CLASS_NAMES, "labeled": True}
 
 
-def test_images_are_pngs_of_the_right_size(served):
-    client, _ = served
+def test_images_are_pngs_of_the_right_size(client):
     import cv2
 
     for tag, step, shape in [(summary.map_tag("saliency", 1), 1, (12, 12)), (summary.input_tag(0), 1, (12, 12, 3))]:
@@ -74,15 +111,209 @@ def test_images_are_pngs_of_the_right_size(served):
         assert picture.shape == shape
 
 
-def test_predictions_and_scalars(served):
-    client, labels = served
-    predictions = json.loads(get(client, "predictions", run="good/explanations", step=1).get_data())
-    assert sorted(predictions) == ["0", "1"]
+def test_predictions_are_strict_json_with_null_for_nan(client):
+    for step in (0, 1):
+        answer = strict_json(get(client, "predictions", run="good/explanations", step=step))
+        assert answer == {
+            "0": {"predicted": 1, "predicted_probability": pytest.approx(0.5 + 0.1 * step),
+                  "explained": 2, "explained_probability": pytest.approx(0.25 + 0.01 * step)},
+            "1": {"predicted": 0, "predicted_probability": None, "explained": 0, "explained_probability": None},
+        }
+
+
+def test_scalars_are_strict_json_with_null_for_nan_and_inf(client):
+    scalars = strict_json(get(client, "scalars", run="good/explanations"))
+    assert scalars["explanations/confidence"] == [[0, 0.5], [1, None]]
+    assert scalars["explanations/saliency/energy"] == [[0, pytest.approx(0.1)], [1, None]]
+    assert [p[0] for p in scalars["explanations/gradcam/pointing_game"]] == [0, 1]
+
+
+def test_steps_are_the_union_over_methods_when_one_is_dropped(tmp_path):
+    # gradcam sorts first and stops after epoch 2 (a method dropped mid-training): the slider
+    # must still reach epoch 5, and gradcam's own steps say where its cells are n/a.
+    write_logs(str(tmp_path), runs=("dropped",), epochs=5, dropped={"dropped": 2})
+    client = make_client(str(tmp_path))
+    info = strict_json(get(client, "runs"))["runs"]["dropped/explanations"]
+    assert info["steps"] == [0, 1, 2, 3, 4]
+    assert info["method_steps"] == {"gradcam": [0, 1, 2], "saliency": [0, 1, 2, 3, 4]}
+    assert get(client, "image", run="dropped/explanations", tag=summary.map_tag("saliency", 0), step=4).status_code == 200
+    assert get(client, "image", run="dropped/explanations", tag=summary.map_tag("gradcam", 0), step=4).status_code == 404
+
+
+def test_image_index_1000_round_trips(tmp_path):
+    assert summary.input_tag(1000) == "keras_interp/input/1000"
+    writer = tf.summary.create_file_writer(os.path.join(str(tmp_path), "big", summary.SUBDIR))
+    with writer.as_default():
+        for i in (7, 1000, 12345):
+            summary.write_input(i, np.full((8, 8, 3), 0.5, np.float32), 0)
+            summary.write_map("saliency", i, np.arange(64.0).reshape(8, 8), 0)
+            summary.write_prediction(i, 1, 0.75, 1, 0.75, 0)
+    writer.close()
+    client = make_client(str(tmp_path))
+    info = strict_json(get(client, "runs"))["runs"]["big/explanations"]
+    assert info["images"] == [7, 1000, 12345] and info["labeled"] is False and info["class_names"] == []
+    for tag in (summary.input_tag(1000), summary.map_tag("saliency", 1000), summary.map_tag("saliency", 12345)):
+        response = get(client, "image", run="big/explanations", tag=tag, step=0)
+        assert response.status_code == 200 and response.mimetype == "image/png"
+    answer = strict_json(get(client, "predictions", run="big/explanations", step=0))
+    assert sorted(answer, key=int) == ["7", "1000", "12345"]
+    assert answer["1000"] == {"predicted": 1, "predicted_probability": 0.75, "explained": 1, "explained_probability": 0.75}
+
+
+def _write_legacy_prediction(index, predicted, confidence, explained, step, fields=True):
+    """What keras_interp wrote before predicted_probability existed: 3 values."""
+    content = {"version": 1, "kind": "prediction", "index": index}
+    if fields:
+        content["fields"] = ["predicted_class", "confidence", "explained_class"]
+    meta = summary_pb2.SummaryMetadata()
+    meta.plugin_data.plugin_name = summary.PLUGIN_NAME
+    meta.plugin_data.content = json.dumps(content).encode("utf-8")
+    meta.data_class = summary_pb2.DATA_CLASS_TENSOR
+    value = tf.constant([predicted, confidence, explained], tf.float32)
+    tf.summary.write(summary.prediction_tag(index), value, step=step, metadata=meta)
+
+
+@pytest.mark.parametrize("fields", [True, False], ids=["fields", "length"])
+def test_old_three_value_predictions_are_read_correctly(tmp_path, fields):
+    writer = tf.summary.create_file_writer(os.path.join(str(tmp_path), "old", summary.SUBDIR))
+    with writer.as_default():
+        for i in range(3):
+            summary.write_input(i, np.zeros((8, 8, 3), np.float32), 0)
+            summary.write_map("saliency", i, np.eye(8), 0)
+        _write_legacy_prediction(0, 1, 0.9, 1, 0, fields)        # explained the predicted class
+        _write_legacy_prediction(1, 1, 0.2, 2, 0, fields)        # explained a label: 0.2 is class 2's
+        _write_legacy_prediction(2, 0, math.nan, 0, 0, fields)
+    writer.close()
+    answer = strict_json(get(make_client(str(tmp_path)), "predictions", run="old/explanations", step=0))
+    assert answer == {
+        "0": {"predicted": 1, "predicted_probability": pytest.approx(0.9), "explained": 1,
+              "explained_probability": pytest.approx(0.9)},
+        "1": {"predicted": 1, "predicted_probability": None, "explained": 2, "explained_probability": pytest.approx(0.2)},
+        "2": {"predicted": 0, "predicted_probability": None, "explained": 0, "explained_probability": None},
+    }
+
+
+def test_logger_to_plugin_round_trip_with_cam_fallback(tmp_path):
+    """ExplanationLogger's own summaries, read back through the plugin (no GAP head: cam -> Grad-CAM)."""
+    import keras
+
+    import keras_interp as ki
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((12, 12, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+                              keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(size=(8, 12, 12, 3)).astype("float32"), rng.integers(0, 3, size=8)
+    with pytest.warns(UserWarning, match="Grad-CAM"):
+        logger = ki.ExplanationLogger(x[:2], str(tmp_path / "run"), methods=("saliency", "cam"), labels=y[:2],
+                                      class_names=CLASS_NAMES)
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[logger])
+    client = make_client(str(tmp_path))
+    info = strict_json(get(client, "runs"))["runs"]["run/explanations"]
+    (fallback,) = [m for m in info["methods"] if m != "saliency"]
+    assert info["labels"] == {fallback: "Grad-CAM (cam fallback: no GAP head)", "saliency": "saliency"}
+    assert info["steps"] == [0, 1] and info["images"] == [0, 1] and info["labeled"] is True
+    probabilities = model.predict(x[:2], verbose=0)
+    answer = strict_json(get(client, "predictions", run="run/explanations", step=1))
     for i in (0, 1):
-        assert predictions[str(i)]["explained"] == labels[i] and 0 < predictions[str(i)]["confidence"] < 1
-    scalars = json.loads(get(client, "scalars", run="good/explanations").get_data())
-    assert [p[0] for p in scalars["explanations/confidence"]] == [0, 1]
-    assert "explanations/gradcam/pointing_game" in scalars and "explanations/saliency/energy" in scalars
+        p = answer[str(i)]
+        assert p["explained"] == y[i] and p["predicted"] == probabilities[i].argmax()
+        assert p["explained_probability"] == pytest.approx(probabilities[i, y[i]], rel=1e-5)
+        assert p["predicted_probability"] == pytest.approx(probabilities[i].max(), rel=1e-5)
+    tag = summary.map_tag(fallback, 1)
+    assert get(client, "image", run="run/explanations", tag=tag, step=1).mimetype == "image/png"
+
+
+def test_parse_prediction_layouts():
+    nan = math.nan
+    assert tb.parse_prediction([nan, nan, 3, 0.5], list(summary.PREDICTION_FIELDS)) == {
+        "predicted": None, "predicted_probability": None, "explained": 3, "explained_probability": 0.5}
+    assert tb.parse_prediction([2, 0.5, 1, 0.25]) == {  # no metadata: the length decides
+        "predicted": 2, "predicted_probability": 0.5, "explained": 1, "explained_probability": 0.25}
+    assert tb.parse_prediction([2, 0.5, 2], "garbage") == {
+        "predicted": 2, "predicted_probability": 0.5, "explained": 2, "explained_probability": 0.5}
+    assert tb.PREDICTION_FIELDS == summary.PREDICTION_FIELDS
+
+
+class CountingProvider:
+    """Wraps a data provider and records the name of every method the plugin calls."""
+
+    def __init__(self, provider):
+        self._provider, self.calls, self.lose_next_blob = provider, [], False
+
+    def __getattr__(self, name):
+        attribute = getattr(self._provider, name)
+        if not callable(attribute):
+            return attribute
+
+        def counted(*args, **kwargs):
+            self.calls.append((name, kwargs.get("run_tag_filter")))
+            if name == "read_blob" and self.lose_next_blob:
+                self.lose_next_blob = False
+                raise errors.NotFoundError("blob gone")  # as when a run is rewritten under the server
+            return attribute(*args, **kwargs)
+
+        return counted
+
+
+def test_image_reads_only_the_requested_tag(tmp_path):
+    write_logs(str(tmp_path), runs=("good",), epochs=2)
+    client = make_client(str(tmp_path), wrap=CountingProvider)
+    counter = client.provider
+    tag = summary.map_tag("gradcam", 1)
+    for step, code in [(1, 200), (7, 404)]:
+        counter.calls.clear()
+        assert get(client, "image", run="good/explanations", tag=tag, step=step).status_code == code
+        names = [name for name, _ in counter.calls]
+        assert "list_blob_sequences" not in names and "list_tensors" not in names
+        assert names == (["read_blob_sequences", "read_blob"] if code == 200 else ["read_blob_sequences"])
+        run_filter = counter.calls[0][1]
+        assert run_filter.runs == frozenset(["good/explanations"]) and run_filter.tags == frozenset([tag])
+    # The tag's blob keys are kept: another step of it is one read_blob.
+    counter.calls.clear()
+    assert get(client, "image", run="good/explanations", tag=tag, step=0).status_code == 200
+    assert [name for name, _ in counter.calls] == ["read_blob"]
+    # A kept key whose blob went away: the tag is read again, once.
+    counter.calls.clear()
+    counter.lose_next_blob = True
+    assert get(client, "image", run="good/explanations", tag=tag, step=0).status_code == 200
+    assert [name for name, _ in counter.calls] == ["read_blob", "read_blob_sequences", "read_blob"]
+    counter.calls.clear()
+    assert get(client, "image", run="nope", tag=tag, step=1).status_code == 404
+    assert [name for name, _ in counter.calls] == ["read_blob_sequences"]
+
+
+def test_predictions_are_parsed_once_and_refreshed_when_new_epochs_arrive(tmp_path):
+    write_logs(str(tmp_path), runs=("live",), epochs=2)
+    client = make_client(str(tmp_path), wrap=CountingProvider)
+    counter = client.provider
+    assert sorted(strict_json(get(client, "predictions", run="live/explanations", step=1))) == ["0", "1"]
+    assert strict_json(get(client, "predictions", run="live/explanations", step=2)) == {}
+    counter.calls.clear()
+    assert strict_json(get(client, "predictions", run="live/explanations", step=0))["0"]["predicted_probability"] == 0.5
+    assert [name for name, _ in counter.calls] == ["list_tensors"]  # nothing read again
+    # Training goes on: epoch 2 lands in a new events file; the tags' last step moves.
+    writer = tf.summary.create_file_writer(os.path.join(str(tmp_path), "live", summary.SUBDIR))
+    with writer.as_default():
+        for i in range(2):
+            summary.write_prediction(i, *prediction("live", i, 2), 2)
+    writer.close()
+    client.multiplexer.Reload()
+    answer = strict_json(get(client, "predictions", run="live/explanations", step=2))
+    assert answer["0"]["predicted_probability"] == pytest.approx(0.7) and answer["1"]["predicted"] == 0
+
+
+def test_blob_key_cache_is_bounded_least_recently_used_first_out():
+    cache = tb._BlobKeys(limit=5)
+    cache.put("a", {0: "a0", 1: "a1"})
+    cache.put("b", {0: "b0", 1: "b1"})
+    assert cache.get("a") == {0: "a0", 1: "a1"}  # "a" is now the most recently used
+    cache.put("c", {0: "c0", 1: "c1"})
+    assert cache.get("b") is None and cache.get("a") and cache.get("c")
+    cache.put("c", {0: "c0"})  # replacing an entry counts its new size only
+    cache.put("d", {0: "d0", 1: "d1"})
+    assert cache.get("a") and cache.get("c") and cache.get("d")
 
 
 @pytest.mark.parametrize(
@@ -94,9 +325,11 @@ def test_predictions_and_scalars(served):
         ("image", dict(run="good/explanations", tag=summary.map_tag("saliency", 0), step="99"), 404),
         ("image", dict(run="nope", tag=summary.map_tag("saliency", 0), step="0"), 404),
         ("image", dict(run="good/explanations", tag=summary.map_tag("occlusion", 0), step="0"), 404),
+        ("image", dict(run="good/explanations", tag=summary.map_tag("saliency", 1000), step="0"), 404),
         ("image", dict(run="good/explanations", tag="../../../etc/passwd", step="0"), 400),
         ("image", dict(run="../../../etc", tag=summary.map_tag("saliency", 0), step="0"), 404),
         ("image", dict(run="good/explanations", tag="explanations/saliency", step="0"), 400),
+        ("image", dict(run="good/explanations", tag=summary.prediction_tag(0), step="0"), 400),
         ("predictions", dict(run="good/explanations"), 400),
         ("predictions", dict(step="0"), 400),
         ("predictions", dict(run="missing", step="0"), 404),
@@ -105,18 +338,16 @@ def test_predictions_and_scalars(served):
         ("nothing-here", dict(), 404),
     ],
 )
-def test_bad_or_missing_parameters_never_give_500(served, route, params, code):
-    client, _ = served
+def test_bad_or_missing_parameters_never_give_500(client, route, params, code):
     assert get(client, route, **params).status_code == code
 
 
-def test_frontend_module_is_javascript_with_relative_urls_and_no_html_injection(served):
-    client, _ = served
+def test_frontend_module_is_javascript_with_relative_urls_and_no_html_injection(client):
     response = get(client, "index.js")
     assert response.status_code == 200 and response.mimetype == "text/javascript"
     source = response.get_data(as_text=True)
     assert "export async function render" in source
-    assert "innerHTML" not in source and "eval(" not in source
+    assert "innerHTML" not in source and "eval(" not in source and "insertAdjacentHTML" not in source
     assert "http://" not in source.replace("http://www.w3.org/2000/svg", "") and "https://" not in source
     assert 'fetch("/' not in source and "import.meta.url" in source
 
@@ -124,9 +355,53 @@ def test_frontend_module_is_javascript_with_relative_urls_and_no_html_injection(
 def test_the_tag_contract_matches_the_writer():
     assert tb.PLUGIN_NAME == summary.PLUGIN_NAME
     assert tb.INPUT_TAG.match(summary.input_tag(7)).group(1) == "007"
+    assert tb.INPUT_TAG.match(summary.input_tag(1000)).group(1) == "1000"
     assert tb.MAP_TAG.match(summary.map_tag("gradcam++", 12)).groups() == ("gradcam++", "012")
+    assert tb.MAP_TAG.match(summary.map_tag("saliency", 1234)).groups() == ("saliency", "1234")
     assert tb.PREDICTION_TAG.match(summary.prediction_tag(3)).group(1) == "003"
+    assert tb.PREDICTION_TAG.match(summary.prediction_tag(99999)).group(1) == "99999"
+    assert not tb.INPUT_TAG.match("keras_interp/input/07")
     assert tb.SCALAR_PREFIX == summary.SCALAR_PREFIX
+
+
+def _events(logdir):
+    import glob
+
+    out = {}
+    for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                out.setdefault(value.tag, []).append((event.step, value))
+    return out
+
+
+def test_writer_metadata_prediction_layout_and_map_labels(tmp_path):
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    with writer.as_default():
+        summary.write_prediction(3, math.nan, math.nan, 2, 0.125, step=4)
+        summary.write_map("cam", 3, np.ones((4, 4)), 4, label="Grad-CAM (cam fallback: no GAP head)")
+        summary.write_map("saliency", 3, np.arange(16.0).reshape(4, 4), 4)
+    writer.close()
+    events = _events(str(tmp_path))
+    (step, value), = events[summary.prediction_tag(3)]
+    content = json.loads(value.metadata.plugin_data.content)
+    assert step == 4 and value.metadata.data_class == summary_pb2.DATA_CLASS_TENSOR
+    assert content["fields"] == ["predicted_class", "predicted_probability", "explained_class", "explained_probability"]
+    vector = tf.make_ndarray(value.tensor)
+    assert vector.dtype == np.float32 and np.isnan(vector[:2]).all() and list(vector[2:]) == [2, 0.125]
+    labels = {tag: json.loads(v[0][1].metadata.plugin_data.content)["label"] for tag, v in events.items() if "/map/" in tag}
+    assert labels == {summary.map_tag("cam", 3): "Grad-CAM (cam fallback: no GAP head)", summary.map_tag("saliency", 3): "saliency"}
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_write_map_rejects_non_finite_maps(tmp_path, bad):
+    map_ = np.ones((4, 4))
+    map_[1, 2] = bad
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    with writer.as_default(), pytest.raises(ValueError, match="non-finite"):
+        summary.write_map("saliency", 0, map_, 0)
+    writer.close()
+    assert summary.map_tag("saliency", 0) not in _events(str(tmp_path))
 
 
 def test_entry_point_and_light_imports():

@@ -1,8 +1,16 @@
 // Explanations dashboard for keras_interp. An ES module loaded by TensorBoard in an iframe:
 // no inline scripts, no external assets, and every URL relative to this module, so the page
 // works behind --path_prefix. Names from the logs are only ever set as textContent.
+//
+// Drawing model: each grid cell wants one (method, step) map. A slider move only changes what
+// the cells want; rows in view then fetch what they lack (rows out of view wait until scrolled
+// in). A cell paints a response only if it still wants that map, so a stale request never
+// overwrites a newer one, and in-flight requests a cell no longer wants are aborted. Each cell
+// keeps its decoded input and map pixels, so opacity and colormap changes recolour without
+// fetching anything.
 
 const base = (path) => new URL(path, import.meta.url).toString();
+const NA = "n/a";
 
 async function getJSON(path, params) {
   const url = new URL(base(path));
@@ -20,13 +28,32 @@ function imageURL(run, tag, step) {
   return url.toString();
 }
 
-const pad = (i) => String(i).padStart(3, "0");
+async function fetchBlob(url, signal) {
+  const response = await fetch(url, { signal });
+  if (!response.ok) throw new Error(`image: ${response.status}`);
+  return response.blob();
+}
+
+const pad = (i) => String(i).padStart(3, "0");  // 7 -> "007", 1000 -> "1000", as summary.py writes
+const inputTag = (i) => `keras_interp/input/${pad(i)}`;
+const mapTag = (method, i) => `keras_interp/map/${method}/${pad(i)}`;
+const isNumber = (v) => typeof v === "number" && Number.isFinite(v);
+const percent = (p) => (isNumber(p) ? `${(100 * p).toFixed(1)}%` : NA);
 
 const COLORMAPS = {
   jet: (t) => [1.5 - Math.abs(4 * t - 3), 1.5 - Math.abs(4 * t - 2), 1.5 - Math.abs(4 * t - 1)],
   inferno: (t) => [Math.min(1, 1.6 * t), Math.max(0, 1.4 * t - 0.35) ** 1.2, Math.max(0, 0.55 - Math.abs(t - 0.35)) + Math.max(0, t - 0.85) * 3],
   grey: (t) => [t, t, t],
 };
+// 256-entry RGB lookup tables, built once.
+const LUTS = Object.fromEntries(Object.entries(COLORMAPS).map(([name, f]) => {
+  const lut = new Uint8ClampedArray(256 * 3);
+  for (let v = 0; v < 256; v++) {
+    const c = f(v / 255);
+    for (let k = 0; k < 3; k++) lut[3 * v + k] = Math.round(255 * Math.max(0, Math.min(1, c[k])));
+  }
+  return [name, lut];
+}));
 
 function el(tag, props = {}, children = []) {
   const node = document.createElement(tag);
@@ -39,38 +66,34 @@ function el(tag, props = {}, children = []) {
   return node;
 }
 
-function loadImage(url) {
-  return new Promise((resolve, reject) => {
-    const img = new Image();
-    img.onload = () => resolve(img);
-    img.onerror = () => reject(new Error(`could not load ${url}`));
-    img.src = url;
-  });
-}
-
-// Draw the input with the map coloured over it; opacity and colormap are browser-side settings.
-function drawOverlay(canvas, input, map, opacity, colormap) {
-  const w = input.naturalWidth, h = input.naturalHeight;
-  canvas.width = w;
-  canvas.height = h;
-  const ctx = canvas.getContext("2d");
-  ctx.drawImage(input, 0, 0);
-  const under = ctx.getImageData(0, 0, w, h);
-  const scratch = document.createElement("canvas");
+// RGBA pixels of a decoded image, scaled to w x h.
+const scratch = document.createElement("canvas");
+function pixelsOf(source, w, h) {
   scratch.width = w;
   scratch.height = h;
-  const sctx = scratch.getContext("2d");
-  sctx.imageSmoothingEnabled = true;
-  sctx.drawImage(map, 0, 0, w, h);
-  const values = sctx.getImageData(0, 0, w, h).data;
-  const cmap = COLORMAPS[colormap] || COLORMAPS.jet;
-  for (let p = 0; p < w * h; p++) {
-    const c = cmap(values[4 * p] / 255).map((v) => 255 * Math.max(0, Math.min(1, v)));
-    for (let k = 0; k < 3; k++) {
-      under.data[4 * p + k] = (1 - opacity) * under.data[4 * p + k] + opacity * c[k];
-    }
+  const ctx = scratch.getContext("2d", { willReadFrequently: true });
+  ctx.imageSmoothingEnabled = true;
+  ctx.clearRect(0, 0, w, h);
+  ctx.drawImage(source, 0, 0, w, h);
+  return ctx.getImageData(0, 0, w, h).data;
+}
+
+// The input with the map coloured over it, from pixels kept in memory.
+function paint(canvas, input, values, opacity, colormap) {
+  const { width: w, height: h, pixels } = input;
+  if (canvas.width !== w) canvas.width = w;
+  if (canvas.height !== h) canvas.height = h;
+  const ctx = canvas.getContext("2d");
+  const out = ctx.createImageData(w, h);
+  const data = out.data, lut = LUTS[colormap] || LUTS.jet, a = opacity, b = 1 - opacity;
+  for (let p = 0, o = 0; p < w * h; p++, o += 4) {
+    const v = 3 * values[p];
+    data[o] = b * pixels[o] + a * lut[v];
+    data[o + 1] = b * pixels[o + 1] + a * lut[v + 1];
+    data[o + 2] = b * pixels[o + 2] + a * lut[v + 2];
+    data[o + 3] = 255;
   }
-  ctx.putImageData(under, 0, 0);
+  ctx.putImageData(out, 0, 0);
 }
 
 function sparkline(title, points) {
@@ -79,17 +102,21 @@ function sparkline(title, points) {
   const svg = document.createElementNS(ns, "svg");
   svg.setAttribute("width", width);
   svg.setAttribute("height", height);
-  const steps = points.map((p) => p[0]), values = points.map((p) => p[1]);
-  const [s0, s1] = [Math.min(...steps), Math.max(...steps)];
-  const [v0, v1] = [Math.min(0, ...values), Math.max(1, ...values)];
-  const line = document.createElementNS(ns, "polyline");
-  line.setAttribute("fill", "none");
-  line.setAttribute("stroke", "#f57c00");
-  line.setAttribute("stroke-width", "2");
-  line.setAttribute("points", points.map(([s, v]) =>
-    `${((s - s0) / Math.max(1, s1 - s0)) * (width - 4) + 2},${height - 2 - ((v - v0) / (v1 - v0)) * (height - 4)}`).join(" "));
-  svg.appendChild(line);
-  const last = values.length ? values[values.length - 1].toFixed(3) : "-";
+  const finite = points.filter((p) => isNumber(p[0]) && isNumber(p[1]));  // null = not a number
+  const steps = finite.map((p) => p[0]), values = finite.map((p) => p[1]);
+  if (finite.length) {
+    const [s0, s1] = [Math.min(...steps), Math.max(...steps)];
+    const [v0, v1] = [Math.min(0, ...values), Math.max(1, ...values)];
+    const line = document.createElementNS(ns, "polyline");
+    line.setAttribute("fill", "none");
+    line.setAttribute("stroke", "#f57c00");
+    line.setAttribute("stroke-width", "2");
+    line.setAttribute("points", finite.map(([s, v]) =>
+      `${((s - s0) / Math.max(1, s1 - s0)) * (width - 4) + 2},${height - 2 - ((v - v0) / (v1 - v0)) * (height - 4)}`).join(" "));
+    svg.appendChild(line);
+  }
+  const lastPoint = points.length ? points[points.length - 1][1] : null;
+  const last = isNumber(lastPoint) ? lastPoint.toFixed(3) : NA;
   return el("div", { className: "chart", style: { display: "inline-block", margin: "4px 12px 4px 0" } }, [
     el("div", { text: `${title}: ${last}`, style: { fontSize: "12px" } }),
     svg,
@@ -123,74 +150,228 @@ export async function render() {
   ]);
   document.body.append(controls, charts, grid);
 
-  let observer = null;
-  const scalarCache = {};
-  async function draw() {
-    const info = runs[state.run];
-    const steps = info.steps;
+  const inputs = new Map();       // run + index -> Promise of {url, width, height, pixels}
+  const predictions = new Map();  // run + step -> Promise of the /predictions answer
+  const scalars = new Map();      // run -> Promise of the /scalars answer
+  let layout = null;              // {run, columns, headers, rows, observer, visible}
+  let generation = 0;             // bumped by every update(); late answers of older ones are dropped
+
+  function inputFor(run, i) {
+    const key = `${run}\n${i}`;
+    if (!inputs.has(key)) {
+      const promise = (async () => {
+        const blob = await fetchBlob(imageURL(run, inputTag(i), runs[run].steps[0] ?? 0));
+        const bitmap = await createImageBitmap(blob);
+        const entry = { url: URL.createObjectURL(blob), width: bitmap.width, height: bitmap.height };
+        entry.pixels = pixelsOf(bitmap, entry.width, entry.height);
+        bitmap.close();
+        return entry;
+      })();
+      promise.catch(() => inputs.delete(key));  // a failed load may be retried
+      inputs.set(key, promise);
+    }
+    return inputs.get(key);
+  }
+
+  function cached(map, key, load) {
+    if (!map.has(key)) {
+      const promise = load();
+      promise.catch(() => map.delete(key));
+      map.set(key, promise);
+    }
+    return map.get(key);
+  }
+
+  // A cell shows "loaded" (its map painted), "loading" (the previous picture dimmed) or "missing" (n/a).
+  function show(cell, status, step) {
+    cell.td.dataset.state = status;
+    cell.canvas.dataset.loaded = status === "loaded" ? "1" : "0";
+    if (status === "loaded") cell.canvas.dataset.step = String(step);
+    cell.canvas.style.display = status === "missing" ? "none" : "";
+    cell.canvas.style.opacity = status === "loading" ? "0.4" : "1";
+    cell.na.style.display = status === "missing" ? "" : "none";
+  }
+
+  async function loadCell(row, cell) {
+    const { key, method, step } = cell.want;
+    if ((cell.drawn && cell.drawn.key === key) || (cell.pending && cell.pending.key === key)) return;
+    if (cell.pending) cell.pending.controller.abort();
+    const controller = new AbortController();
+    cell.pending = { key, controller };
+    try {
+      const [input, blob] = await Promise.all([
+        inputFor(layout.run, row.index),
+        fetchBlob(imageURL(layout.run, mapTag(method, row.index), step), controller.signal),
+      ]);
+      const bitmap = await createImageBitmap(blob);
+      if (cell.want.key !== key) return;  // the cell moved on while this was in flight
+      const rgba = pixelsOf(bitmap, input.width, input.height);
+      bitmap.close();
+      const values = new Uint8Array(input.width * input.height);
+      for (let p = 0; p < values.length; p++) values[p] = rgba[4 * p];
+      cell.data = { input, values };
+      cell.drawn = { key, status: "loaded", step };
+      paint(cell.canvas, input, values, state.opacity, state.colormap);
+      show(cell, "loaded", step);
+    } catch (error) {
+      if (error.name === "AbortError" || cell.want.key !== key) return;
+      cell.drawn = { key, status: "missing", step };  // e.g. no map of this image at this step
+      show(cell, "missing", step);
+    } finally {
+      if (cell.pending && cell.pending.key === key) cell.pending = null;
+    }
+  }
+
+  function loadRow(row) {
+    if (!row.inputShown) {
+      row.inputShown = true;
+      inputFor(layout.run, row.index)
+        .then((entry) => { row.img.src = entry.url; row.img.style.minHeight = ""; })
+        .catch((error) => { row.inputShown = false; console.error(error); });
+    }
+    for (const cell of row.cells) loadCell(row, cell);
+  }
+
+  // Load the rows in view once per animation frame, however many slider events came in between.
+  let loadScheduled = false;
+  function scheduleLoad() {
+    if (loadScheduled) return;
+    loadScheduled = true;
+    requestAnimationFrame(() => {
+      loadScheduled = false;
+      if (layout) for (const row of layout.visible) loadRow(row);
+    });
+  }
+
+  let paintScheduled = false;
+  function schedulePaint() {
+    if (paintScheduled) return;
+    paintScheduled = true;
+    requestAnimationFrame(() => {
+      paintScheduled = false;
+      if (!layout) return;
+      for (const row of layout.rows) {
+        for (const cell of row.cells) {
+          if (cell.data) paint(cell.canvas, cell.data.input, cell.data.values, state.opacity, state.colormap);
+        }
+      }
+    });
+  }
+
+  // Rebuild the grid: on a new run or when the compare columns come or go.
+  function build() {
+    if (layout) {
+      layout.observer.disconnect();
+      for (const row of layout.rows) for (const cell of row.cells) if (cell.pending) cell.pending.controller.abort();
+    }
+    const run = state.run, info = runs[run];
+    const columns = [];
+    for (const method of info.methods) {
+      columns.push({ method, which: "a" });
+      if (state.compare) columns.push({ method, which: "b" });
+    }
+    const headers = columns.map((c) => el("th", { title: c.method, style: { padding: "0 6px" } }));
+    const rows = info.images.map((i) => {
+      const img = el("img", { className: "input", alt: `input ${i}`, style: { width: "128px", minHeight: "128px", imageRendering: "pixelated" } });
+      const caption = el("div", { className: "caption", style: { fontSize: "11px", maxWidth: "140px" } });
+      const cells = columns.map((column) => {
+        // 1x1 until painted: a square placeholder, so rows have their final height before any image
+        // arrives and only the rows really in view start loading.
+        const canvas = el("canvas", { className: "overlay", width: 1, height: 1, style: { width: "128px", imageRendering: "pixelated" } });
+        const na = el("div", { className: "na", text: NA, style: { width: "128px", textAlign: "center", color: "#888", display: "none" } });
+        const td = el("td", { className: "cell" }, [canvas, na]);
+        return { column, td, canvas, na, want: { key: null }, drawn: null, pending: null, data: null };
+      });
+      const tr = el("tr", { className: "image-row" }, [el("td", {}, [img, caption]), ...cells.map((c) => c.td)]);
+      tr.dataset.index = String(i);
+      return { index: i, tr, img, caption, cells, inputShown: false };
+    });
+    grid.replaceChildren(el("tr", {}, [el("th", { text: "input" }), ...headers]), ...rows.map((r) => r.tr));
+    const byElement = new Map(rows.map((r) => [r.tr, r]));
+    const visible = new Set();
+    // Rows load when they scroll into view, so many images x epochs stay responsive.
+    const observer = new IntersectionObserver((entries) => {
+      for (const entry of entries) {
+        const row = byElement.get(entry.target);
+        if (entry.isIntersecting) {
+          visible.add(row);
+          loadRow(row);
+        } else {
+          visible.delete(row);
+        }
+      }
+    });
+    layout = { run, columns, headers, rows, observer, visible };
+    rows.forEach((row) => observer.observe(row.tr));
+    const title = run;
+    cached(scalars, run, () => getJSON("./scalars", { run })).then((values) => {
+      if (layout.run !== title) return;
+      charts.replaceChildren(...Object.keys(values).sort().map((tag) => sparkline(tag.replace("explanations/", ""), values[tag])));
+    }).catch((error) => console.error(error));
+  }
+
+  // Point every cell at the chosen steps; rows in view fetch what they lack.
+  function update() {
+    const g = ++generation;
+    const run = state.run, info = runs[run], steps = info.steps;
     slider.max = sliderB.max = Math.max(0, steps.length - 1);
-    state.index = Math.min(state.index, steps.length - 1);
-    state.indexB = Math.min(state.indexB, steps.length - 1);
+    state.index = Math.max(0, Math.min(state.index, steps.length - 1));
+    state.indexB = Math.max(0, Math.min(state.indexB, steps.length - 1));
     slider.value = state.index;
     sliderB.value = state.indexB;
     sliderB.disabled = !state.compare;
     const step = steps[state.index], stepB = steps[state.indexB];
     epochLabel.textContent = ` ${step + 1}`;
     epochLabelB.textContent = state.compare ? ` ${stepB + 1}` : "";
-    const predictions = await getJSON("./predictions", { run: state.run, step });
-    // Scalars depend only on the run: fetch them once per run, not on every slider move.
-    scalarCache[state.run] = scalarCache[state.run] || (await getJSON("./scalars", { run: state.run }));
-    const scalars = scalarCache[state.run];
-    charts.replaceChildren(...Object.keys(scalars).sort().map((tag) => sparkline(tag.replace("explanations/", ""), scalars[tag])));
-    const columns = [];
-    for (const method of info.methods) {
-      columns.push({ method, step, title: `${method} @${step + 1}` });
-      if (state.compare) columns.push({ method, step: stepB, title: `${method} @${stepB + 1}` });
-    }
-    const header = el("tr", {}, [el("th", { text: "input" }), ...columns.map((c) => el("th", { text: c.title, style: { padding: "0 6px" } }))]);
-    const rows = info.images.map((i) => {
-      const p = predictions[String(i)];
-      const name = (k) => (info.class_names && info.class_names[k] !== undefined ? info.class_names[k] : String(k));
-      const caption = p ? `predicted ${name(p.predicted)} (${(100 * p.confidence).toFixed(1)}%), explaining ${name(p.explained)}` : "";
-      const row = el("tr", { className: "image-row" }, [
-        el("td", {}, [el("img", { className: "input", alt: `input ${i}`, style: { width: "128px", imageRendering: "pixelated" } }), el("div", { text: caption, style: { fontSize: "11px", maxWidth: "140px" } })]),
-        ...columns.map((c) => el("td", {}, [el("canvas", { className: "overlay", style: { width: "128px", imageRendering: "pixelated" } })])),
-      ]);
-      row.dataset.index = String(i);
-      row.loadCells = async () => {
-        const input = row.querySelector("img.input");
-        input.src = imageURL(state.run, `keras_interp/input/${pad(i)}`, steps[0]);
-        const inputImage = await loadImage(input.src);
-        const canvases = row.querySelectorAll("canvas.overlay");
-        await Promise.all(columns.map(async (c, k) => {
-          const map = await loadImage(imageURL(state.run, `keras_interp/map/${c.method}/${pad(i)}`, c.step));
-          drawOverlay(canvases[k], inputImage, map, state.opacity, state.colormap);
-          canvases[k].dataset.loaded = "1";
-        }));
-      };
-      return row;
+    layout.columns.forEach((c, k) => {
+      const s = c.which === "a" ? step : stepB;
+      layout.headers[k].textContent = `${(info.labels && info.labels[c.method]) || c.method} @${s + 1}`;
     });
-    grid.replaceChildren(header, ...rows);
-    grid.dataset.step = String(step);  // set once the new rows are in, so tests can wait on it
-    // Rows load when they scroll into view, so 100 epochs x many images stay responsive.
-    if (observer) observer.disconnect();
-    observer = new IntersectionObserver((entries) => {
-      for (const entry of entries) {
-        if (entry.isIntersecting) {
-          observer.unobserve(entry.target);
-          entry.target.loadCells().catch((error) => console.error(error));
+    for (const row of layout.rows) {
+      for (const cell of row.cells) {
+        const { method, which } = cell.column;
+        const s = which === "a" ? step : stepB;
+        const key = `${method}@${s}`;
+        if (cell.want.key === key) continue;
+        cell.want = { key, method, step: s };
+        if (cell.pending && cell.pending.key !== key) {
+          cell.pending.controller.abort();
+          cell.pending = null;
         }
+        const methodSteps = info.method_steps && info.method_steps[method];
+        if (methodSteps && !methodSteps.includes(s)) cell.drawn = { key, status: "missing", step: s };  // method not logged then
+        if (cell.drawn && cell.drawn.key === key) show(cell, cell.drawn.status, s);
+        else show(cell, "loading", s);
       }
-    });
-    rows.forEach((row) => observer.observe(row));
+    }
+    grid.dataset.step = String(step);  // set once the cells want the new step, so tests can wait on it
+    scheduleLoad();
+    const name = (k) => (isNumber(k) ? (info.class_names && info.class_names[k] !== undefined ? info.class_names[k] : String(k)) : NA);
+    cached(predictions, `${run}\n${step}`, () => getJSON("./predictions", { run, step })).then((answer) => {
+      if (g !== generation) return;  // a newer slider position owns the captions
+      for (const row of layout.rows) {
+        const p = answer[String(row.index)];
+        let text = "";
+        if (p) {
+          text = `predicted ${name(p.predicted)} (${percent(p.predicted_probability)})`;
+          if (info.labeled || p.explained !== p.predicted) {
+            text += `, explaining ${name(p.explained)} (${percent(p.explained_probability)})`;
+          }
+        }
+        row.caption.textContent = text;
+        row.caption.dataset.step = String(step);
+      }
+    }).catch((error) => console.error(error));
   }
 
-  runSelect.onchange = () => { state.run = runSelect.value; draw(); };
-  slider.oninput = () => { state.index = Number(slider.value); draw(); };
-  sliderB.oninput = () => { state.indexB = Number(sliderB.value); draw(); };
-  compare.onchange = () => { state.compare = compare.checked; draw(); };
-  opacity.oninput = () => { state.opacity = Number(opacity.value); draw(); };
-  colormap.onchange = () => { state.colormap = colormap.value; draw(); };
+  runSelect.onchange = () => { state.run = runSelect.value; state.index = runs[state.run].steps.length - 1; build(); update(); };
+  slider.oninput = () => { state.index = Number(slider.value); update(); };
+  sliderB.oninput = () => { state.indexB = Number(sliderB.value); update(); };
+  compare.onchange = () => { state.compare = compare.checked; build(); update(); };
+  // Opacity and colormap recolour the pixels each cell already holds: no request.
+  opacity.oninput = () => { state.opacity = Number(opacity.value); schedulePaint(); };
+  colormap.onchange = () => { state.colormap = colormap.value; schedulePaint(); };
   state.index = runs[state.run].steps.length - 1;
-  await draw();
+  build();
+  update();
 }
