@@ -89,8 +89,10 @@ class ExplanationLogger(keras.callbacks.Callback):
         class_names: optional names shown next to the class indices.
         overlays: also write overlay grids to TensorBoard's Images dashboard.
         seed: seed of SmoothGrad's noise.
-        target: optional callable `outputs -> (N,)` score, for models whose output has no
-            class axis (segmentation, regression); replaces labels for the explanations.
+        target: optional callable `logits -> (N,)` score, for models whose output has no
+            class axis (segmentation, regression); it receives the model's outputs before a
+            final softmax or sigmoid, as every explainer's callable target does. Replaces
+            labels for the explanations.
 
     Example:
         >>> logger = ki.ExplanationLogger(x_val[:8], "logs", methods=("saliency", "cam"))
@@ -136,7 +138,7 @@ class ExplanationLogger(keras.callbacks.Callback):
                 f"masks must have shape {self.images.shape[:3]} (one per image); received {self.masks.shape}."
             )
         if target is not None and not callable(target):
-            raise TypeError(f"target must be None or a callable outputs -> (N,) score; received {target!r}.")
+            raise TypeError(f"target must be None or a callable logits -> (N,) score; received {target!r}.")
         if target is not None and labels is not None:
             raise ValueError("Give labels (classes to explain) or a callable target, not both.")
         self.log_dir = os.fspath(log_dir)

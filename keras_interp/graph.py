@@ -134,7 +134,8 @@ def run(model, inputs, taps=(), replace=None):
         for i, site in enumerate(taps):
             if len(site.nodes) == 1 and site.nodes[0] is node:
                 found[i] = flat[site.index]
-    return values[id(graph.outputs[0])], found
+    outputs = [values[id(t)] for t in graph.outputs]
+    return (outputs[0] if len(outputs) == 1 else outputs), found
 
 
 class Cursor:
@@ -164,8 +165,8 @@ class Cursor:
                 chain, tensor = chain[:-1], chain[-1].input_tensors[0]
                 continue
             graph = _nested_graph(node)
-            if graph is not None:
-                chain, tensor = chain + (node,), graph.outputs[0]
+            if graph is not None:  # the nested model's output that this tensor is
+                chain, tensor = chain + (node,), graph.outputs[tensor_index]
                 continue
             return Site(chain + (node,), tensor_index)
 
@@ -221,30 +222,60 @@ def _no_graph_error(model, what):
     )
 
 
+def _ancestors(graph, wanted):
+    """Nodes of `graph` that the tensors `wanted` depend on (the path to those outputs)."""
+    keep, stack = set(), list(wanted)
+    while stack:
+        operation, node_index, _ = stack.pop()._keras_history
+        node = operation._inbound_nodes[node_index]
+        if id(node) in keep:
+            continue
+        keep.add(id(node))
+        stack.extend(node.input_tensors)
+    return keep
+
+
+# Layers whose output adds a border of zeros to the map before them: never the feature map.
+_PADDING = (keras.layers.ZeroPadding2D,)
+
+
 def last_spatial_site(model):
     """The last tensor with spatial extent (> 1x1) on the path to the output.
 
-    Operation outputs (`a + b`) count, nested models are entered, and shape-only or pooling
-    layers after the last feature map are passed over.
+    Operation outputs (`a + b`) count, nested models are entered (following the outputs that
+    are used, when a nested model has several), and shape-only, pooling or zero-padding layers
+    after the last feature map are passed over.
     """
     graph = graph_of(model)
     if graph is None:
         raise _no_graph_error(model, "a spatial layer")
 
-    def search(graph, chain):
+    def search(graph, chain, wanted):
+        relevant = _ancestors(graph, wanted)
         for node in _nodes_from_output(graph):
+            if id(node) not in relevant:
+                continue
             inner = _nested_graph(node)
             if inner is not None:
-                found = search(inner, chain + (node,))
+                outs = tree.flatten(node.outputs)
+                used = {id(t) for t in wanted}
+                for other in _nodes(graph):
+                    if id(other) in relevant:
+                        used.update(id(t) for t in other.input_tensors)
+                inner_wanted = [inner.outputs[i] for i, t in enumerate(outs) if id(t) in used]
+                found = search(inner, chain + (node,), inner_wanted)
                 if found is not None:
                     return found
                 continue
-            site = Site(chain + (node,))
-            if _spatial(site):
-                return site
+            if isinstance(node.operation, _PADDING):
+                continue
+            for index, _ in enumerate(tree.flatten(node.outputs)):
+                site = Site(chain + (node,), index)
+                if _spatial(site):
+                    return site
         return None
 
-    site = search(graph, ())
+    site = search(graph, (), graph.outputs[:1])
     if site is None:
         raise ValueError(
             f"Model {model.name!r} has no tensor with a spatial (batch, height, width, channels) "

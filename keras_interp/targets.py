@@ -164,9 +164,17 @@ def find_squashing(model):
             if fused:
                 _check_pre_activation(operation)  # fail now, not inside a trace
             return _Squashing(site, kind, fused), None
-        if isinstance(operation, _OPAQUE) or (isinstance(operation, keras.Model) and graph_of(operation) is None):
-            return None, operation
-        return None, None
+        return None, (operation if _opaque(operation) else None)
+
+
+def _opaque(operation):
+    """Whether an output operation may hide a softmax: a Lambda, a TFSMLayer, a subclassed
+    model, or a layer keras_interp does not know (Keras's own linear layers cannot)."""
+    if isinstance(operation, _OPAQUE):
+        return True
+    if isinstance(operation, keras.Model):
+        return graph_of(operation) is None
+    return not type(operation).__module__.startswith("keras.")
 
 
 def _check_pre_activation(layer):
@@ -181,6 +189,7 @@ def _check_pre_activation(layer):
 
 
 _WARNED = weakref.WeakSet()
+_PROBED = weakref.WeakKeyDictionary()  # model -> output shape seen on a first batch
 
 
 def _warn_once(model, message):
@@ -230,13 +239,23 @@ class Scorer:
                 f"The model has {len(outputs)} outputs; keras_interp expects a single output. "
                 "Build a keras.Model(model.inputs, model.outputs[i]) for the output to explain."
             )
+        if isinstance(model, keras.Sequential) and graph_of(model) is None:
+            raise ValueError(
+                f"The Sequential model {model.name!r} is not built yet, so its layers have no graph. "
+                "Start it with keras.Input(shape), call model.build((None, height, width, channels)), "
+                "or call it once on a batch."
+            )
         self.model = model
-        self._has_graph = graph_of(model) is not None
+        self._graph = graph_of(model)
         squashing, self._opaque = find_squashing(model)
         self.activation = squashing.kind if squashing is not None else None
         self._replace = {squashing.site.nodes: squashing.replacement()} if squashing is not None else {}
         self.input_shape = tuple(inputs[0].shape) if inputs else None
-        out_shape = tuple(outputs[0].shape) if outputs else None
+        self._set_output_shape(tuple(outputs[0].shape) if outputs else _PROBED.get(model))
+        # Outputs that may be probabilities in disguise are looked at once per model.
+        self._probed = self.activation is not None or self._opaque is None or model in _PROBED
+
+    def _set_output_shape(self, out_shape):
         self.output_shape = out_shape
         rank = None if out_shape is None else len(out_shape)
         self.binary = self.activation == "sigmoid" and (rank == 1 or (rank == 2 and out_shape[-1] == 1))
@@ -248,7 +267,25 @@ class Scorer:
             self.num_classes = 1
         else:
             self.num_classes = None
-        self._probed = self.activation is not None
+
+    def logits_shape(self):
+        """The shape of what __call__ returns (and a callable target receives), batch None."""
+        if self.output_shape is None:
+            return None
+        if self.binary:
+            return (None, 2)
+        if len(self.output_shape) == 1:
+            return (None, 1)
+        return self.output_shape
+
+    def signature(self):
+        """What a compiled function built on this scorer depends on, beyond the weights.
+
+        A Sequential model whose layers change gets a new inner graph, hence a new signature.
+        """
+        graph = None if self._graph is None else ("self" if self._graph is self.model else self._graph)
+        nodes = tuple(map(id, next(iter(self._replace), ())))
+        return (graph, nodes, self.activation, self.binary, self.num_classes, self.output_shape)
 
     def _as_logits(self, output):
         logits = ops.cast(output, "float32")
@@ -259,7 +296,7 @@ class Scorer:
         return logits
 
     def _run(self, x, taps=()):
-        if not self._has_graph:
+        if self._graph is None:
             return self.model(x, training=False), []
         return run(self.model, x, taps, self._replace)
 
@@ -298,18 +335,22 @@ class Scorer:
         return None
 
     def check_outputs(self, x):
-        """Warn once when the scores of a first batch look like probabilities (rows of
-        non-negative values summing to 1) although no softmax could be removed."""
+        """Look once per model at the outputs of a first batch when they may hide a softmax:
+        learn the output shape of a model that does not declare it (subclassed), and warn once
+        when rows of non-negative values sum to 1 although no softmax could be removed."""
         if self._probed:
             return
         self._probed = True
-        if self.output_shape is not None and (self.num_classes is None or self.num_classes < 2):
-            return
         y = np.asarray(self._as_logits(self._run(x)[0]))
+        raw_rank = len(self.output_shape) if self.output_shape is not None else y.ndim
+        if self.output_shape is None:
+            self._set_output_shape((None,) + y.shape[1:raw_rank])
+        try:
+            _PROBED[self.model] = self.output_shape
+        except TypeError:  # pragma: no cover - models are weak-referenceable
+            pass
         if y.ndim == 2 and y.shape[1] > 1 and (y >= 0).all() and np.allclose(y.sum(axis=1), 1.0, atol=1e-3):
-            where = (
-                f"a {type(self._opaque).__name__}" if self._opaque is not None else "an operation keras_interp cannot see into"
-            )
+            where = f"a {type(self._opaque).__name__}"
             _warn_once(self.model, (
                 f"The outputs of model {self.model.name!r} look like probabilities (each row sums to 1), "
                 f"but the softmax is inside {where}, so keras_interp cannot compute the logits and will "

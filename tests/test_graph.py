@@ -175,3 +175,128 @@ def test_a_callable_target_traces_once_per_distinct_function(images):
     for k in range(3):
         np.testing.assert_allclose(maps[k], explainer.explain(images, target=k), rtol=1e-6)
     assert explainer.trace_count == 1 + 3 + 1  # one per distinct function, one for int targets
+
+
+# ---- Found in review: stale traces, padding, nested outputs, binary CAM, subclassed classes
+
+def test_a_changed_sequential_head_gets_new_traces(images):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((12, 12, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")])
+    ki.Saliency(model).attribute(images)
+    model.pop()
+    model.add(keras.layers.Dense(5))
+    explainer = ki.Saliency(model)
+    assert explainer.scorer.num_classes == 5 and explainer.scorer.activation is None
+    x = tf.constant(images)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        score = tf.reduce_sum(model(x)[:, 4])
+    np.testing.assert_allclose(explainer.attribute(images, target=4), tape.gradient(score, x).numpy(), rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="not built yet"):
+        ki.Saliency(keras.Sequential([keras.layers.Dense(2)]))
+
+
+def test_a_target_whose_closure_array_changes_is_traced_again(images):
+    model = tiny_cnn(activation=None)
+    explainer = ki.Saliency(model)
+    weights = np.array([1.0, 0.0, 0.0], "float32")
+    target = lambda y: keras.ops.sum(y * weights, axis=1)  # noqa: E731
+    first = explainer.explain(images, target=target)
+    np.testing.assert_allclose(first, explainer.explain(images, target=0), rtol=1e-6)
+    weights[:] = [0.0, 0.0, 1.0]  # refilled in place: a different target
+    np.testing.assert_allclose(explainer.explain(images, target=target), explainer.explain(images, target=2), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"one score per example, shape \(4,\); it returned shape \(4, 1\)"):
+        explainer.explain(images, target=lambda y: y[:, :1])
+    with pytest.raises(ValueError, match="does not depend differentiably"):
+        explainer.explain(images, target=lambda y: keras.ops.cast(keras.ops.argmax(y, axis=1), "float32"))
+
+
+def test_cam_on_a_binary_sigmoid_head(images):
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((12, 12, 3))
+    f = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="features")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="head")(keras.layers.GlobalAveragePooling2D()(f)))
+    kernel, bias = model.get_layer("head").get_weights()
+    z = ki.Scorer(model)(images).numpy()[:, 1]
+    model.get_layer("head").set_weights([kernel, bias - np.median(z)])
+    z = ki.Scorer(model)(images).numpy()[:, 1]
+    b = model.get_layer("head").get_weights()[1][0]
+    features = keras.Model(inputs, f)(images).numpy()
+    for target in (0, 1):
+        maps = ki.CAM(model).explain(images, target=target, upsample=False)
+        sign = 2 * target - 1
+        np.testing.assert_allclose(maps, sign * np.einsum("bhwk,k->bhw", features, kernel[:, 0]), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(maps.mean(axis=(1, 2)) + sign * b, sign * z, rtol=1e-5, atol=1e-5)
+    predicted = ki.CAM(model).explain(images, upsample=False)
+    np.testing.assert_allclose(predicted.mean(axis=(1, 2)) + np.sign(z) * b, np.abs(z), rtol=1e-5, atol=1e-5)
+
+
+def test_zero_padding_is_not_the_default_feature_map():
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu", name="features")(inputs)
+    x = keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name="pad")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
+    assert ki.GradCAM(model).layer == "features"
+
+
+@pytest.mark.parametrize("used", [0, 1])
+def test_nested_model_with_several_outputs(images, used):
+    keras.utils.set_random_seed(0)
+    inner_in = keras.Input((12, 12, 3))
+    c1 = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="c1")(inner_in)
+    c2 = keras.layers.Conv2D(5, 3, padding="same", activation="relu", name="c2")(c1)
+    backbone = keras.Model(inner_in, [c1, c2], name="backbone")
+    inputs = keras.Input((12, 12, 3))
+    features = backbone(inputs)[used]
+    head = keras.layers.Dense(3, activation="softmax", name="head")
+    model = keras.Model(inputs, head(keras.layers.GlobalAveragePooling2D()(features)))
+    name = ("c1", "c2")[used]
+    assert ki.GradCAM(model).layer == f"backbone/{name}"
+    assert ki.CAM(model).layer == f"backbone/{name}"
+    flat = keras.Model(inner_in, head(keras.layers.GlobalAveragePooling2D()((c1, c2)[used])))
+    for explainer, reference in ((ki.GradCAM(model), ki.GradCAM(flat)), (ki.CAM(model), ki.CAM(flat)),
+                                 (ki.GradCAM(model, layer="backbone/c1"), ki.GradCAM(flat, layer="c1"))):
+        np.testing.assert_allclose(explainer.explain(images), reference.explain(images), rtol=1e-5, atol=1e-7)
+    # A nested classifier returning [features, probabilities]: the softmax is still found.
+    classifier = keras.Model(inner_in, [c2, keras.layers.Dense(3, activation="softmax", name="p")(
+        keras.layers.GlobalAveragePooling2D()(c2))], name="classifier")
+    outer = keras.Model(inputs, classifier(inputs)[1])
+    assert ki.Scorer(outer).activation == "softmax"
+    assert ki.GradCAM(outer).layer == "classifier/c2"
+
+
+def test_subclassed_classifier_takes_class_targets(images, tmp_path):
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.conv = keras.layers.Conv2D(4, 3, activation="relu")
+            self.gap = keras.layers.GlobalAveragePooling2D()
+            self.dense = keras.layers.Dense(4)
+
+        def call(self, x):
+            return self.dense(self.gap(self.conv(x)))
+
+    net = Net()
+    net(images)
+    explainer = ki.Saliency(net)
+    x = tf.constant(images)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        score = tf.reduce_sum(net(x)[:, 2])
+    np.testing.assert_allclose(explainer.attribute(images, target=2), tape.gradient(score, x).numpy(), rtol=1e-5, atol=1e-7)
+    assert explainer.scorer.num_classes == 4
+    net.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    logger = ki.ExplanationLogger(images[:2], tmp_path, methods=("saliency", "occlusion"), labels=[3, 1])
+    net.fit(images, np.array([0, 1, 2, 3]), epochs=1, verbose=0, callbacks=[logger])
+    assert sorted(logger._explainers) == ["occlusion", "saliency"]
+
+
+def test_a_linear_head_is_not_probed_and_new_instances_do_not_retrace(images):
+    model = tiny_cnn(activation=None)
+    assert ki.Scorer(model)._probed
+    target = 1
+    for _ in range(4):  # a new explainer and a new (equal) lambda each time, as in a user's loop
+        explainer = ki.Saliency(model)
+        explainer.explain(images, target=lambda y: y[:, target])
+    assert explainer.trace_count == 1

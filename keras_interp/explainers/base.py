@@ -97,11 +97,80 @@ def _to_numpy(out):
     return np.asarray(out)
 
 
-# model -> {(class, method, settings): tf.function}. Keyed weakly, and the functions hold no
+# model -> {"functions": {(class, method, scorer signature, settings): tf.function},
+#           "targets": {callable target key: _Target}}. Keyed weakly, and the functions hold no
 # reference to the model or an explainer (only the variables their graphs capture), so building
 # `ki.Saliency(model)` again, e.g. in a loop, reuses the traces, and a dropped model is freed.
 _SHARED = weakref.WeakKeyDictionary()
 _ACTIVE = threading.local()
+
+
+def _value_key(value):
+    """A hashable stand-in for a closure or default value, or None when it has none."""
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        return (type(value).__name__, value)
+    if isinstance(value, np.ndarray):
+        return ("ndarray", value.shape, value.dtype.str, hash(value.tobytes()))
+    if isinstance(value, np.generic):
+        return ("numpy", value.dtype.str, value.item())
+    if isinstance(value, tuple):
+        keys = tuple(_value_key(v) for v in value)
+        return None if any(k is None for k in keys) else ("tuple", keys)
+    if isinstance(value, (tf.Tensor, tf.Variable, types.FunctionType, types.ModuleType, type)) or callable(value):
+        return ("id", id(value))  # immutable tensors, live variables, functions: by identity
+    return None
+
+
+def _target_key(fn):
+    if isinstance(fn, types.FunctionType):
+        values = [c.cell_contents for c in (fn.__closure__ or ())] + list(fn.__defaults__ or ())
+        values += sorted((fn.__kwdefaults__ or {}).items())
+        keys = tuple(_value_key(v) for v in values)
+        if all(k is not None for k in keys):
+            return ("function", fn.__code__, id(fn.__globals__), keys)
+    return ("object", id(fn))
+
+
+class _Target:
+    """A callable target as passed to compiled functions (held by the model's shared state,
+    so the objects its key refers to by identity stay alive)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, logits):
+        return self.fn(logits)
+
+
+def _check_target(fn, logits_shape, batch):
+    """Call a new callable target on dummy logits: one score per example, differentiable.
+
+    Skipped when the logits' shape is not fully known (a fully convolutional model)."""
+    if logits_shape is None or any(d is None for d in logits_shape[1:]):
+        return
+    shape = (batch,) + tuple(logits_shape[1:])
+    logits = tf.random.stateless_normal(shape, seed=(1, 2))
+    try:
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            scores = fn(logits)
+    except Exception as exc:  # noqa: BLE001 - the user's code; say what it was given
+        raise ValueError(
+            f"The callable target failed on logits of shape {shape}: {type(exc).__name__}: {exc}"
+        ) from exc
+    got = tuple(getattr(scores, "shape", ()))
+    if got != (batch,):
+        raise ValueError(
+            f"The callable target must return one score per example, shape ({batch},); it returned "
+            f"shape {got} for logits of shape {shape}. Reduce other axes, e.g. "
+            "`lambda y: keras.ops.sum(y * mask, axis=(1, 2, 3))`."
+        )
+    if tape.gradient(scores, logits) is None:
+        raise ValueError(
+            "The callable target's score does not depend differentiably on the logits (an argmax, a "
+            "comparison or a constant?), so there is no gradient to explain. Return a score computed "
+            "from the logits, e.g. `lambda y: y[:, k]`."
+        )
 
 
 def _bound_to_active(method):
@@ -130,7 +199,6 @@ class Explainer:
         self.scorer = Scorer(model)
         self.batch_size = batch_size
         self._functions = {}
-        self._callables = {}
 
     def _trace_key(self):
         """Settings read inside the compiled functions (beyond the model and the arguments).
@@ -139,18 +207,22 @@ class Explainer:
         """
         return ()
 
+    def _shared(self):
+        """This model's shared state: {"functions": {...}, "targets": {...}}."""
+        try:
+            return _SHARED.setdefault(self.model, {"functions": {}, "targets": {}})
+        except TypeError:  # a model that cannot be weakly referenced: nothing shared
+            return self.__dict__.setdefault("_unshared", {"functions": {}, "targets": {}})
+
     def _compiled(self, name):
         """The tf.function running method `name`, shared across instances (see _SHARED)."""
         fn = self._functions.get(name)
         if fn is None:
-            key = (type(self), name, self._trace_key())
-            try:
-                per_model = _SHARED.setdefault(self.model, {})
-            except TypeError:  # a model that cannot be weakly referenced: no sharing
-                per_model = {}
-            fn = per_model.get(key)
+            key = (type(self), name, self.scorer.signature(), self._trace_key())
+            functions = self._shared()["functions"]
+            fn = functions.get(key)
             if fn is None:
-                fn = per_model[key] = tf.function(_bound_to_active(getattr(type(self), name)))
+                fn = functions[key] = tf.function(_bound_to_active(getattr(type(self), name)))
             self._functions[name] = fn
         return fn
 
@@ -169,25 +241,30 @@ class Explainer:
         """How many times the compiled functions this explainer uses have been traced."""
         return sum(f.experimental_get_tracing_count() for f in self._functions.values())
 
-    def _canonical(self, score_fn):
-        """An earlier callable target that computes the same thing, so it is not traced again.
+    def _canonical(self, score_fn, batch):
+        """The callable target as the compiled functions see it: one object per distinct target.
 
-        Two plain functions are the same target when they share code, closure values (by
-        identity), defaults and globals: `lambda y: y[:, 3]` written in a loop is traced once,
-        `lambda y: y[:, k]` once per k.
+        A compiled function is traced once per target object, and what the target reads is
+        fixed in the trace. Two plain functions are one target when they share code, globals,
+        and closure and default values (NumPy arrays by content, so an array refilled in place
+        is a new target); `lambda y: y[:, 3]` written in a loop is traced once, `lambda y:
+        y[:, k]` once per k. Other callables are told apart by identity. A new target is
+        checked once on dummy logits, so a wrong shape or a score that does not depend on the
+        logits gets a clear error before any tracing.
         """
-        if not isinstance(score_fn, types.FunctionType):
-            return score_fn
-        cells = tuple(c.cell_contents for c in (score_fn.__closure__ or ()))
-        key = (score_fn.__code__, tuple(map(id, cells)), id(score_fn.__globals__), id(score_fn.__defaults__),
-               id(score_fn.__kwdefaults__))
-        return self._callables.setdefault(key, score_fn)
+        key = _target_key(score_fn)
+        targets = self._shared()["targets"]
+        wrapped = targets.get(key)
+        if wrapped is None:
+            _check_target(score_fn, self.scorer.logits_shape(), batch)
+            wrapped = targets[key] = _Target(score_fn)
+        return wrapped
 
     def _prepare(self, inputs, target):
         x = check_images(inputs, self.scorer.input_shape)
-        classes, score_fn = resolve_target(target, x.shape[0], self.scorer.num_classes, self.scorer.output_shape)
         self.scorer.check_outputs(x[: min(8, self.batch_size)])
-        return x, classes, None if score_fn is None else self._canonical(score_fn)
+        classes, score_fn = resolve_target(target, x.shape[0], self.scorer.num_classes, self.scorer.output_shape)
+        return x, classes, None if score_fn is None else self._canonical(score_fn, len(x))
 
     def _batched(self, fn, *aligned):
         """fn over slices of at most `batch_size` examples of the `aligned` arrays; numpy out.

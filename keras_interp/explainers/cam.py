@@ -211,7 +211,12 @@ class CAM(_FeatureMapExplainer):
         features, logits = self._features(x)
         features = tf.cast(features, tf.float32)
         _, classes = select_scores(logits, classes, None)
-        weights = tf.gather(tf.transpose(tf.cast(self._kernel, tf.float32)), classes)
+        kernel = tf.transpose(tf.cast(self._kernel, tf.float32))  # (classes, channels)
+        if self.scorer.binary:
+            # One sigmoid unit scored as logits [-z, z]: class c weighs the unit's column by +-1.
+            weights = kernel[0][None] * tf.cast(2 * classes - 1, tf.float32)[:, None]
+        else:
+            weights = tf.gather(kernel, classes)
         return tf.einsum("bhwk,bk->bhw", features, weights)
 
 
