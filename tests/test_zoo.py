@@ -1,0 +1,225 @@
+"""Model zoo tier: keras.applications architectures and common user forms, random weights.
+
+Each model is built once per module (a module-scoped fixture, grouped by pytest), at the
+smallest input size at which its last stage still has a spatial extent larger than 1x1 (at the
+minimum sizes keras.applications accepts, 32x32 and 75x75, that stage is 1x1 and every CAM is
+constant), with 5 classes, seeded random weights and a batch of 2 images.
+
+For every model:
+1. every explainer runs and returns a finite float32 (B, H, W) map; CAM on GAP -> (Dropout) -> Dense
+   heads (nested ones included), and on the other heads CAM raises a ValueError pointing to GradCAM;
+2. Saliency.attribute equals the gradient of the pre-softmax logit taken here with
+   tf.GradientTape on the same architecture built with classifier_activation=None (or a linear
+   head Dense), the weights copied over;
+3. Grad-CAM's default layer is the last tensor with spatial extent > 1x1 on the path to the
+   output (op outputs such as a residual `a + b` included, "nested/name" inside nested models),
+   and the Grad-CAM map there is not constant.
+
+Run this tier alone with `python -m pytest -q -m zoo tests`.
+"""
+
+import dataclasses
+from typing import Callable, Optional, Union
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_interp as ki
+
+pytestmark = pytest.mark.zoo
+
+A = keras.applications
+CLASSES = 5
+BATCH = 2
+
+
+def _application(constructor, size):
+    def build(activation):
+        keras.utils.set_random_seed(0)
+        return constructor(
+            weights=None, input_shape=(size, size, 3), classes=CLASSES, classifier_activation=activation
+        )
+
+    return build
+
+
+def _transfer_learning(size):
+    """inputs -> Rescaling(1/255) -> nested MobileNetV2(include_top=False, pooling="avg") -> Dense."""
+
+    def build(activation):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((size, size, 3), name="image")
+        x = keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+        backbone = A.MobileNetV2(weights=None, include_top=False, pooling="avg", input_shape=(size, size, 3))
+        outputs = keras.layers.Dense(CLASSES, activation=activation, name="head")(backbone(x))
+        return keras.Model(inputs, outputs, name="transfer")
+
+    return build
+
+
+def _augmented_sequential(size):
+    """keras.Sequential([RandomFlip(), classifier]) with a MobileNetV2 classifier."""
+
+    def build(activation):
+        keras.utils.set_random_seed(0)
+        classifier = A.MobileNetV2(
+            weights=None, input_shape=(size, size, 3), classes=CLASSES, classifier_activation=activation
+        )
+        return keras.Sequential(
+            [keras.Input((size, size, 3)), keras.layers.RandomFlip(name="flip"), classifier], name="augmented"
+        )
+
+    return build
+
+
+def _input_of(layer):
+    """The operation (layer or op node such as `a + b`) that produced a single-input layer's input."""
+    return layer.input._keras_history[0]
+
+
+def _convnext_last_add(model):
+    # The last residual `inputs + layer(x)` of stage 3, an op node that is in model.operations
+    # but not in model.layers. Its name is generated ("add_17" in a fresh process: 3+3+9+3 blocks,
+    # add .. add_17), so it depends on what else the process built; it is found from its
+    # unique position here: the input of the head's global average pooling.
+    add = _input_of(model.get_layer("convnext_tiny_head_gap"))
+    assert type(add).__name__ == "Add" and not isinstance(add, keras.layers.Layer), add
+    assert add in model.operations and add not in model.layers
+    sources = [t._keras_history[0].name for t in add._inbound_nodes[0].input_tensors]
+    assert "convnext_tiny_stage_3_block_2_identity" in sources, sources
+    assert tuple(add.output.shape[1:3]) == (2, 2)
+    return add.name
+
+
+def _mobilenet_v3_last_spatial(model):
+    # Head: conv_1 -> conv_1_bn -> hard_swish (an unnamed Activation, "activation_111" in a fresh
+    # process) -> GlobalAveragePooling2D(keepdims=True) (1x1) -> conv_2 -> ... -> "logits" (1x1
+    # conv) -> Flatten -> softmax. The last spatial tensor is the hard_swish before the pooling.
+    gap = _input_of(model.get_layer("conv_2"))
+    assert isinstance(gap, keras.layers.GlobalAveragePooling2D) and gap.keepdims
+    act = _input_of(gap)
+    assert isinstance(act, keras.layers.Activation) and _input_of(act).name == "conv_1_bn"
+    assert tuple(act.output.shape[1:3]) == (2, 2)
+    return act.name
+
+
+@dataclasses.dataclass
+class Spec:
+    build: Callable  # activation -> model (the same seeded weights for any activation)
+    size: int
+    layer: Union[str, Callable]  # Grad-CAM's expected default layer, or model -> it
+    low: float = 0.0  # inputs are uniform in [low, high], the range the model takes
+    high: float = 1.0
+    gap_dense_head: bool = True
+    activation: Optional[str] = "softmax"
+
+
+ZOO = {
+    "MobileNetV2": Spec(_application(A.MobileNetV2, 33), 33, "out_relu", -1.0, 1.0),
+    "ResNet50": Spec(_application(A.ResNet50, 33), 33, "conv5_block3_out", -120.0, 120.0),
+    "EfficientNetB0": Spec(_application(A.EfficientNetB0, 33), 33, "top_activation", 0.0, 255.0),
+    "DenseNet121": Spec(_application(A.DenseNet121, 61), 61, "relu", -2.0, 2.0),
+    "ConvNeXtTiny": Spec(_application(A.ConvNeXtTiny, 64), 64, _convnext_last_add, 0.0, 255.0, gap_dense_head=False),
+    "InceptionV3": Spec(_application(A.InceptionV3, 107), 107, "mixed10", -1.0, 1.0),
+    "MobileNetV3Small": Spec(
+        _application(A.MobileNetV3Small, 33), 33, _mobilenet_v3_last_spatial, 0.0, 255.0, gap_dense_head=False
+    ),
+    "transfer_MobileNetV2": Spec(_transfer_learning(33), 33, "mobilenetv2_1.00_33/out_relu", 0.0, 255.0),
+    "Sequential_RandomFlip_MobileNetV2": Spec(
+        _augmented_sequential(33), 33, "mobilenetv2_1.00_33/out_relu", -1.0, 1.0
+    ),
+}
+
+EXPLAINERS = {
+    "Saliency": lambda m: ki.Saliency(m),
+    "SmoothGrad": lambda m: ki.SmoothGrad(m, samples=2),
+    "IntegratedGradients": lambda m: ki.IntegratedGradients(m, steps=4),
+    "Occlusion": lambda m: ki.Occlusion(m, patch_size=16, stride=16),
+    "GradCAM": lambda m: ki.GradCAM(m),
+    "GradCAMPlusPlus": lambda m: ki.GradCAMPlusPlus(m),
+    "LayerCAM": lambda m: ki.LayerCAM(m),
+    "ScoreCAM": lambda m: ki.ScoreCAM(m, max_channels=4),
+    "CAM": lambda m: ki.CAM(m),
+}
+
+
+class Zoo:
+    """One built model, its pre-softmax twin with the same weights, inputs and explainers."""
+
+    def __init__(self, name):
+        spec = ZOO[name]
+        self.name, self.spec = name, spec
+        self.model = spec.build(spec.activation)
+        self.logit_model = spec.build(None)
+        self.logit_model.set_weights(self.model.get_weights())
+        rng = np.random.default_rng(0)
+        self.x = rng.uniform(spec.low, spec.high, size=(BATCH, spec.size, spec.size, 3)).astype("float32")
+        self._explainers = {}
+
+    def explainer(self, method):
+        if method not in self._explainers:
+            self._explainers[method] = EXPLAINERS[method](self.model)
+        return self._explainers[method]
+
+    def expected_layer(self):
+        layer = self.spec.layer
+        return layer(self.model) if callable(layer) else layer
+
+
+@pytest.fixture(scope="module")
+def zoo(request):
+    return Zoo(request.param)
+
+
+# Every test takes the model through the same `list(ZOO)` parametrization, so pytest groups the
+# tests by model and the module-scoped fixture builds each model once.
+MODELS = list(ZOO)
+
+
+@pytest.mark.parametrize("method", list(EXPLAINERS))
+@pytest.mark.parametrize("zoo", MODELS, indirect=True)
+def test_every_explainer_gives_a_finite_float32_map(zoo, method):
+    if method == "CAM" and not zoo.spec.gap_dense_head:
+        # GAP -> LayerNorm -> Dense (ConvNeXt) and keep-dims GAP -> conv -> hard_swish -> conv
+        # (MobileNetV3) are not CAM heads: CAM must refuse and point to Grad-CAM.
+        with pytest.raises(ValueError, match=r"GradCAM"):
+            zoo.explainer(method)
+        return
+    maps = zoo.explainer(method).explain(zoo.x)
+    assert isinstance(maps, np.ndarray)
+    assert maps.dtype == np.float32, maps.dtype
+    assert maps.shape == (BATCH, zoo.spec.size, zoo.spec.size), maps.shape
+    assert np.isfinite(maps).all(), f"{np.sum(~np.isfinite(maps))} non-finite values"
+
+
+@pytest.mark.parametrize("zoo", MODELS, indirect=True)
+def test_saliency_is_the_gradient_of_the_pre_softmax_logit(zoo):
+    x = tf.constant(zoo.x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        logits = zoo.logit_model(x, training=False)
+        top = tf.argmax(logits, axis=-1)
+        score = tf.reduce_sum(tf.gather(logits, top, axis=1, batch_dims=1))
+    expected = tape.gradient(score, x).numpy()
+    # The twin really is the pre-softmax model with the same weights.
+    np.testing.assert_allclose(
+        zoo.model(x, training=False).numpy(), tf.nn.softmax(logits).numpy(), rtol=1e-4, atol=1e-6
+    )
+    assert np.abs(expected).max() > 0
+    attr = zoo.explainer("Saliency").attribute(zoo.x)
+    assert attr.shape == zoo.x.shape and attr.dtype == np.float32
+    np.testing.assert_allclose(attr, expected, rtol=1e-3, atol=1e-4 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("zoo", MODELS, indirect=True)
+def test_grad_cam_default_layer_is_the_last_spatial_tensor(zoo):
+    assert zoo.explainer("GradCAM").layer == zoo.expected_layer()
+
+
+@pytest.mark.parametrize("zoo", MODELS, indirect=True)
+def test_grad_cam_default_map_is_not_constant(zoo):
+    maps = zoo.explainer("GradCAM").explain(zoo.x)
+    for b in range(BATCH):
+        assert maps[b].max() > maps[b].min(), f"image {b}: constant map {maps[b].min()}"
