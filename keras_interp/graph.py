@@ -20,7 +20,7 @@ import keras
 from keras import tree
 
 __all__ = ["Site", "graph_of", "run", "find_site", "last_spatial_site", "spatial_layers", "all_paths",
-           "Cursor", "is_spatial_shape"]
+           "Cursor", "is_spatial_shape", "no_graph_error"]
 
 
 def graph_of(model):
@@ -212,7 +212,7 @@ def spatial_layers(model):
     return list(dict.fromkeys(s.path for s in _sites(graph) if _spatial(s)))
 
 
-def _no_graph_error(model, what):
+def no_graph_error(model, what):
     return ValueError(
         f"Model {model.name!r} is a subclassed keras.Model: it has no functional graph, so {what} "
         "cannot be found in it. Build the model with the functional API or keras.Sequential (a "
@@ -248,7 +248,7 @@ def last_spatial_site(model):
     """
     graph = graph_of(model)
     if graph is None:
-        raise _no_graph_error(model, "a spatial layer")
+        raise no_graph_error(model, "a spatial layer")
 
     def search(graph, chain, wanted):
         relevant = _ancestors(graph, wanted)
@@ -298,7 +298,7 @@ def find_site(model, path):
         raise TypeError(f"layer must be a layer name or a 'nested/path'; received {path!r}.")
     graph = graph_of(model)
     if graph is None:
-        raise _no_graph_error(model, f"layer {path!r}")
+        raise no_graph_error(model, f"layer {path!r}")
     parts = path.split("/")
     chain = ()
     for depth, name in enumerate(parts):

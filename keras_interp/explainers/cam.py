@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from keras_interp.explainers.base import Explainer, broadcast_baseline, chunk_indices, merge_leading, plan_chunks
-from keras_interp.graph import Cursor, last_spatial_site, spatial_layers
+from keras_interp.graph import Cursor, last_spatial_site, no_graph_error, spatial_layers
 from keras_interp.layers.cam_head import CAMHead
 from keras_interp.targets import is_shape_only, select_scores, squashing
 
@@ -163,7 +163,7 @@ def find_cam_head(model):
     )
     cursor = Cursor.at_output(model)
     if cursor is None:
-        raise ValueError(hint + " (The model is subclassed: it has no graph to read the head from.)")
+        raise no_graph_error(model, "its GAP -> Dense head")
     head = _walk_back(cursor, lambda op: is_shape_only(op) or squashing(op) in (("softmax", False), ("sigmoid", False)))
     if head is None:
         raise ValueError(hint)
