@@ -40,16 +40,11 @@ def _nested_graph(node):
     return None
 
 
-def _nodes(graph):
-    """The graph's computing nodes, from the inputs to the outputs."""
+def _nodes(graph, from_output=False):
+    """The graph's computing nodes, from the inputs to the outputs (or nearest the output first)."""
     by_depth = graph._nodes_by_depth
-    return [n for d in sorted(by_depth, reverse=True) for n in by_depth[d] if n.operation and not n.is_input]
-
-
-def _nodes_from_output(graph):
-    """The graph's computing nodes in reverse topological order (nearest the output first)."""
-    by_depth = graph._nodes_by_depth
-    return [n for d in sorted(by_depth) for n in by_depth[d] if n.operation and not n.is_input]
+    depths = sorted(by_depth, reverse=not from_output)
+    return [n for d in depths for n in by_depth[d] if n.operation and not n.is_input]
 
 
 def is_spatial_shape(shape):
@@ -252,16 +247,13 @@ def last_spatial_site(model):
 
     def search(graph, chain, wanted):
         relevant = _ancestors(graph, wanted)
-        for node in _nodes_from_output(graph):
-            if id(node) not in relevant:
-                continue
+        nodes = [n for n in _nodes(graph, from_output=True) if id(n) in relevant]
+        # Tensors the path to `wanted` uses: which outputs of a nested model to follow.
+        used = {id(t) for t in wanted} | {id(t) for n in nodes for t in n.input_tensors}
+        for node in nodes:
             inner = _nested_graph(node)
             if inner is not None:
                 outs = tree.flatten(node.outputs)
-                used = {id(t) for t in wanted}
-                for other in _nodes(graph):
-                    if id(other) in relevant:
-                        used.update(id(t) for t in other.input_tensors)
                 inner_wanted = [inner.outputs[i] for i, t in enumerate(outs) if id(t) in used]
                 found = search(inner, chain + (node,), inner_wanted)
                 if found is not None:

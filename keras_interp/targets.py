@@ -121,7 +121,7 @@ def _pre_activation(layer, x):
     if isinstance(layer, keras.layers.EinsumDense):
         y = ops.einsum(layer.equation, x, var(layer.kernel))
         return y + var(layer.bias) if layer.bias is not None else y
-    if hasattr(layer, "convolution_op") and hasattr(layer, "kernel"):
+    if _is_convolution(layer):
         y = layer.convolution_op(x, var(layer.kernel))
         if layer.use_bias:
             if layer.data_format == "channels_first":
@@ -179,13 +179,13 @@ def _opaque(operation):
 
 def _check_pre_activation(layer):
     """Fail at construction, not inside a trace, for fused activations we cannot undo."""
-    if callable(getattr(layer, "pre_activation", None)):
-        return
-    if isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense)):
-        return
-    if hasattr(layer, "convolution_op") and hasattr(layer, "kernel"):
-        return
-    raise _unsupported_activation(layer)
+    if not (callable(getattr(layer, "pre_activation", None)) or _is_convolution(layer)
+            or isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense))):
+        raise _unsupported_activation(layer)
+
+
+def _is_convolution(layer):
+    return hasattr(layer, "convolution_op") and hasattr(layer, "kernel")
 
 
 _WARNED = weakref.WeakSet()

@@ -234,6 +234,15 @@ def _fit(model, logger, x, y, epochs=3):
     return _events(logger.log_dir)
 
 
+def _conv_gap_dense(input_shape, filters, units, activation, seed=0):
+    """Conv(relu) -> GAP -> Dense(units, activation); seed=None keeps the current random state."""
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    inputs = keras.Input(input_shape)
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(filters, 3, activation="relu")(inputs))
+    return keras.Model(inputs, keras.layers.Dense(units, activation=activation)(h))
+
+
 class _PoisonAt(keras.callbacks.Callback):
     """Sets every weight to NaN at the end of epoch `epoch` (before the logger runs)."""
 
@@ -291,9 +300,7 @@ def test_segmentation_scalar_and_four_channel_models(tmp_path):
     events = _fit(scalar, ki.ExplanationLogger(x[:2], tmp_path / "c", methods=("saliency", "gradcam")), x, rng.normal(size=4), 2)
     assert [s for s, _ in events[summary.map_tag("saliency", 0)]] == [0, 1]
     # Four channels (RGBA-like inputs): the pictures show RGB.
-    inputs = keras.Input((12, 12, 4))
-    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(3, 3, activation="relu")(inputs))
-    rgba = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(h))
+    rgba = _conv_gap_dense((12, 12, 4), filters=3, units=3, activation="softmax", seed=None)
     rgba.compile("adam", "sparse_categorical_crossentropy")
     x4 = rng.uniform(size=(4, 12, 12, 4)).astype("float32")
     with warnings.catch_warnings():
@@ -330,10 +337,7 @@ def test_failures_outside_explain_are_skipped(tmp_path, monkeypatch, broken):
 
 
 def test_two_instances_of_one_class_and_a_thousand_images(tmp_path):
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((8, 8, 1))
-    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3, activation="relu")(inputs))
-    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(h))
+    model = _conv_gap_dense((8, 8, 1), filters=2, units=2, activation="softmax")
     model.compile("adam", "sparse_categorical_crossentropy")
     x = np.random.default_rng(0).uniform(size=(1001, 8, 8, 1)).astype("float32")
     logger = ki.ExplanationLogger(x, tmp_path, methods=(ki.Saliency(model), ki.SmoothGrad(model, samples=2), ki.Saliency(model)),
@@ -347,10 +351,7 @@ def test_two_instances_of_one_class_and_a_thousand_images(tmp_path):
 
 
 def test_binary_sigmoid_predictions_show_the_predicted_label(tmp_path):
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((12, 12, 3))
-    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(3, 3, activation="relu")(inputs))
-    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(h))
+    model = _conv_gap_dense((12, 12, 3), filters=3, units=1, activation="sigmoid")
     model.compile("adam", "binary_crossentropy")
     x, _, _ = _data()
     events = _fit(model, ki.ExplanationLogger(x[:3], tmp_path, methods=("saliency",)), x, np.array([0, 1] * 3), 1)

@@ -21,6 +21,25 @@ def _residual():
     return keras.Model(inputs, keras.layers.Activation("softmax")(keras.layers.Flatten()(logits)))
 
 
+class SubclassedNet(keras.Model):
+    """A subclassed conv -> GAP -> Dense classifier: no functional graph."""
+
+    def __init__(self, classes, activation):
+        super().__init__()
+        self.conv = keras.layers.Conv2D(4, 3, activation=activation)
+        self.gap = keras.layers.GlobalAveragePooling2D()
+        self.dense = keras.layers.Dense(classes)
+
+    def call(self, x):
+        return self.dense(self.gap(self.conv(x)))
+
+
+def _subclassed(images, classes, activation):
+    net = SubclassedNet(classes, activation)
+    net(images)
+    return net
+
+
 def test_default_layer_is_the_residual_sum_not_the_branch_or_a_1x1_map(images):
     model = _residual()
     add = [op.name for op in model.operations if type(op).__name__ == "Add"][0]
@@ -72,18 +91,7 @@ def test_shared_layer_is_refused_by_name_and_resolved_by_default(images):
 
 
 def test_subclassed_models_get_one_clear_message(images):
-    class Net(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.conv = keras.layers.Conv2D(4, 3)
-            self.gap = keras.layers.GlobalAveragePooling2D()
-            self.dense = keras.layers.Dense(3)
-
-        def call(self, x):
-            return self.dense(self.gap(self.conv(x)))
-
-    net = Net()
-    net(images)
+    net = _subclassed(images, classes=3, activation=None)
     for make in (ki.GradCAM, ki.ScoreCAM, lambda m: ki.GradCAM(m, layer="conv")):
         with pytest.raises(ValueError, match="subclassed keras.Model: it has no functional graph.*functional API"):
             make(net)
@@ -267,18 +275,7 @@ def test_nested_model_with_several_outputs(images, used):
 
 
 def test_subclassed_classifier_takes_class_targets(images, tmp_path):
-    class Net(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.conv = keras.layers.Conv2D(4, 3, activation="relu")
-            self.gap = keras.layers.GlobalAveragePooling2D()
-            self.dense = keras.layers.Dense(4)
-
-        def call(self, x):
-            return self.dense(self.gap(self.conv(x)))
-
-    net = Net()
-    net(images)
+    net = _subclassed(images, classes=4, activation="relu")
     explainer = ki.Saliency(net)
     x = tf.constant(images)
     with tf.GradientTape() as tape:
