@@ -232,31 +232,30 @@ export async function render() {
     for (const cell of row.cells) loadCell(row, cell);
   }
 
-  // Load the rows in view once per animation frame, however many slider events came in between.
-  let loadScheduled = false;
-  function scheduleLoad() {
-    if (loadScheduled) return;
-    loadScheduled = true;
-    requestAnimationFrame(() => {
-      loadScheduled = false;
-      if (layout) for (const row of layout.visible) loadRow(row);
-    });
+  // fn at most once per animation frame, however many events asked for it in between.
+  function oncePerFrame(fn) {
+    let scheduled = false;
+    return () => {
+      if (scheduled) return;
+      scheduled = true;
+      requestAnimationFrame(() => { scheduled = false; fn(); });
+    };
   }
 
-  let paintScheduled = false;
-  function schedulePaint() {
-    if (paintScheduled) return;
-    paintScheduled = true;
-    requestAnimationFrame(() => {
-      paintScheduled = false;
-      if (!layout) return;
-      for (const row of layout.rows) {
-        for (const cell of row.cells) {
-          if (cell.data) paint(cell.canvas, cell.data.input, cell.data.values, state.opacity, state.colormap);
-        }
+  // Load the rows in view.
+  const scheduleLoad = oncePerFrame(() => {
+    if (layout) for (const row of layout.visible) loadRow(row);
+  });
+
+  // Re-colour the decoded maps (opacity, colormap) without fetching anything.
+  const schedulePaint = oncePerFrame(() => {
+    if (!layout) return;
+    for (const row of layout.rows) {
+      for (const cell of row.cells) {
+        if (cell.data) paint(cell.canvas, cell.data.input, cell.data.values, state.opacity, state.colormap);
       }
-    });
-  }
+    }
+  });
 
   // Rebuild the grid: on a new run or when the compare columns come or go.
   function build() {
