@@ -23,8 +23,11 @@ _EXPORTS = {
     "GradCAMPlusPlus": "keras_interp.explainers.cam",
     "LayerCAM": "keras_interp.explainers.cam",
     "ScoreCAM": "keras_interp.explainers.cam",
+    "Deconvnet": "keras_interp.explainers.deconv",
+    "GuidedBackprop": "keras_interp.explainers.deconv",
     "Scorer": "keras_interp.targets",
     "ExplanationLogger": "keras_interp.callbacks",
+    "conv_matrix": "keras_interp.conv_matrix",
     "load_model": "keras_interp.models",
     "reference_cnn": "keras_interp.models",
 }

@@ -2,6 +2,7 @@
 
 from keras_interp.explainers.base import Explainer
 from keras_interp.explainers.cam import CAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
+from keras_interp.explainers.deconv import Deconvnet, GuidedBackprop
 from keras_interp.explainers.gradients import (
     GradientExplainer,
     IntegratedGradients,
@@ -12,6 +13,8 @@ from keras_interp.explainers.occlusion import Occlusion
 
 __all__ = [
     "CAM",
+    "Deconvnet",
+    "GuidedBackprop",
     "Explainer",
     "GradCAM",
     "GradCAMPlusPlus",

@@ -1,5 +1,7 @@
 """Keras layers of keras_interp, registered for `.keras` serialization under "keras_interp"."""
 
 from keras_interp.layers.cam_head import CAMHead
+from keras_interp.layers.deconv_stack import DeconvStack
+from keras_interp.layers.switch_pooling import MaxPoolingWithSwitches2D, MaxUnpooling2D
 
-__all__ = ["CAMHead"]
+__all__ = ["CAMHead", "DeconvStack", "MaxPoolingWithSwitches2D", "MaxUnpooling2D"]

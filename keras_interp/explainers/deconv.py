@@ -1,0 +1,146 @@
+"""Deconvnet (Zeiler and Fergus, 2014) and guided backpropagation (Springenberg et al., 2015).
+
+Both are the gradient with one change at every ReLU. Where the gradient passes
+1[x > 0] * upstream, the deconvnet passes ReLU(upstream) (the forward mask is ignored: the
+signal is rectified on its way down, as in a stack of unpooling, rectification and transposed
+convolution) and guided backprop passes 1[x > 0] * ReLU(upstream). Max pooling routes the signal
+to the recorded maxima and a convolution applies its transpose, which is what the gradient
+already does, so nothing else changes.
+
+The rule is put on the ReLU operations themselves (TensorFlow's `Relu` and `Relu6`, which every
+Keras ReLU form runs: a fused `activation="relu"`, `ReLU()` layers, `Activation("relu")`,
+`keras.ops.relu`, also inside subclassed models) through the graph's gradient override map, in
+the compiled function only. The user's model is not cloned or modified.
+"""
+
+import tensorflow as tf
+
+from keras_interp.explainers.base import check_images
+from keras_interp.explainers.gradients import GradientExplainer
+from keras_interp.layers.deconv_stack import resolve_channels, strongest_activation
+from keras_interp.targets import select_scores
+
+__all__ = ["Deconvnet", "GuidedBackprop", "RELU_RULES", "relu_rule"]
+
+
+def _deconvnet_relu(op, grad):
+    return tf.nn.relu(grad)
+
+
+def _guided_relu(op, grad):
+    return tf.raw_ops.ReluGrad(gradients=tf.nn.relu(grad), features=op.outputs[0])
+
+
+def _guided_relu6(op, grad):
+    return tf.raw_ops.Relu6Grad(gradients=tf.nn.relu(grad), features=op.inputs[0])
+
+
+# rule -> {TensorFlow op type: registered gradient name}. Relu6 (MobileNet's ReLU(6.)) keeps its
+# own forward mask 1[0 < x < 6] under guided backprop.
+RELU_RULES = {
+    "gradient": {},
+    "deconvnet": {"Relu": "KerasInterpDeconvnetRelu", "Relu6": "KerasInterpDeconvnetRelu"},
+    "guided": {"Relu": "KerasInterpGuidedRelu", "Relu6": "KerasInterpGuidedRelu6"},
+}
+for _name, _fn in (
+    ("KerasInterpDeconvnetRelu", _deconvnet_relu),
+    ("KerasInterpGuidedRelu", _guided_relu),
+    ("KerasInterpGuidedRelu6", _guided_relu6),
+):
+    try:
+        tf.RegisterGradient(_name)(_fn)
+    except KeyError:  # registered by an earlier import of this module (a reload)
+        pass
+
+
+def relu_rule(rule):
+    """Context manager, inside a compiled function: ReLUs built under it backpropagate by `rule`.
+
+    Only `tf.gradients` honours it (a GradientTape looks gradients up by op type).
+    """
+    return tf.compat.v1.get_default_graph().gradient_override_map(RELU_RULES[rule])
+
+
+class _ReluRuleExplainer(GradientExplainer):
+    """The gradient with `rule` at every ReLU, from a class score or one channel of `layer`."""
+
+    rule = "gradient"
+
+    def __init__(self, model, layer=None, batch_size=128):
+        super().__init__(model, batch_size=batch_size)
+        self.site = None if layer is None else self.scorer.site(layer)
+        self.layer = None if self.site is None else self.site.path
+        if self.site is not None:
+            self._channels = self.site.shape[-1]
+            if len(self.site.shape) < 2 or self._channels is None:
+                raise ValueError(
+                    f"Layer {self.layer!r} has output shape {self.site.shape}; projecting a channel "
+                    "needs outputs of shape (batch, ..., channels) with a known channel count."
+                )
+            self._features = self.scorer.with_features(self.site)
+
+    def _trace_key(self):
+        return () if self.site is None else tuple(map(id, self.site.nodes)) + (self.site.index,)
+
+    def _prepare(self, inputs, target):
+        if self.site is None:
+            return super()._prepare(inputs, target)
+        x = check_images(inputs, self.scorer.input_shape)
+        return x, resolve_channels(target, len(x), self._channels, self.layer), None
+
+    def _attribution(self, x, chosen, score_fn):
+        with relu_rule(self.rule):
+            if self.site is None:
+                start, _ = select_scores(self.scorer(x), chosen, score_fn)
+                signal = None
+            else:
+                start, _ = self._features(x)
+                signal, _ = strongest_activation(tf.cast(start, tf.float32), chosen)
+                signal = tf.cast(signal, start.dtype)
+        return (tf.gradients(start, x, grad_ys=signal)[0],)
+
+
+_DOC = """{title}
+
+    At every ReLU the signal is {rule_text}. Every ReLU form counts (fused `activation="relu"`,
+    `ReLU` layers, `Activation("relu")`, `keras.ops.relu`, ReLU6), in any model the gradient
+    explainers take; other activations pass their ordinary gradient. With no ReLU in the model
+    the result is the plain gradient.
+
+    `layer=None`: from the pre-softmax score of `target` (None, an int, one per example or a
+    callable, as for every explainer). `layer="conv3"` (or "backbone/conv3"): from one channel of
+    that layer, `target` being its index (an int, one per example, or None for each image's most
+    active channel); as in Zeiler and Fergus, the channel's single strongest activation is kept,
+    everything else zeroed, and that is projected down to the input.
+
+    `attribute` gives the signed projection (B, H, W, C); `explain` its max |.| over channels.
+
+    Args:
+        model: single-input Keras model.
+        layer: None, or the layer (name or "nested/path") whose channel to project.
+        batch_size: most images per forward pass.
+
+    Example:
+        >>> maps = ki.{name}(model).explain(images)                    # from the top class
+        >>> proj = ki.{name}(model, layer="conv2").attribute(images, target=5)
+    """
+
+
+class Deconvnet(_ReluRuleExplainer):
+    rule = "deconvnet"
+    __doc__ = _DOC.format(
+        title="Deconvnet projection (Zeiler and Fergus, 2014).",
+        rule_text="rectified, ReLU(upstream), whatever the forward pass did there (the forward mask "
+        "is ignored)",
+        name="Deconvnet",
+    )
+
+
+class GuidedBackprop(_ReluRuleExplainer):
+    rule = "guided"
+    __doc__ = _DOC.format(
+        title="Guided backpropagation (Springenberg et al., 2015).",
+        rule_text="rectified and masked by the forward pass, 1[x > 0] * ReLU(upstream) (for ReLU6 "
+        "the mask is 1[0 < x < 6])",
+        name="GuidedBackprop",
+    )
