@@ -33,6 +33,9 @@ def _explainers(model):
         "gradcam++": ki.GradCAMPlusPlus(model),
         "layercam": ki.LayerCAM(model),
         "scorecam": ki.ScoreCAM(model),
+        "deconvnet": ki.Deconvnet(model),
+        "guided": ki.GuidedBackprop(model),
+        "deconvnet_channel": ki.Deconvnet(model, layer="relu2"),
     }
 
 
