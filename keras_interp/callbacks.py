@@ -11,6 +11,7 @@ from keras_interp import images as render
 from keras_interp import metrics, summary
 from keras_interp.explainers.base import Explainer, check_images
 from keras_interp.explainers.cam import CAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
+from keras_interp.explainers.deconv import Deconvnet, GuidedBackprop
 from keras_interp.explainers.gradients import IntegratedGradients, Saliency, SmoothGrad
 from keras_interp.explainers.occlusion import Occlusion
 
@@ -43,6 +44,8 @@ METHODS = {
     "gradcam++": lambda model, seed: GradCAMPlusPlus(model),
     "layercam": lambda model, seed: LayerCAM(model),
     "scorecam": lambda model, seed: ScoreCAM(model, max_channels=32),
+    "deconvnet": lambda model, seed: Deconvnet(model),
+    "guided_backprop": lambda model, seed: GuidedBackprop(model),
 }
 
 
@@ -79,7 +82,8 @@ class ExplanationLogger(keras.callbacks.Callback):
         log_dir: TensorBoard log folder; summaries go to `<log_dir>/explanations`, so it can be
             shared with keras.callbacks.TensorBoard.
         methods: names from METHODS ("saliency", "smoothgrad", "integrated_gradients",
-            "occlusion", "cam", "gradcam", "gradcam++", "layercam", "scorecam") or explainer
+            "occlusion", "cam", "gradcam", "gradcam++", "layercam", "scorecam", "deconvnet",
+            "guided_backprop") or explainer
             instances (two of one class are logged as "saliency" and "saliency_2"). "cam" falls
             back to Grad-CAM when the model has no GAP head, logged as "cam_as_gradcam".
         freq: log every `freq` epochs.

@@ -411,3 +411,29 @@ def test_entry_point_and_light_imports():
             "print(sorted(m for m in ('tensorflow', 'keras', 'keras_interp') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_deconvnet_and_guided_backprop_reach_the_dashboard(tmp_path):
+    """Both methods from the logger's registry: listed by the plugin, their PNGs the explainers' maps."""
+    import keras
+
+    import keras_interp as ki
+    from conftest import tiny_cnn
+
+    model = tiny_cnn()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(size=(8, 12, 12, 3)).astype("float32"), rng.integers(0, 3, size=8)
+    logger = ki.ExplanationLogger(x[:2], str(tmp_path / "run"), methods=("deconvnet", "guided_backprop"))
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[logger])
+    client = make_client(str(tmp_path))
+    info = strict_json(get(client, "runs"))["runs"]["run/explanations"]
+    assert sorted(info["methods"]) == ["deconvnet", "guided_backprop"] and info["steps"] == [0]
+    for method, cls in (("deconvnet", ki.Deconvnet), ("guided_backprop", ki.GuidedBackprop)):
+        want = cls(model).explain(x[:2])
+        for i in (0, 1):
+            response = get(client, "image", run="run/explanations", tag=summary.map_tag(method, i), step=0)
+            grey = tf.io.decode_png(response.get_data()).numpy()[..., 0].astype(float)
+            scaled = (want[i] - want[i].min()) / (want[i].max() - want[i].min()) * 255
+            np.testing.assert_allclose(grey, scaled, atol=1.0)
+    keras.backend.clear_session()
