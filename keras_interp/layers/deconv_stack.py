@@ -247,11 +247,18 @@ class DeconvStack(keras.Model):
 
     def record(self, inputs):
         """Forward pass of the source model: (features at `layer`, [switches, input side first])."""
+        features, switches = self._forward.function(self._images(inputs))
+        return features, list(switches)
+
+    def _images(self, inputs):
         from keras_interp.explainers.base import check_images
 
-        x = tf.constant(check_images(inputs, self._forward.model.inputs[0].shape))
-        features, switches = self._forward.function(x)
-        return features, list(switches)
+        return tf.constant(check_images(inputs, self._forward.model.inputs[0].shape))
+
+    def _project(self, x, channels):
+        features, switches = self._forward._record(x)
+        signal, _ = strongest_activation(tf.cast(features, tf.float32), channels)
+        return tf.cast(self([signal, *switches]), tf.float32)
 
     def project(self, inputs, channel=None):
         """Zeiler-Fergus projection: record, keep the channel's strongest activation, project down.
@@ -263,7 +270,8 @@ class DeconvStack(keras.Model):
         Returns:
             (B, H, W, C) float32 numpy projections.
         """
-        features, switches = self.record(inputs)
-        channels = resolve_channels(channel, features.shape[0], features.shape[-1], self.layer)
-        signal, _ = strongest_activation(tf.cast(features, tf.float32), tf.constant(channels))
-        return np.asarray(tf.cast(self([signal, *switches]), tf.float32))
+        x = self._images(inputs)
+        channels = resolve_channels(channel, x.shape[0], self._forward.site.shape[-1], self.layer)
+        if getattr(self, "_compiled_project", None) is None:
+            self._compiled_project = tf.function(self._project)
+        return self._compiled_project(x, tf.constant(channels)).numpy()
