@@ -14,9 +14,16 @@ stride 8). Last, occlusion's peak resident-memory growth during a call for 64 an
 per image.
 """
 
-import argparse
-
-from common import best_forward_timer, forward_backward_timer, paired, peak_rss_growth, report, try_peer
+from common import (
+    batch_parser,
+    best_forward_timer,
+    forward_backward_timer,
+    paired,
+    peak_rss_growth,
+    reference_batch,
+    report,
+    try_peer,
+)
 
 
 import keras_interp as ki  # noqa: E402
@@ -66,13 +73,10 @@ def occlusion_memory(model, x, windows_per_side):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = batch_parser(__doc__)
     args = parser.parse_args()
 
-    model = ki.reference_cnn()
-    x = ki.datasets.shapes(args.batch, seed=0).images
+    model, x = reference_batch(args.batch)
     target = 0
     fb = forward_backward_timer(model, x)
     per_image, best_batch = best_forward_timer(model, x.shape[1:])

@@ -15,9 +15,16 @@ and a uniform-random map's pointing game. Score-CAM runs in its three readings (
 "increase", "softmax", "probability"), each with a black and a blurred baseline.
 """
 
-import argparse
-
-from common import best_forward_timer, forward_backward_timer, forward_timer, paired, report, try_peer
+from common import (
+    batch_parser,
+    best_forward_timer,
+    forward_backward_timer,
+    forward_timer,
+    paired,
+    reference_batch,
+    report,
+    try_peer,
+)
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -50,8 +57,7 @@ def peers_for(model, x, target, layer):
 
 
 def speed(args):
-    model = ki.reference_cnn()
-    x = ki.datasets.shapes(args.batch, seed=0).images
+    model, x = reference_batch(args.batch)
     target = 0
     layer = ki.GradCAM(model).layer
     channels = model.get_layer(layer).output.shape[-1]
@@ -103,9 +109,7 @@ def quality(args):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = batch_parser(__doc__)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")

@@ -14,10 +14,8 @@ only swaps `layer.activation`, so ReLU *layers* (as in this model and in keras.a
 keep their ordinary gradient.
 """
 
-import argparse
-
 import numpy as np
-from common import forward_backward_timer, paired, report, try_peer
+from common import batch_parser, forward_backward_timer, paired, reference_batch, report, try_peer
 
 import keras_interp as ki  # noqa: E402
 
@@ -42,13 +40,10 @@ def correlation(a, b):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = batch_parser(__doc__)
     args = parser.parse_args()
 
-    model = ki.reference_cnn()
-    x = ki.datasets.shapes(args.batch, seed=0).images
+    model, x = reference_batch(args.batch)
     target = 0
     fb = forward_backward_timer(model, x)
     print(f"limit: compiled forward+backward of {args.batch} images {fb() * 1e3:.1f} ms (re-measured beside each method)")

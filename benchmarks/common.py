@@ -120,3 +120,20 @@ def peak_rss_growth(fn, interval=0.002):
         done.set()
         thread.join()
     return result, max(peak[0], _rss_bytes()) - before
+
+
+def batch_parser(doc=None):
+    """The argument parser every speed benchmark starts from: --batch and --repeats."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    return parser
+
+
+def reference_batch(batch):
+    """(untrained reference CNN, `batch` shapes images): the model and inputs speed is measured on."""
+    import keras_interp as ki
+
+    return ki.reference_cnn(), ki.datasets.shapes(batch, seed=0).images
