@@ -81,6 +81,7 @@ def _features(t):
     t = keras.layers.BatchNormalization(name="bn")(t)
     t = keras.layers.ReLU(name="r2")(t)
     t = keras.layers.Dropout(0.5)(t)
+    t = keras.layers.ZeroPadding2D(((1, 0), (0, 2)), name="pad")(t)
     t = keras.layers.Conv2D(6, 2, name="c3")(t)
     t = keras.layers.Activation("relu", name="r3")(t)
     return keras.layers.MaxPooling2D(2, name="p3")(t)
@@ -120,7 +121,7 @@ def test_deconv_stack_call_with_features_and_switches_and_live_kernels():
     model = _conv_net(nested=True)
     stack = DeconvStack.from_model(model, "backbone/r3")
     features, switches = stack.record(IMAGES)
-    assert features.shape == (4, 3, 2, 6) and len(switches) == 1  # p1 only; p3 is above r3
+    assert features.shape == (4, 4, 4, 6) and len(switches) == 1  # p1 only; p3 is above r3
     image = stack([features, *switches])
     assert image.shape == IMAGES.shape
     # Kernels are shared, not copied: a change to the model shows in the stack.
@@ -198,6 +199,41 @@ def test_unsupported_layers_are_named():
         DeconvStack.from_model(model, "top")
     # The explainers take any model: the gradient carries the signal through these layers.
     assert np.isfinite(ki.Deconvnet(model, layer="top").attribute(np.ones((1, 8, 8, 3), "float32"))).all()
+
+
+def test_deconv_stack_is_not_saved_on_its_own(tmp_path):
+    stack = DeconvStack.from_model(_conv_net(), "c3")
+    with pytest.raises(NotImplementedError, match="rebuild the stack with DeconvStack.from_model"):
+        stack.save(tmp_path / "stack.keras")
+
+
+def test_relus_hidden_in_a_nested_tf_function_are_refused_not_ignored():
+    class CompiledCall(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.conv = keras.layers.Conv2D(3, 3, activation="relu")
+            self.head = keras.layers.Dense(2)
+
+        @tf.function
+        def call(self, x):
+            return self.head(keras.ops.mean(self.conv(x), axis=(1, 2)))
+
+    model = CompiledCall()
+    model(X)
+    with pytest.raises(ValueError, match="nested tf.function.*plain gradient"):
+        ki.GuidedBackprop(model).attribute(X)
+    assert np.isfinite(ki.Saliency(model).attribute(X)).all()
+
+
+def test_a_callable_targets_own_relu_keeps_its_gradient():
+    model, _, _ = _two_layer("none")
+    logits = ki.Scorer(model)(X).numpy()
+    target = lambda y: keras.ops.relu(y[:, 0] - y[:, 1])  # noqa: E731
+    for cls in (ki.Deconvnet, ki.GuidedBackprop):
+        got = cls(model).attribute(X, target=target)
+        np.testing.assert_allclose(got, ki.Saliency(model).attribute(X, target=target), atol=1e-6)
+        off = logits[:, 0] < logits[:, 1]
+        assert off.any() and not got[off].any()  # relu off: zero, as the gradient says
 
 
 def test_bad_channels_and_layers():

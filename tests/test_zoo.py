@@ -142,6 +142,8 @@ EXPLAINERS = {
     "LayerCAM": lambda m: ki.LayerCAM(m),
     "ScoreCAM": lambda m: ki.ScoreCAM(m, max_channels=4),
     "CAM": lambda m: ki.CAM(m),
+    "Deconvnet": lambda m: ki.Deconvnet(m),
+    "GuidedBackprop": lambda m: ki.GuidedBackprop(m),
 }
 
 

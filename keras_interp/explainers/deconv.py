@@ -10,7 +10,12 @@ already does, so nothing else changes.
 The rule is put on the ReLU operations themselves (TensorFlow's `Relu` and `Relu6`, which every
 Keras ReLU form runs: a fused `activation="relu"`, `ReLU()` layers, `Activation("relu")`,
 `keras.ops.relu`, also inside subclassed models) through the graph's gradient override map, in
-the compiled function only. The user's model is not cloned or modified.
+the compiled function only, around the model's forward pass (not a callable target's). The
+user's model is not cloned or modified. Every such op counts, also the ones Keras builds other
+functions from: `hard_sigmoid` and `hard_silu` (MobileNetV3's hard-swish) and a `ReLU` with both
+a negative slope and a max value or threshold are made of `Relu`/`Relu6` ops, so they get the
+rule too. A model that runs its ReLUs inside a nested `tf.function` (a decorated `call`, a
+SavedModel) cannot be reached and is refused with a ValueError rather than given the gradient.
 """
 
 import tensorflow as tf
@@ -53,6 +58,40 @@ for _name, _fn in (
         pass
 
 
+def _functions_called(op):
+    """Names of the functions an op runs (a nested tf.function, a SavedModel's, a loop body)."""
+    names = []
+    for value in op.node_def.attr.values():
+        if value.HasField("func"):
+            names.append(value.func.name)
+        names += [f.name for f in value.list.func]
+    return names
+
+
+def _refuse_hidden_relus(graph, ops, model):
+    """Raise if a ReLU runs inside a function called from `ops`: the override map cannot reach
+    it there, and the map would silently be the plain gradient."""
+    pending = [name for op in ops for name in _functions_called(op)]
+    if not pending:
+        return
+    library = {f.signature.name: f for f in graph.as_graph_def().library.function}
+    seen = set()
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in library:
+            continue
+        seen.add(name)
+        for node in library[name].node_def:
+            if node.op in RELU_RULES["guided"]:
+                raise ValueError(
+                    f"Model {model.name!r} runs ReLUs inside a nested tf.function or SavedModel function "
+                    f"({name!r}), where the deconvnet / guided-backprop rule cannot be applied: the result "
+                    "would silently be the plain gradient. Remove the @tf.function decorator from the "
+                    "model's call (Keras compiles it anyway), or rebuild the model from Keras layers."
+                )
+            pending += [f.name for a in node.attr.values() for f in ([a.func] if a.HasField("func") else []) + list(a.list.func)]
+
+
 def relu_rule(rule):
     """Context manager, inside a compiled function: ReLUs built under it backpropagate by `rule`.
 
@@ -89,14 +128,18 @@ class _ReluRuleExplainer(GradientExplainer):
         return x, resolve_channels(target, len(x), self._channels, self.layer), None
 
     def _attribution(self, x, chosen, score_fn):
+        graph = tf.compat.v1.get_default_graph()
+        first = len(graph.get_operations())
+        # Only the model runs under the rule: a callable target's own relu keeps its gradient.
         with relu_rule(self.rule):
-            if self.site is None:
-                start, _ = select_scores(self.scorer(x), chosen, score_fn)
-                signal = None
-            else:
-                start, _ = self._features(x)
-                signal, _ = strongest_activation(tf.cast(start, tf.float32), chosen)
-                signal = tf.cast(signal, start.dtype)
+            start = self.scorer(x) if self.site is None else self._features(x)[0]
+        _refuse_hidden_relus(graph, graph.get_operations()[first:], self.model)
+        if self.site is None:
+            start, _ = select_scores(start, chosen, score_fn)
+            signal = None
+        else:
+            signal, _ = strongest_activation(tf.cast(start, tf.float32), chosen)
+            signal = tf.cast(signal, start.dtype)
         return (tf.gradients(start, x, grad_ys=signal)[0],)
 
 
@@ -111,7 +154,9 @@ _DOC = """{title}
     callable, as for every explainer). `layer="conv3"` (or "backbone/conv3"): from one channel of
     that layer, `target` being its index (an int, one per example, or None for each image's most
     active channel); as in Zeiler and Fergus, the channel's single strongest activation is kept,
-    everything else zeroed, and that is projected down to the input.
+    everything else zeroed, and that is projected down to the input. A channel that never fires
+    on an image gives a zero projection; on a layer without a ReLU the strongest activation is
+    the largest signed value.
 
     `attribute` gives the signed projection (B, H, W, C); `explain` its max |.| over channels.
 

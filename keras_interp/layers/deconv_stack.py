@@ -129,13 +129,15 @@ def _linear_scale(op):
 
 
 def _mirror_kind(op):
-    """How the deconvnet undoes `op`: 'conv', 'pool', 'relu', 'scale', 'identity' or None."""
+    """How the deconvnet undoes `op`: 'conv', 'pool', 'crop', 'relu', 'scale', 'identity' or None."""
     if isinstance(op, keras.layers.Conv2D):
         plain = op.groups == 1 and op.data_format == "channels_last" and not getattr(op, "lora_enabled", False)
         activation_ok = op.activation is keras.activations.linear or op.activation is keras.activations.relu
         return "conv" if plain and activation_ok else None
     if isinstance(op, (keras.layers.MaxPooling2D, MaxPoolingWithSwitches2D)):
         return "pool" if getattr(op, "data_format", "channels_last") == "channels_last" else None
+    if isinstance(op, keras.layers.ZeroPadding2D):
+        return "crop" if op.data_format == "channels_last" else None
     if _is_plain_relu(op):
         return "relu"
     if _linear_scale(op) is not None:
@@ -158,8 +160,8 @@ def _chain(model, site):
         raise ValueError(
             f"DeconvStack cannot mirror the path from {model.name!r}'s input to {site.path!r}: unsupported "
             f"layers {unsupported[::-1]}. It supports a chain of Conv2D (linear or ReLU activation, groups=1), "
-            "MaxPooling2D, ReLU (ReLU, Activation('relu'), ops.relu), BatchNormalization, Dropout and "
-            "preprocessing layers. For any model, use ki.Deconvnet(model, layer=...), which projects "
+            "MaxPooling2D, ZeroPadding2D, ReLU (ReLU, Activation('relu'), ops.relu), BatchNormalization, "
+            "Dropout and preprocessing layers. For any model, use ki.Deconvnet(model, layer=...), which projects "
             "through every layer by its gradient with the deconvnet rule at each ReLU."
         )
     return sites[::-1]
@@ -186,7 +188,6 @@ class _Forward:
         return features, switches
 
 
-@keras.saving.register_keras_serializable(package="keras_interp")
 class DeconvStack(keras.Model):
     """A deconvnet (Zeiler and Fergus, 2014) mirroring a network from its input up to `layer`.
 
@@ -196,8 +197,10 @@ class DeconvStack(keras.Model):
     `ReLU`, `Activation("relu")`, `ops.relu`) rectifies the signal. BatchNormalization
     (inference), Normalization and Rescaling apply their per-channel scale, the transpose of
     their linear part (offsets are dropped like convolution biases), so the stack gives exactly
-    `ki.Deconvnet(model, layer)`'s image; Dropout and augmentation layers pass the signal
-    unchanged. Any other layer on the path gets a ValueError naming it.
+    `ki.Deconvnet(model, layer)`'s image; ZeroPadding2D crops the border it added; Dropout and
+    augmentation layers pass the signal unchanged. Any other layer on the path gets a
+    ValueError naming it. The stack reads the source model's kernels live and is not saved
+    on its own: save the model and rebuild the stack.
 
     Call arguments:
         inputs: `[signal, *switches]`: a signal shaped like `layer`'s output (batch, h, w,
@@ -213,6 +216,12 @@ class DeconvStack(keras.Model):
         >>> image = stack([features_with_one_activation, *switches])
         >>> image = stack.project(images, channel=5)           # the two steps in one
     """
+
+    def get_config(self):
+        raise NotImplementedError(
+            "A DeconvStack shares the live kernels of the model it mirrors and is not saved on its own: "
+            "save that model and rebuild the stack with DeconvStack.from_model(model, layer)."
+        )
 
     @classmethod
     def from_model(cls, model, layer):
@@ -238,6 +247,8 @@ class DeconvStack(keras.Model):
                 signal = _TiedConv2DTranspose(op, size, name=f"{name}_transpose")(signal)
             elif kind == "pool":
                 signal = MaxUnpooling2D(name=f"{name}_unpool")([signal, pending.pop()])
+            elif kind == "crop":  # the transpose of padding with zeros drops the border
+                signal = keras.layers.Cropping2D(op.padding, name=f"{name}_crop")(signal)
             elif kind == "scale":
                 signal = _LinearPart(_linear_scale(op), name=f"{name}_scale")(signal)
         stack = cls(inputs=[signal_in, *switch_ins], outputs=signal, name=f"deconv_{site.path.replace('/', '_')}")
