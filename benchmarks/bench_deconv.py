@@ -1,6 +1,6 @@
 """Deconvnet and guided backprop against their physical limit and tf-keras-vis.
 
-    python benchmarks/bench_deconv.py [--batch 32] [--repeats 3]
+    python benchmarks/bench_deconv.py [--batch 32] [--repeats 10]
 
 Reference CNN (keras_interp.reference_cnn, 64x64x3, conv-BN-ReLU layers, max pooling, GAP head),
 batch of 32 images. The limit of both methods is one compiled forward+backward pass of the batch
@@ -40,7 +40,7 @@ def correlation(a, b):
 
 
 def main():
-    parser = batch_parser(__doc__)
+    parser = batch_parser(__doc__, repeats=10)  # a pass is ~50 ms: more rounds, less noise
     args = parser.parse_args()
 
     model, x = reference_batch(args.batch)

@@ -122,13 +122,13 @@ def peak_rss_growth(fn, interval=0.002):
     return result, max(peak[0], _rss_bytes()) - before
 
 
-def batch_parser(doc=None):
+def batch_parser(doc=None, repeats=3):
     """The argument parser every speed benchmark starts from: --batch and --repeats."""
     import argparse
 
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=repeats)
     return parser
 
 
