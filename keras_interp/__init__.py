@@ -26,12 +26,16 @@ _EXPORTS = {
     "Deconvnet": "keras_interp.explainers.deconv",
     "GuidedBackprop": "keras_interp.explainers.deconv",
     "Scorer": "keras_interp.targets",
+    "ClassModelVisualization": "keras_interp.visualize.class_model",
+    "FeatureVisualization": "keras_interp.visualize.class_model",
+    "DeepDream": "keras_interp.visualize.deep_dream",
     "ExplanationLogger": "keras_interp.callbacks",
     "conv_matrix": "keras_interp.conv_matrix",
     "load_model": "keras_interp.models",
     "reference_cnn": "keras_interp.models",
 }
-_SUBMODULES = ("callbacks", "datasets", "explainers", "images", "layers", "metrics", "models", "summary", "targets")
+_SUBMODULES = ("callbacks", "datasets", "explainers", "images", "layers", "metrics", "models", "summary", "targets",
+               "visualize")
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES)
 

@@ -14,6 +14,8 @@ from keras_interp.explainers.cam import CAM, GradCAM, GradCAMPlusPlus, LayerCAM,
 from keras_interp.explainers.deconv import Deconvnet, GuidedBackprop
 from keras_interp.explainers.gradients import IntegratedGradients, Saliency, SmoothGrad
 from keras_interp.explainers.occlusion import Occlusion
+from keras_interp.targets import Scorer
+from keras_interp.visualize.class_model import ClassModelVisualization
 
 __all__ = ["ExplanationLogger", "METHODS"]
 
@@ -47,6 +49,52 @@ METHODS = {
     "deconvnet": lambda model, seed: Deconvnet(model),
     "guided_backprop": lambda model, seed: GuidedBackprop(model),
 }
+
+
+class ClassModels:
+    """The logger's "class_model" pictures: one class-model image per class, from the current
+    weights, with the same seed every epoch (so what changes is the model, not the start).
+
+    Classes: `classes` if given, else one per class name, else every class, at most `cap`.
+    Pixels stay in the logged images' value range; pictures are scaled from it to [0, 1].
+    """
+
+    kind = "class_model"
+    steps = 100
+    cap = 16
+
+    def __init__(self, model, images, classes=None, class_names=None, generator=None):
+        self.generator = generator or ClassModelVisualization(model, value_range=images)
+        count = self.generator.scorer.num_classes
+        if classes is not None:
+            chosen = [int(c) for c in np.atleast_1d(classes)]
+            bad = [c for c in chosen if not 0 <= c < count]
+            if bad:
+                raise ValueError(f"classes must be class indices in [0, {count - 1}]; received {bad[0]}.")
+        else:
+            available = min(count, len(class_names)) if class_names else count
+            chosen = list(range(min(available, self.cap)))
+            if available > self.cap:
+                warnings.warn(
+                    f"ExplanationLogger: 'class_model' shows the first {self.cap} of {available} classes; "
+                    "pass classes=[...] to choose them.",
+                    stacklevel=4,
+                )
+        self.classes = chosen
+        self.labels = [class_names[c] if class_names and c < len(class_names) else str(c) for c in chosen]
+
+    def pictures(self, seed):
+        """(classes, pictures (N, H, W, C) in [0, 1], labels)."""
+        images = self.generator.visualize(self.classes, steps=self.steps, seed=seed)
+        low, high = self.generator.value_range
+        return self.classes, (images - low) / (high - low), self.labels
+
+
+# Picture kind -> factory(model, images, classes, class_names, instance): kinds logged as pictures
+# (one per class or channel) rather than as maps of the logged images. A new kind is one entry.
+PICTURES = {"class_model": lambda model, images, classes, names, instance: ClassModels(
+    model, images, classes, names, generator=instance)}
+PICTURE_INSTANCES = {ClassModelVisualization: "class_model"}
 
 
 def is_chief(strategy):
@@ -86,6 +134,9 @@ class ExplanationLogger(keras.callbacks.Callback):
             "guided_backprop") or explainer
             instances (two of one class are logged as "saliency" and "saliency_2"). "cam" falls
             back to Grad-CAM when the model has no GAP head, logged as "cam_as_gradcam".
+            "class_model" (or a ki.ClassModelVisualization instance, for its settings) logs one
+            class-model image per class instead of maps: 100 gradient-ascent steps from the
+            current weights, same seed every epoch, pixels in the logged images' value range.
         freq: log every `freq` epochs.
         labels: optional (N,) class per image: the class explained and scored. Without it, the
             predicted class is explained.
@@ -97,6 +148,8 @@ class ExplanationLogger(keras.callbacks.Callback):
             class axis (segmentation, regression); it receives the model's outputs before a
             final softmax or sigmoid, as every explainer's callable target does. Replaces
             labels for the explanations.
+        classes: the classes "class_model" draws (None: one per class name, else every class;
+            at most 16 unless listed here).
 
     Example:
         >>> logger = ki.ExplanationLogger(x_val[:8], "logs", methods=("saliency", "cam"))
@@ -104,19 +157,25 @@ class ExplanationLogger(keras.callbacks.Callback):
     """
 
     def __init__(self, images, log_dir, methods=("saliency", "cam"), freq=1, labels=None, masks=None,
-                 class_names=None, overlays=True, seed=0, target=None):
+                 class_names=None, overlays=True, seed=0, target=None, classes=None):
         super().__init__()
         self.images = check_images(images)
         n = len(self.images)
         if not isinstance(freq, (int, np.integer)) or isinstance(freq, bool) or freq < 1:
             raise ValueError(f"freq must be an int >= 1 (log every freq epochs); received {freq!r}.")
-        if isinstance(methods, (str, Explainer)):
+        if isinstance(methods, (str, Explainer, ClassModelVisualization)):
             methods = (methods,)
         if not methods:
             raise ValueError("methods is empty; name at least one, e.g. methods=('saliency',).")
-        self._requested = []
+        self._requested, self._pictures_requested = [], {}
         names = []
         for method in methods:
+            kind = method if isinstance(method, str) else PICTURE_INSTANCES.get(type(method))
+            if kind in PICTURES:
+                if kind in self._pictures_requested:
+                    raise ValueError(f"Method {kind!r} is listed twice in methods.")
+                self._pictures_requested[kind] = None if isinstance(method, str) else method
+                continue
             if isinstance(method, Explainer):
                 base = type(method).__name__.lower()
                 name, k = base, 2
@@ -130,7 +189,8 @@ class ExplanationLogger(keras.callbacks.Callback):
                 self._requested.append((method, None))
             else:
                 raise ValueError(
-                    f"Unknown method {method!r}; choose from {sorted(METHODS)} or pass an explainer instance."
+                    f"Unknown method {method!r}; choose from {sorted(METHODS) + sorted(PICTURES)} or pass an "
+                    "explainer instance."
                 )
             names.append(name)
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int32)
@@ -151,7 +211,9 @@ class ExplanationLogger(keras.callbacks.Callback):
         self.overlays = overlays
         self.seed = int(seed)
         self.target = target
+        self.classes = classes
         self._explainers = None
+        self._pictures = {}
         self._labels_of = {}
         self._writer = None
         self._inputs_written = False
@@ -167,7 +229,11 @@ class ExplanationLogger(keras.callbacks.Callback):
                 name, label = CAM_FALLBACK, "Grad-CAM (cam fallback: no GAP head)"
             self._explainers[name] = explainer
             self._labels_of[name] = label
-        self._scorer = next(iter(self._explainers.values())).scorer
+        self._scorer = next(iter(self._explainers.values())).scorer if self._explainers else Scorer(self.model)
+        self._pictures = {
+            kind: PICTURES[kind](self.model, self.images, self.classes, self.class_names, instance)
+            for kind, instance in self._pictures_requested.items()
+        }
         classes = self._scorer.num_classes
         if self.labels is not None and classes is not None and not np.all((self.labels >= 0) & (self.labels < classes)):
             raise ValueError(
@@ -265,7 +331,30 @@ class ExplanationLogger(keras.callbacks.Callback):
                     ))
                     continue
                 self._write_method(name, maps, step)
+            for kind in list(self._pictures):
+                self._log_pictures(kind, step)
         self._guarded("flushing the summaries", self._writer.flush)
+
+    def _log_pictures(self, kind, step):
+        try:
+            indices, pictures, labels = self._pictures[kind].pictures(self.seed)
+        except Exception as exc:  # noqa: BLE001 - a failing kind must not stop training
+            self._warn_once(kind, f"{kind!r} failed and is skipped for the rest of training: {type(exc).__name__}: {exc}")
+            del self._pictures[kind]
+            return
+        if not np.isfinite(pictures).all():
+            self._warn_once(f"{kind} non-finite", (
+                f"{kind!r} gave NaN or infinite pictures at epoch {step + 1} (has training diverged?); those "
+                "epochs are not logged for it."
+            ))
+            return
+        self._guarded(f"writing the {kind!r} pictures", lambda: [
+            summary.write_picture(kind, index, picture, step, label=label)
+            for index, picture, label in zip(indices, pictures, labels)
+        ])
+        if self.overlays:
+            self._guarded(f"the {kind!r} grid", lambda: tf.summary.image(
+                f"{summary.SCALAR_PREFIX}{kind}", render.grid([list(pictures)], col_labels=labels)[None], step=step))
 
     def _write_inputs(self, step):
         for i, image in enumerate(self.images):

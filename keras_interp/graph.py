@@ -91,7 +91,7 @@ def _call(operation, args, kwargs):
     return operation(*args, **kwargs)
 
 
-def run(model, inputs, taps=(), replace=None):
+def run(model, inputs, taps=(), replace=None, stop_after_taps=False):
     """Execute `model`'s graph on `inputs` in inference mode.
 
     Args:
@@ -99,6 +99,9 @@ def run(model, inputs, taps=(), replace=None):
         inputs: the value of the model's single input.
         taps: Sites whose values to return.
         replace: {tuple of nodes: fn(*args, **kwargs)} computing those nodes instead.
+        stop_after_taps: return as soon as every tap has its value (the output is then None):
+            the layers above are not run, so inputs of any size work for a fully
+            convolutional part of a model whose head needs a fixed size.
 
     Returns:
         (the model's output value, [value of each tap]).
@@ -118,7 +121,10 @@ def run(model, inputs, taps=(), replace=None):
         if (node,) in replace:
             outputs = replace[(node,)](*args, **kwargs)
         elif inner_taps or inner_replace:
-            outputs, inner_values = run(node.operation, args[0], [s for _, s in inner_taps], inner_replace)
+            # The nested model may stop early only if nothing outside it is still wanted.
+            only_inner = {i for i, _ in inner_taps} >= {i for i, v in enumerate(found) if v is None}
+            outputs, inner_values = run(node.operation, args[0], [s for _, s in inner_taps], inner_replace,
+                                        stop_after_taps and only_inner)
             for (i, _), value in zip(inner_taps, inner_values):
                 found[i] = value
         else:
@@ -129,6 +135,8 @@ def run(model, inputs, taps=(), replace=None):
         for i, site in enumerate(taps):
             if len(site.nodes) == 1 and site.nodes[0] is node:
                 found[i] = flat[site.index]
+        if stop_after_taps and taps and all(v is not None for v in found):
+            return None, found
     outputs = [values[id(t)] for t in graph.outputs]
     return (outputs[0] if len(outputs) == 1 else outputs), found
 

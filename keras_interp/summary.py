@@ -12,16 +12,19 @@ Plugin summaries (plugin name PLUGIN_NAME, data_class set so third-party plugins
 | `keras_interp/input/{i:03d}` | first logged epoch | [PNG] of input image i | BLOB_SEQUENCE |
 | `keras_interp/map/{method}/{i:03d}` | epoch | [PNG] grey map, min-max scaled | BLOB_SEQUENCE |
 | `keras_interp/prediction/{i:03d}` | epoch | float32 [predicted class, predicted probability, explained class, explained probability]; NaN = unknown | TENSOR |
+| `keras_interp/{kind}/{k:03d}` | epoch | [PNG] RGB picture k of a kind in PICTURE_KINDS (class_model: k is the class) | BLOB_SEQUENCE |
 
 The metadata content (JSON) of each tag holds `kind` and `index`; inputs add the true `label`
 (or null) and `class_names`; maps add `method` and `label`, the column's display name (e.g.
 "Grad-CAM (cam fallback: no GAP head)"); predictions add `fields`, the names of the vector's
 entries. Older logs (metadata version 1) hold 3 values with fields ["predicted_class",
 "confidence", "explained_class"], "confidence" being the explained class's probability, and maps
-without a label; the plugin reads both.
+without a label; the plugin reads both. Pictures add `label` (e.g. the class name) and `title`
+(the kind's display name, from PICTURE_KINDS). A new kind of picture is one entry in
+PICTURE_KINDS here and one in tb_plugin's PICTURE_KINDS.
 
 Standard summaries: `explanations/{method}` (Images dashboard: a grid of overlays, one row per
-image) and scalars `explanations/confidence`, `explanations/{method}/pointing_game`,
+image), `explanations/{kind}` (a labelled grid of that kind's pictures) and scalars `explanations/confidence`, `explanations/{method}/pointing_game`,
 `explanations/{method}/energy` (the last two when masks are given).
 """
 
@@ -34,13 +37,16 @@ from tensorboard.compat.proto import summary_pb2
 
 from keras_interp import images as render
 
-__all__ = ["PLUGIN_NAME", "SUBDIR", "input_tag", "map_tag", "prediction_tag", "write_input", "write_map",
-           "write_prediction", "encode_png", "SCALAR_PREFIX", "PREDICTION_FIELDS"]
+__all__ = ["PLUGIN_NAME", "SUBDIR", "input_tag", "map_tag", "prediction_tag", "picture_tag", "write_input",
+           "write_map", "write_prediction", "write_picture", "encode_png", "SCALAR_PREFIX", "PREDICTION_FIELDS",
+           "PICTURE_KINDS"]
 
 PLUGIN_NAME = "keras_interp"
 SUBDIR = "explanations"
 SCALAR_PREFIX = "explanations/"  # standard Images and Scalars summaries of the logger
 PREDICTION_FIELDS = ("predicted_class", "predicted_probability", "explained_class", "explained_probability")
+# Kinds of pictures logged per epoch besides the maps: kind -> display name. Mirrored in tb_plugin.
+PICTURE_KINDS = {"class_model": "class models"}
 
 
 def _index(index):
@@ -59,6 +65,12 @@ def map_tag(method, index):
 
 def prediction_tag(index):
     return f"{PLUGIN_NAME}/prediction/{_index(index):03d}"
+
+
+def picture_tag(kind, index):
+    if kind not in PICTURE_KINDS:
+        raise ValueError(f"Unknown picture kind {kind!r}; known kinds: {sorted(PICTURE_KINDS)}.")
+    return f"{PLUGIN_NAME}/{kind}/{_index(index):03d}"
 
 
 def _metadata(kind, data_class, **content):
@@ -120,3 +132,18 @@ def write_prediction(index, predicted, predicted_probability, explained, explain
     meta = _metadata("prediction", summary_pb2.DATA_CLASS_TENSOR, index=_index(index), fields=list(PREDICTION_FIELDS))
     values = [np.nan if v is None else float(v) for v in (predicted, predicted_probability, explained, explained_probability)]
     tf.summary.write(prediction_tag(index), tf.constant(values, tf.float32), step=step, metadata=meta)
+
+
+def write_picture(kind, index, picture, step, label=None):
+    """Picture `index` of `kind` (e.g. the class model of class `index`) as an RGB PNG at `step`.
+
+    `picture` is anything `images.to_uint8` takes (float in [0, 1], uint8, ...); `label` is its
+    caption (a class name). Non-finite pictures raise a ValueError.
+    """
+    values = np.asarray(picture)
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise ValueError(f"write_picture: {kind!r} picture {index} has non-finite values; only finite ones can be written.")
+    meta = _metadata(kind, summary_pb2.DATA_CLASS_BLOB_SEQUENCE, index=_index(index), title=PICTURE_KINDS[kind],
+                     label=str(index) if label is None else str(label))
+    tf.summary.write(picture_tag(kind, index), tf.constant([encode_png(render.to_uint8(values))]), step=step,
+                     metadata=meta)

@@ -1,0 +1,173 @@
+"""Class-model and feature (channel) visualization by regularized gradient ascent."""
+
+import numbers
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_interp import graph
+from keras_interp.targets import Scorer, _pre_activation, resolve_target
+from keras_interp.visualize.engine import GradientAscent, resolve_value_range, yosinski_defaults
+
+__all__ = ["ClassModelVisualization", "FeatureVisualization"]
+
+
+def _image_shape(model, size):
+    """(H, W, C) of the images to optimize: the model's input, or `size` where it is open."""
+    shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
+    if shape is None or len(shape) != 3:
+        raise ValueError(f"Gradient ascent needs an image model with (H, W, C) inputs; the model takes {shape}.")
+    if size is not None:
+        shape = (int(size[0]), int(size[1]), shape[2])
+    if None in shape:
+        raise ValueError(f"The model's input shape {shape} has open sizes; pass size=(height, width).")
+    return shape
+
+
+class _Visualization:
+    """Shared by the generators: the engine settings, the start image, the run."""
+
+    def __init__(self, model, value_range=None, regularizers=None, step_size=0.03, size=None):
+        self.model = model
+        self.value_range = resolve_value_range(value_range)
+        self.regularizers = regularizers
+        self.step_size = step_size
+        self.image_shape = _image_shape(model, size)
+        self._engines = {}
+
+    def _engine(self, steps):
+        # One engine (and so one compiled step) per step count: the default regularizers scale with it.
+        key = steps if self.regularizers is None else None
+        if key not in self._engines:
+            regularizers = yosinski_defaults(steps) if self.regularizers is None else self.regularizers
+            self._engines[key] = GradientAscent(self._objective, regularizers, self.value_range, self.step_size)
+        return self._engines[key]
+
+    @property
+    def trace_count(self):
+        return sum(engine.trace_count for engine in self._engines.values())
+
+    def _ascend(self, count, steps, seed, verbose):
+        engine = self._engine(steps)
+        init = engine.initial((count,) + self.image_shape, seed)
+        result = engine.run(init, steps, seed=seed, verbose=verbose)
+        self.history = result.history
+        return result.images
+
+
+class ClassModelVisualization(_Visualization):
+    """Class-model images (Simonyan et al., 2014; Yosinski et al., 2015).
+
+    Each image maximizes one class's pre-softmax score (the logit, never the probability: the
+    softmax can rise by lowering the other classes). By default the regularizers are Yosinski
+    et al.'s most used setting (L2 decay 1e-4, Gaussian blur of radius 1.0 every 4 steps over
+    1000 steps), the decay scaled to `steps` (see `yosinski_defaults`); pixels stay in
+    `value_range`. All classes asked for are
+    optimized together in one batch. `self.history` holds the objective per step (steps, N).
+
+    Args:
+        model: single-input image classifier.
+        value_range: (low, high) of valid pixels, or example images to take it from; None: [0, 1].
+        regularizers: None for the defaults, else a list of callables (see keras_interp.visualize).
+        step_size: mean pixel change per step as a fraction of the range.
+        size: (H, W) for models whose input size is open.
+
+    Example:
+        >>> images = ki.ClassModelVisualization(model).visualize([0, 1, 2], steps=200, seed=0)
+    """
+
+    def __init__(self, model, value_range=None, regularizers=None, step_size=0.03, size=None):
+        super().__init__(model, value_range, regularizers, step_size, size)
+        self.scorer = Scorer(model)
+        if self.scorer.num_classes is None:
+            raise ValueError(
+                f"ClassModelVisualization needs a classifier with (batch, classes) outputs; the model's "
+                f"output has shape {self.scorer.output_shape}."
+            )
+        self._classes = tf.Variable(tf.zeros([0], tf.int32), shape=[None], trainable=False)
+
+    def _objective(self, x):
+        logits = self.scorer(x)
+        return tf.gather(logits, self._classes, axis=1, batch_dims=1)
+
+    def visualize(self, classes=None, steps=200, seed=0, verbose=False):
+        """Images (N, H, W, C) float32, one per class (None: every class)."""
+        if classes is None:
+            classes = list(range(self.scorer.num_classes))
+        elif isinstance(classes, numbers.Integral):
+            classes = [int(classes)]
+        classes, _ = resolve_target(list(classes), len(classes), self.scorer.num_classes)
+        self._classes.assign(classes)
+        return self._ascend(len(classes), steps, seed, verbose)
+
+
+def _relu_input(site):
+    """For a ReLU layer or op, the site of what it rectifies; else None."""
+    from keras_interp.layers.deconv_stack import _is_plain_relu
+
+    if _is_plain_relu(site.operation):
+        return graph.Cursor.input_of(site).producer()
+    return None
+
+
+class FeatureVisualization(_Visualization):
+    """One image per channel of a layer, by the same gradient ascent as the class models.
+
+    A conv channel's objective is its spatial mean (objective="mean") or the unit at the centre
+    of the map (objective="center"); a dense layer's is the unit itself. Where the layer is a
+    ReLU, or fuses one, the pre-activation is optimized (as Lucid does): a channel that is off
+    everywhere would otherwise have zero gradient and never move.
+
+    Args:
+        model: single-input image model with a functional graph.
+        layer: layer or operation name, "nested/path" included.
+        objective: "mean" or "center".
+        value_range, regularizers, step_size, size: as for ClassModelVisualization.
+
+    Example:
+        >>> images = ki.FeatureVisualization(model, "conv2").visualize([0, 5, 7], steps=200)
+    """
+
+    def __init__(self, model, layer, objective="mean", value_range=None, regularizers=None, step_size=0.03,
+                 size=None):
+        if objective not in ("mean", "center"):
+            raise ValueError(f"objective must be 'mean' or 'center'; received {objective!r}.")
+        super().__init__(model, value_range, regularizers, step_size, size)
+        self.scorer = Scorer(model)
+        site = self.scorer.site(layer)
+        self.layer = site.path
+        self.channels = site.shape[-1]
+        before_relu = _relu_input(site)
+        replace = {}
+        operation = site.operation
+        if before_relu is not None:
+            site = before_relu
+        elif getattr(operation, "activation", None) is keras.activations.relu:
+            replace = {site.nodes: lambda *args, **kwargs: _pre_activation(operation, args[0])}
+        self._site, self._replace, self.objective = site, replace, objective
+        self._channels = tf.Variable(tf.zeros([0], tf.int32), shape=[None], trainable=False)
+
+    def _objective(self, x):
+        _, (features,) = graph.run(self.model, x, [self._site], self._replace, stop_after_taps=True)
+        features = tf.cast(features, tf.float32)
+        if len(features.shape) == 4 and self.objective == "center":
+            features = features[:, features.shape[1] // 2, features.shape[2] // 2]
+        elif len(features.shape) > 2:
+            features = tf.reduce_mean(features, axis=list(range(1, len(features.shape) - 1)))
+        return tf.gather(features, self._channels, axis=1, batch_dims=1)
+
+    def visualize(self, channels=None, steps=200, seed=0, verbose=False):
+        """Images (N, H, W, C) float32, one per channel (None: every channel)."""
+        if channels is None:
+            channels = list(range(self.channels))
+        elif isinstance(channels, numbers.Integral):
+            channels = [int(channels)]
+        chosen = np.asarray(channels)
+        if chosen.ndim != 1 or not np.issubdtype(chosen.dtype, np.integer) or chosen.size == 0:
+            raise TypeError(f"channels must be an int or a non-empty sequence of ints; received {channels!r}.")
+        bad = chosen[(chosen < 0) | (chosen >= self.channels)]
+        if bad.size:
+            raise ValueError(f"channel {int(bad[0])} is out of range: layer {self.layer!r} has {self.channels} channels.")
+        self._channels.assign(chosen.astype(np.int32))
+        return self._ascend(len(chosen), steps, seed, verbose)

@@ -1,0 +1,135 @@
+"""Deep Dream (Mordvintsev et al., 2015): make a photo show more of what some layers see."""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_interp import graph
+from keras_interp.targets import Scorer
+from keras_interp.visualize.engine import GradientAscent, Jitter, resolve_value_range
+
+__all__ = ["DeepDream"]
+
+
+def _tiles(size, tile):
+    """Start and stop of each tile along one axis: equal tiles of at most `tile` pixels."""
+    count = max(1, -(-size // tile))
+    edges = np.linspace(0, size, count + 1).round().astype(int)
+    return list(zip(edges[:-1], edges[1:]))
+
+
+class DeepDream:
+    """Deep Dream: gradient ascent on a real photo of the activation norm of some layers.
+
+    The objective is the sum over `layers` of the mean squared activation. The photo is
+    processed at `octaves` scales, smallest first, each `octave_scale` times the previous; the
+    detail added at one scale is carried up to the next (detail transfer). Each step rolls the
+    image by a random offset (jitter), takes the gradient tile by tile (tiles of at most
+    `tile_size` pixels a side, one after the other, so a 1024x768 photo needs the memory of one
+    tile), rolls it back and normalizes it by its mean magnitude. Only the model's layers up to
+    `layers` run, so the photo can have any size when that part of the model is fully
+    convolutional. The same gradient-ascent engine as the class models does the steps.
+
+    Args:
+        model: single-input image model with a functional graph.
+        layers: a layer name ("nested/path" included) or a list of them; None: the last layer
+            with a spatial output on the path to the output.
+
+    Example:
+        >>> dream = ki.DeepDream(model, layers=["conv2", "conv3"]).dream(photo, steps=20, seed=0)
+    """
+
+    def __init__(self, model, layers=None):
+        self.model = model
+        self.scorer = Scorer(model)
+        if layers is None:
+            sites = [graph.last_spatial_site(model)]
+        else:
+            sites = [self.scorer.site(name) for name in ([layers] if isinstance(layers, str) else layers)]
+        if not sites:
+            raise ValueError("layers is empty; name at least one layer, or pass None for the default.")
+        self._sites = sites
+        self.layers = [s.path for s in sites]
+        self._engines = {}
+
+    def _objective(self, x):
+        _, features = graph.run(self.model, x, self._sites, stop_after_taps=True)
+        return tf.add_n([tf.reduce_mean(tf.square(tf.cast(f, tf.float32)), axis=list(range(1, len(f.shape))))
+                         for f in features])
+
+    def _tiled_gradient(self, tile_size):
+        def gradient(x, state, view, objective):
+            with tf.GradientTape() as outer:
+                outer.watch(x)
+                seen = view(x, state)  # the rolled image: tiles move every step, so no seams stay put
+            rows, cols = _tiles(x.shape[1], tile_size), _tiles(x.shape[2], tile_size)
+            grad_rows, total, done = [], 0.0, []
+            for r0, r1 in rows:
+                grad_cols = []
+                for c0, c1 in cols:
+                    # One tile after the other: the next starts when the previous gradient exists.
+                    with tf.control_dependencies(done[-1:]):
+                        tile = tf.identity(seen[:, r0:r1, c0:c1])
+                    with tf.GradientTape() as tape:
+                        tape.watch(tile)
+                        score = objective(tile)
+                    tile_grad = tape.gradient(score, tile)
+                    done = [tile_grad]
+                    total += score * float((r1 - r0) * (c1 - c0))
+                    grad_cols.append(tile_grad)
+                grad_rows.append(tf.concat(grad_cols, axis=2))
+            grad_seen = tf.concat(grad_rows, axis=1)
+            scores = total / float(x.shape[1] * x.shape[2])
+            return scores, outer.gradient(seen, x, output_gradients=grad_seen)
+
+        return gradient
+
+    def _engine(self, value_range, step_size, tile_size, jitter):
+        key = (value_range, step_size, tile_size, jitter)
+        if key not in self._engines:
+            self._engines[key] = GradientAscent(
+                self._objective, [Jitter(jitter)], value_range, step_size, gradient=self._tiled_gradient(tile_size)
+            )
+        return self._engines[key]
+
+    @property
+    def trace_count(self):
+        return sum(engine.trace_count for engine in self._engines.values())
+
+    def dream(self, image, octaves=4, octave_scale=1.4, steps=10, step_size=0.01, seed=0, tile_size=512,
+              jitter=32, value_range=None):
+        """The dreamed image, of the input's shape ((H, W, C) or (N, H, W, C)) and range.
+
+        Args:
+            image: the photo, as the model takes it (already preprocessed).
+            octaves: number of scales.
+            octave_scale: ratio between successive scales (1.3-1.4 is usual).
+            steps: gradient steps per octave.
+            step_size: mean pixel change per step as a fraction of the value range.
+            seed: seeds the jitter, so a run is repeatable.
+            tile_size: largest tile side the gradient is computed on.
+            jitter: largest roll in pixels (each direction) per step.
+            value_range: (low, high) the pixels stay in; None: the photo's own min and max.
+        """
+        x = np.asarray(image, np.float32)
+        single = x.ndim == 3
+        x = x[None] if single else x
+        if x.ndim != 4 or x.shape[0] == 0 or not np.isfinite(x).all():
+            raise ValueError(f"dream expects a finite (H, W, C) image or (N, H, W, C) batch; received shape {np.shape(image)}.")
+        if not (isinstance(octaves, int) and octaves >= 1 and octave_scale > 1):
+            raise ValueError(f"octaves must be an int >= 1 and octave_scale > 1; received {octaves!r}, {octave_scale!r}.")
+        value_range = resolve_value_range(x if value_range is None else value_range)
+        engine = self._engine(value_range, float(step_size), int(tile_size), int(jitter))
+        height, width = x.shape[1:3]
+        sizes = [(max(1, round(height / octave_scale ** k)), max(1, round(width / octave_scale ** k)))
+                 for k in reversed(range(octaves))]
+        base = [tf.image.resize(x, size, method="bilinear").numpy() for size in sizes]
+        detail = np.zeros_like(base[0])
+        self.history = []
+        for octave, (size, start) in enumerate(zip(sizes, base)):
+            if detail.shape[1:3] != tuple(size):
+                detail = tf.image.resize(detail, size, method="bilinear").numpy()
+            result = engine.run(start + detail, steps, seed=seed * 1000 + octave)
+            self.history.append(result.history)
+            detail = result.images - start
+        out = result.images
+        return out[0] if single else out
