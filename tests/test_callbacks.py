@@ -176,7 +176,8 @@ def test_training_is_bit_identical_with_and_without_the_logger(tmp_path):
             data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(64, seed=3).batch(8).repeat()
             callbacks = []
             if with_logger:
-                callbacks.append(ki.ExplanationLogger(x[:4], "logs", methods=("saliency", "smoothgrad", "cam", "scorecam")))
+                callbacks.append(ki.ExplanationLogger(x[:4], "logs", methods=("saliency", "smoothgrad", "cam", "scorecam",
+                                                                             "class_model")))
             model.fit(data, epochs=3, steps_per_epoch=5, validation_data=(x[:16], y[:16]), verbose=0, callbacks=callbacks)
             return model.get_weights()
 
@@ -383,3 +384,41 @@ def test_only_the_chief_writes():
     assert is_chief(Strategy(Resolver("worker", 0, {"worker": 2})))
     assert not is_chief(Strategy(Resolver("worker", 1, {"worker": 2})))
     assert not is_chief(Strategy(Resolver("evaluator", 0, {"worker": 2, "evaluator": 1})))
+
+
+def test_class_model_pictures_one_per_class_per_logged_epoch(tmp_path):
+    model = tiny_cnn()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y, _ = _data(8)
+    logger = ki.ExplanationLogger(x[:2], tmp_path, methods=("class_model", "saliency"), freq=2,
+                                  class_names=["a", "b", "c"])
+    model.fit(x, y, epochs=4, verbose=0, callbacks=[logger])
+    events = _events(str(tmp_path))
+    for c, name in enumerate(["a", "b", "c"]):
+        written = events[summary.picture_tag("class_model", c)]
+        assert [s for s, _ in written] == [1, 3]
+        content = json.loads(written[0][1].metadata.plugin_data.content)
+        assert content["kind"] == "class_model" and content["label"] == name and content["index"] == c
+        assert tf.io.decode_png(tf.make_ndarray(written[-1][1].tensor)[0]).shape == (12, 12, 3)
+    # The last picture is the class model of the final weights, scaled from the images' range.
+    generator = logger._pictures["class_model"].generator
+    want = generator.visualize([0, 1, 2], steps=100, seed=0)
+    low, high = generator.value_range
+    got = tf.io.decode_png(tf.make_ndarray(events[summary.picture_tag("class_model", 1)][-1][1].tensor)[0]).numpy()
+    np.testing.assert_allclose(got / 255.0, (want[1] - low) / (high - low), atol=1 / 255 + 1e-6)
+    assert [s for s, _ in events["explanations/class_model"]] == [1, 3]
+
+
+def test_class_model_classes_and_errors(tmp_path):
+    model = tiny_cnn()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y, _ = _data(4)
+    logger = ki.ExplanationLogger(x[:2], tmp_path, methods="class_model", classes=[2])
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[logger])
+    events = _events(str(tmp_path))
+    assert summary.picture_tag("class_model", 2) in events and summary.picture_tag("class_model", 0) not in events
+    with pytest.raises(ValueError, match=r"classes must be class indices in \[0, 2\]"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[ki.ExplanationLogger(x[:2], tmp_path, methods="class_model",
+                                                                              classes=[5])])
+    with pytest.raises(ValueError, match="listed twice"):
+        ki.ExplanationLogger(x[:2], tmp_path, methods=("class_model", ki.ClassModelVisualization(model)))

@@ -37,6 +37,8 @@ class _Visualization:
         self._engines = {}
 
     def _engine(self, steps):
+        if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
+            raise ValueError(f"steps must be a positive int; received {steps!r}.")
         # One engine (and so one compiled step) per step count: the default regularizers scale with it.
         key = steps if self.regularizers is None else None
         if key not in self._engines:
