@@ -67,8 +67,12 @@ def prediction_tag(index):
     return f"{PLUGIN_NAME}/prediction/{_index(index):03d}"
 
 
+# Tag families a picture kind must not be named after.
+_RESERVED_KINDS = ("input", "map", "prediction")
+
+
 def picture_tag(kind, index):
-    if kind not in PICTURE_KINDS:
+    if kind not in PICTURE_KINDS or kind in _RESERVED_KINDS:
         raise ValueError(f"Unknown picture kind {kind!r}; known kinds: {sorted(PICTURE_KINDS)}.")
     return f"{PLUGIN_NAME}/{kind}/{_index(index):03d}"
 
@@ -140,10 +144,10 @@ def write_picture(kind, index, picture, step, label=None):
     `picture` is anything `images.to_uint8` takes (float in [0, 1], uint8, ...); `label` is its
     caption (a class name). Non-finite pictures raise a ValueError.
     """
+    tag = picture_tag(kind, index)  # checks the kind first
     values = np.asarray(picture)
     if values.dtype.kind == "f" and not np.isfinite(values).all():
         raise ValueError(f"write_picture: {kind!r} picture {index} has non-finite values; only finite ones can be written.")
     meta = _metadata(kind, summary_pb2.DATA_CLASS_BLOB_SEQUENCE, index=_index(index), title=PICTURE_KINDS[kind],
                      label=str(index) if label is None else str(label))
-    tf.summary.write(picture_tag(kind, index), tf.constant([encode_png(render.to_uint8(values))]), step=step,
-                     metadata=meta)
+    tf.summary.write(tag, tf.constant([encode_png(render.to_uint8(values))]), step=step, metadata=meta)

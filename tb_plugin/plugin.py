@@ -7,11 +7,14 @@ keras_interp/summary.py; tests on both sides pin it.
 
 Routes (all JSON is strict: non-finite numbers are sent as null):
 
-- /runs: per run, the image indices, methods, `labels` (method -> column name from the map tags'
-  metadata), `steps` (the union of the steps of every method), `method_steps` (method -> its
-  steps), `class_names` and `labeled` (whether true labels were logged).
-- /image?run&tag&step: one PNG, read through that tag alone (never a listing of the run's tags);
-  the tag's step -> blob key map is kept, so its other steps cost one read_blob.
+- /runs: per run with maps or pictures, the image indices, methods, `labels` (method -> column
+  name from the map tags' metadata), `steps` (the union of the steps of every method and picture
+  kind), `method_steps` (method -> its steps), `class_names`, `labeled` (whether true labels were
+  logged) and `pictures`: kind -> {title (its display name), indices, labels (str(index) -> caption,
+  e.g. the class name), steps}, for each kind of PICTURE_KINDS the run logged ({} when none).
+- /image?run&tag&step: one PNG of an input, map or picture tag, read through that tag alone (never
+  a listing of the run's tags); the tag's step -> blob key map is kept, so its other steps cost one
+  read_blob.
 - /predictions?run&step: image index -> {predicted, predicted_probability, explained,
   explained_probability}, null where unknown; reads the 4-value layout and the older 3-value one.
   Parsed once per tag and kept until the tag gets new data.
@@ -35,6 +38,11 @@ PLUGIN_NAME = "keras_interp"
 INPUT_TAG = re.compile(r"^keras_interp/input/(\d{3,})$")
 MAP_TAG = re.compile(r"^keras_interp/map/([^/]+)/(\d{3,})$")
 PREDICTION_TAG = re.compile(r"^keras_interp/prediction/(\d{3,})$")
+# Kinds of pictures logged per epoch besides the maps: kind -> display name, as in
+# keras_interp.summary.PICTURE_KINDS. A new kind is one entry here; the tag pattern, /runs, /image
+# and the frontend follow from it.
+PICTURE_KINDS = {"class_model": "class models"}
+PICTURE_TAG = re.compile(r"^keras_interp/(%s)/(\d{3,})$" % ("|".join(map(re.escape, sorted(PICTURE_KINDS))) or "(?!)"))
 SCALAR_PREFIX = "explanations/"
 # The prediction vector's layouts: the current one and the 3-value one of older logs, where
 # "confidence" was the explained class's probability.
@@ -225,6 +233,7 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
         for run, tags in self._blob_series(request).items():
             images, class_names, labeled = set(), [], False
             method_tags, labels = {}, {}  # method -> {index: tag}; method -> display label
+            picture_tags, pictures = {}, {}  # kind -> {index: tag}; kind -> {"title", "labels"}
             for tag, meta in tags.items():
                 if match := INPUT_TAG.match(tag):
                     images.add(int(match.group(1)))
@@ -237,23 +246,39 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
                     label = _content(meta).get("label")
                     if isinstance(label, str) and label and method not in labels:
                         labels[method] = label
-            if not method_tags:
+                elif match := PICTURE_TAG.match(tag):
+                    kind, index = match.group(1), int(match.group(2))
+                    picture_tags.setdefault(kind, {})[index] = tag
+                    content = _content(meta)
+                    entry = pictures.setdefault(kind, {"title": None, "labels": {}})
+                    title, label = content.get("title"), content.get("label")
+                    if isinstance(title, str) and title and entry["title"] is None:
+                        entry["title"] = title
+                    entry["labels"][str(index)] = label if isinstance(label, str) and label else str(index)
+            if not method_tags and not picture_tags:
                 continue
-            methods = sorted(method_tags)
-            # A method's steps are those of one of its images (all are written together): one read
-            # of one tag per method, and the slider takes the union (a method dropped mid-training
-            # must not truncate it).
-            first = {method: method_tags[method][min(method_tags[method])] for method in methods}
+            methods, kinds = sorted(method_tags), sorted(picture_tags)
+            # A method's steps are those of one of its images (all are written together), and a
+            # picture kind's those of one of its pictures: one read of one tag per method and kind,
+            # and the slider takes the union (a method dropped mid-training must not truncate it).
+            first = {("map", method): method_tags[method][min(method_tags[method])] for method in methods}
+            first.update({("picture", kind): picture_tags[kind][min(picture_tags[kind])] for kind in kinds})
             data = self._read_blob_sequences(request, run, first.values())
-            method_steps = {method: sorted({d.step for d in data.get(first[method], [])}) for method in methods}
+            steps = {key: sorted({d.step for d in data.get(tag, [])}) for key, tag in first.items()}
+            method_steps = {method: steps[("map", method)] for method in methods}
             result[run] = {
                 "images": sorted(images),
                 "methods": methods,
                 "labels": {method: labels.get(method, method) for method in methods},
-                "steps": sorted(set().union(*method_steps.values())),
+                "steps": sorted(set().union(*steps.values())),
                 "method_steps": method_steps,
                 "class_names": class_names,
                 "labeled": labeled,
+                "pictures": {kind: {"title": pictures[kind]["title"] or PICTURE_KINDS[kind],
+                                    "indices": sorted(picture_tags[kind]),
+                                    "labels": {str(i): pictures[kind]["labels"][str(i)] for i in sorted(picture_tags[kind])},
+                                    "steps": steps[("picture", kind)]}
+                             for kind in kinds},
             }
         return _json(request, {"runs": result})
 
@@ -267,7 +292,7 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
 
     @staticmethod
     def _blob_key(keys, tag, step):
-        # Inputs are written once: any step serves them. Maps must match the step.
+        # Inputs are written once: any step serves them. Maps and pictures must match the step.
         if step in keys:
             return keys[step]
         if INPUT_TAG.match(tag) and keys:
@@ -278,7 +303,7 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
     @_route
     def _image(self, request):
         run, tag, step = self._param(request, "run"), self._param(request, "tag"), self._step(request)
-        if not (INPUT_TAG.match(tag) or MAP_TAG.match(tag)):
+        if not (INPUT_TAG.match(tag) or MAP_TAG.match(tag) or PICTURE_TAG.match(tag)):
             raise _Error(400, "tag is not an explanation image tag")
         # Only the requested tag is read (and its steps' blob keys kept): the cost does not grow
         # with the run's images x methods x epochs.

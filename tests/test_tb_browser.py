@@ -14,7 +14,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from test_tb_plugin import HOSTILE, write_logs
+from test_tb_plugin import CLASS_NAMES, HOSTILE, write_logs
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
@@ -41,8 +41,10 @@ def wait_for(condition, timeout=60, interval=0.25, what="condition"):
 @pytest.fixture(scope="module")
 def logdir(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("browser_logs"))
-    # "dropped" stops logging gradcam after its first epoch (a method dropped mid-training).
-    write_logs(path, runs=("good", HOSTILE, "dropped"), epochs=3, dropped={"dropped": 0})
+    # "dropped" stops logging gradcam after its first epoch (a method dropped mid-training), and
+    # logs its class models at epochs 1 and 3 only.
+    write_logs(path, runs=("good", HOSTILE, "dropped"), epochs=3, dropped={"dropped": 0},
+               pictures={"good": range(3), HOSTILE: range(3), "dropped": (0, 2)})
     return path
 
 
@@ -87,6 +89,47 @@ def tensorboard_server(logdir, request):
         process.wait(timeout=20)
 
 
+def _strips(driver):
+    """Each picture strip: its kind, epoch, state, title, captions and images (with their top-left pixel)."""
+    return driver.execute_script(
+        """
+        const canvas = document.createElement('canvas');
+        canvas.width = canvas.height = 1;
+        const ctx = canvas.getContext('2d', { willReadFrequently: true });
+        const pixel = (img) => {
+          if (!(img.complete && img.naturalWidth > 0)) return null;
+          ctx.clearRect(0, 0, 1, 1);
+          ctx.drawImage(img, 0, 0, img.naturalWidth, img.naturalHeight, 0, 0, 1, 1);
+          return [...ctx.getImageData(0, 0, 1, 1).data.slice(0, 3)];
+        };
+        const shown = (node) => node.offsetParent !== null;
+        return [...document.querySelectorAll('div.strip')].map(s => ({
+          kind: s.dataset.kind, which: s.dataset.which, step: s.dataset.step, state: s.dataset.state,
+          title: s.querySelector('.strip-title').textContent,
+          note: shown(s.querySelector('.strip-missing')) ? s.querySelector('.strip-missing').textContent : null,
+          captions: [...s.querySelectorAll('.picture-caption')].filter(shown).map(c => c.textContent),
+          images: [...s.querySelectorAll('img.picture')].filter(shown).map(i => ({
+            index: i.dataset.index, step: i.dataset.step, loaded: i.dataset.loaded === '1' && i.complete,
+            width: i.naturalWidth, pixel: pixel(i),
+          })),
+        }));
+        """
+    )
+
+
+def _strip_shows(strip, kind, which, step, pictures=len(CLASS_NAMES)):
+    """Whether `strip` shows every class model of `step` (an index), loaded, captioned with the class names.
+
+    The pictures are 10 x 10, one colour: red 60 * class + 10, green 40 * epoch index + 5 (test_tb_plugin).
+    """
+    images = strip["images"]
+    return (strip["kind"] == kind and strip["which"] == which and strip["step"] == str(step)
+            and strip["state"] == "shown" and strip["captions"] == CLASS_NAMES[:pictures]
+            and [i["index"] for i in images] == [str(k) for k in range(pictures)]
+            and all(i["loaded"] and i["step"] == str(step) and i["width"] == 10 for i in images)
+            and [i["pixel"] for i in images] == [[60 * k + 10, 40 * step + 5, 100] for k in range(pictures)])
+
+
 def _frame_state(driver):
     return driver.execute_script(
         """
@@ -129,6 +172,9 @@ def test_dashboard_loads_every_image_and_the_slider_changes_the_epoch(tensorboar
             what="every image of the grid to load",
         )
         assert state["step"] == "2" and state["inputs"] == 2
+        strip, = wait_for(lambda: (s := _strips(browser)) and _strip_shows(s[0], "class_model", "a", 2) and s,
+                          what="the class-model strip")
+        assert strip["title"] == "class models: epoch 3" and strip["note"] is None
         # Hostile run names are shown as text, never parsed as HTML.
         assert f"{HOSTILE}/explanations" in state["runs"]
         assert browser.execute_script("return document.querySelectorAll('img[src=\"x\"]').length") == 0
@@ -137,6 +183,8 @@ def test_dashboard_loads_every_image_and_the_slider_changes_the_epoch(tensorboar
         )
         wait_for(lambda: (s := _frame_state(browser))["step"] == "0" and s["loaded"] == 4 and s["canvasSteps"] == ["0"],
                  what="epoch 1 to show")
+        wait_for(lambda: (s := _strips(browser)) and len(s) == 1 and _strip_shows(s[0], "class_model", "a", 0),
+                 what="the strip at epoch 1")
         browser.execute_script(
             "const s = document.getElementById('epoch'); s.value = 2; s.dispatchEvent(new Event('input'));"
         )
@@ -194,6 +242,7 @@ def test_dashboard_survives_nan_stale_redraws_recolours_locally_and_shows_droppe
     browser.switch_to.frame(frame)
     try:
         wait_for(lambda: (s := _frame_state(browser))["loaded"] == 4 and s["inputsLoaded"] == 2, what="the grid")
+        wait_for(lambda: (s := _strips(browser)) and _strip_shows(s[0], "class_model", "a", 2), what="the strip")
         browser.execute_script(_INSTRUMENT_FETCH)
 
         # NaN probabilities show as n/a; the explained class and its probability follow the prediction's.
@@ -209,7 +258,7 @@ def test_dashboard_survives_nan_stale_redraws_recolours_locally_and_shows_droppe
 
         # Opacity and colormap recolour what is loaded, without a single new /image request.
         before, pixels = _image_requests(browser), _pixels(browser)
-        assert before[0] >= 6  # 2 inputs + 4 maps, seen by resource timing
+        assert before[0] >= 9  # 2 inputs + 4 maps + 3 class models, seen by resource timing
         browser.execute_script(
             "const o = document.getElementById('opacity'); o.value = 0.9; o.dispatchEvent(new Event('input'));"
             "const c = document.getElementById('colormap'); c.value = 'grey'; c.dispatchEvent(new Event('change'));"
@@ -220,7 +269,7 @@ def test_dashboard_survives_nan_stale_redraws_recolours_locally_and_shows_droppe
         assert _frame_state(browser)["loaded"] == 4
 
         # Quick slider moves: epoch 1's answers are held back 2 s, then epoch 2 is chosen; the grid
-        # must end on epoch 2 and stay there when the stale answers arrive.
+        # and the strip must end on epoch 2 and stay there when the stale answers arrive.
         _slide(browser, 0)
         time.sleep(0.3)
         _slide(browser, 1)
@@ -228,7 +277,9 @@ def test_dashboard_survives_nan_stale_redraws_recolours_locally_and_shows_droppe
 
         def settled():
             s = _frame_state(browser)
-            return s["step"] == "1" and s["loaded"] == 4 and s["canvasSteps"] == ["1"] and s["captions"] == expected and s
+            strips = _strips(browser)
+            return (s["step"] == "1" and s["loaded"] == 4 and s["canvasSteps"] == ["1"] and s["captions"] == expected
+                    and len(strips) == 1 and _strip_shows(strips[0], "class_model", "a", 1) and s)
 
         wait_for(settled, what="epoch 2 to show")
         time.sleep(2.5)  # the held-back epoch-1 requests have come back (or were aborted) by now
@@ -245,10 +296,15 @@ def test_dashboard_survives_nan_stale_redraws_recolours_locally_and_shows_droppe
         assert state["headers"][1:] == ["Grad-CAM (cam fallback: no GAP head) @2", "Grad-CAM (cam fallback: no GAP head) @3",
                                         "saliency @2", "saliency @3"]
         assert sorted(state["canvasSteps"]) == ["1", "2"] and state["step"] == "1"
+        # ... and a second strip at the compare epoch, under the first.
+        strips = wait_for(lambda: (s := _strips(browser)) and len(s) == 2 and _strip_shows(s[0], "class_model", "a", 1)
+                          and _strip_shows(s[1], "class_model", "b", 2) and s, what="the compared strips")
+        assert [s["title"] for s in strips] == ["class models: epoch 2", "class models: epoch 3 (compare)"]
         browser.execute_script(
             "const c = document.getElementById('compare'); c.checked = false; c.dispatchEvent(new Event('change'));"
         )
         wait_for(lambda: (s := _frame_state(browser))["canvases"] == 4 and s["loaded"] == 4, what="compare off")
+        assert [s["which"] for s in _strips(browser)] == ["a"]
 
         # A method dropped after epoch 1: the slider still reaches epoch 3 and its cells say n/a.
         browser.execute_script(
@@ -262,10 +318,15 @@ def test_dashboard_survives_nan_stale_redraws_recolours_locally_and_shows_droppe
             "return [...document.querySelectorAll('td.cell')].map(c => [c.dataset.state, c.innerText.trim()]);"
         )
         assert cells == [["missing", "n/a"], ["loaded", ""]] * 2
+        wait_for(lambda: (s := _strips(browser)) and _strip_shows(s[0], "class_model", "a", 2), what="its strip")
         _slide(browser, 1)
         _slide(browser, 2)
         _slide(browser, 1)  # not epoch 1 (step 0), which the instrumented fetch holds back
         wait_for(lambda: (s := _frame_state(browser))["step"] == "1" and s["missing"] == 2 and s["loaded"] == 2,
                  what="epoch 2 of the dropped run")
+        # No class models at epoch 2: the strip says so and shows no picture.
+        strip, = _strips(browser)
+        assert (strip["step"], strip["state"], strip["images"], strip["captions"]) == ("1", "missing", [], [])
+        assert strip["note"] == "n/a: no class models logged at epoch 2" and strip["title"] == "class models: epoch 2"
     finally:
         browser.switch_to.default_content()

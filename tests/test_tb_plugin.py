@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from importlib import metadata
@@ -32,20 +33,38 @@ def prediction(run, index, step):
     return 1, 0.5 + 0.1 * step, LABELS[0], 0.25 + 0.01 * step
 
 
-def write_logs(logdir, runs=("good", HOSTILE), epochs=2, dropped=None):
+PICTURE_SIZE = 10  # class-model pictures are 10 x 10, the inputs 12 x 12
+
+
+def class_model_picture(index, epoch):
+    """The class model of class `index` at `epoch`: one RGB colour that names both (exact in a PNG)."""
+    return np.tile(np.array([60 * index + 10, 40 * epoch + 5, 100], np.uint8), (PICTURE_SIZE, PICTURE_SIZE, 1))
+
+
+def write_class_models(index_epochs, labels=CLASS_NAMES):
+    for epoch in index_epochs:
+        for k, label in enumerate(labels):
+            summary.write_picture("class_model", k, class_model_picture(k, epoch), epoch, label=label)
+
+
+def write_logs(logdir, runs=("good", HOSTILE), epochs=2, dropped=None, pictures=None):
     """A run per name as the logger writes it: 2 images, saliency + gradcam maps, predictions, scalars.
 
     dropped: {run: last epoch of gradcam} (a method dropped mid-training). Confidence is NaN at epoch 1.
+    pictures: {run: epochs with class_model pictures of the 3 classes, labelled with CLASS_NAMES};
+    by default "good" and HOSTILE have them at every epoch.
     """
+    if pictures is None:
+        pictures = {"good": range(epochs), HOSTILE: range(epochs)}
     rng = np.random.default_rng(0)
-    pictures = rng.uniform(size=(2, 12, 12, 3)).astype("float32")
+    inputs = rng.uniform(size=(2, 12, 12, 3)).astype("float32")
     for run in runs:
         writer = tf.summary.create_file_writer(os.path.join(logdir, run, summary.SUBDIR))
         with writer.as_default():
             for epoch in range(epochs):
                 for i in range(2):
                     if epoch == 0:
-                        summary.write_input(i, pictures[i], epoch, label=LABELS[i], class_names=CLASS_NAMES)
+                        summary.write_input(i, inputs[i], epoch, label=LABELS[i], class_names=CLASS_NAMES)
                     summary.write_prediction(i, *prediction(run, i, epoch), epoch)
                 tf.summary.scalar(f"{summary.SCALAR_PREFIX}confidence", math.nan if epoch == 1 else 0.5, step=epoch)
                 for method, label in (("saliency", None), ("gradcam", "Grad-CAM (cam fallback: no GAP head)")):
@@ -55,6 +74,8 @@ def write_logs(logdir, runs=("good", HOSTILE), epochs=2, dropped=None):
                         summary.write_map(method, i, rng.normal(size=(12, 12)), epoch, label=label)
                     tf.summary.scalar(f"{summary.SCALAR_PREFIX}{method}/pointing_game", epoch / 4, step=epoch)
                     tf.summary.scalar(f"{summary.SCALAR_PREFIX}{method}/energy", math.inf if epoch else 0.1, step=epoch)
+                if epoch in pictures.get(run, ()):
+                    write_class_models([epoch])
         writer.close()
 
 
@@ -98,7 +119,86 @@ def test_runs_lists_images_methods_labels_steps_and_names(client):
         assert info == {"images": [0, 1], "methods": ["gradcam", "saliency"],
                         "labels": {"gradcam": "Grad-CAM (cam fallback: no GAP head)", "saliency": "saliency"},
                         "steps": [0, 1], "method_steps": {"gradcam": [0, 1], "saliency": [0, 1]},
-                        "class_names": CLASS_NAMES, "labeled": True}
+                        "class_names": CLASS_NAMES, "labeled": True,
+                        "pictures": {"class_model": {"title": "class models", "indices": [0, 1, 2],
+                                                     "labels": {"0": "a", "1": "b", "2": HOSTILE}, "steps": [0, 1]}}}
+
+
+def _rgb(response):
+    assert response.status_code == 200 and response.mimetype == "image/png"
+    return tf.io.decode_png(response.get_data(), channels=0).numpy()
+
+
+def test_image_serves_class_model_pictures_at_their_epoch(client):
+    for k in range(3):
+        for step in (0, 1):
+            response = get(client, "image", run="good/explanations", tag=summary.picture_tag("class_model", k), step=step)
+            np.testing.assert_array_equal(_rgb(response), class_model_picture(k, step))
+    tag = summary.picture_tag("class_model", 0)
+    assert get(client, "image", run="good/explanations", tag=tag, step=2).status_code == 404  # not logged then
+    assert get(client, "image", run="good/explanations", tag=summary.picture_tag("class_model", 3), step=0).status_code == 404
+
+
+def test_runs_lists_a_run_with_pictures_only_and_steps_are_the_union_with_the_maps(tmp_path):
+    writer = tf.summary.create_file_writer(os.path.join(str(tmp_path), "only", summary.SUBDIR))
+    with writer.as_default():
+        write_class_models([1, 3], labels=["cat", "dog", None])  # no label: the index is the caption
+    writer.close()
+    write_logs(str(tmp_path), runs=("mixed",), epochs=2, pictures={"mixed": [0, 1]})
+    writer = tf.summary.create_file_writer(os.path.join(str(tmp_path), "mixed", summary.SUBDIR))
+    with writer.as_default():
+        write_class_models([2, 3])  # the maps stopped after epoch 1, the class models did not
+    writer.close()
+    client = make_client(str(tmp_path))
+    runs = strict_json(get(client, "runs"))["runs"]
+    assert runs["only/explanations"] == {
+        "images": [], "methods": [], "labels": {}, "steps": [1, 3], "method_steps": {}, "class_names": [],
+        "labeled": False, "pictures": {"class_model": {"title": "class models", "indices": [0, 1, 2],
+                                                       "labels": {"0": "cat", "1": "dog", "2": "2"}, "steps": [1, 3]}},
+    }
+    mixed = runs["mixed/explanations"]
+    assert mixed["steps"] == [0, 1, 2, 3] and mixed["method_steps"] == {"gradcam": [0, 1], "saliency": [0, 1]}
+    assert mixed["pictures"]["class_model"]["steps"] == [0, 1, 2, 3]
+    response = get(client, "image", run="only/explanations", tag=summary.picture_tag("class_model", 2), step=3)
+    np.testing.assert_array_equal(_rgb(response), class_model_picture(2, 3))
+    assert get(client, "image", run="only/explanations", tag=summary.picture_tag("class_model", 2), step=2).status_code == 404
+
+
+def test_a_new_picture_kind_is_one_entry_on_each_side(tmp_path, monkeypatch):
+    """Add a kind to both registries only: the plugin lists and serves it, and the frontend names no kind."""
+    import importlib.util
+
+    monkeypatch.setitem(summary.PICTURE_KINDS, "feature_viz", "feature visualizations")
+    source = open(tb.__file__, encoding="utf-8").read()
+    entry = 'PICTURE_KINDS = {"class_model": "class models"}'
+    assert source.count(entry) == 1
+    spec = importlib.util.spec_from_loader("tb_plugin_new_kind", loader=None, origin=tb.__file__)
+    module = importlib.util.module_from_spec(spec)
+    module.__file__ = tb.__file__
+    exec(compile(source.replace(entry, 'PICTURE_KINDS = {"class_model": "class models", '
+                                       '"feature_viz": "feature visualizations"}'), tb.__file__, "exec"),
+         module.__dict__)
+    writer = tf.summary.create_file_writer(os.path.join(str(tmp_path), "new", summary.SUBDIR))
+    with writer.as_default():
+        summary.write_picture("feature_viz", 4, class_model_picture(1, 2), 5, label="unit 4")
+    writer.close()
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(tmp_path))
+    multiplexer.Reload()
+    context = base_plugin.TBContext(logdir=str(tmp_path),
+                                    data_provider=data_provider.MultiplexerDataProvider(multiplexer, str(tmp_path)))
+    client = werkzeug.test.Client(application.TensorBoardWSGI([module.ExplanationsPlugin(context)]))
+    info = strict_json(get(client, "runs"))["runs"]["new/explanations"]
+    assert info["steps"] == [5] and info["pictures"] == {
+        "feature_viz": {"title": "feature visualizations", "indices": [4], "labels": {"4": "unit 4"}, "steps": [5]}}
+    response = get(client, "image", run="new/explanations", tag=summary.picture_tag("feature_viz", 4), step=5)
+    np.testing.assert_array_equal(_rgb(response), class_model_picture(1, 2))
+    # The unchanged plugin does not know the kind: not listed, and its tags are not image tags.
+    plain = make_client(str(tmp_path))
+    assert "new/explanations" not in strict_json(get(plain, "runs"))["runs"]
+    assert get(plain, "image", run="new/explanations", tag=summary.picture_tag("feature_viz", 4), step=5).status_code == 400
+    frontend = open(os.path.join(os.path.dirname(tb.__file__), "static", "index.js"), encoding="utf-8").read()
+    assert not any(kind in frontend for kind in summary.PICTURE_KINDS)
 
 
 def test_images_are_pngs_of_the_right_size(client):
@@ -257,11 +357,12 @@ class CountingProvider:
         return counted
 
 
-def test_image_reads_only_the_requested_tag(tmp_path):
+@pytest.mark.parametrize("tag", [summary.map_tag("gradcam", 1), summary.picture_tag("class_model", 2)],
+                         ids=["map", "picture"])
+def test_image_reads_only_the_requested_tag(tmp_path, tag):
     write_logs(str(tmp_path), runs=("good",), epochs=2)
     client = make_client(str(tmp_path), wrap=CountingProvider)
     counter = client.provider
-    tag = summary.map_tag("gradcam", 1)
     for step, code in [(1, 200), (7, 404)]:
         counter.calls.clear()
         assert get(client, "image", run="good/explanations", tag=tag, step=step).status_code == code
@@ -330,6 +431,12 @@ def test_blob_key_cache_is_bounded_least_recently_used_first_out():
         ("image", dict(run="../../../etc", tag=summary.map_tag("saliency", 0), step="0"), 404),
         ("image", dict(run="good/explanations", tag="explanations/saliency", step="0"), 400),
         ("image", dict(run="good/explanations", tag=summary.prediction_tag(0), step="0"), 400),
+        ("image", dict(run="good/explanations", tag="keras_interp/class_model/07", step="0"), 400),
+        ("image", dict(run="good/explanations", tag="keras_interp/class_model/000/000", step="0"), 400),
+        ("image", dict(run="good/explanations", tag="keras_interp/no_such_kind/000", step="0"), 400),
+        ("image", dict(run="good/explanations", tag="keras_interp/class_model/", step="0"), 400),
+        ("image", dict(run="good/explanations", tag=summary.picture_tag("class_model", 0), step="99"), 404),
+        ("image", dict(run="good/explanations", tag=summary.picture_tag("class_model", 7), step="0"), 404),
         ("predictions", dict(run="good/explanations"), 400),
         ("predictions", dict(step="0"), 400),
         ("predictions", dict(run="missing", step="0"), 404),
@@ -362,6 +469,14 @@ def test_the_tag_contract_matches_the_writer():
     assert tb.PREDICTION_TAG.match(summary.prediction_tag(99999)).group(1) == "99999"
     assert not tb.INPUT_TAG.match("keras_interp/input/07")
     assert tb.SCALAR_PREFIX == summary.SCALAR_PREFIX
+    assert tb.PICTURE_KINDS == summary.PICTURE_KINDS
+    for kind in summary.PICTURE_KINDS:
+        assert tb.PICTURE_TAG.match(summary.picture_tag(kind, 7)).groups() == (kind, "007")
+        assert tb.PICTURE_TAG.match(summary.picture_tag(kind, 1000)).groups() == (kind, "1000")
+        # A kind is one path segment that no other tag family uses, so a tag has one meaning.
+        assert re.fullmatch(r"[a-z0-9_]+", kind) and kind not in ("input", "map", "prediction")
+    for tag in (summary.input_tag(7), summary.map_tag("saliency", 7), summary.prediction_tag(7)):
+        assert not tb.PICTURE_TAG.match(tag)
 
 
 def _events(logdir):
@@ -393,6 +508,18 @@ def test_writer_metadata_prediction_layout_and_map_labels(tmp_path):
     assert labels == {summary.map_tag("cam", 3): "Grad-CAM (cam fallback: no GAP head)", summary.map_tag("saliency", 3): "saliency"}
 
 
+def test_writer_metadata_of_pictures(tmp_path):
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    with writer.as_default():
+        summary.write_picture("class_model", 2, class_model_picture(2, 0), 3, label="cat")
+    writer.close()
+    (step, value), = _events(str(tmp_path))["keras_interp/class_model/002"]
+    assert step == 3 and value.metadata.data_class == summary_pb2.DATA_CLASS_BLOB_SEQUENCE
+    assert value.metadata.plugin_data.plugin_name == tb.PLUGIN_NAME
+    assert json.loads(value.metadata.plugin_data.content) == {
+        "version": 2, "kind": "class_model", "index": 2, "title": "class models", "label": "cat"}
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_write_map_rejects_non_finite_maps(tmp_path, bad):
     map_ = np.ones((4, 4))
@@ -413,8 +540,9 @@ def test_entry_point_and_light_imports():
     assert out.stdout.strip() == "[]"
 
 
-def test_deconvnet_and_guided_backprop_reach_the_dashboard(tmp_path):
-    """Both methods from the logger's registry: listed by the plugin, their PNGs the explainers' maps."""
+def test_deconvnet_guided_backprop_and_class_models_reach_the_dashboard(tmp_path):
+    """From the logger's registry: listed by the plugin, the maps' PNGs the explainers' maps, one class
+    model per class."""
     import keras
 
     import keras_interp as ki
@@ -424,11 +552,16 @@ def test_deconvnet_and_guided_backprop_reach_the_dashboard(tmp_path):
     model.compile("adam", "sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
     x, y = rng.uniform(size=(8, 12, 12, 3)).astype("float32"), rng.integers(0, 3, size=8)
-    logger = ki.ExplanationLogger(x[:2], str(tmp_path / "run"), methods=("deconvnet", "guided_backprop"))
+    logger = ki.ExplanationLogger(x[:2], str(tmp_path / "run"), methods=("deconvnet", "guided_backprop", "class_model"),
+                                  class_names=CLASS_NAMES)
     model.fit(x, y, epochs=1, verbose=0, callbacks=[logger])
     client = make_client(str(tmp_path))
     info = strict_json(get(client, "runs"))["runs"]["run/explanations"]
     assert sorted(info["methods"]) == ["deconvnet", "guided_backprop"] and info["steps"] == [0]
+    assert info["pictures"]["class_model"] == {"title": "class models", "indices": [0, 1, 2], "steps": [0],
+                                               "labels": {str(c): CLASS_NAMES[c] for c in range(3)}}
+    png = get(client, "image", run="run/explanations", tag=summary.picture_tag("class_model", 2), step=0)
+    assert tf.io.decode_png(png.get_data()).shape == (12, 12, 3)
     for method, cls in (("deconvnet", ki.Deconvnet), ("guided_backprop", ki.GuidedBackprop)):
         want = cls(model).explain(x[:2])
         for i in (0, 1):

@@ -71,8 +71,8 @@ def test_one_trace_per_shape():
     assert generator.trace_count == 2
 
 
-def _state(grad=None, step=0):
-    return State(grad, tf.constant(step), tf.constant(0), 0.0, 1.0)
+def _state(grad=None, step=0, steps=100):
+    return State(grad, tf.constant(step), tf.constant(steps), tf.constant(0), 0.0, 1.0)
 
 
 def test_regularizers_against_references():
@@ -84,6 +84,7 @@ def test_regularizers_against_references():
     blur = GaussianBlur(1.0, every=4)
     np.testing.assert_allclose(blur(tf.constant(x), _state(step=3)), want, atol=1e-5)
     np.testing.assert_array_equal(blur(tf.constant(x), _state(step=2)), x)  # not due: unchanged
+    np.testing.assert_array_equal(blur(tf.constant(x), _state(step=3, steps=4)), x)  # never on the last step
     # Jitter rolls by at most `pixels` in each direction.
     rolled = Jitter(2)(tf.constant(x), _state(step=7)).numpy()
     assert any(np.array_equal(rolled, np.roll(x, (dy, dx), axis=(1, 2))) for dy in range(-2, 3) for dx in range(-2, 3))

@@ -7,8 +7,8 @@ order and clips to the value range. All N images (every class or channel asked f
 through one batch, and the step is one compiled function traced once per image shape.
 
 A regularizer is a small callable `r(x, state) -> x` in TensorFlow ops, applied after each step;
-`state` holds `grad` (the normalized gradient), `step` and `seed` (int32 tensors) and `low`,
-`high` (the value range). A regularizer with `before_step = True` instead transforms the image
+`state` holds `grad` (the normalized gradient), `step`, `steps` (the run's length) and `seed`
+(int32 tensors) and `low`, `high` (the value range). A regularizer with `before_step = True` instead transforms the image
 the objective sees (`Jitter`); the gradient flows back through it, so it is undone.
 """
 
@@ -22,7 +22,7 @@ import tensorflow as tf
 __all__ = ["GradientAscent", "Ascent", "State", "L2Decay", "GaussianBlur", "Jitter", "ClipNorm",
            "ClipContribution", "resolve_value_range", "yosinski_defaults"]
 
-State = collections.namedtuple("State", "grad step seed low high")
+State = collections.namedtuple("State", "grad step steps seed low high")
 Ascent = collections.namedtuple("Ascent", "images history")
 Ascent.__doc__ = """Result of a run: images (N, H, W, C) float32 and history (steps, N), the
 objective of every image as each step saw it (before that step's update, through the jitter)."""
@@ -76,7 +76,9 @@ def gaussian_blur(x, sigma):
 
 class GaussianBlur:
     """Gaussian blur of standard deviation `sigma` pixels every `every` steps (Yosinski's
-    theta_b_width and theta_b_every): smooths away high-frequency patterns."""
+    theta_b_width and theta_b_every): smooths away high-frequency patterns. Never on the last
+    step, so a run ends on a gradient step (a final blur of a 64x64 image can undo most of
+    what the steps since the previous blur gained)."""
 
     def __init__(self, sigma=1.0, every=4):
         if sigma <= 0 or int(every) < 1:
@@ -84,7 +86,7 @@ class GaussianBlur:
         self.sigma, self.every = float(sigma), int(every)
 
     def __call__(self, x, state):
-        due = tf.equal(state.step % self.every, self.every - 1)
+        due = tf.equal(state.step % self.every, self.every - 1) & (state.step < state.steps - 1)
         return tf.cond(due, lambda: gaussian_blur(x, self.sigma), lambda: x)
 
 
@@ -198,8 +200,8 @@ class GradientAscent:
             scores = tf.cast(objective(view(x, state)), tf.float32)
         return scores, tape.gradient(scores, x)
 
-    def _step_fn(self, x, step, seed):
-        state = State(None, step, seed, self.low, self.high)
+    def _step_fn(self, x, step, steps, seed):
+        state = State(None, step, steps, seed, self.low, self.high)
         scores, grad = self._gradient(x, state, self._viewed, self.objective)
         grad = tf.convert_to_tensor(grad)
         grad = grad / (tf.reduce_mean(tf.abs(grad), axis=[1, 2, 3], keepdims=True) + 1e-12)
@@ -221,10 +223,11 @@ class GradientAscent:
             raise ValueError(f"steps must be a positive int; received {steps!r}.")
         x = tf.constant(np.clip(np.asarray(init, np.float32), self.low, self.high))
         seed_t = tf.constant(int(seed), tf.int32)
+        steps_t = tf.constant(int(steps), tf.int32)
         history = []
         progress = keras.utils.Progbar(steps, unit_name="step") if verbose else None
         for step in range(int(steps)):
-            x, scores = self._step(x, tf.constant(step, tf.int32), seed_t)
+            x, scores = self._step(x, tf.constant(step, tf.int32), steps_t, seed_t)
             history.append(scores)
             if progress is not None:
                 progress.update(step + 1, values=[("objective", float(tf.reduce_mean(scores)))])

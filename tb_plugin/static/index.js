@@ -7,7 +7,9 @@
 // in). A cell paints a response only if it still wants that map, so a stale request never
 // overwrites a newer one, and in-flight requests a cell no longer wants are aborted. Each cell
 // keeps its decoded input and map pixels, so opacity and colormap changes recolour without
-// fetching anything.
+// fetching anything. Picture strips (one per kind of runs[run].pictures, e.g. class models, and a
+// second one at the compare epoch) follow the same model: each strip image wants one (kind, index,
+// step) picture, loads when in view, and paints only the answer it still wants.
 
 const base = (path) => new URL(path, import.meta.url).toString();
 const NA = "n/a";
@@ -37,6 +39,8 @@ async function fetchBlob(url, signal) {
 const pad = (i) => String(i).padStart(3, "0");  // 7 -> "007", 1000 -> "1000", as summary.py writes
 const inputTag = (i) => `keras_interp/input/${pad(i)}`;
 const mapTag = (method, i) => `keras_interp/map/${method}/${pad(i)}`;
+const pictureTag = (kind, i) => `keras_interp/${kind}/${pad(i)}`;  // kinds come from /runs
+const PICTURE_SIZE = "96px";
 const isNumber = (v) => typeof v === "number" && Number.isFinite(v);
 const percent = (p) => (isNumber(p) ? `${(100 * p).toFixed(1)}%` : NA);
 
@@ -142,18 +146,19 @@ export async function render() {
   const opacity = el("input", { id: "opacity", type: "range", min: 0, max: 1, step: 0.05, value: 0.5 });
   const colormap = el("select", { id: "colormap" }, Object.keys(COLORMAPS).map((n) => el("option", { value: n, text: n })));
   const charts = el("div", { id: "charts" });
+  const strips = el("div", { id: "pictures" });
   const grid = el("table", { id: "grid", style: { borderCollapse: "collapse" } });
   const controls = el("div", { style: { marginBottom: "8px", lineHeight: "2em" } }, [
     el("label", { text: "run " }), runSelect, el("span", { text: "  epoch " }), slider, epochLabel,
     el("label", { text: "  compare with " }), compare, sliderB, epochLabelB,
     el("span", { text: "  opacity " }), opacity, el("span", { text: "  colormap " }), colormap,
   ]);
-  document.body.append(controls, charts, grid);
+  document.body.append(controls, charts, strips, grid);
 
   const inputs = new Map();       // run + index -> Promise of {url, width, height, pixels}
   const predictions = new Map();  // run + step -> Promise of the /predictions answer
   const scalars = new Map();      // run -> Promise of the /scalars answer
-  let layout = null;              // {run, columns, headers, rows, observer, visible}
+  let layout = null;              // {run, columns, headers, rows, strips, observer, visible, visiblePictures}
   let generation = 0;             // bumped by every update(); late answers of older ones are dropped
 
   function inputFor(run, i) {
@@ -232,6 +237,51 @@ export async function render() {
     for (const cell of row.cells) loadCell(row, cell);
   }
 
+  // A strip image shows "loaded", "loading" (the previous picture dimmed) or "missing" (n/a).
+  function showPicture(item, status, step) {
+    item.figure.dataset.state = status;
+    item.img.dataset.loaded = status === "loaded" ? "1" : "0";
+    if (status === "loaded") item.img.dataset.step = String(step);
+    item.img.style.display = status === "missing" ? "none" : "";
+    item.img.style.opacity = status === "loading" ? "0.4" : "1";
+    item.na.style.display = status === "missing" ? "" : "none";
+  }
+
+  async function loadPicture(item) {
+    const { key, step } = item.want;
+    if (key === null || (item.drawn && item.drawn.key === key) || (item.pending && item.pending.key === key)) return;
+    if (item.pending) item.pending.controller.abort();
+    const controller = new AbortController();
+    item.pending = { key, controller };
+    try {
+      const blob = await fetchBlob(imageURL(layout.run, pictureTag(item.kind, item.index), step), controller.signal);
+      const url = URL.createObjectURL(blob);
+      try {
+        const probe = new Image();
+        probe.src = url;
+        await probe.decode();  // decoded before it replaces the picture shown: no blank frame
+      } catch (error) {
+        URL.revokeObjectURL(url);
+        throw error;
+      }
+      if (item.dead || item.want.key !== key) {  // rebuilt, or moved on while this was in flight
+        URL.revokeObjectURL(url);
+        return;
+      }
+      if (item.url) URL.revokeObjectURL(item.url);
+      item.url = url;
+      item.img.src = url;
+      item.drawn = { key, status: "loaded", step };
+      showPicture(item, "loaded", step);
+    } catch (error) {
+      if (error.name === "AbortError" || item.dead || item.want.key !== key) return;
+      item.drawn = { key, status: "missing", step };  // e.g. no picture of this class at this step
+      showPicture(item, "missing", step);
+    } finally {
+      if (item.pending && item.pending.key === key) item.pending = null;
+    }
+  }
+
   // fn at most once per animation frame, however many events asked for it in between.
   function oncePerFrame(fn) {
     let scheduled = false;
@@ -242,9 +292,11 @@ export async function render() {
     };
   }
 
-  // Load the rows in view.
+  // Load the rows and strip pictures in view.
   const scheduleLoad = oncePerFrame(() => {
-    if (layout) for (const row of layout.visible) loadRow(row);
+    if (!layout) return;
+    for (const row of layout.visible) loadRow(row);
+    for (const item of layout.visiblePictures) loadPicture(item);
   });
 
   // Re-colour the decoded maps (opacity, colormap) without fetching anything.
@@ -262,6 +314,13 @@ export async function render() {
     if (layout) {
       layout.observer.disconnect();
       for (const row of layout.rows) for (const cell of row.cells) if (cell.pending) cell.pending.controller.abort();
+      for (const strip of layout.strips) {
+        for (const item of strip.items) {
+          item.dead = true;
+          if (item.pending) item.pending.controller.abort();
+          if (item.url) URL.revokeObjectURL(item.url);
+        }
+      }
     }
     const run = state.run, info = runs[run];
     const columns = [];
@@ -286,22 +345,52 @@ export async function render() {
       return { index: i, tr, img, caption, cells, inputShown: false };
     });
     grid.replaceChildren(el("tr", {}, [el("th", { text: "input" }), ...headers]), ...rows.map((r) => r.tr));
+    grid.style.display = info.images.length ? "" : "none";  // a run may log pictures only
+    // One strip per picture kind (and one at the compare epoch under it): a row of pictures, each
+    // captioned with its label (e.g. the class name). Kinds, titles and labels come from /runs.
+    const pictures = info.pictures || {};
+    const stripList = [];
+    for (const kind of Object.keys(pictures).sort()) {
+      for (const which of state.compare ? ["a", "b"] : ["a"]) {
+        const title = el("div", { className: "strip-title", style: { fontSize: "13px", fontWeight: "bold", margin: "4px 0" } });
+        const note = el("div", { className: "strip-missing", style: { color: "#888", fontSize: "12px", display: "none" } });
+        const items = pictures[kind].indices.map((i) => {
+          const label = (pictures[kind].labels || {})[String(i)] ?? String(i);
+          const img = el("img", { className: "picture", alt: label, style: { width: PICTURE_SIZE, height: PICTURE_SIZE, objectFit: "contain", imageRendering: "pixelated" } });
+          Object.assign(img.dataset, { kind, index: String(i), loaded: "0" });
+          const na = el("div", { className: "na", text: NA, style: { width: PICTURE_SIZE, height: PICTURE_SIZE, lineHeight: PICTURE_SIZE, textAlign: "center", color: "#888", display: "none" } });
+          const caption = el("div", { className: "picture-caption", text: label, title: label, style: { fontSize: "11px", width: PICTURE_SIZE, overflow: "hidden", textOverflow: "ellipsis", whiteSpace: "nowrap" } });
+          const figure = el("figure", { className: "picture-item", style: { display: "inline-block", margin: "0 6px 0 0", verticalAlign: "top", textAlign: "center" } }, [img, na, caption]);
+          return { kind, index: i, figure, img, na, want: { key: null }, drawn: null, pending: null, url: null, dead: false };
+        });
+        const row = el("div", { className: "strip-row", style: { whiteSpace: "nowrap", overflowX: "auto" } }, items.map((item) => item.figure));
+        const div = el("div", { className: "strip", style: { marginBottom: "8px" } }, [title, note, row]);
+        Object.assign(div.dataset, { kind, which });
+        stripList.push({ kind, which, div, title, note, row, items });
+      }
+    }
+    strips.replaceChildren(...stripList.map((strip) => strip.div));
     const byElement = new Map(rows.map((r) => [r.tr, r]));
-    const visible = new Set();
-    // Rows load when they scroll into view, so many images x epochs stay responsive.
+    const byFigure = new Map(stripList.flatMap((strip) => strip.items.map((item) => [item.figure, item])));
+    const visible = new Set(), visiblePictures = new Set();
+    // Rows and strip pictures load when they scroll into view, so many images x epochs (or
+    // classes) stay responsive.
     const observer = new IntersectionObserver((entries) => {
       for (const entry of entries) {
         const row = byElement.get(entry.target);
+        const item = byFigure.get(entry.target);
         if (entry.isIntersecting) {
-          visible.add(row);
-          loadRow(row);
+          if (row) { visible.add(row); loadRow(row); }
+          if (item) { visiblePictures.add(item); loadPicture(item); }
         } else {
           visible.delete(row);
+          visiblePictures.delete(item);
         }
       }
     });
-    layout = { run, columns, headers, rows, observer, visible };
+    layout = { run, columns, headers, rows, strips: stripList, observer, visible, visiblePictures };
     rows.forEach((row) => observer.observe(row.tr));
+    byFigure.forEach((item, figure) => observer.observe(figure));
     const title = run;
     cached(scalars, run, () => getJSON("./scalars", { run })).then((values) => {
       if (layout.run !== title) return;
@@ -341,6 +430,28 @@ export async function render() {
         if (methodSteps && !methodSteps.includes(s)) cell.drawn = { key, status: "missing", step: s };  // method not logged then
         if (cell.drawn && cell.drawn.key === key) show(cell, cell.drawn.status, s);
         else show(cell, "loading", s);
+      }
+    }
+    for (const strip of layout.strips) {
+      const s = strip.which === "a" ? step : stepB;
+      const kind = info.pictures[strip.kind], logged = kind.steps.includes(s);
+      strip.div.dataset.step = String(s);
+      strip.div.dataset.state = logged ? "shown" : "missing";
+      strip.title.textContent = `${kind.title}: epoch ${s + 1}${strip.which === "b" ? " (compare)" : ""}`;
+      strip.note.textContent = logged ? "" : `${NA}: no ${kind.title} logged at epoch ${s + 1}`;
+      strip.note.style.display = logged ? "none" : "";
+      strip.row.style.display = logged ? "" : "none";
+      const key = String(s);
+      for (const item of strip.items) {
+        if (item.want.key === key) continue;
+        item.want = { key, step: s };
+        if (item.pending && item.pending.key !== key) {
+          item.pending.controller.abort();
+          item.pending = null;
+        }
+        if (!logged) item.drawn = { key, status: "missing", step: s };  // the kind was not logged then
+        if (item.drawn && item.drawn.key === key) showPicture(item, item.drawn.status, s);
+        else showPicture(item, "loading", s);
       }
     }
     grid.dataset.step = String(step);  // set once the cells want the new step, so tests can wait on it

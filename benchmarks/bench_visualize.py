@@ -1,0 +1,80 @@
+"""Class-model gradient ascent against its physical limit and tf-keras-vis.
+
+    python benchmarks/bench_visualize.py [--batch 8] [--steps 50] [--repeats 3]
+
+Reference CNN (keras_interp.reference_cnn, 64x64x3) with `--batch` classes, untrained: one
+class-model step optimizes every class at once, so its limit is one compiled forward+backward
+pass of a batch of that many images (measured in the same run, re-measured beside the method).
+Printed per step: ours (default regularizers: L2 decay and a blur every 4 steps) / limit, and
+ours / tf-keras-vis 0.8.7's ActivationMaximization (its default jitter, rotation, total
+variation and norm regularizers, ReplaceToLinear, on a clone) for the same classes and steps
+(pip install -e ".[bench]"). Also: Deep Dream time per step and per pixel on a 1024x768 photo.
+"""
+
+import contextlib
+import io
+
+import numpy as np
+from common import batch_parser, forward_backward_timer, paired, report, try_peer
+
+import keras_interp as ki  # noqa: E402
+
+
+def vis_activation_maximization(model, classes, steps):
+    try:
+        from tf_keras_vis.activation_maximization import ActivationMaximization
+        from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+        from tf_keras_vis.utils.scores import CategoricalScore
+    except ImportError:
+        return None
+    maximization = ActivationMaximization(model, model_modifier=ReplaceToLinear(), clone=True)
+    score = CategoricalScore(list(classes))
+    # One image per class, started like ours (uniform noise in the input range).
+    seed = np.random.default_rng(0).uniform(size=(len(classes), 64, 64, 3)).astype("float32")
+    return lambda: maximization(score, seed_input=seed, steps=steps, input_range=(0.0, 1.0))
+
+
+def main():
+    parser = batch_parser(__doc__)
+    parser.set_defaults(batch=8)
+    parser.add_argument("--steps", type=int, default=50)
+    args = parser.parse_args()
+
+    classes = list(range(args.batch))
+    model = ki.reference_cnn(num_classes=args.batch)
+    x = np.random.default_rng(0).uniform(size=(args.batch, 64, 64, 3)).astype("float32")
+    fb = forward_backward_timer(model, x)
+    print(f"limit: compiled forward+backward of {args.batch} images {fb() * 1e3:.1f} ms (re-measured beside each method)")
+
+    generator = ki.ClassModelVisualization(model)
+    seconds, limit = paired(lambda: generator.visualize(classes, steps=args.steps), fb, rounds=args.repeats)
+    peer = vis_activation_maximization(model, classes, args.steps)
+    peers = {"tf-keras-vis": try_peer("tf-keras-vis", peer, args.repeats)} if peer else {}
+    per_step = {k: v / args.steps if isinstance(v, float) else v for k, v in peers.items()}
+    report([(f"class-model step ({args.batch} classes)", seconds / args.steps, limit, per_step)])
+    for name, value in per_step.items():
+        if isinstance(value, float):
+            print(f"  {name}: {value * 1e3:.1f} ms per step; ours {seconds / args.steps * 1e3:.1f} ms "
+                  f"({value / (seconds / args.steps):.1f}x faster)")
+    print(f"  traces of our step function: {generator.trace_count}")
+
+    dream = ki.DeepDream(model, layers=["relu2_2", "relu3_2"])
+    photo = np.random.default_rng(1).uniform(0.2, 0.8, size=(768, 1024, 3)).astype("float32")
+    with contextlib.redirect_stdout(io.StringIO()):
+        dream.dream(photo, octaves=1, steps=1, tile_size=256)  # trace
+    steps = 4
+    seconds = min(_timed(lambda: dream.dream(photo, octaves=1, steps=steps, tile_size=256)) for _ in range(2))
+    print(f"\nDeep Dream, 1024x768 photo in 256-pixel tiles: {seconds / steps:.2f} s per step "
+          f"({seconds / steps / (768 * 1024) * 1e9:.0f} ns per pixel)")
+
+
+def _timed(fn):
+    import time
+
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    main()
