@@ -3,8 +3,9 @@
     python benchmarks/bench_logger.py [--epochs 4] [--train-size 3000]
 
 The demo configuration: reference CNN, built-in shapes, 8 logged images, saliency + CAM +
-SmoothGrad, freq=1. Both runs train the same model from the same seed in the same process; the
-figure is the ratio of the two (first epochs included: they pay for tracing the explainers).
+SmoothGrad, freq=1; then the same plus "class_model" (4 class-model images, 100 gradient-ascent
+steps each epoch). All runs train the same model from the same seed in the same process; the
+figures are ratios to the runs without the logger (first epochs included: they pay for tracing).
 """
 
 import argparse
@@ -41,24 +42,28 @@ def main():
     args = parser.parse_args()
     watched = ki.datasets.shapes(8, seed=777)
     results = {}
-    for label in ("without", "with", "without again"):
+    demo = ("saliency", "cam", "smoothgrad")
+    runs = {"without": None, "with": demo, "with class_model": demo + ("class_model",), "without again": None}
+    for label, methods in runs.items():
         timer = EpochTimer()
         callbacks = [timer]
         folder = tempfile.mkdtemp()
-        if label == "with":
+        if methods:
             # The timer comes last, so its epoch time includes the logger's work.
-            callbacks = [ki.ExplanationLogger(watched.images, folder, methods=("saliency", "cam", "smoothgrad"),
-                                              labels=watched.labels, masks=watched.masks), timer]
+            callbacks = [ki.ExplanationLogger(watched.images, folder, methods=methods, labels=watched.labels,
+                                              masks=watched.masks, class_names=watched.class_names), timer]
         ki.models.train_on_shapes(train_size=args.train_size, epochs=args.epochs, callbacks=callbacks, verbose=0)
         results[label] = (timer.times, disk_bytes(folder))
     base = [min(a, b) for a, b in zip(results["without"][0], results["without again"][0])]
-    logged, disk = results["with"]
-    print(f"{'epoch':>5s} {'without s':>10s} {'with s':>8s} {'ratio':>6s}")
-    for epoch, (a, b) in enumerate(zip(base, logged)):
-        print(f"{epoch:5d} {a:10.2f} {b:8.2f} {b / a:6.3f}")
-    print(f"total: with / without = {sum(logged) / sum(base):.3f}; after the first epoch: "
-          f"{sum(logged[1:]) / sum(base[1:]):.3f}")
-    print(f"disk written by the logger: {disk / args.epochs / 1024:.1f} KiB per epoch")
+    for label in ("with", "with class_model"):
+        logged, disk = results[label]
+        print(f"\n{label} ({', '.join(runs[label])}):")
+        print(f"{'epoch':>5s} {'without s':>10s} {'with s':>8s} {'ratio':>6s}")
+        for epoch, (a, b) in enumerate(zip(base, logged)):
+            print(f"{epoch:5d} {a:10.2f} {b:8.2f} {b / a:6.3f}")
+        print(f"total: with / without = {sum(logged) / sum(base):.3f}; after the first epoch: "
+              f"{sum(logged[1:]) / sum(base[1:]):.3f}")
+        print(f"disk written by the logger: {disk / args.epochs / 1024:.1f} KiB per epoch")
 
 
 if __name__ == "__main__":

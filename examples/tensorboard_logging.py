@@ -26,7 +26,7 @@ def main():
     logger = ki.ExplanationLogger(
         watched.images,
         args.logdir,
-        methods=("saliency", "cam", "smoothgrad"),
+        methods=("saliency", "cam", "smoothgrad", "class_model"),
         labels=watched.labels,
         masks=watched.masks,
         class_names=watched.class_names,

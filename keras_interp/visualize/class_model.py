@@ -43,7 +43,8 @@ class _Visualization:
         key = steps if self.regularizers is None else None
         if key not in self._engines:
             regularizers = yosinski_defaults(steps) if self.regularizers is None else self.regularizers
-            self._engines[key] = GradientAscent(self._objective, regularizers, self.value_range, self.step_size)
+            self._engines[key] = GradientAscent(self._objective, regularizers, self.value_range, self.step_size,
+                                                keep_best=True)
         return self._engines[key]
 
     @property
@@ -65,7 +66,8 @@ class ClassModelVisualization(_Visualization):
     softmax can rise by lowering the other classes). By default the regularizers are Yosinski
     et al.'s most used setting (L2 decay 1e-4, Gaussian blur of radius 1.0 every 4 steps over
     1000 steps), the decay scaled to `steps` (see `yosinski_defaults`); pixels stay in
-    `value_range`. All classes asked for are
+    `value_range`. Each image returned is the iterate whose step saw the highest objective
+    (the blur makes the objective saw-toothed). All classes asked for are
     optimized together in one batch. `self.history` holds the objective per step (steps, N).
 
     Args:

@@ -165,13 +165,17 @@ class GradientAscent:
         step_size: how far one step moves a pixel on average, as a fraction of the range.
         gradient: optional callable (x, state, view, objective) -> (scores, grad) replacing the
             plain tape gradient of objective(view(x, state)) (Deep Dream computes it tile by tile).
+        keep_best: return, per image, the iterate whose step saw the highest objective rather
+            than the last one (the blur every few steps makes the objective saw-toothed, and
+            the last iterate can sit just after a drop).
 
     Example:
         >>> ascent = GradientAscent(lambda x: scorer(x)[:, 3], [L2Decay(1e-4)], (0.0, 1.0))
         >>> images, history = ascent.run(init, steps=200, seed=0)
     """
 
-    def __init__(self, objective, regularizers=(), value_range=(0.0, 1.0), step_size=0.01, gradient=None):
+    def __init__(self, objective, regularizers=(), value_range=(0.0, 1.0), step_size=0.01, gradient=None,
+                 keep_best=False):
         self.objective = objective
         self.regularizers = list(regularizers)
         for r in self.regularizers:
@@ -182,6 +186,7 @@ class GradientAscent:
             raise ValueError(f"step_size must be > 0; received {step_size!r}.")
         self.step_size = float(step_size)
         self._gradient = gradient or self._tape_gradient
+        self.keep_best = keep_best
         self._step = tf.function(self._step_fn)
 
     @property
@@ -226,9 +231,16 @@ class GradientAscent:
         steps_t = tf.constant(int(steps), tf.int32)
         history = []
         progress = keras.utils.Progbar(steps, unit_name="step") if verbose else None
+        best, best_scores = x, None
         for step in range(int(steps)):
+            previous = x
             x, scores = self._step(x, tf.constant(step, tf.int32), steps_t, seed_t)
             history.append(scores)
+            if self.keep_best:  # `scores` are those of `previous`
+                better = scores > best_scores if best_scores is not None else tf.ones_like(scores, tf.bool)
+                best = tf.where(better[:, None, None, None], previous, best)
+                best_scores = scores if best_scores is None else tf.where(better, scores, best_scores)
             if progress is not None:
                 progress.update(step + 1, values=[("objective", float(tf.reduce_mean(scores)))])
-        return Ascent(x.numpy(), np.stack([np.asarray(h, np.float32) for h in history]))
+        result = best if self.keep_best else x
+        return Ascent(result.numpy(), np.stack([np.asarray(h, np.float32) for h in history]))
