@@ -11,11 +11,8 @@ variation and norm regularizers, ReplaceToLinear, on a clone) for the same class
 (pip install -e ".[bench]"). Also: Deep Dream time per step and per pixel on a 1024x768 photo.
 """
 
-import contextlib
-import io
-
 import numpy as np
-from common import batch_parser, forward_backward_timer, paired, report, try_peer
+from common import batch_parser, forward_backward_timer, paired, peak_rss_growth, report, try_peer
 
 import keras_interp as ki  # noqa: E402
 
@@ -60,12 +57,14 @@ def main():
 
     dream = ki.DeepDream(model, layers=["relu2_2", "relu3_2"])
     photo = np.random.default_rng(1).uniform(0.2, 0.8, size=(768, 1024, 3)).astype("float32")
-    with contextlib.redirect_stdout(io.StringIO()):
-        dream.dream(photo, octaves=1, steps=1, tile_size=256)  # trace
-    steps = 4
-    seconds = min(_timed(lambda: dream.dream(photo, octaves=1, steps=steps, tile_size=256)) for _ in range(2))
-    print(f"\nDeep Dream, 1024x768 photo in 256-pixel tiles: {seconds / steps:.2f} s per step "
-          f"({seconds / steps / (768 * 1024) * 1e9:.0f} ns per pixel)")
+    print("\nDeep Dream on a 1024x768 photo (one octave, 4 steps; memory: peak resident growth of a second call):")
+    for tile in (256, 1024):
+        run = lambda: dream.dream(photo, octaves=1, steps=4, tile_size=tile)  # noqa: E731
+        run()  # trace
+        seconds = min(_timed(run) for _ in range(2))
+        _, grown = peak_rss_growth(run)
+        print(f"  tiles of {tile:4d}: {seconds / 4:.2f} s per step ({seconds / 4 / (768 * 1024) * 1e9:.0f} ns per pixel), "
+              f"peak memory growth {grown / 2**20:.0f} MiB")
 
 
 def _timed(fn):
