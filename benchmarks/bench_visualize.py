@@ -12,7 +12,7 @@ variation and norm regularizers, ReplaceToLinear, on a clone) for the same class
 """
 
 import numpy as np
-from common import batch_parser, forward_backward_timer, paired, peak_rss_growth, report, try_peer
+from common import batch_parser, forward_backward_timer, paired, report, try_peer
 
 import keras_interp as ki  # noqa: E402
 
@@ -57,14 +57,37 @@ def main():
 
     dream = ki.DeepDream(model, layers=["relu2_2", "relu3_2"])
     photo = np.random.default_rng(1).uniform(0.2, 0.8, size=(768, 1024, 3)).astype("float32")
-    print("\nDeep Dream on a 1024x768 photo (one octave, 4 steps; memory: peak resident growth of a second call):")
+    print("\nDeep Dream on a 1024x768 photo (one octave, 4 steps; memory: peak resident-memory growth of")
+    print("the first call, in a fresh process per tile size):")
     for tile in (256, 1024):
         run = lambda: dream.dream(photo, octaves=1, steps=4, tile_size=tile)  # noqa: E731
         run()  # trace
         seconds = min(_timed(run) for _ in range(2))
-        _, grown = peak_rss_growth(run)
         print(f"  tiles of {tile:4d}: {seconds / 4:.2f} s per step ({seconds / 4 / (768 * 1024) * 1e9:.0f} ns per pixel), "
-              f"peak memory growth {grown / 2**20:.0f} MiB")
+              f"peak memory growth {_dream_memory(tile):.0f} MiB")
+
+
+_MEMORY_PROBE = """
+import sys, numpy as np, keras_interp as ki
+from common import peak_rss_growth
+model = ki.reference_cnn(num_classes=8)
+dream = ki.DeepDream(model, layers=["relu2_2", "relu3_2"])
+photo = np.random.default_rng(1).uniform(0.2, 0.8, size=(768, 1024, 3)).astype("float32")
+_, grown = peak_rss_growth(lambda: dream.dream(photo, octaves=1, steps=2, tile_size=int(sys.argv[1])))
+print(grown / 2**20)
+"""
+
+
+def _dream_memory(tile):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(tile)], capture_output=True, text=True, env=env,
+                         cwd=here)
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def _timed(fn):

@@ -4,7 +4,7 @@ An objective maps a batch of images (N, H, W, C) to one score per image. Each st
 gradient of the scores, normalizes it per image by its mean magnitude (so `step_size` is in
 pixel units whatever the model's scale), moves the images up it, applies the regularizers in
 order and clips to the value range. All N images (every class or channel asked for) go
-through one batch, and the step is one compiled function traced once per image shape.
+through one batch, and the steps run in one compiled loop traced once per image shape.
 
 A regularizer is a small callable `r(x, state) -> x` in TensorFlow ops, applied after each step;
 `state` holds `grad` (the normalized gradient), `step`, `steps` (the run's length) and `seed`
@@ -187,11 +187,11 @@ class GradientAscent:
         self.step_size = float(step_size)
         self._gradient = gradient or self._tape_gradient
         self.keep_best = keep_best
-        self._step = tf.function(self._step_fn)
+        self._steps = tf.function(self._steps_fn)
 
     @property
     def trace_count(self):
-        return self._step.experimental_get_tracing_count()
+        return self._steps.experimental_get_tracing_count()
 
     def _viewed(self, x, state):
         for r in self.regularizers:
@@ -222,25 +222,36 @@ class GradientAscent:
         noise = tf.random.stateless_normal(shape, seed=[int(seed), 0x51A7])
         return np.asarray((self.low + self.high) / 2 + 0.01 * (self.high - self.low) * noise, np.float32)
 
-    def run(self, init, steps, seed=0, verbose=False):
-        """Ascend from `init` (N, H, W, C) for `steps` steps; returns Ascent(images, history)."""
+    def _steps_fn(self, x, best, best_scores, first, count, steps, seed):
+        """`count` steps from step `first` in one compiled loop; keeps each image's best iterate."""
+        history = tf.TensorArray(tf.float32, size=count)
+        for i in tf.range(count):
+            previous = x
+            x, scores = self._step_fn(x, first + i, steps, seed)
+            history = history.write(i, scores)
+            better = scores > best_scores  # `scores` are those of `previous`
+            best = tf.where(better[:, None, None, None], previous, best)
+            best_scores = tf.where(better, scores, best_scores)
+        return x, best, best_scores, history.stack()
+
+    def run(self, init, steps, seed=0, verbose=False, chunk=50):
+        """Ascend from `init` (N, H, W, C) for `steps` steps; returns Ascent(images, history).
+
+        Steps run in compiled loops of `chunk` steps (the progress bar moves per chunk)."""
         if not isinstance(steps, (int, np.integer)) or steps < 1:
             raise ValueError(f"steps must be a positive int; received {steps!r}.")
         x = tf.constant(np.clip(np.asarray(init, np.float32), self.low, self.high))
-        seed_t = tf.constant(int(seed), tf.int32)
-        steps_t = tf.constant(int(steps), tf.int32)
+        best, best_scores = x, tf.fill([x.shape[0]], -np.inf)
+        seed_t, steps_t = tf.constant(int(seed), tf.int32), tf.constant(int(steps), tf.int32)
         history = []
         progress = keras.utils.Progbar(steps, unit_name="step") if verbose else None
-        best, best_scores = x, None
-        for step in range(int(steps)):
-            previous = x
-            x, scores = self._step(x, tf.constant(step, tf.int32), steps_t, seed_t)
-            history.append(scores)
-            if self.keep_best:  # `scores` are those of `previous`
-                better = scores > best_scores if best_scores is not None else tf.ones_like(scores, tf.bool)
-                best = tf.where(better[:, None, None, None], previous, best)
-                best_scores = scores if best_scores is None else tf.where(better, scores, best_scores)
+        for first in range(0, int(steps), chunk):
+            count = min(chunk, int(steps) - first)
+            x, best, best_scores, scores = self._steps(
+                x, best, best_scores, tf.constant(first, tf.int32), tf.constant(count, tf.int32), steps_t, seed_t
+            )
+            history.append(scores.numpy())
             if progress is not None:
-                progress.update(step + 1, values=[("objective", float(tf.reduce_mean(scores)))])
+                progress.update(first + count, values=[("objective", float(np.mean(history[-1][-1])))])
         result = best if self.keep_best else x
-        return Ascent(result.numpy(), np.stack([np.asarray(h, np.float32) for h in history]))
+        return Ascent(result.numpy(), np.concatenate(history))
