@@ -315,39 +315,41 @@ class ExplanationLogger(keras.callbacks.Callback):
             self._guarded("predictions", self._write_predictions, step)
             target = self.target if self.target is not None else self.labels
             for name in list(self._explainers):
-                try:
-                    maps = self._explainers[name].explain(self.images, target=target)
-                except Exception as exc:  # noqa: BLE001 - a failing method must not stop training
-                    self._warn_once(name, (
-                        f"method {name!r} failed and is skipped for the rest of training: "
-                        f"{type(exc).__name__}: {exc}"
-                    ))
-                    del self._explainers[name]
-                    continue
-                if not np.isfinite(maps).all():
-                    self._warn_once(f"{name} non-finite", (
-                        f"method {name!r} gave NaN or infinite maps at epoch {step + 1} (has training "
-                        "diverged?); those epochs are not logged for it."
-                    ))
-                    continue
-                self._write_method(name, maps, step)
+                maps = self._produce(self._explainers, name, "method", "maps", step,
+                                     lambda: self._explainers[name].explain(self.images, target=target))
+                if maps is not None:
+                    self._write_method(name, maps, step)
             for kind in list(self._pictures):
                 self._log_pictures(kind, step)
         self._guarded("flushing the summaries", self._writer.flush)
 
-    def _log_pictures(self, kind, step):
+    def _produce(self, registry, name, what, noun, step, fn):
+        """fn()'s result, or None: a failure warns once and drops `name` from `registry` for the
+        rest of training; non-finite values (a diverging run) skip this epoch with one warning.
+        The values checked are the result, or its second item for (indices, values, labels)."""
         try:
-            indices, pictures, labels = self._pictures[kind].pictures(self.seed)
-        except Exception as exc:  # noqa: BLE001 - a failing kind must not stop training
-            self._warn_once(kind, f"{kind!r} failed and is skipped for the rest of training: {type(exc).__name__}: {exc}")
-            del self._pictures[kind]
-            return
-        if not np.isfinite(pictures).all():
-            self._warn_once(f"{kind} non-finite", (
-                f"{kind!r} gave NaN or infinite pictures at epoch {step + 1} (has training diverged?); those "
-                "epochs are not logged for it."
+            result = fn()
+        except Exception as exc:  # noqa: BLE001 - a failing method must not stop training
+            self._warn_once(name, (
+                f"{what} {name!r} failed and is skipped for the rest of training: {type(exc).__name__}: {exc}"
             ))
+            del registry[name]
+            return None
+        values = result[1] if isinstance(result, tuple) else result
+        if not np.isfinite(values).all():
+            self._warn_once(f"{name} non-finite", (
+                f"{what} {name!r} gave NaN or infinite {noun} at epoch {step + 1} (has training diverged?); "
+                "those epochs are not logged for it."
+            ))
+            return None
+        return result
+
+    def _log_pictures(self, kind, step):
+        produced = self._produce(self._pictures, kind, "pictures", "pictures", step,
+                                 lambda: self._pictures[kind].pictures(self.seed))
+        if produced is None:
             return
+        indices, pictures, labels = produced
         self._guarded(f"writing the {kind!r} pictures", lambda: [
             summary.write_picture(kind, index, picture, step, label=label)
             for index, picture, label in zip(indices, pictures, labels)

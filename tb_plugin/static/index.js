@@ -187,14 +187,19 @@ export async function render() {
     return map.get(key);
   }
 
-  // A cell shows "loaded" (its map painted), "loading" (the previous picture dimmed) or "missing" (n/a).
+  // A grid cell or strip picture shows "loaded", "loading" (the previous picture dimmed) or
+  // "missing" (n/a): `box` carries the state, `picture` the drawn step, `na` the n/a text.
+  function showState(box, picture, na, status, step) {
+    box.dataset.state = status;
+    picture.dataset.loaded = status === "loaded" ? "1" : "0";
+    if (status === "loaded") picture.dataset.step = String(step);
+    picture.style.display = status === "missing" ? "none" : "";
+    picture.style.opacity = status === "loading" ? "0.4" : "1";
+    na.style.display = status === "missing" ? "" : "none";
+  }
+
   function show(cell, status, step) {
-    cell.td.dataset.state = status;
-    cell.canvas.dataset.loaded = status === "loaded" ? "1" : "0";
-    if (status === "loaded") cell.canvas.dataset.step = String(step);
-    cell.canvas.style.display = status === "missing" ? "none" : "";
-    cell.canvas.style.opacity = status === "loading" ? "0.4" : "1";
-    cell.na.style.display = status === "missing" ? "" : "none";
+    showState(cell.td, cell.canvas, cell.na, status, step);
   }
 
   async function loadCell(row, cell) {
@@ -237,14 +242,8 @@ export async function render() {
     for (const cell of row.cells) loadCell(row, cell);
   }
 
-  // A strip image shows "loaded", "loading" (the previous picture dimmed) or "missing" (n/a).
   function showPicture(item, status, step) {
-    item.figure.dataset.state = status;
-    item.img.dataset.loaded = status === "loaded" ? "1" : "0";
-    if (status === "loaded") item.img.dataset.step = String(step);
-    item.img.style.display = status === "missing" ? "none" : "";
-    item.img.style.opacity = status === "loading" ? "0.4" : "1";
-    item.na.style.display = status === "missing" ? "" : "none";
+    showState(item.figure, item.img, item.na, status, step);
   }
 
   async function loadPicture(item) {
