@@ -15,7 +15,7 @@ from keras_interp.explainers.deconv import Deconvnet, GuidedBackprop
 from keras_interp.explainers.gradients import IntegratedGradients, Saliency, SmoothGrad
 from keras_interp.explainers.occlusion import Occlusion
 from keras_interp.targets import Scorer
-from keras_interp.visualize.class_model import ClassModelVisualization
+from keras_interp.visualize.class_model import ClassModelVisualization, _indices
 
 __all__ = ["ExplanationLogger", "METHODS"]
 
@@ -64,13 +64,12 @@ class ClassModels:
     cap = 16
 
     def __init__(self, model, images, classes=None, class_names=None, generator=None):
-        self.generator = generator or ClassModelVisualization(model, value_range=images)
+        # The logged images give the value range (constant ones cannot: then [0, 1]).
+        value_range = images if float(np.ptp(images)) > 0 else None
+        self.generator = generator or ClassModelVisualization(model, value_range=value_range)
         count = self.generator.scorer.num_classes
         if classes is not None:
-            chosen = [int(c) for c in np.atleast_1d(classes)]
-            bad = [c for c in chosen if not 0 <= c < count]
-            if bad:
-                raise ValueError(f"classes must be class indices in [0, {count - 1}]; received {bad[0]}.")
+            chosen = _indices(classes, count, "class", "classes", "the model").tolist()
         else:
             available = min(count, len(class_names)) if class_names else count
             chosen = list(range(min(available, self.cap)))
@@ -211,6 +210,8 @@ class ExplanationLogger(keras.callbacks.Callback):
         self.overlays = overlays
         self.seed = int(seed)
         self.target = target
+        if classes is not None:
+            _indices(classes, np.iinfo(np.int32).max, "class", "classes", "the model")  # type checks now; range at build
         self.classes = classes
         self._explainers = None
         self._pictures = {}

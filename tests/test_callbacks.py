@@ -417,8 +417,11 @@ def test_class_model_classes_and_errors(tmp_path):
     model.fit(x, y, epochs=1, verbose=0, callbacks=[logger])
     events = _events(str(tmp_path))
     assert summary.picture_tag("class_model", 2) in events and summary.picture_tag("class_model", 0) not in events
-    with pytest.raises(ValueError, match=r"classes must be class indices in \[0, 2\]"):
+    with pytest.raises(ValueError, match=r"class 5 is out of range: the model has 3 classes"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[ki.ExplanationLogger(x[:2], tmp_path, methods="class_model",
                                                                               classes=[5])])
     with pytest.raises(ValueError, match="listed twice"):
         ki.ExplanationLogger(x[:2], tmp_path, methods=("class_model", ki.ClassModelVisualization(model)))
+    for bad in ([], [1.7], "ab"):
+        with pytest.raises(TypeError, match="classes must be an int or a non-empty sequence of ints"):
+            ki.ExplanationLogger(x[:2], tmp_path, methods="class_model", classes=bad)

@@ -79,8 +79,9 @@ def test_regularizers_against_references():
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(2, 9, 11, 3)).astype("float32")
     np.testing.assert_allclose(L2Decay(0.1)(tf.constant(x), _state()), x - 0.1 * (x - 0.5), rtol=1e-6)
-    # Blur: OpenCV's Gaussian blur (5x5 for sigma 1, border reflected without the edge pixel).
-    want = np.stack([cv2.GaussianBlur(img, (5, 5), 1.0, borderType=cv2.BORDER_REFLECT_101) for img in x])
+    # Blur: OpenCV's Gaussian blur (9x9 for sigma 1: truncated at 4 sigma as scipy's, Yosinski's;
+    # border reflected without the edge pixel).
+    want = np.stack([cv2.GaussianBlur(img, (9, 9), 1.0, borderType=cv2.BORDER_REFLECT_101) for img in x])
     blur = GaussianBlur(1.0, every=4)
     np.testing.assert_allclose(blur(tf.constant(x), _state(step=3)), want, atol=1e-5)
     np.testing.assert_array_equal(blur(tf.constant(x), _state(step=2)), x)  # not due: unchanged
@@ -162,8 +163,15 @@ def test_deep_dream_raises_the_norm_keeps_shape_and_range_on_a_larger_photo():
 
 def test_bad_arguments():
     model = tiny_cnn()
-    with pytest.raises(ValueError, match="target 7 is out of range"):
+    with pytest.raises(ValueError, match=r"class 7 is out of range: the model has 3 classes"):
         ki.ClassModelVisualization(model).visualize([7])
+    for bad in ([], True, [1.5]):
+        with pytest.raises(TypeError, match="classes must be an int or a non-empty sequence of ints"):
+            ki.ClassModelVisualization(model).visualize(bad)
+    with pytest.raises(TypeError, match="Expected a keras.Model"):
+        ki.ClassModelVisualization("model.keras")
+    with pytest.raises(ValueError, match="percentile in"):
+        ClipNorm(150)
     with pytest.raises(ValueError, match="channel 9 is out of range: layer 'conv2' has 6 channels"):
         ki.FeatureVisualization(model, "conv2").visualize([9])
     with pytest.raises(ValueError, match="objective must be 'mean' or 'center'"):
@@ -176,3 +184,37 @@ def test_bad_arguments():
         GradientAscent(lambda x: x[:, 0, 0, 0], ["blur"])
     with pytest.raises(ValueError, match="dream expects"):
         ki.DeepDream(model).dream(np.zeros((12, 12)))
+    with pytest.raises(ValueError, match="tile_size must be an int >= 1"):
+        ki.DeepDream(model).dream(np.zeros((12, 12, 3)), tile_size=0)
+
+
+def test_a_model_giving_nan_gets_nan_images_and_the_last_step_counts():
+    model = tiny_cnn()
+    head = model.get_layer("predictions")
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel, np.full_like(bias, np.nan)])
+    assert np.isnan(ki.ClassModelVisualization(model).visualize([0, 1], steps=5)).all()
+    # A single step without regularizers: the image after it scores higher, so it is returned.
+    fresh = tiny_cnn()
+    generator = ki.ClassModelVisualization(fresh, regularizers=[])
+    image = generator.visualize([0], steps=1, seed=0)
+    assert ki.Scorer(fresh)(image).numpy()[0, 0] > generator.history[0, 0]
+
+
+def test_subclassed_models_take_size():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.conv = keras.layers.Conv2D(3, 3)
+            self.head = keras.layers.Dense(4)
+
+        def call(self, x):
+            return self.head(keras.ops.mean(self.conv(x), axis=(1, 2)))
+
+    net = Net()
+    net(np.zeros((1, 10, 10, 3), "float32"))
+    with pytest.raises(ValueError, match=r"pass size=\(height, width, channels\)"):
+        ki.ClassModelVisualization(net)
+    generator = ki.ClassModelVisualization(net, size=(10, 10, 3))
+    images = generator.visualize(steps=10)
+    assert images.shape == (4, 10, 10, 3) and (generator.history.max(axis=0) > generator.history[0]).all()

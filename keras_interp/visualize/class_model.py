@@ -1,28 +1,52 @@
 """Class-model and feature (channel) visualization by regularized gradient ascent."""
 
-import numbers
-
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_interp import graph
-from keras_interp.targets import Scorer, _pre_activation, resolve_target
+from keras_interp.targets import Scorer, _pre_activation
 from keras_interp.visualize.engine import GradientAscent, resolve_value_range, yosinski_defaults
 
 __all__ = ["ClassModelVisualization", "FeatureVisualization"]
 
 
 def _image_shape(model, size):
-    """(H, W, C) of the images to optimize: the model's input, or `size` where it is open."""
+    """(H, W, C) of the images to optimize: the model's input, or `size` where it is open or
+    unknown ((H, W, C) for a subclassed model, which declares no input)."""
     shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
-    if shape is None or len(shape) != 3:
-        raise ValueError(f"Gradient ascent needs an image model with (H, W, C) inputs; the model takes {shape}.")
     if size is not None:
-        shape = (int(size[0]), int(size[1]), shape[2])
+        size = tuple(size)
+        if len(size) not in (2, 3) or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in size):
+            raise ValueError(f"size must be (height, width) or (height, width, channels) of ints >= 1; received {size!r}.")
+        if shape is None and len(size) == 2:
+            raise ValueError(f"Model {model.name!r} declares no input shape (a subclassed model): pass "
+                             "size=(height, width, channels).")
+        shape = tuple(int(n) for n in size) + (() if len(size) == 3 else (shape[2],))
+    if shape is None:
+        raise ValueError(f"Model {model.name!r} declares no input shape (a subclassed model): pass "
+                         "size=(height, width, channels).")
+    if len(shape) != 3:
+        raise ValueError(f"Gradient ascent needs an image model with (H, W, C) inputs; the model takes {shape}.")
     if None in shape:
         raise ValueError(f"The model's input shape {shape} has open sizes; pass size=(height, width).")
     return shape
+
+
+def _indices(values, count, what, plural, owner):
+    """A non-empty list of ints in [0, count) (no bools), or a clear error."""
+    values = [values] if isinstance(values, (int, np.integer)) and not isinstance(values, bool) else values
+    try:
+        chosen = list(values)
+    except TypeError:
+        chosen = None
+    if not chosen or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in chosen):
+        raise TypeError(f"{plural} must be an int or a non-empty sequence of ints; received {values!r}.")
+    bad = [int(v) for v in chosen if not 0 <= v < count]
+    if bad:
+        raise ValueError(f"{what} {bad[0]} is out of range: {owner} has {count} {plural}, so {plural} lie in "
+                         f"[0, {count - 1}].")
+    return np.asarray(chosen, np.int32)
 
 
 class _Visualization:
@@ -82,8 +106,10 @@ class ClassModelVisualization(_Visualization):
     """
 
     def __init__(self, model, value_range=None, regularizers=None, step_size=0.03, size=None):
-        super().__init__(model, value_range, regularizers, step_size, size)
         self.scorer = Scorer(model)
+        super().__init__(model, value_range, regularizers, step_size, size)
+        if self.scorer.output_shape is None:  # a subclassed model: learn its outputs from one call
+            self.scorer.check_outputs(np.zeros((1,) + self.image_shape, np.float32))
         if self.scorer.num_classes is None:
             raise ValueError(
                 f"ClassModelVisualization needs a classifier with (batch, classes) outputs; the model's "
@@ -97,20 +123,18 @@ class ClassModelVisualization(_Visualization):
 
     def visualize(self, classes=None, steps=200, seed=0, verbose=False):
         """Images (N, H, W, C) float32, one per class (None: every class)."""
-        if classes is None:
-            classes = list(range(self.scorer.num_classes))
-        elif isinstance(classes, numbers.Integral):
-            classes = [int(classes)]
-        classes, _ = resolve_target(list(classes), len(classes), self.scorer.num_classes)
+        count = self.scorer.num_classes
+        classes = np.arange(count, dtype=np.int32) if classes is None else _indices(classes, count, "class", "classes", "the model")
         self._classes.assign(classes)
         return self._ascend(len(classes), steps, seed, verbose)
 
 
-def _relu_input(site):
-    """For a ReLU layer or op, the site of what it rectifies; else None."""
+def _activation_input(site):
+    """For an activation layer or op (ReLU forms, Activation, Softmax), the site of its input."""
     from keras_interp.layers.deconv_stack import _is_plain_relu
 
-    if _is_plain_relu(site.operation):
+    operation = site.operation
+    if _is_plain_relu(operation) or isinstance(operation, (keras.layers.Activation, keras.layers.Softmax)):
         return graph.Cursor.input_of(site).producer()
     return None
 
@@ -119,9 +143,10 @@ class FeatureVisualization(_Visualization):
     """One image per channel of a layer, by the same gradient ascent as the class models.
 
     A conv channel's objective is its spatial mean (objective="mean") or the unit at the centre
-    of the map (objective="center"); a dense layer's is the unit itself. Where the layer is a
-    ReLU, or fuses one, the pre-activation is optimized (as Lucid does): a channel that is off
-    everywhere would otherwise have zero gradient and never move.
+    of the map (objective="center"); a dense layer's is the unit itself. Where the layer is an
+    activation (a ReLU, `Activation`, `Softmax`) or fuses one, the pre-activation is optimized
+    (as Lucid does): a channel that is off everywhere after a ReLU would otherwise have zero
+    gradient and never move, and a softmax would be raised by lowering the others.
 
     Args:
         model: single-input image model with a functional graph.
@@ -142,12 +167,13 @@ class FeatureVisualization(_Visualization):
         site = self.scorer.site(layer)
         self.layer = site.path
         self.channels = site.shape[-1]
-        before_relu = _relu_input(site)
+        before = _activation_input(site)
         replace = {}
         operation = site.operation
-        if before_relu is not None:
-            site = before_relu
-        elif getattr(operation, "activation", None) is keras.activations.relu:
+        fused = getattr(operation, "activation", None)
+        if before is not None:
+            site = before
+        elif fused is not None and fused is not keras.activations.linear and not isinstance(operation, keras.Model):
             replace = {site.nodes: lambda *args, **kwargs: _pre_activation(operation, args[0])}
         self._site, self._replace, self.objective = site, replace, objective
         self._channels = tf.Variable(tf.zeros([0], tf.int32), shape=[None], trainable=False)
@@ -164,14 +190,8 @@ class FeatureVisualization(_Visualization):
     def visualize(self, channels=None, steps=200, seed=0, verbose=False):
         """Images (N, H, W, C) float32, one per channel (None: every channel)."""
         if channels is None:
-            channels = list(range(self.channels))
-        elif isinstance(channels, numbers.Integral):
-            channels = [int(channels)]
-        chosen = np.asarray(channels)
-        if chosen.ndim != 1 or not np.issubdtype(chosen.dtype, np.integer) or chosen.size == 0:
-            raise TypeError(f"channels must be an int or a non-empty sequence of ints; received {channels!r}.")
-        bad = chosen[(chosen < 0) | (chosen >= self.channels)]
-        if bad.size:
-            raise ValueError(f"channel {int(bad[0])} is out of range: layer {self.layer!r} has {self.channels} channels.")
-        self._channels.assign(chosen.astype(np.int32))
+            chosen = np.arange(self.channels, dtype=np.int32)
+        else:
+            chosen = _indices(channels, self.channels, "channel", "channels", f"layer {self.layer!r}")
+        self._channels.assign(chosen)
         return self._ascend(len(chosen), steps, seed, verbose)

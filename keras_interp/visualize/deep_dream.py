@@ -115,8 +115,13 @@ class DeepDream:
         x = x[None] if single else x
         if x.ndim != 4 or x.shape[0] == 0 or not np.isfinite(x).all():
             raise ValueError(f"dream expects a finite (H, W, C) image or (N, H, W, C) batch; received shape {np.shape(image)}.")
-        if not (isinstance(octaves, int) and octaves >= 1 and octave_scale > 1):
+        if not (isinstance(octaves, (int, np.integer)) and not isinstance(octaves, bool) and octaves >= 1
+                and isinstance(octave_scale, (int, float, np.integer, np.floating)) and octave_scale > 1):
             raise ValueError(f"octaves must be an int >= 1 and octave_scale > 1; received {octaves!r}, {octave_scale!r}.")
+        if not isinstance(tile_size, (int, np.integer)) or isinstance(tile_size, bool) or tile_size < 1:
+            raise ValueError(f"tile_size must be an int >= 1 (pixels); received {tile_size!r}.")
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+            raise TypeError(f"seed must be an int; received {seed!r}.")
         value_range = resolve_value_range(x if value_range is None else value_range)
         engine = self._engine(value_range, float(step_size), int(tile_size), int(jitter))
         height, width = x.shape[1:3]
@@ -125,7 +130,7 @@ class DeepDream:
         base = [tf.image.resize(x, size, method="bilinear").numpy() for size in sizes]
         detail = np.zeros_like(base[0])
         self.history = []
-        for octave, (size, start) in enumerate(zip(sizes, base)):
+        for octave, (size, start) in enumerate(zip(sizes, base)):  # smallest first
             if detail.shape[1:3] != tuple(size):
                 detail = tf.image.resize(detail, size, method="bilinear").numpy()
             result = engine.run(start + detail, steps, seed=seed * 1000 + octave)

@@ -60,7 +60,7 @@ class L2Decay:
 
 
 def _gaussian_kernel(sigma, channels):
-    radius = max(1, math.ceil(2 * sigma))
+    radius = max(1, math.ceil(4 * sigma))  # scipy's gaussian_filter (Yosinski's blur) truncates at 4 sigma
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     taps /= taps.sum()
     kernel = np.outer(taps, taps).astype(np.float32)
@@ -97,6 +97,8 @@ class Jitter:
     before_step = True
 
     def __init__(self, pixels=4):
+        if not isinstance(pixels, (int, np.integer)) or isinstance(pixels, bool) or pixels < 0:
+            raise ValueError(f"Jitter takes a number of pixels >= 0; received {pixels!r}.")
         self.pixels = int(pixels)
 
     def __call__(self, x, state):
@@ -115,12 +117,18 @@ def _per_image_quantile(values, fraction):
     return flat[:, index][:, None, None]
 
 
+def _fraction(percentile, name):
+    if not isinstance(percentile, (int, float, np.integer, np.floating)) or not 0 <= percentile <= 100:
+        raise ValueError(f"{name} takes a percentile in [0, 100]; received {percentile!r}.")
+    return float(percentile) / 100
+
+
 class ClipNorm:
     """Reset the pixels whose norm (over channels, around the range's centre) is in the lowest
     `percentile` percent of the image to the centre (Yosinski's theta_n_pct)."""
 
     def __init__(self, percentile=10.0):
-        self.fraction = float(percentile) / 100
+        self.fraction = _fraction(percentile, "ClipNorm")
 
     def __call__(self, x, state):
         centre = (state.low + state.high) / 2
@@ -133,7 +141,7 @@ class ClipContribution:
     of the image to the centre (Yosinski's theta_c_pct)."""
 
     def __init__(self, percentile=10.0):
-        self.fraction = float(percentile) / 100
+        self.fraction = _fraction(percentile, "ClipContribution")
 
     def __call__(self, x, state):
         centre = (state.low + state.high) / 2
@@ -165,9 +173,11 @@ class GradientAscent:
         step_size: how far one step moves a pixel on average, as a fraction of the range.
         gradient: optional callable (x, state, view, objective) -> (scores, grad) replacing the
             plain tape gradient of objective(view(x, state)) (Deep Dream computes it tile by tile).
-        keep_best: return, per image, the iterate whose step saw the highest objective rather
-            than the last one (the blur every few steps makes the objective saw-toothed, and
-            the last iterate can sit just after a drop).
+        keep_best: return, per image, the iterate with the highest objective rather than the
+            last one (the blur every few steps makes the objective saw-toothed, and the last
+            iterate can sit just after a drop). Iterates are scored as their step saw them
+            (through a jitter, if any), the last one directly. An image whose objective was
+            never finite (a model giving NaN) comes back as NaN.
 
     Example:
         >>> ascent = GradientAscent(lambda x: scorer(x)[:, 3], [L2Decay(1e-4)], (0.0, 1.0))
@@ -177,17 +187,20 @@ class GradientAscent:
     def __init__(self, objective, regularizers=(), value_range=(0.0, 1.0), step_size=0.01, gradient=None,
                  keep_best=False):
         self.objective = objective
+        if callable(regularizers) or not isinstance(regularizers, (list, tuple)):
+            raise TypeError(f"regularizers must be a list of callables (x, state) -> x; received {regularizers!r}.")
         self.regularizers = list(regularizers)
         for r in self.regularizers:
             if not callable(r):
                 raise TypeError(f"A regularizer must be a callable (x, state) -> x; received {r!r}.")
         self.low, self.high = resolve_value_range(value_range)
-        if not step_size > 0:
-            raise ValueError(f"step_size must be > 0; received {step_size!r}.")
+        if not isinstance(step_size, (int, float, np.integer, np.floating)) or not step_size > 0:
+            raise ValueError(f"step_size must be a number > 0; received {step_size!r}.")
         self.step_size = float(step_size)
         self._gradient = gradient or self._tape_gradient
         self.keep_best = keep_best
         self._steps = tf.function(self._steps_fn)
+        self._score = tf.function(lambda x: tf.cast(self.objective(x), tf.float32))
 
     @property
     def trace_count(self):
@@ -209,7 +222,8 @@ class GradientAscent:
         state = State(None, step, steps, seed, self.low, self.high)
         scores, grad = self._gradient(x, state, self._viewed, self.objective)
         grad = tf.convert_to_tensor(grad)
-        grad = grad / (tf.reduce_mean(tf.abs(grad), axis=[1, 2, 3], keepdims=True) + 1e-12)
+        # A floor far below any real gradient: untrained nets can have mean |grad| ~ 1e-14.
+        grad = grad / tf.maximum(tf.reduce_mean(tf.abs(grad), axis=[1, 2, 3], keepdims=True), 1e-30)
         x = x + self.step_size * (self.high - self.low) * grad
         state = state._replace(grad=grad)
         for r in self.regularizers:
@@ -238,8 +252,10 @@ class GradientAscent:
         """Ascend from `init` (N, H, W, C) for `steps` steps; returns Ascent(images, history).
 
         Steps run in compiled loops of `chunk` steps (the progress bar moves per chunk)."""
-        if not isinstance(steps, (int, np.integer)) or steps < 1:
+        if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
             raise ValueError(f"steps must be a positive int; received {steps!r}.")
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+            raise TypeError(f"seed must be an int; received {seed!r}.")
         x = tf.constant(np.clip(np.asarray(init, np.float32), self.low, self.high))
         best, best_scores = x, tf.fill([x.shape[0]], -np.inf)
         seed_t, steps_t = tf.constant(int(seed), tf.int32), tf.constant(int(steps), tf.int32)
@@ -253,5 +269,13 @@ class GradientAscent:
             history.append(scores.numpy())
             if progress is not None:
                 progress.update(first + count, values=[("objective", float(np.mean(history[-1][-1])))])
-        result = best if self.keep_best else x
-        return Ascent(result.numpy(), np.concatenate(history))
+        result = x.numpy()
+        if self.keep_best:
+            # The last update's image was never scored by a step: score it, and keep it if better.
+            final = self._score(x)
+            better = (final >= best_scores).numpy()
+            result = np.where(better[:, None, None, None], result, best.numpy())
+            best_scores = np.where(better, final.numpy(), best_scores.numpy())
+            # No finite objective ever (a model giving NaN): say so with NaN, not the start image.
+            result[~np.isfinite(best_scores)] = np.nan
+        return Ascent(result, np.concatenate(history))
