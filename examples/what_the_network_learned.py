@@ -40,7 +40,7 @@ def main():
     for c, name in enumerate(names):
         rows.append([class_models[c], data.images[best[c]]])
         print(f"{name:9s} class model logit {ours[c]:7.2f}; best of {len(data.images)} training images "
-              f"{real[best[c], c]:6.2f}; objective {generator.history[0, c]:6.2f} -> {generator.history[:, c].max():6.2f}")
+              f"{real[best[c], c]:6.2f}; the start scored {generator.history[0, c]:6.2f}")
     sheet = ki.images.grid(rows, col_labels=["class model", "best real image"], row_labels=list(names),
                            cell_size=(128, 128))
     print(f"class models written to {ki.images.save(os.path.join(args.out, 'class_models.png'), sheet)}")
@@ -51,7 +51,8 @@ def main():
         features = ki.FeatureVisualization(model, layer, value_range=data.images)
         rows.append(list(features.visualize(list(range(channels)), steps=args.steps, seed=0)))
         start, end = features.history[0], features.history.max(axis=0)
-        print(f"{layer}: channels 0-{channels - 1}, objective {np.round(start, 2).tolist()} -> {np.round(end, 2).tolist()}")
+        print(f"{layer}: channels 0-{channels - 1}, objective at the start {np.round(start, 2).tolist()}, highest "
+              f"during the run {np.round(end, 2).tolist()}")
     sheet = ki.images.grid(rows, col_labels=[f"channel {k}" for k in range(channels)], row_labels=layers,
                            cell_size=(128, 128))
     print(f"channel images written to {ki.images.save(os.path.join(args.out, 'features.png'), sheet)}")
