@@ -96,6 +96,10 @@ PICTURES = {"class_model": lambda model, images, classes, names, instance: Class
 PICTURE_INSTANCES = {ClassModelVisualization: "class_model"}
 
 
+# The logger's default: maps from saliency and CAM, and class-model pictures (DESIGN's contract).
+DEFAULT_METHODS = ("saliency", "cam", "class_model")
+
+
 def is_chief(strategy):
     """Whether this process writes: always, except on non-chief workers of a multi-worker strategy."""
     resolver = getattr(strategy, "cluster_resolver", None)
@@ -136,6 +140,8 @@ class ExplanationLogger(keras.callbacks.Callback):
             "class_model" (or a ki.ClassModelVisualization instance, for its settings) logs one
             class-model image per class instead of maps: 100 gradient-ascent steps from the
             current weights, same seed every epoch, pixels in the logged images' value range.
+            The default is ("saliency", "cam", "class_model"); its class models are left out
+            for models without a class axis (segmentation, regression).
         freq: log every `freq` epochs.
         labels: optional (N,) class per image: the class explained and scored. Without it, the
             predicted class is explained.
@@ -155,13 +161,15 @@ class ExplanationLogger(keras.callbacks.Callback):
         >>> model.fit(x, y, epochs=10, callbacks=[logger])
     """
 
-    def __init__(self, images, log_dir, methods=("saliency", "cam"), freq=1, labels=None, masks=None,
+    def __init__(self, images, log_dir, methods=DEFAULT_METHODS, freq=1, labels=None, masks=None,
                  class_names=None, overlays=True, seed=0, target=None, classes=None):
         super().__init__()
         self.images = check_images(images)
         n = len(self.images)
         if not isinstance(freq, (int, np.integer)) or isinstance(freq, bool) or freq < 1:
             raise ValueError(f"freq must be an int >= 1 (log every freq epochs); received {freq!r}.")
+        # The default's class models are for classifiers; on other models it logs only the maps.
+        self._optional_pictures = {"class_model"} if methods is DEFAULT_METHODS else set()
         if isinstance(methods, (str, Explainer, ClassModelVisualization)):
             methods = (methods,)
         if not methods:
@@ -231,11 +239,16 @@ class ExplanationLogger(keras.callbacks.Callback):
             self._explainers[name] = explainer
             self._labels_of[name] = label
         self._scorer = next(iter(self._explainers.values())).scorer if self._explainers else Scorer(self.model)
-        self._pictures = {
-            kind: PICTURES[kind](self.model, self.images, self.classes, self.class_names, instance)
-            for kind, instance in self._pictures_requested.items()
-        }
         classes = self._scorer.num_classes
+        self._pictures = {}
+        for kind, instance in self._pictures_requested.items():
+            try:
+                self._pictures[kind] = PICTURES[kind](self.model, self.images, self.classes, self.class_names, instance)
+            except ValueError as exc:
+                if kind not in self._optional_pictures:
+                    raise
+                # Only there by default (a segmentation or subclassed model): log the maps alone.
+                self._warn_once(kind, f"the default {kind!r} pictures are left out for this model: {exc}")
         if self.labels is not None and classes is not None and not np.all((self.labels >= 0) & (self.labels < classes)):
             raise ValueError(
                 f"labels must be class indices in [0, {classes - 1}] for this model; received {self.labels.tolist()}."

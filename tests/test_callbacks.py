@@ -425,3 +425,22 @@ def test_class_model_classes_and_errors(tmp_path):
     for bad in ([], [1.7], "ab"):
         with pytest.raises(TypeError, match="classes must be an int or a non-empty sequence of ints"):
             ki.ExplanationLogger(x[:2], tmp_path, methods="class_model", classes=bad)
+
+
+def test_default_methods_add_class_models_for_classifiers_only(tmp_path):
+    model = tiny_cnn()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y, _ = _data(4)
+    logger = ki.ExplanationLogger(x[:2], tmp_path / "a")
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[logger])
+    events = _events(str(tmp_path / "a"))
+    assert summary.picture_tag("class_model", 2) in events and summary.map_tag("cam", 0) in events
+    inputs = keras.Input((12, 12, 3))
+    seg = keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs))
+    seg.compile("adam", "mse")
+    logger = ki.ExplanationLogger(x[:2], tmp_path / "b", target=lambda o: keras.ops.sum(o[..., 0], axis=(1, 2)))
+    with pytest.warns(UserWarning, match="default 'class_model' pictures are left out"):
+        seg.fit(x, np.zeros((4, 12, 12, 2), "float32"), epochs=1, verbose=0, callbacks=[logger])
+    events = _events(str(tmp_path / "b"))
+    assert summary.map_tag("saliency", 0) in events
+    assert not any(tag.startswith("keras_interp/class_model") for tag in events)
