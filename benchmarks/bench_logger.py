@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 
 import keras_interp as ki  # noqa: E402
+from common import timed  # noqa: E402
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -68,16 +69,9 @@ def main():
     # cost, timed directly on the trained model (best of 3 after the first, traced, call):
     model, _ = ki.models.train_on_shapes(train_size=256, epochs=1, verbose=0)
     pictures = ki.callbacks.ClassModels(model, watched.images, class_names=watched.class_names)
-    pictures.pictures(0)
-    seconds = min(_timed(lambda: pictures.pictures(0)) for _ in range(3))
+    seconds = timed(lambda: pictures.pictures(0), repeats=3, warmup=1)
     print(f"\nclass_model alone: {seconds:.2f} s per logged epoch ({len(pictures.classes)} classes x "
           f"{pictures.steps} steps); mean epoch without the logger {sum(base) / len(base):.2f} s")
-
-
-def _timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ variation and norm regularizers, ReplaceToLinear, on a clone) for the same class
 """
 
 import numpy as np
-from common import batch_parser, forward_backward_timer, paired, report, try_peer
+from common import batch_parser, forward_backward_timer, paired, report, timed, try_peer
 
 import keras_interp as ki  # noqa: E402
 
@@ -61,8 +61,7 @@ def main():
     print("the first call, in a fresh process per tile size):")
     for tile in (256, 1024):
         run = lambda: dream.dream(photo, octaves=1, steps=4, tile_size=tile)  # noqa: E731
-        run()  # trace
-        seconds = min(_timed(run) for _ in range(2))
+        seconds = timed(run, repeats=2, warmup=1)  # the warm-up call traces
         print(f"  tiles of {tile:4d}: {seconds / 4:.2f} s per step ({seconds / 4 / (768 * 1024) * 1e9:.0f} ns per pixel), "
               f"peak memory growth {_dream_memory(tile):.0f} MiB")
 
@@ -88,14 +87,6 @@ def _dream_memory(tile):
     out = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(tile)], capture_output=True, text=True, env=env,
                          cwd=here)
     return float(out.stdout.strip().splitlines()[-1])
-
-
-def _timed(fn):
-    import time
-
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 if __name__ == "__main__":
