@@ -58,10 +58,10 @@ for _name, _fn in (
         pass
 
 
-def _functions_called(op):
-    """Names of the functions an op runs (a nested tf.function, a SavedModel's, a loop body)."""
+def _functions_called(node_def):
+    """Names of the functions a node runs (a nested tf.function, a SavedModel's, a loop body)."""
     names = []
-    for value in op.node_def.attr.values():
+    for value in node_def.attr.values():
         if value.HasField("func"):
             names.append(value.func.name)
         names += [f.name for f in value.list.func]
@@ -71,7 +71,7 @@ def _functions_called(op):
 def _refuse_hidden_relus(graph, ops, model):
     """Raise if a ReLU runs inside a function called from `ops`: the override map cannot reach
     it there, and the map would silently be the plain gradient."""
-    pending = [name for op in ops for name in _functions_called(op)]
+    pending = [name for op in ops for name in _functions_called(op.node_def)]
     if not pending:
         return
     library = {f.signature.name: f for f in graph.as_graph_def().library.function}
@@ -89,7 +89,7 @@ def _refuse_hidden_relus(graph, ops, model):
                     "would silently be the plain gradient. Remove the @tf.function decorator from the "
                     "model's call (Keras compiles it anyway), or rebuild the model from Keras layers."
                 )
-            pending += [f.name for a in node.attr.values() for f in ([a.func] if a.HasField("func") else []) + list(a.list.func)]
+            pending += _functions_called(node)
 
 
 def relu_rule(rule):

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from keras_interp import graph
 from keras_interp.targets import Scorer, _pre_activation
-from keras_interp.visualize.engine import GradientAscent, resolve_value_range, yosinski_defaults
+from keras_interp.visualize.engine import GradientAscent, check_steps, resolve_value_range, yosinski_defaults
 
 __all__ = ["ClassModelVisualization", "FeatureVisualization"]
 
@@ -61,8 +61,7 @@ class _Visualization:
         self._engines = {}
 
     def _engine(self, steps):
-        if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
-            raise ValueError(f"steps must be a positive int; received {steps!r}.")
+        check_steps(steps)  # before yosinski_defaults divides by it
         # One engine (and so one compiled step) per step count: the default regularizers scale with it.
         key = steps if self.regularizers is None else None
         if key not in self._engines:

@@ -153,6 +153,11 @@ class ClipContribution:
         return tf.where(low[..., None], centre, x)
 
 
+def check_steps(steps):
+    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be a positive int; received {steps!r}.")
+
+
 def yosinski_defaults(steps):
     """Yosinski et al. (2015)'s most used setting (L2 decay 1e-4, Gaussian blur of radius 1.0
     every 4 steps, over 1000 steps) for a run of `steps` steps.
@@ -240,23 +245,24 @@ class GradientAscent:
         return np.asarray((self.low + self.high) / 2 + 0.01 * (self.high - self.low) * noise, np.float32)
 
     def _steps_fn(self, x, best, best_scores, first, count, steps, seed):
-        """`count` steps from step `first` in one compiled loop; keeps each image's best iterate."""
+        """`count` steps from step `first` in one compiled loop; with keep_best, each image's best
+        iterate is kept too."""
         history = tf.TensorArray(tf.float32, size=count)
         for i in tf.range(count):
             previous = x
             x, scores = self._step_fn(x, first + i, steps, seed)
             history = history.write(i, scores)
-            better = scores > best_scores  # `scores` are those of `previous`
-            best = tf.where(better[:, None, None, None], previous, best)
-            best_scores = tf.where(better, scores, best_scores)
+            if self.keep_best:  # decided when tracing: Deep Dream's large images skip the copy
+                better = scores > best_scores  # `scores` are those of `previous`
+                best = tf.where(better[:, None, None, None], previous, best)
+                best_scores = tf.where(better, scores, best_scores)
         return x, best, best_scores, history.stack()
 
     def run(self, init, steps, seed=0, verbose=False, chunk=50):
         """Ascend from `init` (N, H, W, C) for `steps` steps; returns Ascent(images, history).
 
         Steps run in compiled loops of `chunk` steps (the progress bar moves per chunk)."""
-        if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
-            raise ValueError(f"steps must be a positive int; received {steps!r}.")
+        check_steps(steps)
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
             raise TypeError(f"seed must be an int; received {seed!r}.")
         x = tf.constant(np.clip(np.asarray(init, np.float32), self.low, self.high))
