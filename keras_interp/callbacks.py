@@ -98,6 +98,7 @@ PICTURE_INSTANCES = {ClassModelVisualization: "class_model"}
 
 # The logger's default: maps from saliency and CAM, and class-model pictures (DESIGN's contract).
 DEFAULT_METHODS = ("saliency", "cam", "class_model")
+FAITHFULNESS_STEPS = 16  # deletion / insertion curve points per logged epoch with faithfulness=True
 
 
 def is_chief(strategy):
@@ -146,6 +147,10 @@ class ExplanationLogger(keras.callbacks.Callback):
         labels: optional (N,) class per image: the class explained and scored. Without it, the
             predicted class is explained.
         masks: optional (N, H, W) object masks: adds pointing game and energy scalars.
+        faithfulness: True also logs each method's mean deletion and insertion AUC
+            (`ki.metrics.deletion_auc` / `insertion_auc`, blurred substrate) as scalars
+            `explanations/{method}/deletion_auc` and `.../insertion_auc`; an int sets the
+            curves' steps (True: 16). Costs (steps + 1) x 2 forward passes per image and method.
         class_names: optional names shown next to the class indices.
         overlays: also write overlay grids to TensorBoard's Images dashboard.
         seed: seed of SmoothGrad's noise.
@@ -162,7 +167,7 @@ class ExplanationLogger(keras.callbacks.Callback):
     """
 
     def __init__(self, images, log_dir, methods=DEFAULT_METHODS, freq=1, labels=None, masks=None,
-                 class_names=None, overlays=True, seed=0, target=None, classes=None):
+                 class_names=None, overlays=True, seed=0, target=None, classes=None, faithfulness=False):
         super().__init__()
         self.images = check_images(images)
         n = len(self.images)
@@ -212,6 +217,12 @@ class ExplanationLogger(keras.callbacks.Callback):
             raise TypeError(f"target must be None or a callable logits -> (N,) score; received {target!r}.")
         if target is not None and labels is not None:
             raise ValueError("Give labels (classes to explain) or a callable target, not both.")
+        if isinstance(faithfulness, (bool, np.bool_)):
+            self.faithfulness = FAITHFULNESS_STEPS if faithfulness else 0
+        elif isinstance(faithfulness, (int, np.integer)) and faithfulness >= 1:
+            self.faithfulness = int(faithfulness)
+        else:
+            raise ValueError(f"faithfulness must be False, True or a number of steps >= 1; received {faithfulness!r}.")
         self.log_dir = os.fspath(log_dir)
         self.freq = int(freq)
         self.class_names = list(class_names) if class_names is not None else None
@@ -393,6 +404,13 @@ class ExplanationLogger(keras.callbacks.Callback):
         if self.masks is not None:
             for metric, fn in (("pointing_game", metrics.pointing_game), ("energy", metrics.energy_pointing_game)):
                 value = self._guarded(f"the {name!r} {metric} scalar", fn, maps, self.masks)
+                if value is not None and np.isfinite(value):
+                    tf.summary.scalar(f"{summary.SCALAR_PREFIX}{name}/{metric}", value, step=step)
+        if self.faithfulness:
+            target = self.target if self.target is not None else self.labels
+            for metric, fn in (("deletion_auc", metrics.deletion_auc), ("insertion_auc", metrics.insertion_auc)):
+                value = self._guarded(f"the {name!r} {metric} scalar", lambda: float(np.mean(fn(
+                    self.model, self.images, maps, target=target, steps=self.faithfulness))))
                 if value is not None and np.isfinite(value):
                     tf.summary.scalar(f"{summary.SCALAR_PREFIX}{name}/{metric}", value, step=step)
         if self.overlays:

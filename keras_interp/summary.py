@@ -24,8 +24,10 @@ without a label; the plugin reads both. Pictures add `label` (e.g. the class nam
 PICTURE_KINDS here and one in tb_plugin's PICTURE_KINDS.
 
 Standard summaries: `explanations/{method}` (Images dashboard: a grid of overlays, one row per
-image), `explanations/{kind}` (a labelled grid of that kind's pictures) and scalars `explanations/confidence`, `explanations/{method}/pointing_game`,
-`explanations/{method}/energy` (the last two when masks are given).
+image), `explanations/{kind}` (a labelled grid of that kind's pictures) and scalars
+`explanations/confidence`, `explanations/{method}/pointing_game` and `.../energy` (when masks are
+given), `explanations/{method}/deletion_auc` and `.../insertion_auc` (with faithfulness=True).
+The dashboard charts every `explanations/...` scalar.
 """
 
 import json

@@ -334,6 +334,21 @@ class Scorer:
             return ops.softmax(logits, axis=-1)
         return None
 
+    def confidence(self, logits, classes, score_fn=None):
+        """The target's confidence per example, as faithfulness measures and Score-CAM read it:
+        the callable target's value, else the class's probability (see `probabilities`), or
+        its logit when the outputs define no probabilities (one unsquashed score per example).
+
+        `classes` holds a class per example (no -1 entries: resolve them first, see
+        `select_scores`). Runs inside compiled functions.
+        """
+        if score_fn is not None:
+            return select_scores(logits, classes, score_fn)[0]
+        probabilities = self.probabilities(logits)
+        if probabilities is None:
+            probabilities = logits
+        return ops.take_along_axis(probabilities, ops.cast(classes, "int32")[:, None], axis=-1)[:, 0]
+
     def check_outputs(self, x):
         """Look once per model at the outputs of a first batch when they may hide a softmax:
         learn the output shape of a model that does not declare it (subclassed), and warn once

@@ -69,6 +69,30 @@ def test_event_files_hold_the_expected_tags_steps_and_pictures(tmp_path):
     assert [s for s, _ in events["explanations/confidence"]] == [0, 1]
 
 
+def test_faithfulness_scalars_equal_the_metrics_on_the_final_weights(tmp_path):
+    model = tiny_cnn()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y, _ = _data()
+    logger = ki.ExplanationLogger(x[:3], tmp_path, methods=("saliency", "gradcam"), labels=y[:3], faithfulness=5,
+                                  overlays=False)
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[logger])
+    events = _events(str(tmp_path))
+    for method, explainer in (("saliency", ki.Saliency(model)), ("gradcam", ki.GradCAM(model))):
+        maps = explainer.explain(x[:3], target=y[:3])
+        for metric, fn in (("deletion_auc", ki.metrics.deletion_auc), ("insertion_auc", ki.metrics.insertion_auc)):
+            written = events[f"explanations/{method}/{metric}"]
+            assert [s for s, _ in written] == [0, 1]
+            want = fn(model, x[:3], maps, target=y[:3], steps=5).mean()
+            assert float(tf.make_ndarray(written[-1][1].tensor)) == pytest.approx(want, rel=1e-5)
+    assert not any(tag.endswith("_auc") for tag in _events_of_default_logger(tmp_path / "plain", model, x, y))
+
+
+def _events_of_default_logger(log_dir, model, x, y):
+    logger = ki.ExplanationLogger(x[:2], log_dir, methods=("saliency",), overlays=False)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[logger])
+    return _events(str(log_dir))
+
+
 def test_freq_and_shared_log_dir_with_tensorboard_callback(tmp_path):
     model = tiny_cnn()
     model.compile("adam", "sparse_categorical_crossentropy")
@@ -122,6 +146,8 @@ def test_cam_falls_back_to_gradcam_and_says_so(tmp_path):
         (dict(freq=0), "freq must be an int >= 1"),
         (dict(labels=[0, 1]), r"labels must have shape \(3,\)"),
         (dict(masks=np.zeros((3, 5, 5))), r"masks must have shape \(3, 12, 12\)"),
+        (dict(faithfulness=0), "faithfulness must be False, True or a number of steps >= 1; received 0"),
+        (dict(faithfulness="yes"), "faithfulness must be False, True or a number of steps"),
     ],
 )
 def test_bad_arguments_fail_at_construction(tmp_path, kwargs, message):
@@ -177,7 +203,7 @@ def test_training_is_bit_identical_with_and_without_the_logger(tmp_path):
             callbacks = []
             if with_logger:
                 callbacks.append(ki.ExplanationLogger(x[:4], "logs", methods=("saliency", "smoothgrad", "cam", "scorecam",
-                                                                             "class_model")))
+                                                                             "class_model"), faithfulness=4))
             model.fit(data, epochs=3, steps_per_epoch=5, validation_data=(x[:16], y[:16]), verbose=0, callbacks=callbacks)
             return model.get_weights()
 

@@ -280,14 +280,9 @@ class ScoreCAM(_FeatureMapExplainer):
         return (baseline, count) + plan_chunks(count, x.shape[0], self.batch_size)
 
     def _confidence(self, logits, classes, score_fn):
-        """f: the callable target's value, else the class's probability (its logit when the
-        outputs define no probabilities, e.g. a single unsquashed score)."""
-        if score_fn is not None or self.weighting == "softmax":
+        if self.weighting == "softmax":  # Algorithm 1: logits, softmax over channels later
             return select_scores(logits, classes, score_fn)[0]
-        probabilities = self.scorer.probabilities(logits)
-        if probabilities is None:
-            probabilities = logits
-        return tf.gather(probabilities, classes, axis=1, batch_dims=1)
+        return self.scorer.confidence(logits, classes, score_fn)
 
     def _maps(self, x, classes, score_fn, baseline, count, per, num_chunks):
         features, logits = self._features(x)

@@ -1,4 +1,4 @@
-"""Explanation quality: does the map point at the object?
+"""Localization: does the map point at the object?
 
 Both measures take maps (B, h, w) from any explainer and boolean object masks (B, H, W);
 maps of another size are resized to the masks bilinearly with aligned pixel centres.
@@ -6,25 +6,23 @@ maps of another size are resized to the masks bilinearly with aligned pixel cent
 
 import numpy as np
 
-from keras_interp.images import resize_map
+from keras_interp.metrics._maps import pixel_maps
 
 __all__ = ["pointing_game", "pointing_hits", "energy_pointing_game", "energy_in_mask"]
 
 
 def _check(maps, masks):
-    maps = np.asarray(maps, dtype=np.float32)
     masks = np.asarray(masks)
-    if maps.ndim != 3 or masks.ndim != 3:
-        raise ValueError(
-            f"Expected maps (B, h, w) and masks (B, H, W); received shapes {maps.shape} and {masks.shape}."
-        )
-    if len(maps) != len(masks):
-        raise ValueError(f"{len(maps)} maps but {len(masks)} masks; give one mask per map.")
-    if not np.isfinite(maps).all():
-        raise ValueError("The maps contain NaN or infinite values.")
+    if masks.ndim != 3:
+        raise ValueError(f"Expected masks of shape (batch, height, width); received shape {masks.shape}.")
     masks = masks.astype(bool)
-    maps = np.stack([resize_map(m, masks.shape[1:]) for m in maps])
-    return maps, masks
+    empty = np.flatnonzero(~masks.reshape(len(masks), -1).any(axis=1))
+    if empty.size:
+        raise ValueError(
+            f"{empty.size} masks are empty (first: index {int(empty[0])}); every mask must mark the "
+            "object with at least one True pixel."
+        )
+    return pixel_maps(maps, masks.shape[1:], len(masks), "masks"), masks
 
 
 def pointing_hits(maps, masks):

@@ -1,0 +1,33 @@
+"""Explanation quality: does a map point at the object, is it faithful to the model, does it
+depend on the model at all?
+
+- Localization (`localization`): pointing game and energy against object masks.
+- Faithfulness (`faithfulness`): deletion and insertion curves and their areas (Petsiuk et
+  al., RISE, 2018).
+- Sanity (`randomization`): the cascading model-randomization check (Adebayo et al., 2018).
+
+Maps come from any explainer as (B, h, w) arrays; maps smaller than the images are resized to
+them bilinearly with aligned pixel centres.
+"""
+
+from keras_interp.metrics.faithfulness import (
+    deletion_auc,
+    deletion_curve,
+    insertion_auc,
+    insertion_curve,
+)
+from keras_interp.metrics.localization import energy_in_mask, energy_pointing_game, pointing_game, pointing_hits
+from keras_interp.metrics.randomization import randomization_check, spearman
+
+__all__ = [
+    "pointing_game",
+    "pointing_hits",
+    "energy_pointing_game",
+    "energy_in_mask",
+    "deletion_auc",
+    "insertion_auc",
+    "deletion_curve",
+    "insertion_curve",
+    "randomization_check",
+    "spearman",
+]

@@ -1,0 +1,34 @@
+"""Maps as every quality measure reads them: (B, h, w), finite, resized to the pixels."""
+
+import numpy as np
+
+from keras_interp.images import resize_map
+
+
+def pixel_maps(maps, size, batch, against):
+    """Check maps (B, h, w) and resize them to size=(H, W), pixel centres aligned.
+
+    `against` names what the maps are compared with in error messages ("masks", "inputs").
+    A map may be smaller than the images (a CAM at feature resolution) but must have their
+    aspect ratio within one map cell, so that resizing cannot silently stretch it.
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.ndim != 3:
+        raise ValueError(
+            f"Expected maps of shape (batch, height, width); received shape {maps.shape}. "
+            "Pass explainer.explain(...) output, or maps[None] for a single map."
+        )
+    if len(maps) != batch:
+        raise ValueError(f"{len(maps)} maps but {batch} {against}; give one map per example.")
+    height, width = size
+    h, w = maps.shape[1:]
+    if h > height or w > width or abs(h * width - w * height) > max(height, width):
+        raise ValueError(
+            f"Maps of size {(h, w)} do not fit {against} of size {(height, width)}: expected maps of "
+            "that size or smaller with the same aspect ratio (e.g. a CAM before upsampling)."
+        )
+    bad = ~np.isfinite(maps)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"The maps contain {int(bad.sum())} NaN or infinite values (first at {first}).")
+    return np.stack([resize_map(m, (height, width)) for m in maps])

@@ -1,0 +1,158 @@
+"""Faithfulness: deletion and insertion curves (Petsiuk, Das and Saenko, RISE, BMVC 2018).
+
+A faithful map ranks first the pixels the model needs. Deletion replaces the pixels by a
+substrate in the order the map ranks them, most important first, and follows the target's
+probability: it should fall fast, so a low area under the curve is good. Insertion starts
+from the substrate and puts the pixels back in the same order: the probability should rise
+fast, so a high area is good.
+"""
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from keras_interp.explainers.base import Explainer, broadcast_baseline, chunk_indices, merge_leading, plan_chunks
+from keras_interp.metrics._maps import pixel_maps
+from keras_interp.targets import select_scores
+
+__all__ = ["deletion_curve", "insertion_curve", "deletion_auc", "insertion_auc", "pixel_ranks", "substrate_images"]
+
+SUBSTRATES = ("blur", "zero", "mean")
+
+
+def substrate_images(x, substrate):
+    """What removed pixels become, at x's shape (B, H, W, C).
+
+    "blur": each image blurred with a Gaussian of kernel 11 and sigma 5 (RISE's insertion
+    start); "zero": zeros (RISE's deletion substrate, black for images in [0, 1]); "mean": each
+    image's per-channel mean; or an array broadcastable to x (a scalar, an (H, W, C) image, one
+    per example), in the model's input space.
+    """
+    if isinstance(substrate, str):
+        if substrate == "blur":
+            blurred = np.empty_like(x)
+            for i, image in enumerate(x):
+                for c in range(x.shape[-1]):
+                    blurred[i, ..., c] = cv2.GaussianBlur(image[..., c], (11, 11), 5.0, borderType=cv2.BORDER_REFLECT)
+            return blurred
+        if substrate == "zero":
+            return np.zeros_like(x)
+        if substrate == "mean":
+            return np.ascontiguousarray(np.broadcast_to(x.mean(axis=(1, 2), keepdims=True), x.shape))
+        raise ValueError(f"substrate must be one of {SUBSTRATES} or an array; received {substrate!r}.")
+    return broadcast_baseline(substrate, x, name="substrate")
+
+
+def pixel_ranks(maps):
+    """(B, H, W) int32: each pixel's place in its map's descending order (0 = most important).
+
+    Ties keep row-major order (a stable sort), so a constant map removes pixels row by row.
+    """
+    flat = maps.reshape(len(maps), -1)
+    order = np.argsort(-flat, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(flat.shape[1])[None], axis=1)
+    return ranks.reshape(maps.shape).astype(np.int32)
+
+
+class _Curves(Explainer):
+    """The compiled curve: every step's perturbed images streamed through the model in chunks."""
+
+    def _curve_fn(self, x, classes, score_fn, substrate, ranks, inserting, steps, per, num_chunks):
+        _, classes = select_scores(self.scorer(x), classes, score_fn)  # None: the original's top class
+        shape = tf.shape(x)
+        batch, pixels = shape[0], shape[1] * shape[2]
+        tiled = tf.tile(classes, [per])
+        curves = tf.TensorArray(tf.float32, size=num_chunks)
+        for chunk in tf.range(num_chunks):
+            ids, _ = chunk_indices(chunk, per, steps + 1)
+            moved = (ids * pixels + steps // 2) // steps  # pixels removed (or inserted) at each step
+            first = ranks[None] < moved[:, None, None, None]  # (per, B, H, W): the top-ranked ones
+            images = tf.where(first[..., None], x[None], substrate[None]) if inserting else \
+                tf.where(first[..., None], substrate[None], x[None])
+            confidence = self.scorer.confidence(self.scorer(merge_leading(images)), tiled, score_fn)
+            curves = curves.write(chunk, tf.reshape(confidence, (per, batch)))
+        return tf.transpose(tf.reshape(curves.stack(), (-1, batch))[: steps + 1])
+
+
+def _curve(model, inputs, maps, target, steps, substrate, batch_size, inserting):
+    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be a positive int; received {steps!r}.")
+    curves = _Curves(model, batch_size=batch_size)
+    x, classes, score_fn = curves._prepare(inputs, target)
+    ranks = pixel_ranks(pixel_maps(maps, x.shape[1:3], len(x), "inputs"))
+    steps = min(int(steps), x.shape[1] * x.shape[2])
+
+    def call(xb, cb, sb, rb):
+        per, num_chunks = plan_chunks(steps + 1, xb.shape[0], curves.batch_size)
+        return curves._call("_curve_fn", xb, cb, score_fn, sb, rb, inserting, steps, per, num_chunks)
+
+    return curves._batched(call, x, classes, substrate_images(x, substrate), ranks).astype(np.float32)
+
+
+_ARGS = """
+    Args:
+        model: the Keras model the maps explain.
+        inputs: (B, H, W, C) images, as the model takes them.
+        maps: (B, h, w) maps, one per image; smaller maps (a CAM before upsampling) are
+            resized to the images bilinearly. Only their order matters.
+        target: as for the explainers: None (each image's top class on the original image,
+            kept along the curve), an int, one int per image, or a callable `logits -> (B,)`.
+        steps: points of the curve after the first: step i moves round(i H W / steps)
+            pixels (all channels of a pixel together). At most H W.
+        substrate: "blur" (default; RISE's insertion start), "zero" (RISE's deletion
+            substrate), "mean", or an array in the model's input space (see `substrate_images`).
+        batch_size: most images per forward pass; the B x (steps + 1) perturbed images are
+            streamed in chunks of this size.
+
+    The curve follows the target's probability: the model's own softmax or sigmoid probability
+    (no second softmax), the softmax of the logits for a logit model, the callable target's
+    value, or the raw output of a model with one unsquashed score. Ties in a map keep
+    row-major order, so a constant map is an arbitrary (row by row) ranking.
+"""
+
+
+def deletion_curve(model, inputs, maps, target=None, steps=32, substrate="blur", batch_size=128):
+    """(B, steps + 1) float32: the target's probability as the most important pixels are removed.
+
+    Point i replaces the round(i H W / steps) highest-ranked pixels by the substrate; point 0
+    is the original image, the last the substrate alone.
+    """
+    return _curve(model, inputs, maps, target, steps, substrate, batch_size, inserting=False)
+
+
+def insertion_curve(model, inputs, maps, target=None, steps=32, substrate="blur", batch_size=128):
+    """(B, steps + 1) float32: the target's probability as the most important pixels are inserted.
+
+    Point i puts the round(i H W / steps) highest-ranked pixels of the image into the
+    substrate; point 0 is the substrate alone, the last the original image.
+    """
+    return _curve(model, inputs, maps, target, steps, substrate, batch_size, inserting=True)
+
+
+def _area(curves):
+    """Trapezoidal area over the fraction of pixels moved, in [0, 1]."""
+    return ((curves[:, :-1] + curves[:, 1:]).sum(axis=1) / (2 * (curves.shape[1] - 1))).astype(np.float32)
+
+
+def deletion_auc(model, inputs, maps, target=None, steps=32, substrate="blur", batch_size=128):
+    """Per-image area under the deletion curve, (B,) float32: lower is more faithful.
+
+    Example:
+        >>> maps = ki.GradCAM(model).explain(images)
+        >>> ki.metrics.deletion_auc(model, images, maps).mean()
+    """
+    return _area(deletion_curve(model, inputs, maps, target, steps, substrate, batch_size))
+
+
+def insertion_auc(model, inputs, maps, target=None, steps=32, substrate="blur", batch_size=128):
+    """Per-image area under the insertion curve, (B,) float32: higher is more faithful.
+
+    Example:
+        >>> ki.metrics.insertion_auc(model, images, ki.Saliency(model).explain(images)).mean()
+    """
+    return _area(insertion_curve(model, inputs, maps, target, steps, substrate, batch_size))
+
+
+for _fn in (deletion_curve, insertion_curve, deletion_auc, insertion_auc):
+    _fn.__doc__ += _ARGS
