@@ -153,10 +153,10 @@ def _logit_twin(model):
 def test_score_cam_is_the_increase_of_confidence(images, activation):
     model = tiny_cnn(activation=activation)
     classes = [0, 2, 1, 1]
-    maps = ki.ScoreCAM(model, batch_size=7).explain(images, target=classes, upsample=False)
+    maps = ki.ScoreCAM(model, weighting="increase", batch_size=7).explain(images, target=classes, upsample=False)
     np.testing.assert_allclose(maps, _score_cam_reference(model, "conv2", images, classes), rtol=1e-4, atol=1e-6)
     assert maps.max() > 0
-    some = ki.ScoreCAM(model, max_channels=2).explain(images, target=classes, upsample=False)
+    some = ki.ScoreCAM(model, weighting="increase", max_channels=2).explain(images, target=classes, upsample=False)
     np.testing.assert_allclose(some, _score_cam_reference(model, "conv2", images, classes, keep=2), rtol=1e-4, atol=1e-6)
 
 
@@ -183,11 +183,15 @@ def test_score_cam_ignores_a_shift_of_every_logit(images, weighting):
 
 def test_score_cam_baseline(cnn, images):
     baseline = np.random.default_rng(5).uniform(size=images.shape).astype("float32")
-    maps = ki.ScoreCAM(cnn, baseline=baseline).explain(images, target=1, upsample=False)
+    maps = ki.ScoreCAM(cnn, baseline=baseline, weighting="increase").explain(images, target=1, upsample=False)
     expected = _score_cam_reference(cnn, "conv2", images, [1] * 4, baseline=baseline)
     np.testing.assert_allclose(maps, expected, rtol=1e-4, atol=1e-6)
     # Masking towards the input itself changes nothing: no channel increases the confidence.
-    np.testing.assert_allclose(ki.ScoreCAM(cnn, baseline=images).explain(images), 0.0, atol=1e-6)
+    np.testing.assert_allclose(ki.ScoreCAM(cnn, baseline=images, weighting="increase").explain(images), 0.0, atol=1e-6)
+    # The default is Algorithm 1's channel softmax (chosen by benchmarks/quality.py).
+    np.testing.assert_allclose(ki.ScoreCAM(cnn, baseline=baseline).explain(images, target=1, upsample=False),
+                               _score_cam_reference(cnn, "conv2", images, [1] * 4, baseline=baseline, weighting="softmax",
+                                                    logit_model=_logit_twin(cnn)), rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match=r"baseline of shape \(3, 3\) cannot be broadcast"):
         ki.ScoreCAM(cnn, baseline=np.zeros((3, 3))).explain(images)
     with pytest.raises(ValueError, match="weighting must be one of"):
@@ -201,7 +205,7 @@ def test_score_cam_skips_constant_channels(images):
     kernel[..., :3] = 0.0
     bias[:3] = [0.0, 0.5, 1.0]
     conv.set_weights([kernel, bias])
-    maps = ki.ScoreCAM(model).explain(images, target=0, upsample=False)
+    maps = ki.ScoreCAM(model, weighting="increase").explain(images, target=0, upsample=False)
     assert np.isfinite(maps).all()
     # A constant channel would add a uniform offset; the reference skips them.
     np.testing.assert_allclose(maps, _score_cam_reference(model, "conv2", images, [0] * 4), rtol=1e-4, atol=1e-6)

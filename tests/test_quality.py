@@ -196,6 +196,7 @@ def test_randomization_leaves_the_model_untouched_and_lowers_gradient_similarity
     assert all(np.array_equal(u, v) for u, v in zip(before[0], after[0])) and before[1:] == after[1:]
     np.testing.assert_array_equal(ki.Saliency(cnn).explain(images), maps)
     assert metrics.randomization_check(ki.Saliency, cnn, images) == result  # seeded
+    assert metrics.randomization_check(ki.Saliency, cnn, images, last_only=True) == {"conv1": result["conv1"]}
 
 
 def test_a_map_that_ignores_the_model_stays_identical(cnn, images):
@@ -266,3 +267,17 @@ def test_each_weight_is_redrawn_with_its_own_initializer_or_permuted():
     custom.scale.assign(np.arange(5, dtype="float32"))
     _randomize(custom, seed=0)
     assert sorted(custom.scale.numpy()) == [0, 1, 2, 3, 4] and not np.array_equal(custom.scale.numpy(), np.arange(5))
+
+
+def test_pointing_game_tolerance_is_a_euclidean_distance_to_the_mask():
+    masks = np.zeros((4, 9, 9), bool)
+    masks[:, 4, 4] = True
+    maps = np.zeros((4, 9, 9))
+    for i, (r, c) in enumerate([(4, 4), (4, 6), (6, 6), (4, 8)]):  # distances 0, 2, 2.83, 4
+        maps[i, r, c] = 1.0
+    np.testing.assert_array_equal(metrics.pointing_hits(maps, masks), [True, False, False, False])
+    np.testing.assert_array_equal(metrics.pointing_hits(maps, masks, tolerance=2), [True, True, False, False])
+    np.testing.assert_array_equal(metrics.pointing_hits(maps, masks, tolerance=3), [True, True, True, False])
+    assert metrics.pointing_game(maps, masks, tolerance=4) == 1.0
+    with pytest.raises(ValueError, match="tolerance must be a number of pixels >= 0; received -1"):
+        metrics.pointing_game(maps, masks, tolerance=-1)

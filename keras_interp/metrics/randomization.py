@@ -140,7 +140,7 @@ def _fixed_target(model, x, target):
 
 
 def randomization_check(explainer_factory, model, inputs, target=None, layers=None, absolute=False,
-                        similarity="spearman", seed=0):
+                        similarity="spearman", seed=0, last_only=False):
     """Cascading randomization: similarity of the maps as layers are re-initialized top down.
 
     A copy of the model (keras.models.clone_model, weights copied) is randomized layer by
@@ -162,6 +162,8 @@ def randomization_check(explainer_factory, model, inputs, target=None, layers=No
             report).
         similarity: "spearman" (mean rank correlation, default) or "ssim" (maps min-max scaled).
         seed: seeds the re-initialization.
+        last_only: compute maps only once every listed layer is randomized (a quicker check
+            with one entry, the same value as the full cascade's last).
 
     Returns:
         A dict from each randomized layer's path to the mean similarity over the images after
@@ -192,13 +194,16 @@ def randomization_check(explainer_factory, model, inputs, target=None, layers=No
         cascade = [(path, twin) for path, twin in cascade if path in names]
     target = _fixed_target(model, x, target)
 
-    def maps_of(m):
+    def maps_of(m, after):
         maps = np.asarray(explainer_factory(m).explain(x, target=target), np.float32)
+        if not np.isfinite(maps).all():
+            raise ValueError(f"The explainer gave NaN or infinite maps {after}; the similarity is undefined.")
         return np.abs(maps) if absolute else maps
 
-    reference = maps_of(model)
+    reference = maps_of(model, "on the trained model")
     results = {}
     for step, (path, twin) in enumerate(cascade):
         _randomize(twin, seed * 7919 + step)
-        results[path] = float(np.mean(compare(reference, maps_of(clone))))
+        if not last_only or step == len(cascade) - 1:
+            results[path] = float(np.mean(compare(reference, maps_of(clone, f"after randomizing {path!r}"))))
     return results
