@@ -33,9 +33,11 @@ _EXPORTS = {
     "conv_matrix": "keras_interp.conv_matrix",
     "load_model": "keras_interp.models",
     "reference_cnn": "keras_interp.models",
+    "receptive_field": "keras_interp.search",
+    "DatasetSearch": "keras_interp.search",
 }
-_SUBMODULES = ("callbacks", "datasets", "explainers", "images", "layers", "metrics", "models", "summary", "targets",
-               "visualize")
+_SUBMODULES = ("callbacks", "datasets", "explainers", "images", "layers", "metrics", "models", "search", "summary",
+               "targets", "visualize")
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES)
 
