@@ -6,6 +6,8 @@ The demo configuration: reference CNN, built-in shapes, 8 logged images, salienc
 SmoothGrad, freq=1; then the same plus "class_model" (4 class-model images, 100 gradient-ascent
 steps each epoch). All runs train the same model from the same seed in the same process; the
 figures are ratios to the runs without the logger (first epochs included: they pay for tracing).
+Last, `logger.log` is timed directly on a trained model, with and without faithfulness=True
+(deletion and insertion AUC of every method, 16 steps).
 """
 
 import argparse
@@ -72,6 +74,15 @@ def main():
     seconds = timed(lambda: pictures.pictures(0), repeats=3, warmup=1)
     print(f"\nclass_model alone: {seconds:.2f} s per logged epoch ({len(pictures.classes)} classes x "
           f"{pictures.steps} steps); mean epoch without the logger {sum(base) / len(base):.2f} s")
+    # The logger's own work per logged epoch, with and without the faithfulness scalars.
+    for faithfulness in (False, True):
+        logger = ki.ExplanationLogger(watched.images, tempfile.mkdtemp(), methods=demo, labels=watched.labels,
+                                      masks=watched.masks, faithfulness=faithfulness)
+        logger.set_model(model)
+        logger.on_train_begin()
+        steps = iter(range(100))
+        seconds = timed(lambda: logger.log(next(steps)), repeats=3, warmup=1)
+        print(f"logger.log ({', '.join(demo)}, faithfulness={faithfulness}): {seconds:.2f} s per logged epoch")
 
 
 if __name__ == "__main__":

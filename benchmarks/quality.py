@@ -11,7 +11,7 @@ settings) plus Score-CAM's three readings over all channels, and prints per meth
 - pointing game and energy against the object masks (higher is better), the pointing game
   also within 4 pixels of the mask (Zhang et al.'s 15 px on 224-pixel images);
 - deletion AUC (lower is better) and insertion AUC (higher is better), 32 steps, blurred
-  substrate, the class's softmax probability;
+  substrate (--substrate zero or mean for the others), the class's softmax probability;
 - Spearman similarity of the maps after every layer is randomized (Adebayo et al.'s cascade,
   on the first --randomization-images images; lower is better: the maps depend on the model);
 
@@ -47,14 +47,14 @@ def factories(seed):
 TOLERANCE = 4  # pixels: Zhang et al.'s 15 px at 224 px, scaled to 64 px images
 
 
-def score(model, data, maps, steps):
-    target = data.labels
+def score(model, data, maps, steps, substrate):
+    target, kw = data.labels, dict(steps=steps, substrate=substrate)
     return {
         "pointing": ki.metrics.pointing_game(maps, data.masks),
         "tolerant": ki.metrics.pointing_game(maps, data.masks, tolerance=TOLERANCE),
         "energy": ki.metrics.energy_pointing_game(maps, data.masks),
-        "deletion": ki.metrics.deletion_auc(model, data.images, maps, target=target, steps=steps),
-        "insertion": ki.metrics.insertion_auc(model, data.images, maps, target=target, steps=steps),
+        "deletion": ki.metrics.deletion_auc(model, data.images, maps, target=target, **kw),
+        "insertion": ki.metrics.insertion_auc(model, data.images, maps, target=target, **kw),
     }
 
 
@@ -63,6 +63,8 @@ def main():
     parser.add_argument("--images", type=int, default=64, help="held-out images scored")
     parser.add_argument("--randomization-images", type=int, default=16)
     parser.add_argument("--steps", type=int, default=32, help="deletion / insertion curve steps")
+    parser.add_argument("--substrate", default="blur", choices=("blur", "zero", "mean"),
+                        help="what deleted pixels become and insertion starts from")
     parser.add_argument("--model", help="a saved .keras model to score instead of training one")
     parser.add_argument("--save", help="save the trained model here")
     parser.add_argument("--methods", nargs="*", help="only these methods (names as printed)")
@@ -85,20 +87,20 @@ def main():
 
     rows = {}
     rng = np.random.default_rng(args.seed)
-    rows["random map"] = score(model, data, rng.uniform(size=data.masks.shape), args.steps)
+    rows["random map"] = score(model, data, rng.uniform(size=data.masks.shape), args.steps, args.substrate)
     # Two oracles: the mask itself (object pixels first, random order within and outside), and
     # the mask smoothed over about one feature cell, which ranks the object's surroundings next.
     jitter = 1e-3 * rng.uniform(size=data.masks.shape)
-    rows["oracle: mask"] = score(model, data, data.masks + jitter, args.steps)
+    rows["oracle: mask"] = score(model, data, data.masks + jitter, args.steps, args.substrate)
     smooth = np.stack([cv2.GaussianBlur(m.astype(np.float32), (0, 0), 4.0) for m in data.masks])
-    rows["oracle: smoothed mask"] = score(model, data, data.masks + smooth + jitter, args.steps)
+    rows["oracle: smoothed mask"] = score(model, data, data.masks + smooth + jitter, args.steps, args.substrate)
     baselines = list(rows)
     for name, make in factories(args.seed).items():
         if args.methods and name not in args.methods:
             continue
         start = time.perf_counter()
         maps = make(model).explain(data.images, target=data.labels)
-        row = score(model, data, maps, args.steps)
+        row = score(model, data, maps, args.steps, args.substrate)
         similarity = ki.metrics.randomization_check(make, model, data.images[few], target=data.labels[few],
                                                     last_only=True)
         row["randomized"] = next(iter(similarity.values()))
@@ -140,11 +142,11 @@ def main():
             print(f"      {name} is no better than the random map on {' and '.join(worse)}")
 
     # What the substrate itself is: deletion ends, and insertion starts, at the blurred image.
-    blurred = ki.metrics.faithfulness.substrate_images(data.images, "blur")
-    p = model.predict(blurred, verbose=0)
+    substrates = ki.metrics.faithfulness.substrate_images(data.images, args.substrate)
+    p = model.predict(substrates, verbose=0)
     called = np.bincount(p.argmax(axis=1), minlength=p.shape[1])
     print()
-    print("blurred substrate images are classified as: " + ", ".join(
+    print(f"the {args.substrate!r} substrate images are classified as: " + ", ".join(
         f"{data.class_names[c]} {n}" for c, n in enumerate(called) if n))
     print(f"{'per true class':22s} " + " ".join(f"{n:>16s}" for n in data.class_names))
     for name in ("random map", "oracle: mask", "oracle: smoothed mask", "gradcam", "saliency"):

@@ -307,7 +307,7 @@ def test_logger_to_plugin_round_trip_with_cam_fallback(tmp_path):
     x, y = rng.uniform(size=(8, 12, 12, 3)).astype("float32"), rng.integers(0, 3, size=8)
     with pytest.warns(UserWarning, match="Grad-CAM"):
         logger = ki.ExplanationLogger(x[:2], str(tmp_path / "run"), methods=("saliency", "cam"), labels=y[:2],
-                                      class_names=CLASS_NAMES)
+                                      class_names=CLASS_NAMES, faithfulness=3)
         model.fit(x, y, epochs=2, verbose=0, callbacks=[logger])
     client = make_client(str(tmp_path))
     info = strict_json(get(client, "runs"))["runs"]["run/explanations"]
@@ -323,6 +323,12 @@ def test_logger_to_plugin_round_trip_with_cam_fallback(tmp_path):
         assert p["predicted_probability"] == pytest.approx(probabilities[i].max(), rel=1e-5)
     tag = summary.map_tag(fallback, 1)
     assert get(client, "image", run="run/explanations", tag=tag, step=1).mimetype == "image/png"
+    # The faithfulness scalars reach the dashboard's charts, one point per epoch, in [0, 1].
+    scalars = strict_json(get(client, "scalars", run="run/explanations"))
+    for method in ("saliency", fallback):
+        for metric in ("deletion_auc", "insertion_auc"):
+            points = scalars[f"explanations/{method}/{metric}"]
+            assert [p[0] for p in points] == [0, 1] and all(0.0 <= p[1] <= 1.0 for p in points)
 
 
 def test_parse_prediction_layouts():
