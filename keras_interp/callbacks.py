@@ -401,18 +401,27 @@ class ExplanationLogger(keras.callbacks.Callback):
         self._guarded(f"writing the {name!r} maps", lambda: [
             summary.write_map(name, i, map_, step, label=label) for i, map_ in enumerate(maps)
         ])
+        scalars = []
         if self.masks is not None:
-            for metric, fn in (("pointing_game", metrics.pointing_game), ("energy", metrics.energy_pointing_game)):
-                value = self._guarded(f"the {name!r} {metric} scalar", fn, maps, self.masks)
-                if value is not None and np.isfinite(value):
-                    tf.summary.scalar(f"{summary.SCALAR_PREFIX}{name}/{metric}", value, step=step)
+            scalars += [("pointing_game", lambda: metrics.pointing_game(maps, self.masks)),
+                        ("energy", lambda: metrics.energy_pointing_game(maps, self.masks))]
         if self.faithfulness:
             target = self.target if self.target is not None else self.labels
-            for metric, fn in (("deletion_auc", metrics.deletion_auc), ("insertion_auc", metrics.insertion_auc)):
-                value = self._guarded(f"the {name!r} {metric} scalar", lambda: float(np.mean(fn(
-                    self.model, self.images, maps, target=target, steps=self.faithfulness))))
-                if value is not None and np.isfinite(value):
-                    tf.summary.scalar(f"{summary.SCALAR_PREFIX}{name}/{metric}", value, step=step)
+            scalars += [(metric, lambda fn=fn: float(np.mean(fn(self.model, self.images, maps, target=target,
+                                                                   steps=self.faithfulness))))
+                        for metric, fn in (("deletion_auc", metrics.deletion_auc),
+                                           ("insertion_auc", metrics.insertion_auc))]
+        for metric, compute in scalars:
+            value = self._guarded(f"the {name!r} {metric} scalar", compute)
+            if value is None:
+                continue
+            if np.isfinite(value):
+                tf.summary.scalar(f"{summary.SCALAR_PREFIX}{name}/{metric}", value, step=step)
+            else:
+                self._warn_once(f"{name} {metric} non-finite", (
+                    f"the {name!r} {metric} scalar is NaN or infinite at epoch {step + 1} (has training "
+                    "diverged?); those epochs are not logged for it."
+                ))
         if self.overlays:
             self._guarded(f"the {name!r} overlay grid", self._write_overlays, name, maps, step)
 

@@ -190,6 +190,7 @@ def _is_convolution(layer):
 
 _WARNED = weakref.WeakSet()
 _PROBED = weakref.WeakKeyDictionary()  # model -> output shape seen on a first batch
+_PROBABILITY_OUTPUTS = weakref.WeakSet()  # models whose unreachable softmax was seen in their outputs
 
 
 def _warn_once(model, message):
@@ -324,12 +325,16 @@ class Scorer:
 
     def probabilities(self, logits):
         """The class probabilities the logits stand for: the removed squashing re-applied; the
-        softmax for a logit model with several classes; None when they are not defined (one
-        unsquashed score per example, or no class axis)."""
+        outputs themselves when a first batch showed them to be probabilities behind a softmax
+        that could not be removed (a subclassed model, a Lambda); the softmax for a logit model
+        with several classes; None when they are not defined (one unsquashed score per example,
+        or no class axis)."""
         if self.activation == "softmax":
             return ops.softmax(logits, axis=-1)
         if self.activation == "sigmoid":
             return ops.sigmoid(logits)
+        if self.model in _PROBABILITY_OUTPUTS:  # a softmax we could not remove: outputs are probabilities
+            return logits
         if logits.shape[-1] is not None and logits.shape[-1] > 1 and len(logits.shape) == 2:
             return ops.softmax(logits, axis=-1)
         return None
@@ -365,6 +370,10 @@ class Scorer:
         except TypeError:  # pragma: no cover - models are weak-referenceable
             pass
         if y.ndim == 2 and y.shape[1] > 1 and (y >= 0).all() and np.allclose(y.sum(axis=1), 1.0, atol=1e-3):
+            try:
+                _PROBABILITY_OUTPUTS.add(self.model)
+            except TypeError:  # pragma: no cover - models are weak-referenceable
+                pass
             where = f"a {type(self._opaque).__name__}"
             _warn_once(self.model, (
                 f"The outputs of model {self.model.name!r} look like probabilities (each row sums to 1), "

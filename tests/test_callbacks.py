@@ -286,13 +286,19 @@ def test_nan_maps_and_scalars_of_a_diverged_run_are_skipped(tmp_path):
     model = tiny_cnn()
     model.compile("sgd", "sparse_categorical_crossentropy")
     x, y, masks = _data()
-    logger = ki.ExplanationLogger(x[:3], tmp_path, methods=("saliency", "cam", "occlusion"), masks=masks[:3], labels=y[:3])
+    logger = ki.ExplanationLogger(x[:3], tmp_path, methods=("saliency", "cam", "occlusion", "scorecam"),
+                                  masks=masks[:3], labels=y[:3], faithfulness=3)
     with pytest.warns(UserWarning) as record:
         history = model.fit(x, y, epochs=3, verbose=0, callbacks=[_PoisonAt(1), logger])
     assert len(history.history["loss"]) == 3
     messages = [str(w.message) for w in record if "ExplanationLogger" in str(w.message)]
     assert sum("'saliency' gave NaN" in m for m in messages) == 1
+    # Score-CAM's maps of a NaN model are all zero (every channel is constant), so they are
+    # logged, but its faithfulness scalars are NaN: skipped with one warning each.
+    assert sum("'scorecam' deletion_auc scalar is NaN" in m for m in messages) == 1
     events = _events(str(tmp_path))
+    for method in ("saliency", "cam", "occlusion", "scorecam"):
+        assert [s for s, _ in events[f"explanations/{method}/deletion_auc"]] == [0]
     for method in ("saliency", "cam", "occlusion"):
         assert [s for s, _ in events[summary.map_tag(method, 0)]] == [0]
         assert [s for s, _ in events[f"explanations/{method}/pointing_game"]] == [0]

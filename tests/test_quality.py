@@ -95,12 +95,14 @@ def test_oracle_beats_random_beats_constant_on_every_metric():
     rng = np.random.default_rng(0)
     oracle = masks.astype("float32") + rng.uniform(0, 0.01, masks.shape)
     random = rng.uniform(size=masks.shape)
-    constant = np.zeros(masks.shape)  # ranks row by row: the region comes last
+    constant = np.zeros(masks.shape)  # ties are broken in a fixed random order: a random ranking
+    worst = 1.0 - oracle  # the region last
     kw = dict(target=0, steps=16, substrate="zero")
-    deletion = [metrics.deletion_auc(model, x, m, **kw).mean() for m in (oracle, random, constant)]
-    insertion = [metrics.insertion_auc(model, x, m, **kw).mean() for m in (oracle, random, constant)]
-    assert deletion[0] < deletion[1] < deletion[2]
-    assert insertion[0] > insertion[1] > insertion[2]
+    deletion = [metrics.deletion_auc(model, x, m, **kw).mean() for m in (oracle, random, constant, worst)]
+    insertion = [metrics.insertion_auc(model, x, m, **kw).mean() for m in (oracle, random, constant, worst)]
+    assert deletion[0] < deletion[1] < deletion[3] and deletion[0] < deletion[2] < deletion[3]
+    assert insertion[0] > insertion[1] > insertion[3] and insertion[0] > insertion[2] > insertion[3]
+    assert deletion[2] == pytest.approx(deletion[1], abs=0.1)  # constant ~ random, not row by row
     pointing = [metrics.pointing_game(m, masks) for m in (oracle, random, constant)]
     energy = [metrics.energy_pointing_game(m, masks) for m in (oracle, random, constant + 1.0)]
     assert pointing[0] == 1.0 and pointing[2] == 0.0 and pointing[1] < 1.0
@@ -281,3 +283,90 @@ def test_pointing_game_tolerance_is_a_euclidean_distance_to_the_mask():
     assert metrics.pointing_game(maps, masks, tolerance=4) == 1.0
     with pytest.raises(ValueError, match="tolerance must be a number of pixels >= 0; received -1"):
         metrics.pointing_game(maps, masks, tolerance=-1)
+
+
+def test_ties_are_broken_in_a_fixed_random_order_not_row_by_row():
+    maps = np.zeros((2, 6, 6))
+    maps[0, 5, 5] = 1.0  # one hot pixel: first; the zeros after it
+    ranks = metrics.faithfulness.pixel_ranks(maps)
+    assert ranks[0, 5, 5] == 0 and sorted(ranks[0].ravel()) == list(range(36))
+    rest = np.delete(ranks[0].ravel(), 35)
+    assert not np.all(np.diff(rest) > 0)  # not row-major
+    # Tied pixels keep one fixed relative order in every map (here: the constant map's).
+    np.testing.assert_array_equal(np.argsort(rest), np.argsort(ranks[1].ravel()[:35]))
+    np.testing.assert_array_equal(metrics.faithfulness.pixel_ranks(maps), ranks)  # seeded
+
+
+def test_subclassed_softmax_model_is_not_softmaxed_twice(images):
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.conv = keras.layers.Conv2D(4, 3)
+            self.head = keras.layers.Dense(3)
+
+        def call(self, x):
+            return keras.ops.softmax(self.head(keras.ops.mean(self.conv(x), axis=(1, 2))) * 50.0)
+
+    keras.utils.set_random_seed(0)
+    model = Sub()
+    outputs = np.asarray(model(images))
+    maps = np.random.default_rng(0).uniform(size=images.shape[:3])
+    with pytest.warns(UserWarning, match="look like probabilities"):
+        curves = metrics.deletion_curve(model, images, maps, steps=3)
+    np.testing.assert_allclose(curves[:, 0], outputs.max(axis=1), rtol=1e-5)  # the model's own probability
+
+
+def test_the_cascade_is_cumulative_from_the_output_down(cnn, images):
+    originals = {layer.name: [w.copy() for w in layer.get_weights()] for layer in cnn.layers if layer.weights}
+    seen = []
+
+    class Recorder:
+        def __init__(self, model):
+            seen.append([layer.name for layer in model.layers if layer.weights and not all(
+                np.array_equal(a, b) for a, b in zip(layer.get_weights(), originals[layer.name]))])
+
+        def explain(self, x, target=None):
+            return np.asarray(x).mean(axis=-1)
+
+    metrics.randomization_check(Recorder, cnn, images)
+    assert seen == [[], ["predictions"], ["conv2", "predictions"], ["conv1", "conv2", "predictions"]]
+    seen.clear()
+    metrics.randomization_check(Recorder, cnn, images, layers=["conv1", "predictions"], last_only=True)
+    assert seen == [[], ["conv1", "predictions"]]
+
+
+def test_the_check_keeps_the_global_random_state(cnn, images):
+    def draw():
+        layer = keras.layers.Dense(3)
+        layer.build((None, 4))
+        return layer.kernel.numpy()
+
+    keras.utils.set_random_seed(5)
+    first = draw()
+    keras.utils.set_random_seed(5)
+    metrics.randomization_check(ki.Saliency, cnn, images, layers=["conv1"])
+    np.testing.assert_array_equal(draw(), first)
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda m, x: metrics.randomization_check(lambda model: 3, m, x), TypeError,
+         "must return an explainer .* it returned int"),
+        (lambda m, x: metrics.randomization_check(ki.Saliency, "model", x), TypeError, "Expected a keras.Model"),
+        (lambda m, x: metrics.randomization_check(ki.Saliency, m, x, seed=0.5), ValueError, "seed must be an int"),
+        (lambda m, x: metrics.randomization_check(ki.Saliency, m, x, layers=[]), ValueError, "layers is empty"),
+        (lambda m, x: metrics.randomization_check(ki.Saliency, m, x, layers=["gap"]), ValueError,
+         "or layers without weights"),
+        (lambda m, x: metrics.pointing_game(np.ones((4, 12, 12)), np.ones((4, 12, 12)), tolerance="2"), ValueError,
+         "tolerance must be a number of pixels"),
+        (lambda m, x: metrics.deletion_auc(m, x, np.zeros((4, 12, 12)), substrate=None), ValueError,
+         "substrate must be one of .* received None"),
+        (lambda m, x: metrics.deletion_auc(m, x, np.zeros((4, 0, 0))), ValueError, "Expected maps of shape"),
+        (lambda m, x: metrics.deletion_auc(m, x, "maps"), TypeError, "cannot be read as float32"),
+        (lambda m, x: metrics.spearman(np.full((1, 2, 2), np.nan), np.ones((1, 2, 2))), ValueError, "NaN"),
+    ],
+)
+def test_quality_argument_errors(cnn, images, call, error, message):
+    with pytest.raises(error, match=message):
+        call(cnn, images)

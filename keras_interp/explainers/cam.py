@@ -232,7 +232,9 @@ class ScoreCAM(_FeatureMapExplainer):
     information and get weight 0. The paper has three readings of w_k, chosen by `weighting`:
 
     - "softmax" (default; the paper's Algorithm 1, as pytorch-grad-cam computes it): the
-      target's logit on each masked input, then a softmax over the channels.
+      target's logit on each masked input, then a softmax over the channels. When those
+      logits differ little (an untrained model), the weights are nearly uniform and the map
+      is close to the channels' plain sum.
     - "increase" (the paper's definition, eq. 3-5): w_k = f(X o H^k) - f(X_b), the increase
       of confidence over the baseline image, f being the target's probability: the model's
       own softmax (or sigmoid) probability for a model that ends in one, the softmax of the

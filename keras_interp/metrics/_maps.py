@@ -12,8 +12,14 @@ def pixel_maps(maps, size, batch, against):
     A map may be smaller than the images (a CAM at feature resolution) but must have their
     aspect ratio within one map cell, so that resizing cannot silently stretch it.
     """
-    maps = np.asarray(maps, dtype=np.float32)
-    if maps.ndim != 3:
+    try:
+        maps = np.asarray(maps, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"Expected maps as a numeric array of shape (batch, height, width); received {type(maps).__name__} "
+            "that cannot be read as float32."
+        ) from None
+    if maps.ndim != 3 or 0 in maps.shape[1:]:
         raise ValueError(
             f"Expected maps of shape (batch, height, width); received shape {maps.shape}. "
             "Pass explainer.explain(...) output, or maps[None] for a single map."

@@ -23,8 +23,10 @@ SUBSTRATES = ("blur", "zero", "mean")
 def substrate_images(x, substrate):
     """What removed pixels become, at x's shape (B, H, W, C).
 
-    "blur": each image blurred with a Gaussian of kernel 11 and sigma 5 (RISE's insertion
-    start); "zero": zeros (RISE's deletion substrate, black for images in [0, 1]); "mean": each
+    "blur": each image blurred by a Gaussian of kernel 11 and sigma 5 (RISE's kernel size and
+    sigma for its insertion start; on images smaller than RISE's 224 pixels it blurs relatively
+    more); "zero": zeros in the model's input space (black for images in [0, 1]; RISE deletes
+    to the zero of ImageNet-normalised inputs, the data set's mean colour); "mean": each
     image's per-channel mean; or an array broadcastable to x (a scalar, an (H, W, C) image, one
     per example), in the model's input space.
     """
@@ -40,16 +42,21 @@ def substrate_images(x, substrate):
         if substrate == "mean":
             return np.ascontiguousarray(np.broadcast_to(x.mean(axis=(1, 2), keepdims=True), x.shape))
         raise ValueError(f"substrate must be one of {SUBSTRATES} or an array; received {substrate!r}.")
+    if substrate is None:
+        raise ValueError(f"substrate must be one of {SUBSTRATES} or an array; received None.")
     return broadcast_baseline(substrate, x, name="substrate")
 
 
-def pixel_ranks(maps):
+def pixel_ranks(maps, seed=0):
     """(B, H, W) int32: each pixel's place in its map's descending order (0 = most important).
 
-    Ties keep row-major order (a stable sort), so a constant map removes pixels row by row.
+    Ties (the zero region of a ReLU'd map, a constant map) are broken by a fixed pseudo-random
+    order of the pixels, seeded, so they are removed evenly over the image rather than row by
+    row; a constant map is then a random ranking.
     """
     flat = maps.reshape(len(maps), -1)
-    order = np.argsort(-flat, axis=1, kind="stable")
+    shuffle = np.random.default_rng(seed).permutation(flat.shape[1])
+    order = np.stack([np.lexsort((shuffle, -row)) for row in flat])
     ranks = np.empty_like(order)
     np.put_along_axis(ranks, order, np.arange(flat.shape[1])[None], axis=1)
     return ranks.reshape(maps.shape).astype(np.int32)
@@ -107,8 +114,10 @@ _ARGS = """
 
     The curve follows the target's probability: the model's own softmax or sigmoid probability
     (no second softmax), the softmax of the logits for a logit model, the callable target's
-    value, or the raw output of a model with one unsquashed score. Ties in a map keep
-    row-major order, so a constant map is an arbitrary (row by row) ranking.
+    value, or the raw output of a model with one unsquashed score. Ties in a map are broken by
+    a fixed pseudo-random order (see `pixel_ranks`), so a constant map is a random ranking.
+    RISE deletes to a constant and inserts into a blur; the default here blurs for both, so
+    that the two curves start or end at the same image (pass substrate="mean" for a constant).
 """
 
 

@@ -35,7 +35,8 @@ def pointing_hits(maps, masks, tolerance=0):
     peak more finely than one feature cell. A constant map points nowhere and counts as a
     miss. With ties, the first maximum in row-major order is used.
     """
-    if not np.isscalar(tolerance) or not np.isfinite(tolerance) or tolerance < 0:
+    if isinstance(tolerance, (bool, np.bool_)) or not isinstance(tolerance, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(tolerance) or tolerance < 0:
         raise ValueError(f"tolerance must be a number of pixels >= 0; received {tolerance!r}.")
     maps, masks = _check(maps, masks)
     flat = maps.reshape(len(maps), -1)

@@ -7,6 +7,9 @@ each, compares the explainer's maps with the maps of the trained model. Similari
 fall: a method whose maps stay alike on a random network shows the input, not the model.
 """
 
+import contextlib
+import random
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -18,6 +21,15 @@ from keras_interp.targets import Scorer
 __all__ = ["randomization_check", "spearman", "ssim", "cascade_layers"]
 
 SIMILARITIES = ("spearman", "ssim")
+
+
+def _finite_pair(a, b, dtype):
+    a, b = np.asarray(a, dtype), np.asarray(b, dtype)
+    if a.shape != b.shape:
+        raise ValueError(f"Expected two batches of maps of one shape; received {a.shape} and {b.shape}.")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("The maps contain NaN or infinite values; their similarity is undefined.")
+    return a, b
 
 
 def _ranks(values):
@@ -37,8 +49,8 @@ def spearman(a, b):
     Ties get their mean rank. A constant map has no ranking; its pairs count as 0 (no
     agreement), so a method whose maps collapse to a constant scores as dissimilar.
     """
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape or a.ndim < 2:
+    a, b = _finite_pair(a, b, np.float64)
+    if a.ndim < 2:
         raise ValueError(f"Expected two batches of maps of one shape (B, ...); received {a.shape} and {b.shape}.")
     out = np.zeros(len(a), np.float32)
     for i, (u, v) in enumerate(zip(a.reshape(len(a), -1), b.reshape(len(b), -1))):
@@ -52,8 +64,8 @@ def ssim(a, b):
     """Structural similarity of each pair of maps (B, h, w), each min-max scaled to [0, 1] first
     (as Adebayo et al. compare maps): (B,) float32. Uses tf.image.ssim with an 11-pixel window
     (smaller for maps smaller than that)."""
-    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
-    if a.shape != b.shape or a.ndim != 3:
+    a, b = _finite_pair(a, b, np.float32)
+    if a.ndim != 3:
         raise ValueError(f"Expected two batches of maps (B, h, w) of one shape; received {a.shape} and {b.shape}.")
 
     def scaled(m):
@@ -88,13 +100,36 @@ def _clone(model):
             f"or Sequential model; {model.name!r} is a {type(model).__name__} without a graph. Build the "
             "same network as a functional model (keras.Model(inputs, outputs)) to check it."
         )
-    clone = keras.models.clone_model(model)
+    with _global_random_state_kept():  # building the copy draws initial weights: keep the user's seeds
+        clone = keras.models.clone_model(model)
     originals, copies = model.weights, clone.weights
     if len(originals) != len(copies) or any(a.shape != b.shape for a, b in zip(originals, copies)):
         raise ValueError(f"keras.models.clone_model did not reproduce the weights of {model.name!r}.")
     for source, copy in zip(originals, copies):
         copy.assign(source)
     return clone
+
+
+@contextlib.contextmanager
+def _global_random_state_kept():
+    """Run the block without moving Python's or Keras's global random state (Keras draws the
+    initial weights of unseeded layers from its global seed generator)."""
+    try:
+        from keras.src.backend.common import global_state
+    except ImportError:  # pragma: no cover - another Keras layout: nothing to keep
+        yield
+        return
+    python_state = random.getstate()
+    generator = global_state.get_global_attribute("global_seed_generator")
+    saved = None if generator is None else np.asarray(generator.state.value)
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        if generator is None:
+            global_state.set_global_attribute("global_seed_generator", None)
+        else:
+            generator.state.assign(saved)
 
 
 def _initializer(layer, variable):
@@ -146,7 +181,14 @@ def randomization_check(explainer_factory, model, inputs, target=None, layers=No
     A copy of the model (keras.models.clone_model, weights copied) is randomized layer by
     layer from the output towards the input, each layer with the initializer it was built
     with, seeded. After each layer, `explainer_factory(copy).explain(inputs, target)` is
-    compared with the maps of the trained model. The user's model is never touched.
+    compared with the maps of the trained model. The user's model, and the global random
+    state, are never touched.
+
+    Normalisation layers have constant initializers (BatchNormalization, LayerNormalization:
+    gamma 1, beta 0, moving statistics 0 and 1), so they are reset to the identity rather than
+    randomized, as in Adebayo et al.'s code; weights a layer names no initializer for (custom
+    layers) are randomly permuted. Each copy is a new model, so its explainers trace their
+    compiled functions once (TensorFlow may warn about retracing).
 
     Args:
         explainer_factory: `model -> explainer`, e.g. `ki.GradCAM` or
@@ -158,8 +200,10 @@ def randomization_check(explainer_factory, model, inputs, target=None, layers=No
         layers: None for every layer that holds weights (nested models expanded, paths like
             "backbone/conv3"), or the names of the layers to randomize; they are randomized in
             cascade order (output first) whatever order they are listed in.
-        absolute: compare absolute values of the maps (for signed maps, as Adebayo et al. also
-            report).
+        absolute: compare absolute values of the maps. The gradient family's `explain` is
+            already |gradient| and Grad-CAM is ReLU'd, so this matters for signed maps (CAM,
+            occlusion, or a factory returning signed attributions, e.g. an object whose
+            `explain(x, target)` returns `ki.Saliency(m).attribute(x, target).sum(-1)`).
         similarity: "spearman" (mean rank correlation, default) or "ssim" (maps min-max scaled).
         seed: seeds the re-initialization.
         last_only: compute maps only once every listed layer is randomized (a quicker check
@@ -176,6 +220,10 @@ def randomization_check(explainer_factory, model, inputs, target=None, layers=No
     """
     if not callable(explainer_factory):
         raise TypeError(f"explainer_factory must be a callable model -> explainer; received {explainer_factory!r}.")
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"Expected a keras.Model; received {type(model).__name__}.")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0; received {seed!r}.")
     if similarity not in SIMILARITIES:
         raise ValueError(f"similarity must be one of {SIMILARITIES}; received {similarity!r}.")
     x = check_images(inputs, tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else None)
@@ -185,17 +233,23 @@ def randomization_check(explainer_factory, model, inputs, target=None, layers=No
     if layers is not None:
         names = [layers] if isinstance(layers, str) else list(layers)
         known = [path for path, _ in cascade]
+        if not names:
+            raise ValueError(f"layers is empty; pass None for every layer with weights, or some of {known}.")
         unknown = [n for n in names if n not in known]
-        if unknown or not names:
+        if unknown:
             raise ValueError(
-                f"Unknown layers {unknown or names!r} for the randomization check; layers with weights, in "
-                f"cascade order: {known}."
+                f"Unknown layers {unknown!r} for the randomization check (or layers without weights, which "
+                f"randomizing cannot change); layers with weights, in cascade order: {known}."
             )
         cascade = [(path, twin) for path, twin in cascade if path in names]
     target = _fixed_target(model, x, target)
 
     def maps_of(m, after):
-        maps = np.asarray(explainer_factory(m).explain(x, target=target), np.float32)
+        explainer = explainer_factory(m)
+        if not callable(getattr(explainer, "explain", None)):
+            raise TypeError(f"explainer_factory must return an explainer (with explain(inputs, target)); it "
+                            f"returned {type(explainer).__name__}.")
+        maps = np.asarray(explainer.explain(x, target=target), np.float32)
         if not np.isfinite(maps).all():
             raise ValueError(f"The explainer gave NaN or infinite maps {after}; the similarity is undefined.")
         return np.abs(maps) if absolute else maps
