@@ -46,8 +46,8 @@ def even_kernels_same():
     return keras.Model(inputs, x)
 
 
-def nested_behind_rescaling():
-    inner = keras.Input((16, 16, 3))
+def nested_behind_rescaling(inner_shape=(16, 16, 3)):
+    inner = keras.Input(inner_shape)
     x = _conv(4, 3, strides=2, padding="same", name="conv1")(inner)
     x = keras.layers.BatchNormalization(name="bn1")(x)
     x = keras.layers.ReLU(name="relu1")(x)
@@ -57,6 +57,12 @@ def nested_behind_rescaling():
     y = backbone(keras.layers.Rescaling(0.5, name="scale")(inputs))
     y = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(y))
     return keras.Model(inputs, y)
+
+
+def any_size_backbone():
+    """A backbone built for any size ((None, None, 3), as keras.applications builds them for
+    transfer learning), called on a fixed-size input: its strided 'same' padding needs the size."""
+    return nested_behind_rescaling(inner_shape=(None, None, 3))
 
 
 def branches_and_padding():
@@ -109,7 +115,7 @@ RF_CASES = [
     (same_strided_pooled, "c1"), (same_strided_pooled, "c2"), (same_strided_pooled, "pool"),
     (same_strided_pooled, "dilated"), (dilated_valid, "dilated"), (valid_strided, "pool"), (valid_strided, "c2"),
     (even_kernels_same, "c1"), (even_kernels_same, "c2"), (nested_behind_rescaling, "backbone/conv2"),
-    (nested_behind_rescaling, "backbone"), (branches_and_padding, "merge"), (branches_and_padding, "crop"),
+    (nested_behind_rescaling, "backbone"), (any_size_backbone, "backbone/conv2"), (branches_and_padding, "merge"), (branches_and_padding, "crop"),
     (branches_and_padding, "cat"),
 ]
 
@@ -119,8 +125,9 @@ def test_receptive_field_is_the_gradient_support(build, layer):
     model = _ones(build())
     rf = ki.receptive_field(model, layer)
     site = graph.find_site(model, layer)
-    h, w = site.shape[1:3]
     height, width = model.inputs[0].shape[1:3]
+    # The feature map's size as the model computes it (a backbone built for any size has None).
+    h, w = graph.run(model, tf.zeros((1,) + tuple(model.inputs[0].shape[1:])), [site])[1][0].shape[1:3]
     units = {(0, 0), (h - 1, w - 1), (0, w - 1), (h - 1, 0), (h // 2, w // 2), (min(1, h - 1), min(2, w - 1))}
     inside = 0
     for i, j in sorted(units):
@@ -130,7 +137,8 @@ def test_receptive_field_is_the_gradient_support(build, layer):
         support = _gradient_box(model, site, (i, j))
         if "dilated" in layer and clipped != (top, left, bottom, right):
             # A dilated kernel's field has holes; clipped by the border, a hole can be its edge.
-            assert clipped[:2] <= support[:2] and support[2:] <= clipped[2:], (i, j)
+            assert all(c <= g for c, g in zip(clipped[:2], support[:2])), (i, j)
+            assert all(g <= c for g, c in zip(support[2:], clipped[2:])), (i, j)
         else:
             assert support == clipped, (i, j)
         if clipped == (top, left, bottom, right):  # a unit whose field fits: size and centre exactly
@@ -169,9 +177,11 @@ def test_receptive_field_errors():
     with pytest.raises(ValueError, match="No layer or operation named 'conf'.*'conv'"):
         ki.receptive_field(model, "conf")
     free = keras.Input((None, None, 3))
-    same = keras.Model(free, _conv(2, 3, padding="same", name="same")(free))
-    with pytest.raises(ValueError, match="must be known"):
+    same = keras.Model(free, _conv(2, 3, strides=2, padding="same", name="same")(free))
+    with pytest.raises(ValueError, match="'same' with a stride.*height and width, which are not known"):
         ki.receptive_field(same, "same")
+    stride_one = keras.Model(free, _conv(2, 3, padding="same", name="same")(free))  # needs no size
+    assert ki.receptive_field(stride_one, "same").size == (3, 3)
 
 
 # ----------------------------------------------------------------------------- dataset search
@@ -183,18 +193,24 @@ def small():
     keras.utils.set_random_seed(3)
     inputs = keras.Input((12, 12, 3))
     x = _conv(4, 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
     x = keras.layers.MaxPooling2D(2, name="pool1")(x)
+    x = keras.layers.Dropout(0.5, name="drop")(x)  # off in inference: a search in training mode would differ
     x = _conv(5, 3, padding="same", activation="relu", name="conv2")(x)
     x = keras.layers.Dense(3, name="predictions")(keras.layers.GlobalAveragePooling2D(name="gap")(x))
+    model = keras.Model(inputs, x)
+    bn = model.get_layer("bn1")
+    bn.set_weights([w + np.linspace(0.5, 1.5, 4, dtype="float32") for w in bn.get_weights()])  # not the identity
     rng = np.random.default_rng(0)
     images = rng.uniform(size=(50, 12, 12, 3)).astype("float32")
     images[31] = images[4]  # an exact tie: the lower index ranks first
-    return keras.Model(inputs, x), images, rng.integers(0, 3, size=50)
+    return model, images, rng.integers(0, 3, size=50)
 
 
 def _features(model, layer, x):
-    site = graph.find_site(model, layer)
-    return tf.function(lambda z: graph.run(model, z, [site], stop_after_taps=True)[1][0])(tf.constant(x)).numpy()
+    """The layer's activations from a plain Keras model truncated there, in inference mode."""
+    truncated = keras.Model(model.inputs, model.get_layer(layer).output)
+    return np.asarray(truncated(tf.constant(x), training=False))
 
 
 def _numpy_crop(image, box):
@@ -350,3 +366,33 @@ def test_distributed_equals_single_device():
     done = subprocess.run([sys.executable, "-c", DISTRIBUTED], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "distributed == single-device" in done.stdout
+
+
+def test_fields_larger_than_the_image_any_size_backbones_and_data_errors():
+    keras.utils.set_random_seed(1)
+    inner = keras.Input((None, None, 2))  # built for any size, as keras.applications backbones are
+    x = inner
+    for i in range(3):
+        x = _conv(3, 5, strides=2 if i == 1 else 1, padding="same", activation="relu", name=f"c{i}")(x)
+    backbone = keras.Model(inner, x, name="backbone")
+    inputs = keras.Input((8, 8, 2))
+    model = keras.Model(inputs, backbone(inputs))
+    images = np.random.default_rng(2).uniform(size=(20, 8, 8, 2)).astype("float32")
+    result = ki.DatasetSearch(model, "backbone/c2").search(images, top_k=3)
+    rf = result.receptive_field
+    assert rf.size == (17, 17) and result.windows.shape == (3, 3, 8, 8, 2)  # windows: at most the image
+    assert result.crops.shape == (3, 3, 17, 17, 2)
+    for c in range(3):
+        for r in range(3):
+            np.testing.assert_array_equal(result.crops[c, r], _numpy_crop(images[result.indices[c, r]],
+                                                                          result.boxes[c, r]))
+    ds = tf.data.Dataset.from_tensor_slices
+    weighted = ki.DatasetSearch(model, "backbone/c2").search(ds((images, np.arange(20), np.ones(20))), top_k=3)
+    np.testing.assert_array_equal(weighted.indices, result.indices)  # (x, y, sample_weight) as fit takes
+    np.testing.assert_array_equal(weighted.labels, result.indices)
+    bad = images.copy()
+    bad[7, 1, 1, 0] = np.nan
+    with pytest.raises(ValueError, match="The data contains NaN or infinite values"):
+        ki.DatasetSearch(model, "backbone/c2").search(ds(bad))
+    with pytest.raises(ValueError, match=r"would keep .* GiB of image windows .* pass channels="):
+        ki.DatasetSearch(model, "backbone/c2").search(images, top_k=10**7)

@@ -1,13 +1,14 @@
 """Dataset search: the top-k images of each channel and the receptive-field crop of each.
 
 A data set is streamed once through the model truncated at the layer (keras_interp.graph.run
-with stop_after_taps), keeping a running top-k per channel with the winners' crops, in one
+with stop_after_taps), keeping a running top-k per channel with the winners' windows, in one
 compiled merge per batch; with a tf.distribute strategy each replica keeps its own top-k, and
 the replicas' are merged on the host with the same tie-break, so the answer is the single
 device's.
 """
 
 import dataclasses
+import functools
 import math
 import time
 
@@ -49,7 +50,10 @@ class SearchResult:
         boxes: (channels, k, 4) int64, (top, left, bottom, right) receptive field of that unit in
             input pixels, bottom/right exclusive; may extend past the image.
         crops: (channels, k, rf_rows, rf_cols, C) float32, the input under each box, zero where
-            the box leaves the image.
+            the box leaves the image (made on first access from `windows`: deep layers' fields
+            can be far larger than the image).
+        windows: (channels, k, min(rf_rows, H), min(rf_cols, W), C) float32, the part of the
+            image that holds each box's pixels (what the search keeps).
         labels: (channels, k, ...) labels of the images when the data has them, else None.
         channels: (channels,) int64, the channel ids searched.
         layer: the layer's path.
@@ -61,13 +65,31 @@ class SearchResult:
     indices: np.ndarray
     positions: np.ndarray
     boxes: np.ndarray
-    crops: np.ndarray
+    windows: np.ndarray
     labels: object
     channels: np.ndarray
     layer: str
     receptive_field: ReceptiveField
     images: object = None
     model: object = dataclasses.field(default=None, repr=False, compare=False)
+    input_size: tuple = (0, 0)
+
+    @functools.cached_property
+    def crops(self):
+        count, k = self.values.shape
+        (rows, cols), channels = self.receptive_field.size, self.windows.shape[-1]
+        height, width = self.input_size
+        win_r, win_c = self.windows.shape[2:4]
+        crops = np.zeros((count, k, rows, cols, channels), self.windows.dtype)
+        for c in range(count):
+            for r in range(k):
+                top, left, bottom, right = (int(v) for v in self.boxes[c, r])
+                start_r, start_c = min(max(top, 0), height - win_r), min(max(left, 0), width - win_c)
+                r0, r1, c0, c1 = max(top, 0), min(bottom, height), max(left, 0), min(right, width)
+                if r1 > r0 and c1 > c0:
+                    crops[c, r, r0 - top:r1 - top, c0 - left:c1 - left] = \
+                        self.windows[c, r, r0 - start_r:r1 - start_r, c0 - start_c:c1 - start_c]
+        return crops
 
     def projections(self):
         """(channels, k, rf_rows, rf_cols, C) deconvnet projections of each result's unit.
@@ -88,7 +110,7 @@ class SearchResult:
         projected = Deconvnet(self.model, layer=self.layer).attribute(flat, target=targets)
         boxes = self.boxes.reshape(-1, 4)
         crops = np.stack([_crop(p, b) for p, b in zip(projected, boxes)])
-        return crops.reshape(self.crops.shape)
+        return crops.reshape(self.values.shape + crops.shape[1:])
 
     def sheet(self, project=False, cell_size=None):
         """One row per channel with its top-k receptive-field crops, as an RGB uint8 image.
@@ -122,6 +144,9 @@ class SearchResult:
                            cell_size=cell_size)
 
 
+_NON_FINITE = "keras_interp DatasetSearch: non-finite image"
+
+
 def _rank(values, indices):
     """Per row, the order by value descending, then data index ascending (two stable sorts)."""
     by_index = tf.argsort(indices, axis=1, stable=True)
@@ -135,8 +160,9 @@ class DatasetSearch:
     For every image and channel the spatial maximum is kept with its position, so a channel's k
     results are k distinct images. A running top-k per channel is merged batch by batch in a
     compiled function traced once (the last partial batch is padded, its padded rows masked), and
-    it holds the winners' crops, so memory is bounded by top_k x channels whatever the data size
-    and the data is read once. Equal values rank by lower data index, which makes the result
+    it holds the winners' windows (the part of the image under their receptive field, at most
+    the image), so memory is bounded by top_k x channels images whatever the data size and the
+    data is read once. Equal values rank by lower data index, which makes the result
     exact and deterministic: with a `tf.distribute` strategy each replica searches its share of
     every global batch and the replicas' top-k are merged into the single-device answer.
 
@@ -168,10 +194,11 @@ class DatasetSearch:
         self.site = graph.find_site(model, layer) if isinstance(layer, str) else layer
         self.layer = self.site.path
         self.receptive_field = receptive_field(model, self.site)
-        if None in self.site.shape[1:]:
-            raise ValueError(f"Layer {self.layer!r} has output shape {self.site.shape}; its size must be known.")
         self.input_shape = tuple(int(d) for d in inputs[0].shape[1:])
-        self.feature_shape = tuple(int(d) for d in self.site.shape[1:])
+        # The feature map's size at this input size (a backbone built for any size declares None).
+        features = graph.run(model, tf.zeros((1,) + self.input_shape, model.inputs[0].dtype), [self.site],
+                             stop_after_taps=True)[1][0]
+        self.feature_shape = tuple(int(d) for d in features.shape[1:])
         self.strategy = strategy
         self._steps = {}
 
@@ -196,6 +223,9 @@ class DatasetSearch:
                 raise ValueError("labels= is for arrays; a tf.data.Dataset carries its labels as (images, labels) "
                                  "elements.")
             spec = data.element_spec
+            if isinstance(spec, (tuple, list)) and len(spec) == 3:  # (x, y, sample_weight) as fit takes
+                data = data.map(lambda x, y, _: (x, y))
+                spec = data.element_spec
             if isinstance(spec, (tuple, list)) and len(spec) == 2:
                 image_spec = spec[0]
             elif isinstance(spec, tf.TensorSpec):
@@ -238,7 +268,8 @@ class DatasetSearch:
         def pad(indices, item):
             images, labels = (item[0], item[1:]) if isinstance(item, tuple) else (item, ())
             extra = batch_size - tf.shape(indices)[0]
-            images = tf.pad(tf.cast(images, tf.float32), [[0, extra], [0, 0], [0, 0], [0, 0]])
+            images = tf.debugging.check_numerics(tf.cast(images, tf.float32), _NON_FINITE)
+            images = tf.pad(images, [[0, extra], [0, 0], [0, 0], [0, 0]])
             indices = tf.pad(indices, [[0, extra]], constant_values=-1)
             labels = [tf.pad(x, [[0, extra]] + [[0, 0]] * (x.shape.rank - 1)) for x in labels]
             return tuple(tf.ensure_shape(t, [batch_size] + t.shape[1:]) for t in (images, indices, *labels))
@@ -248,11 +279,12 @@ class DatasetSearch:
     # ----------------------------------------------------------------------------- compiled
     def _initial(self, count, k, keep_images, label_spec):
         rows, cols = self.receptive_field.size
+        height, width, channels = self.input_shape
         state = {
             "values": tf.fill([count, k], -np.inf),
             "indices": tf.fill([count, k], tf.constant(-1, tf.int64)),
             "positions": tf.zeros([count, k], tf.int32),
-            "crops": tf.zeros([count, k, rows, cols, self.input_shape[-1]]),
+            "windows": tf.zeros([count, k, min(rows, height), min(cols, width), channels]),
         }
         if keep_images:
             state["images"] = tf.zeros((count, k) + self.input_shape)
@@ -260,24 +292,21 @@ class DatasetSearch:
             state["labels"] = tf.zeros([count, k] + label_spec.shape.as_list(), label_spec.dtype)
         return state
 
-    def _crops(self, images, rows, positions):
-        """Receptive-field crops (..., rf_rows, rf_cols, C) of units `positions` (flat) of images `rows`."""
+    def _windows(self, images, rows, positions):
+        """The image windows (..., min(rf_rows, H), min(rf_cols, W), C) holding the receptive
+        fields of units `positions` (flat) of images `rows`: the box moved inside the image."""
         rf, (height, width, _) = self.receptive_field, self.input_shape
         (size_r, size_c), (jump_r, jump_c) = rf.size, rf.jump
+        win_r, win_c = min(size_r, height), min(size_c, width)
         top, left = rf.box(0, 0)[:2]
-        h, w = self.feature_shape[:2]
-        # Pad the batch once so that every unit's box, even one reaching past the image, is inside.
-        pad_t, pad_l = max(0, -top), max(0, -left)
-        pad_b = max(0, top + (h - 1) * jump_r + size_r - height)
-        pad_r = max(0, left + (w - 1) * jump_c + size_c - width)
-        padded = tf.pad(images, [[0, 0], [pad_t, pad_b], [pad_l, pad_r], [0, 0]])
-        r0 = top + pad_t + (positions // w) * jump_r
-        c0 = left + pad_l + (positions % w) * jump_c
-        shape = tf.concat([tf.shape(positions), [size_r, size_c]], 0)
-        grid_r = tf.broadcast_to(r0[..., None, None] + tf.range(size_r)[:, None], shape)
-        grid_c = tf.broadcast_to(c0[..., None, None] + tf.range(size_c)[None, :], shape)
+        w = self.feature_shape[1]
+        r0 = tf.clip_by_value(top + (positions // w) * jump_r, 0, height - win_r)
+        c0 = tf.clip_by_value(left + (positions % w) * jump_c, 0, width - win_c)
+        shape = tf.concat([tf.shape(positions), [win_r, win_c]], 0)
+        grid_r = tf.broadcast_to(r0[..., None, None] + tf.range(win_r)[:, None], shape)
+        grid_c = tf.broadcast_to(c0[..., None, None] + tf.range(win_c)[None, :], shape)
         grid_b = tf.broadcast_to(rows[..., None, None], shape)
-        return tf.gather_nd(padded, tf.stack([grid_b, grid_r, grid_c], -1))
+        return tf.gather_nd(images, tf.stack([grid_b, grid_r, grid_c], -1))
 
     def _merge(self, state, channels, images, indices, *labels):
         """One batch into the running top-k: per image and channel the spatial max, then a merge."""
@@ -304,8 +333,8 @@ class DatasetSearch:
         slot = tf.gather_nd(order, arrived) - k
         which = tf.stack([arrived[:, 0], tf.cast(slot, tf.int64)], axis=1)
         rows, positions = tf.gather_nd(rows, which), tf.gather_nd(positions, which)
-        fresh = {"crops": lambda: self._crops(images, rows, positions), "images": lambda: tf.gather(images, rows)}
-        for key in ("crops", "images"):
+        fresh = {"windows": lambda: self._windows(images, rows, positions), "images": lambda: tf.gather(images, rows)}
+        for key in ("windows", "images"):
             if key in state:
                 old = tf.gather(state[key], kept, batch_dims=1)
                 new[key] = tf.tensor_scatter_nd_update(old, arrived, fresh[key]())
@@ -356,6 +385,7 @@ class DatasetSearch:
         if batch_size % replicas:
             raise ValueError(f"batch_size must be a multiple of the strategy's {replicas} replicas; received {batch_size}.")
         chosen = self._check_channels(channels)
+        self._check_state_size(len(chosen), int(top_k), keep_images)
         data, count, label_spec = self._dataset(data, labels)
         batches = self._batches(data, int(batch_size))
         init, step, gather = self._functions(len(chosen), int(top_k), bool(keep_images), label_spec)
@@ -364,17 +394,44 @@ class DatasetSearch:
             batches = self.strategy.experimental_distribute_dataset(batches)
         bar = keras.utils.Progbar(count, stateful_metrics=["images/s"], unit_name="image") if verbose else None
         state, seen, start = init(), 0, time.perf_counter()
-        for batch in batches:
-            state = step(state, ids, *batch) if self.strategy is None else step(state, ids, tuple(batch))
-            if bar is not None:
-                index = batch[1] if self.strategy is None else self.strategy.experimental_local_results(batch[1])
-                seen += sum(int(np.count_nonzero(np.asarray(t) >= 0)) for t in tf.nest.flatten(index))
-                bar.update(seen, values=[("images/s", seen / max(time.perf_counter() - start, 1e-9))])
+        try:
+            for batch in batches:
+                state = step(state, ids, *batch) if self.strategy is None else step(state, ids, tuple(batch))
+                seen = self._progress(bar, batch, seen, start)
+        except tf.errors.InvalidArgumentError as exc:
+            if _NON_FINITE not in str(exc):
+                raise
+            raise ValueError(
+                "The data contains NaN or infinite values; dataset search needs finite images (check the "
+                "images' loading and preprocessing)."
+            ) from None
         if bar is not None and count is None:
             bar.update(seen, values=[("images/s", seen / max(time.perf_counter() - start, 1e-9))], finalize=True)
         if self.strategy is not None:
             state = gather(state)
         return self._result({key: np.asarray(value) for key, value in state.items()}, chosen, top_k, keep_images)
+
+    def _check_state_size(self, count, k, keep_images, limit=4 * 2**30):
+        """Refuse, before reading any data, a running state that cannot fit: the winners' windows
+        (and images) are count x k of them, and merging holds about three copies."""
+        height, width, channels = self.input_shape
+        rows, cols = (min(f, n) for f, n in zip(self.receptive_field.size, (height, width)))
+        per_result = rows * cols * channels + (height * width * channels if keep_images else 0)
+        need = 3 * 4 * count * k * per_result
+        if need > limit:
+            raise ValueError(
+                f"Searching {count} channels for the top {k} would keep {need / 2**30:.1f} GiB of image windows "
+                f"(limit {limit / 2**30:.0f} GiB); pass channels=[...] with fewer channels or a smaller top_k."
+            )
+
+    def _progress(self, bar, batch, seen, start):
+        """Images seen so far, shown on the progress bar with the rate (only when verbose)."""
+        if bar is None:
+            return seen
+        index = batch[1] if self.strategy is None else self.strategy.experimental_local_results(batch[1])
+        seen += sum(int(np.count_nonzero(np.asarray(t) >= 0)) for t in tf.nest.flatten(index))
+        bar.update(seen, values=[("images/s", seen / max(time.perf_counter() - start, 1e-9))])
+        return seen
 
     def _result(self, state, chosen, top_k, keep_images):
         order = np.stack([np.lexsort((i, -v)) for v, i in zip(state["values"], state["indices"])])
@@ -389,9 +446,9 @@ class DatasetSearch:
         boxes = np.array([[self.receptive_field.box(*p) for p in row] for row in positions], np.int64)
         return SearchResult(
             values=state["values"].astype(np.float32), indices=state["indices"].astype(np.int64), positions=positions,
-            boxes=boxes.reshape(positions.shape[:2] + (4,)), crops=state["crops"], labels=state.get("labels"),
+            boxes=boxes.reshape(positions.shape[:2] + (4,)), windows=state["windows"], labels=state.get("labels"),
             channels=chosen, layer=self.layer, receptive_field=self.receptive_field, images=state.get("images"),
-            model=self.model,
+            model=self.model, input_size=self.input_shape[:2],
         )
 
     def __repr__(self):

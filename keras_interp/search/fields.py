@@ -40,7 +40,9 @@ class ReceptiveField:
         """(top, left, bottom, right) input box of unit (i, j); bottom/right exclusive.
 
         The box may extend past the image (negative top/left, bottom/right beyond the size):
-        those pixels were padding.
+        those pixels were padding. (i, j) are not checked against the feature map's size, and
+        negative indices are not counted from the end; the units that a ZeroPadding2D layer
+        adds see only padding, although their box may overlap the image.
         """
         i, j = int(i), int(j)  # so that round() of a Python float gives an int
         top = round(self.offset[0] + i * self.jump[0] - (self.size[0] - 1) / 2)
@@ -49,10 +51,10 @@ class ReceptiveField:
 
 
 def _ops(module, *names):
-    from keras.src.ops import nn
+    from keras.src.ops import core, nn
     from keras.src.ops import numpy as knp
 
-    source = {"nn": nn, "numpy": knp}[module]
+    source = {"nn": nn, "numpy": knp, "core": core}[module]
     return tuple(getattr(source, n) for n in names if hasattr(source, n))
 
 
@@ -68,9 +70,16 @@ _POINTWISE = _layers(
 ) + _ops("nn", "Relu", "Relu6", "Sigmoid", "Softplus", "Softsign", "Silu", "Gelu", "Elu", "Selu", "LeakyRelu",
          "HardSigmoid", "HardSilu", "Tanh") + _ops(
     "numpy", "Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum", "Minimum", "Abs", "Absolute",
-    "Square", "Sqrt", "Exp", "Log", "Tanh", "Negative", "Clip", "Power")
+    "Square", "Sqrt", "Exp", "Log", "Tanh", "Negative", "Clip", "Power") + _ops("core", "Cast")
+try:  # ConvNeXt's per-channel scale
+    from keras.src.applications.convnext import LayerScale as _LayerScale
+
+    _POINTWISE += (_LayerScale,)
+except ImportError:  # pragma: no cover - another Keras layout
+    pass
 # Per-channel along the last axis: pointwise when `axis` is the channel axis.
-_CHANNEL_AXIS = _layers("BatchNormalization", "LayerNormalization", "Normalization", "Softmax", "Concatenate")
+_CHANNEL_AXIS = _layers("BatchNormalization", "LayerNormalization", "Normalization", "Softmax", "Concatenate",
+                        "UnitNormalization")
 _MERGES = _layers("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate")
 _POOLS = _layers("MaxPooling2D", "AveragePooling2D")
 
@@ -103,44 +112,54 @@ def _not_local(site, why):
     )
 
 
-def _spatial_size(tensor, site):
-    size = tuple(tensor.shape)[1:3]
-    if len(tensor.shape) != 4 or None in size:
+def _same_padding_size(n, site):
+    if None in n:
         raise ValueError(
-            f"Layer {site.path!r} takes an input of shape {tuple(tensor.shape)}; receptive fields with "
-            "'same' padding depend on the input's height and width, which must be known. Build the model "
-            "with a fixed input size, e.g. keras.Input((224, 224, 3))."
+            f"Layer {site.path!r} pads 'same' with a stride, so its receptive field depends on its input's "
+            "height and width, which are not known. Build the model with a fixed input size, e.g. "
+            "keras.Input((224, 224, 3))."
         )
-    return size
+    return n
+
+
+def _out_size(n, k_eff, s, padding):
+    if n is None:
+        return None
+    return math.ceil(n / s) if padding == "same" else (n - k_eff) // s + 1
 
 
 def _step(field, site):
-    """The field (top, size, jump) per axis after `site`, from the field(s) of its input(s)."""
-    op, node = site.operation, site.nodes[-1]
+    """The field (top, size, jump, n) per axis after `site`, from the field(s) of its input(s);
+    n is the feature map's spatial size (None where unknown), carried from the model's input so
+    that a backbone built for any size works at the size the outer model gives it."""
+    op = site.operation
     window = _window(op)
     if window is not None:
         if getattr(op, "data_format", "channels_last") != "channels_last":
             raise ValueError(f"Layer {site.path!r} uses data_format={op.data_format!r}; receptive fields are "
                              "computed for channels_last models.")
-        (top, size, jump), kernel, strides, dilation, padding = field, *window
-        n = _spatial_size(node.input_tensors[0], site) if padding == "same" else (None, None)
+        (top, size, jump, n), kernel, strides, dilation, padding = field, *window
+        if padding == "same" and any(s > 1 for s in strides):
+            n = _same_padding_size(n, site)
         out = []
         for axis in (0, 1):
             k_eff = dilation[axis] * (kernel[axis] - 1) + 1
             s = strides[axis]
             p_left = 0
             if padding == "same":  # TensorFlow's SAME: the extra pixel of an odd total goes after
-                p_left = max((math.ceil(n[axis] / s) - 1) * s + k_eff - n[axis], 0) // 2
-            out.append((top[axis] - p_left * jump[axis], size[axis] + (k_eff - 1) * jump[axis], jump[axis] * s))
+                p_left = (k_eff - 1) // 2 if s == 1 else max((math.ceil(n[axis] / s) - 1) * s + k_eff - n[axis], 0) // 2
+            out.append((top[axis] - p_left * jump[axis], size[axis] + (k_eff - 1) * jump[axis], jump[axis] * s,
+                        _out_size(n[axis], k_eff, s, padding)))
         return tuple(zip(*out))
     if isinstance(op, (keras.layers.ZeroPadding2D, keras.layers.Cropping2D)):
         if op.data_format != "channels_last":
             raise ValueError(f"Layer {site.path!r} uses data_format={op.data_format!r}; receptive fields are "
                              "computed for channels_last models.")
-        top, size, jump = field
+        top, size, jump, n = field
         sign = -1 if isinstance(op, keras.layers.ZeroPadding2D) else 1
         amounts = op.padding if sign < 0 else op.cropping
-        return tuple(top[a] + sign * amounts[a][0] * jump[a] for a in (0, 1)), size, jump
+        n = tuple(None if n[a] is None else n[a] - sign * (amounts[a][0] + amounts[a][1]) for a in (0, 1))
+        return tuple(top[a] + sign * amounts[a][0] * jump[a] for a in (0, 1)), size, jump, n
     if isinstance(op, _CHANNEL_AXIS) and not _last_axis(op):
         raise _not_local(site, f"works along axis {op.axis}, which mixes positions")
     if isinstance(op, _POINTWISE + _CHANNEL_AXIS + _MERGES) or (isinstance(op, keras.layers.Dense) and len(site.shape) == 4):
@@ -151,7 +170,11 @@ def _step(field, site):
         raise _not_local(site, "pools over the whole feature map")
     if "Attention" in type(op).__name__:
         raise _not_local(site, "attends over all positions")
-    raise _not_local(site, "is not a layer whose spatial window keras_interp knows")
+    raise ValueError(
+        f"Layer {site.path!r} ({type(op).__name__}) is not a layer whose spatial window keras_interp knows, so it "
+        "cannot compute the receptive field through it. Known: Conv2D/DepthwiseConv2D/SeparableConv2D, pooling, "
+        "ZeroPadding2D/Cropping2D and element-wise layers; choose a layer before it."
+    )
 
 
 def _union(fields, site):
@@ -162,17 +185,18 @@ def _union(fields, site):
                          "pixels; their units do not line up, so the merge has no single receptive field.")
     top = tuple(min(f[0][a] for f in fields) for a in (0, 1))
     bottom = tuple(max(f[0][a] + f[1][a] for f in fields) for a in (0, 1))
-    return top, tuple(b - t for b, t in zip(bottom, top)), fields[0][2]
+    n = next((f[3] for f in fields if None not in f[3]), fields[0][3])
+    return top, tuple(b - t for b, t in zip(bottom, top)), fields[0][2], n
 
 
-def _field_of(site, memo):
-    """(top, size, jump) per axis of `site`'s units; the model's input is ((0, 0), (1, 1), (1, 1))."""
+def _field_of(site, memo, start):
+    """(top, size, jump, n) per axis of `site`'s units; `start` is the model input's field."""
     if site is None:
-        return (0, 0), (1, 1), (1, 1)
+        return start
     key = (tuple(map(id, site.nodes)), site.index)
     if key not in memo:
         count = len(site.nodes[-1].input_tensors)
-        inputs = [_field_of(graph.Cursor.input_of(site, p).producer(), memo) for p in range(count)]
+        inputs = [_field_of(graph.Cursor.input_of(site, p).producer(), memo, start) for p in range(count)]
         if not inputs:
             raise _not_local(site, "takes no tensor input")
         if len(inputs) > 1 and not isinstance(site.operation, _MERGES + _POINTWISE):
@@ -212,7 +236,9 @@ def receptive_field(model, layer):
         raise ValueError(f"Layer {site.path!r} has output shape {site.shape}; receptive fields are defined for "
                          "spatial feature maps of shape (batch, height, width, channels).")
     # Start at the producer of the site's tensor: a nested model's output is its inner layer's.
-    start = graph.Cursor(site.nodes[:-1], site.tensor).producer()
-    top, size, jump = _field_of(start, {})
+    first = graph.Cursor(site.nodes[:-1], site.tensor).producer()
+    inputs = getattr(model, "inputs", None) or []
+    n = tuple(tuple(inputs[0].shape)[1:3]) if inputs and len(inputs[0].shape) == 4 else (None, None)
+    top, size, jump, _ = _field_of(first, {}, ((0, 0), (1, 1), (1, 1), n))
     offset = tuple(float(t + (s - 1) / 2) for t, s in zip(top, size))
     return ReceptiveField(tuple(int(s) for s in size), tuple(int(j) for j in jump), offset)
