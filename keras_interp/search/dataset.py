@@ -312,11 +312,14 @@ class DatasetSearch:
         """One batch into the running top-k: per image and channel the spatial max, then a merge."""
         k = state["values"].shape[1]
         _, (features,) = graph.run(self.model, images, [self.site], stop_after_taps=True)
-        features = tf.gather(tf.cast(features, tf.float32), channels, axis=-1)
+        features = tf.cast(features, tf.float32)
         batch = tf.shape(features)[0]
         flat = tf.reshape(features, [batch, -1, features.shape[-1]])
-        best = tf.where(indices[:, None] >= 0, tf.reduce_max(flat, axis=1), -np.inf)  # padded rows: -inf
-        where = tf.transpose(tf.argmax(flat, axis=1, output_type=tf.int32))
+        # Spatial max and argmax of every channel, then the chosen channels of those small (B, C)
+        # results: gathering channels of the whole feature map first costs a tenth of a forward.
+        best = tf.gather(tf.reduce_max(flat, axis=1), channels, axis=1)
+        best = tf.where(indices[:, None] >= 0, best, -np.inf)  # padded rows: -inf
+        where = tf.transpose(tf.gather(tf.argmax(flat, axis=1, output_type=tf.int32), channels, axis=1))
         # The batch's own top-k first (stable: lower row, i.e. lower index, first among ties).
         values, rows = tf.math.top_k(tf.transpose(best), tf.minimum(k, batch))
         positions = tf.gather(where, rows, batch_dims=1)
