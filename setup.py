@@ -19,7 +19,10 @@ setup(
         "opencv-python-headless",
         "tensorboard",
     ],
-    entry_points={"tensorboard_plugins": ["keras_interp = tb_plugin.plugin:ExplanationsPlugin"]},
+    entry_points={
+        "tensorboard_plugins": ["keras_interp = tb_plugin.plugin:ExplanationsPlugin"],
+        "console_scripts": ["keras-interp = keras_interp.cli:run"],
+    },
     extras_require={
         "test": ["pytest>=7", "scikit-image", "selenium>=4.10"],
         "bench": ["tf-explain==0.3.1", "tf-keras-vis==0.8.7", "scipy", "deprecated", "imageio", "pillow"],

@@ -1,0 +1,488 @@
+"""The keras-interp command: explain saved Keras models from a shell.
+
+    keras-interp demo [--out DIR] [--epochs N]
+    keras-interp explain MODEL INPUT... --method NAME [--method NAME ...] [--target T] [--out DIR]
+    keras-interp layers MODEL
+    keras-interp visualize MODEL --classes 0 1 2 [--out DIR]
+    keras-interp dream MODEL IMAGE [--layers L ...] [--out DIR]
+    keras-interp search MODEL INPUT... --layer L [--top-k 9] [--out DIR]
+
+Errors print one line on stderr: exit code 2 for a usage error (a missing or unreadable model,
+an unknown method or layer, an existing output folder), 1 when some inputs could not be read
+(the others are still explained). TensorFlow is imported only once a subcommand runs, so
+`--help` is instant.
+"""
+
+import argparse
+import csv
+import os
+import sys
+import time
+
+import numpy as np
+
+__all__ = ["main"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class UsageError(Exception):
+    """A mistake in the command line or its files: one line on stderr, exit code 2."""
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def image_files(inputs):
+    """Image files from files and folders (searched recursively, sorted); missing paths raise."""
+    found = []
+    for path in inputs:
+        if os.path.isdir(path):
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                found += [os.path.join(root, f) for f in sorted(files) if f.lower().endswith(IMAGE_SUFFIXES)]
+        elif os.path.exists(path):
+            found.append(path)
+        else:
+            raise UsageError(f"no such file or folder: {path}")
+    if not found:
+        raise UsageError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(inputs)}")
+    return found
+
+
+def read_image(path, size, channels):
+    """An image file as float32 (H, W, C) in [0, 1], resized to size=(H, W): 8- or 16-bit, grey,
+    colour or with alpha (dropped), read by OpenCV (RGB order). Raises ValueError if unreadable."""
+    import cv2
+
+    image = cv2.imread(path, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is None:
+        raise ValueError("not an image OpenCV can read")
+    depth = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(image.dtype)
+    image = image.astype(np.float32) / depth if depth else image.astype(np.float32)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.shape[-1] == 4:
+        image = image[..., :3]
+    if image.shape[-1] == 3:
+        image = image[..., ::-1]  # OpenCV reads BGR
+    if channels == 1 and image.shape[-1] == 3:
+        image = image.mean(axis=-1, keepdims=True)
+    elif channels == 3 and image.shape[-1] == 1:
+        image = np.repeat(image, 3, axis=-1)
+    if image.shape[-1] != channels:
+        raise ValueError(f"has {image.shape[-1]} channels; the model takes {channels}")
+    if image.shape[:2] != tuple(size):
+        image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+        image = image.reshape(size + (channels,))
+    return image
+
+
+def scaler(args):
+    """images in [0, 1] -> what the model takes, from --scale, --mean/--std or --preprocess."""
+    if args.preprocess:
+        import importlib
+
+        family = args.preprocess.removeprefix("keras.applications.")
+        try:
+            preprocess = importlib.import_module(f"keras.applications.{family}").preprocess_input
+        except (ImportError, AttributeError):
+            raise UsageError(f"--preprocess {args.preprocess}: no keras.applications.{family}.preprocess_input "
+                             "(e.g. --preprocess keras.applications.resnet50)") from None
+        return lambda x: np.asarray(preprocess(x * 255.0), np.float32)
+    low, high = {"0-1": (0.0, 1.0), "0-255": (0.0, 255.0)}[args.scale]
+    mean = np.asarray(0.0 if args.mean is None else args.mean, np.float32)
+    std = np.asarray(1.0 if args.std is None else args.std, np.float32)
+    if (std == 0).any():
+        raise UsageError(f"--std must not be 0; received {args.std}")
+    return lambda x: ((low + x * (high - low)) - mean) / std
+
+
+def batches(files, size, channels, batch_size, scale, failed):
+    """(indices, images) batches streamed from the files: at most batch_size images in memory.
+
+    Read in a tf.data pipeline (a generator over the file list, prefetched while the model
+    runs); an unreadable file is reported on stderr, recorded in `failed` and skipped.
+    """
+    import tensorflow as tf
+
+    def read():
+        for index, path in enumerate(files):
+            try:
+                yield index, scale(read_image(path, size, channels))
+            except ValueError as exc:
+                failed.append(path)
+                print(f"keras-interp: skipped {path}: {exc}", file=sys.stderr)
+
+    spec = (tf.TensorSpec((), tf.int64), tf.TensorSpec(tuple(size) + (channels,), tf.float32))
+    data = tf.data.Dataset.from_generator(read, output_signature=spec).batch(batch_size).prefetch(1)
+    for indices, images in data:
+        yield indices.numpy(), images.numpy()
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def load(path, unsafe=False):
+    from keras_interp.models import load_model
+
+    if not os.path.exists(path):
+        raise UsageError(f"no such model file: {path}")
+    try:
+        return load_model(path, safe_mode=not unsafe, compile=False)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "safe_mode" in str(exc) or "unsafe" in str(exc).lower():
+            raise UsageError(f"{path} contains code (a Lambda layer) that Keras refuses to load in safe mode; "
+                             "pass --unsafe if you trust this file") from None
+        raise UsageError(f"could not load {path} as a Keras model: {text}") from None
+
+
+def methods():
+    from keras_interp.callbacks import METHODS
+
+    return METHODS
+
+
+def make_explainer(name, model, args):
+    import keras_interp as ki
+
+    if args.layer and name in ("gradcam", "gradcam++", "layercam", "scorecam", "deconvnet", "guided_backprop"):
+        classes = {"gradcam": ki.GradCAM, "gradcam++": ki.GradCAMPlusPlus, "layercam": ki.LayerCAM,
+                   "scorecam": ki.ScoreCAM, "deconvnet": ki.Deconvnet, "guided_backprop": ki.GuidedBackprop}
+        return classes[name](model, layer=args.layer)
+    return methods()[name](model, args.seed)
+
+
+def out_folder(path, overwrite):
+    if os.path.exists(path) and os.listdir(path) and not overwrite:
+        raise UsageError(f"output folder {path} exists and is not empty; choose another --out or pass --overwrite")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def progress(total, quiet):
+    import keras
+
+    return None if quiet else keras.utils.Progbar(total, stateful_metrics=["images/s"], unit_name="image")
+
+
+# ----------------------------------------------------------------------------- subcommands
+
+
+def cmd_explain(args):
+    import keras_interp as ki
+    from keras_interp.targets import Scorer
+
+    unknown = [m for m in args.method if m not in methods()]
+    if unknown:
+        raise UsageError(f"unknown method {unknown[0]!r}; choose from {', '.join(sorted(methods()))}")
+    model = load(args.model, args.unsafe)
+    shape = tuple(model.inputs[0].shape)[1:] if getattr(model, "inputs", None) else None
+    if shape is None or len(shape) != 3 or None in shape:
+        raise UsageError(f"{args.model} takes inputs of shape {shape}; explain needs images of a fixed size (H, W, C)")
+    scorer = Scorer(model)
+    if args.target is not None and scorer.num_classes is not None and not 0 <= args.target < scorer.num_classes:
+        raise UsageError(f"--target {args.target} is out of range: the model has {scorer.num_classes} classes "
+                         f"(0 to {scorer.num_classes - 1})")
+    try:
+        explainers = {m: make_explainer(m, model, args) for m in args.method}
+    except ValueError as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+    files = image_files(args.inputs)
+    scale = scaler(args)
+    out = out_folder(args.out, args.overwrite)
+    names = unique_names(files, args.inputs)
+    failed, done, start = [], 0, time.perf_counter()
+    bar = progress(len(files), args.quiet)
+    with open(os.path.join(out, "explanations.csv"), "w", newline="") as handle:
+        table = csv.writer(handle)
+        table.writerow(["file", "predicted_class", "confidence", "explained_class"])
+        for indices, images in batches(files, shape[:2], shape[2], args.batch_size, scale, failed):
+            probabilities = scorer.probabilities(scorer(images))
+            p = np.asarray(probabilities if probabilities is not None else scorer(images), np.float64)
+            predicted = p.argmax(axis=1)
+            explained = predicted if args.target is None else np.full(len(images), args.target)
+            maps = {m: e.explain(images, target=None if args.target is None else args.target)
+                    for m, e in explainers.items()}
+            shown = (images - images.min()) / max(float(np.ptp(images)), 1e-12)
+            for row, index in enumerate(indices):
+                name = names[index]
+                cells = [shown[row]] + [ki.images.overlay(shown[row], maps[m][row]) for m in args.method]
+                sheet = ki.images.grid([cells], col_labels=["input"] + list(args.method), cell_size=(160, 160))
+                ki.images.save(os.path.join(out, name + ".png"), sheet)
+                for m in args.method:
+                    np.save(os.path.join(out, f"{name}.{m}.npy"), maps[m][row])
+                table.writerow([files[index], int(predicted[row]), f"{p[row, predicted[row]]:.6f}",
+                                int(explained[row])])
+            done += len(images)
+            if bar is not None:
+                bar.update(done + len(failed), values=[("images/s", done / max(time.perf_counter() - start, 1e-9))])
+    if not args.quiet:
+        print(f"explained {done} images with {', '.join(args.method)}: {out}")
+    if failed:
+        print(f"keras-interp: {len(failed)} of {len(files)} inputs could not be read", file=sys.stderr)
+        return 1
+    return 0
+
+
+def unique_names(files, inputs):
+    """Output names: the file's path under the input folder it came from, '/' -> '__'."""
+    roots = [os.path.abspath(p) for p in inputs if os.path.isdir(p)]
+    names = []
+    for path in files:
+        full = os.path.abspath(path)
+        root = next((r for r in roots if full.startswith(r + os.sep)), os.path.dirname(full))
+        names.append(os.path.splitext(os.path.relpath(full, root))[0].replace(os.sep, "__"))
+    return names
+
+
+def cmd_layers(args):
+    import keras
+
+    from keras_interp import graph
+    from keras_interp.explainers.cam import find_cam_head
+    from keras_interp.search import receptive_field
+
+    model = load(args.model, args.unsafe)
+    try:
+        head = find_cam_head(model)[0].path
+    except ValueError:
+        head = None
+    print(f"{'layer':40s} {'output shape':22s} usable for")
+    for path in graph.all_paths(model):
+        site = graph.find_site(model, path)
+        shape = tuple(site.shape)
+        uses = []
+        if len(shape) == 4:
+            uses.append("gradcam")
+            try:
+                receptive_field(model, site)
+                uses += ["search", "deconvnet"]
+            except ValueError:
+                pass
+        if path == head:
+            uses.append("cam")
+        if isinstance(site.operation, keras.layers.InputLayer):
+            uses = []
+        print(f"{path:40s} {str(shape):22s} {', '.join(uses)}")
+    return 0
+
+
+def cmd_visualize(args):
+    import keras_interp as ki
+
+    model = load(args.model, args.unsafe)
+    out = out_folder(args.out, args.overwrite)
+    try:
+        generator = ki.ClassModelVisualization(model)
+        pictures = generator.visualize(args.classes, steps=args.steps, seed=args.seed)
+    except ValueError as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+    low, high = generator.value_range
+    for c, picture in zip(args.classes, pictures):
+        ki.images.save(os.path.join(out, f"class_{c}.png"), (picture - low) / (high - low))
+    if not args.quiet:
+        print(f"{len(args.classes)} class models: {out}")
+    return 0
+
+
+def cmd_dream(args):
+    import keras_interp as ki
+
+    model = load(args.model, args.unsafe)
+    shape = tuple(model.inputs[0].shape)[1:]
+    scale = scaler(args)
+    try:
+        image = read_image(args.image, _native_size(args.image), shape[-1])
+    except ValueError as exc:
+        raise UsageError(f"{args.image}: {exc}") from None
+    try:
+        dream = ki.DeepDream(model, layers=args.layers or None).dream(scale(image), steps=args.steps, seed=args.seed)
+    except ValueError as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+    out = out_folder(args.out, args.overwrite)
+    path = ki.images.save(os.path.join(out, "dream.png"), dream)
+    if not args.quiet:
+        print(f"dream written to {path}")
+    return 0
+
+
+def _native_size(path):
+    import cv2
+
+    image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise UsageError(f"{path} is not an image OpenCV can read")
+    return image.shape[:2]
+
+
+def cmd_search(args):
+    import tensorflow as tf
+
+    import keras_interp as ki
+
+    model = load(args.model, args.unsafe)
+    shape = tuple(model.inputs[0].shape)[1:]
+    try:
+        search = ki.DatasetSearch(model, args.layer)
+    except ValueError as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+    files = image_files(args.inputs)
+    scale = scaler(args)
+    out = out_folder(args.out, args.overwrite)
+    failed = []
+
+    def images():
+        for _, batch in batches(files, shape[:2], shape[2], args.batch_size, scale, failed):
+            yield from batch
+
+    data = tf.data.Dataset.from_generator(images, output_signature=tf.TensorSpec(shape, tf.float32))
+    try:
+        result = search.search(data, top_k=args.top_k, channels=args.channels, batch_size=args.batch_size,
+                               verbose=not args.quiet)
+    except ValueError as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+    ki.images.save(os.path.join(out, "search.png"), result.sheet())
+    with open(os.path.join(out, "search.csv"), "w", newline="") as handle:
+        table = csv.writer(handle)
+        table.writerow(["channel", "rank", "value", "file", "row", "col"])
+        kept = [f for f in files if f not in set(failed)]
+        for c, channel in enumerate(result.channels):
+            for r in range(result.values.shape[1]):
+                table.writerow([int(channel), r, f"{result.values[c, r]:.6f}", kept[result.indices[c, r]],
+                                *map(int, result.positions[c, r])])
+    if not args.quiet:
+        print(f"top {result.values.shape[1]} images of {len(result.channels)} channels of {search.layer}: {out}")
+    return 1 if failed else 0
+
+
+def cmd_demo(args):
+    import keras_interp as ki
+
+    out = out_folder(args.out, args.overwrite)
+    held_out = ki.datasets.shapes(64, seed=1234)
+    logs = os.path.join(out, "logs")
+    logger = ki.ExplanationLogger(held_out.images[:8], logs, methods=("saliency", "cam", "class_model"),
+                                  labels=held_out.labels[:8], masks=held_out.masks[:8],
+                                  class_names=held_out.class_names)
+    if not args.quiet:
+        print(f"Training the reference CNN on {args.train_size} built-in shapes for {args.epochs} epochs, "
+              f"logging explanations to {logs} ...")
+    model, _ = ki.models.train_on_shapes(train_size=args.train_size, epochs=args.epochs, callbacks=[logger],
+                                         seed=args.seed, verbose=0 if args.quiet else 2)
+    model_path = os.path.join(out, "model.keras")
+    model.save(model_path)
+    rows = held_out.images[:6]
+    names = [m for m in methods() if m != "cam"]
+    cells = [[image] for image in rows]
+    for name in names:
+        maps = methods()[name](model, args.seed).explain(rows, target=held_out.labels[:6])
+        for row, image, map_ in zip(cells, rows, maps):
+            row.append(ki.images.overlay(image, map_))
+    sheet = ki.images.grid(cells, col_labels=["input"] + names, cell_size=(96, 96))
+    sheet_path = ki.images.save(os.path.join(out, "explanations.png"), sheet)
+    images_dir = os.path.join(out, "images")
+    for i, image in enumerate(held_out.images[:4]):
+        ki.images.save(os.path.join(images_dir, f"{held_out.class_names[held_out.labels[i]]}_{i}.png"), image)
+    if not args.quiet:
+        accuracy = np.mean(model.predict(held_out.images, verbose=0).argmax(axis=1) == held_out.labels)
+        print(f"held-out accuracy {accuracy:.3f}; model saved to {model_path}")
+        print(f"every method on 6 held-out images: {sheet_path}")
+        print("Next:")
+        print(f"  tensorboard --logdir {logs} --samples_per_plugin=images=1000,keras_interp=1000")
+        print(f"  keras-interp explain {model_path} {images_dir} --method gradcam --method saliency "
+              f"--out {os.path.join(out, 'explained')}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def parser():
+    from keras_interp import __version__
+
+    main_parser = argparse.ArgumentParser(prog="keras-interp", description="Explain Keras image models.")
+    main_parser.add_argument("--version", action="version", version=f"keras-interp {__version__}")
+    sub = main_parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, help_, fn):
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(fn=fn)
+        p.add_argument("--quiet", action="store_true", help="no progress output")
+        p.add_argument("--seed", type=int, default=0)
+        return p
+
+    def model_args(p, out):
+        p.add_argument("model", help="a saved .keras (or legacy .h5) model")
+        p.add_argument("--unsafe", action="store_true", help="load models with Lambda layers (trusted files only)")
+        p.add_argument("--out", default=out, help=f"output folder (default {out})")
+        p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
+
+    def scale_args(p):
+        p.add_argument("--scale", choices=("0-1", "0-255"), default="0-1", help="pixel range the model takes")
+        p.add_argument("--mean", type=float, nargs="+", help="subtracted after --scale (per channel)")
+        p.add_argument("--std", type=float, nargs="+", help="divided by after --mean")
+        p.add_argument("--preprocess", help="keras.applications.<family>, e.g. keras.applications.resnet50")
+        p.add_argument("--batch-size", type=int, default=32)
+
+    p = command("demo", "train the reference CNN on the built-in shapes and show every method", cmd_demo)
+    p.add_argument("--out", default=os.path.join("out", "demo"))
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--train-size", type=int, default=3000)
+
+    p = command("explain", "explain images (files or folders) with one or more methods", cmd_explain)
+    model_args(p, "explained")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
+    p.add_argument("--method", action="append", required=True, help="a method; repeat for several")
+    p.add_argument("--target", type=int, help="class to explain (default: each image's predicted class)")
+    p.add_argument("--layer", help="layer for the CAM family and deconvnet")
+    scale_args(p)
+
+    p = command("layers", "list the layers and what each can be used for", cmd_layers)
+    p.add_argument("model")
+    p.add_argument("--unsafe", action="store_true")
+
+    p = command("visualize", "class-model images by gradient ascent", cmd_visualize)
+    model_args(p, "class_models")
+    p.add_argument("--classes", type=int, nargs="+", required=True)
+    p.add_argument("--steps", type=int, default=200)
+
+    p = command("dream", "Deep Dream on an image", cmd_dream)
+    model_args(p, "dream")
+    p.add_argument("image")
+    p.add_argument("--layers", nargs="+")
+    p.add_argument("--steps", type=int, default=20)
+    scale_args(p)
+
+    p = command("search", "the dataset images that drive each channel of a layer", cmd_search)
+    model_args(p, "search")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--layer", required=True)
+    p.add_argument("--top-k", type=int, default=9)
+    p.add_argument("--channels", type=int, nargs="+")
+    scale_args(p)
+    return main_parser
+
+
+def main(argv=None):
+    """Run the command; returns the exit code (0, 1 when some inputs failed, 2 on usage errors)."""
+    args = parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if getattr(args, "batch_size", 1) < 1:
+        print("keras-interp: error: --batch-size must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        return args.fn(args)
+    except UsageError as exc:
+        print(f"keras-interp: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("keras-interp: interrupted", file=sys.stderr)
+        return 130
+
+
+def run():
+    """Console-script entry point."""
+    sys.exit(main())

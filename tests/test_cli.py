@@ -1,0 +1,169 @@
+"""The keras-interp command: subcommands on a model saved in the test, files written, exit codes."""
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+
+import cv2
+import keras
+import numpy as np
+import pytest
+
+import keras_interp as ki
+from conftest import tiny_cnn
+from keras_interp import cli
+from keras_interp.callbacks import METHODS
+
+SIZE = 16
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A saved tiny CNN and a folder of images in several formats, one of them not an image."""
+    root = tmp_path_factory.mktemp("cli")
+    model = tiny_cnn(input_shape=(SIZE, SIZE, 3))
+    model.save(root / "model.keras")
+    rng = np.random.default_rng(0)
+    folder = root / "images"
+    (folder / "sub").mkdir(parents=True)
+    cv2.imwrite(str(folder / "a.png"), rng.integers(0, 256, (20, 24, 3), dtype=np.uint8))
+    cv2.imwrite(str(folder / "sub" / "grey16.png"), rng.integers(0, 65536, (SIZE, SIZE), dtype=np.uint16))
+    cv2.imwrite(str(folder / "c.jpg"), rng.integers(0, 256, (30, 30, 3), dtype=np.uint8))
+    cv2.imwrite(str(folder / "d.bmp"), rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8))
+    (folder / "broken.png").write_text("not an image")
+    inputs = keras.Input((SIZE, SIZE, 3))
+    h = keras.layers.Lambda(lambda t: t * 2.0)(inputs)
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3)(h))
+    keras.Model(inputs, keras.layers.Dense(2)(h)).save(root / "lambda.keras")
+    return root, model
+
+
+def run(argv, capsys):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_console_script_and_module_entry_points(files):
+    root, _ = files
+    assert shutil.which("keras-interp"), "setup.py's console_scripts entry point is not installed"
+    version = subprocess.run(["keras-interp", "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.strip() == f"keras-interp {ki.__version__}"
+    layers = subprocess.run([sys.executable, "-m", "keras_interp", "layers", str(root / "model.keras")],
+                            capture_output=True, text=True, cwd=root)
+    assert layers.returncode == 0, layers.stderr
+    rows = {line.split()[0]: line for line in layers.stdout.splitlines()[1:]}
+    assert rows["conv2"].endswith("gradcam, search, deconvnet, cam") and "(None, 8, 8, 6)" in rows["conv2"]
+    assert rows["predictions"].split()[-1] == "3)"  # a Dense output: usable for nothing listed
+    for command in ("demo", "explain", "layers", "visualize", "dream", "search"):
+        helped = subprocess.run(["keras-interp", command, "--help"], capture_output=True, text=True)
+        assert helped.returncode == 0 and "usage: keras-interp " + command in helped.stdout
+
+
+def test_explain_a_folder_writes_sheets_maps_and_a_csv(files, tmp_path, capsys):
+    root, model = files
+    out = tmp_path / "out"
+    code, _, err = run(["explain", root / "model.keras", root / "images", "--method", "gradcam", "--method",
+                        "saliency", "--out", out, "--quiet", "--batch-size", "3"], capsys)
+    assert code == 1  # one input could not be read; the others are explained
+    assert err.count("\n") == 2 and "skipped" in err and "broken.png" in err and "1 of 5 inputs" in err
+    names = ["a", "c", "d", "sub__grey16"]
+    assert sorted(os.listdir(out)) == sorted(["explanations.csv"] + [f"{n}.png" for n in names] +
+                                             [f"{n}.{m}.npy" for n in names for m in ("gradcam", "saliency")])
+    rows = list(csv.DictReader(open(out / "explanations.csv")))
+    files_read = [os.path.join(root, "images", p) for p in ("a.png", "c.jpg", "d.bmp", os.path.join("sub", "grey16.png"))]
+    assert [r["file"] for r in rows] == files_read
+    # Each image as the command reads it: RGB in [0, 1], 16-bit scaled, grey repeated, resized.
+    grey = cv2.imread(files_read[3], cv2.IMREAD_UNCHANGED).astype(np.float32) / 65535.0
+    np.testing.assert_allclose(cli.read_image(files_read[3], (SIZE, SIZE), 3), np.repeat(grey[..., None], 3, -1))
+    bgr = cv2.imread(files_read[0]).astype(np.float32) / 255.0
+    np.testing.assert_allclose(cli.read_image(files_read[0], (SIZE, SIZE), 3),
+                               cv2.resize(bgr[..., ::-1], (SIZE, SIZE), interpolation=cv2.INTER_AREA), atol=1e-6)
+    images = np.stack([cli.read_image(f, (SIZE, SIZE), 3) for f in files_read])
+    probabilities = model.predict(images, verbose=0)
+    for row, p, name, image in zip(rows, probabilities, names, images):
+        assert int(row["predicted_class"]) == p.argmax() == int(row["explained_class"])
+        assert float(row["confidence"]) == pytest.approx(p.max(), abs=1e-6)
+        np.testing.assert_allclose(np.load(out / f"{name}.gradcam.npy"), ki.GradCAM(model).explain(image[None])[0],
+                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(np.load(out / f"{name}.saliency.npy"), ki.Saliency(model).explain(image[None])[0],
+                                   rtol=1e-5, atol=1e-7)
+    sheet = cv2.imread(str(out / "a.png"))
+    assert sheet.shape[1] > 3 * 160  # input + two method columns
+
+
+def test_target_scaling_and_other_subcommands(files, tmp_path, capsys):
+    root, model = files
+    image = root / "images" / "d.bmp"
+    code, _, _ = run(["explain", root / "model.keras", image, "--method", "occlusion", "--target", "2", "--scale",
+                      "0-255", "--mean", "100", "--std", "50", "--out", tmp_path / "e", "--quiet"], capsys)
+    assert code == 0
+    x = (cli.read_image(str(image), (SIZE, SIZE), 3) * 255.0 - 100.0) / 50.0
+    np.testing.assert_allclose(np.load(tmp_path / "e" / "d.occlusion.npy"),
+                               ki.Occlusion(model).explain(x[None], target=2)[0], rtol=1e-5, atol=1e-6)
+    assert list(csv.DictReader(open(tmp_path / "e" / "explanations.csv")))[0]["explained_class"] == "2"
+    code, _, _ = run(["visualize", root / "model.keras", "--classes", "0", "2", "--steps", "5", "--out",
+                      tmp_path / "v", "--quiet"], capsys)
+    assert code == 0 and sorted(os.listdir(tmp_path / "v")) == ["class_0.png", "class_2.png"]
+    code, _, _ = run(["dream", root / "model.keras", image, "--steps", "2", "--out", tmp_path / "d", "--quiet"], capsys)
+    assert code == 0 and cv2.imread(str(tmp_path / "d" / "dream.png")).shape == (SIZE, SIZE, 3)
+    code, _, err = run(["search", root / "model.keras", root / "images", "--layer", "conv2", "--top-k", "2",
+                        "--channels", "1", "4", "--out", tmp_path / "s", "--quiet"], capsys)
+    assert code == 1 and "broken.png" in err  # the readable images are searched
+    rows = list(csv.DictReader(open(tmp_path / "s" / "search.csv")))
+    assert [(r["channel"], r["rank"]) for r in rows] == [("1", "0"), ("1", "1"), ("4", "0"), ("4", "1")]
+    assert os.path.exists(tmp_path / "s" / "search.png")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["explain", "{root}/model.keras", "{root}/images", "--method", "gradcm"],
+         "unknown method 'gradcm'; choose from cam, deconvnet, gradcam"),
+        (["explain", "{root}/missing.keras", "{root}/images", "--method", "saliency"], "no such model file"),
+        (["explain", "{root}/model.keras", "{root}/nothing", "--method", "saliency"], "no such file or folder"),
+        (["explain", "{root}/model.keras", "{root}/images", "--method", "saliency", "--out", "{root}/images"],
+         "output folder .* exists and is not empty; .* --overwrite"),
+        (["explain", "{root}/model.keras", "{root}/images", "--method", "gradcam", "--layer", "conv9"],
+         "No layer or operation named 'conv9'"),
+        (["explain", "{root}/model.keras", "{root}/images", "--method", "saliency", "--target", "3"],
+         r"--target 3 is out of range: the model has 3 classes \(0 to 2\)"),
+        (["layers", "{root}/lambda.keras"], "Lambda layer.* safe mode; pass --unsafe"),
+        (["layers", "{root}/images/d.bmp"], "could not load .*d.bmp as a Keras model"),
+        (["explain", "{root}/model.keras", "{root}/images", "--method", "saliency", "--preprocess", "keras.applications.nope"],
+         "no keras.applications.nope.preprocess_input"),
+    ],
+)
+def test_errors_are_one_line_with_exit_code_2(files, tmp_path, capsys, argv, message):
+    root, _ = files
+    argv = [a.format(root=root) for a in argv]
+    if "--out" not in argv:
+        argv += ["--out", str(tmp_path / "out")] if argv[0] == "explain" else []
+    code, _, err = run(argv, capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("keras-interp: error: "), err
+    assert __import__("re").search(message, lines[0]), lines[0]
+    assert not os.path.exists(tmp_path / "out") or not os.listdir(tmp_path / "out")
+
+
+def test_unsafe_loads_a_lambda_model(files, capsys):
+    root, _ = files
+    code, out, _ = run(["layers", root / "lambda.keras", "--unsafe"], capsys)
+    assert code == 0 and "lambda" in out
+
+
+def test_demo_trains_saves_and_explains_with_every_method(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code, printed, _ = run(["demo", "--epochs", "1", "--train-size", "64", "--out", out], capsys)
+    assert code == 0
+    assert {"model.keras", "explanations.png", "logs", "images"} <= set(os.listdir(out))
+    sheet = cv2.imread(str(out / "explanations.png"))
+    assert sheet.shape[0] > 6 * 96 and sheet.shape[1] > len(METHODS) * 96  # input + every method but "cam"
+    assert os.listdir(out / "logs" / "explanations")
+    assert f"tensorboard --logdir {out / 'logs'}" in printed and f"keras-interp explain {out / 'model.keras'}" in printed
+    model = ki.load_model(out / "model.keras")
+    assert model.output_shape == (None, 4)
+    code, _, err = run(["demo", "--out", out], capsys)
+    assert code == 2 and "--overwrite" in err
