@@ -167,3 +167,33 @@ def test_demo_trains_saves_and_explains_with_every_method(tmp_path, capsys):
     assert model.output_shape == (None, 4)
     code, _, err = run(["demo", "--out", out], capsys)
     assert code == 2 and "--overwrite" in err
+
+
+def test_a_folder_of_300_images_streams_in_bounded_batches(tmp_path, monkeypatch):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(300):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    reads = []
+    original = cli.read_image
+    monkeypatch.setattr(cli, "read_image", lambda *a: reads.append(1) or original(*a))
+    files = cli.image_files([str(folder)])
+    assert len(files) == 300
+    stream = cli.batches(files, (8, 8), 3, 10, lambda x: x, [])
+    indices, images = next(stream)
+    assert images.shape == (10, 8, 8, 3) and list(indices) == list(range(10))
+    assert len(reads) <= 40  # read ahead by the prefetch only, not the whole folder
+    total = 10 + sum(len(i) for i, _ in stream)
+    assert total == 300 and len(reads) == 300
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_every_explainer_gives_the_same_maps_after_save_and_load(tmp_path, images, suffix):
+    model = tiny_cnn()
+    path = tmp_path / f"model{suffix}"
+    model.save(path)
+    loaded = ki.load_model(path)
+    for name, make in METHODS.items():
+        np.testing.assert_allclose(make(loaded, 0).explain(images), make(model, 0).explain(images),
+                                   rtol=1e-5, atol=1e-6, err_msg=name)
