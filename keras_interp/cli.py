@@ -2,6 +2,7 @@
 
     keras-interp demo [--out DIR] [--epochs N]
     keras-interp explain MODEL INPUT... --method NAME [--method NAME ...] [--target T] [--out DIR]
+                         [--strategy mirrored]
     keras-interp layers MODEL
     keras-interp visualize MODEL --classes 0 1 2 [--out DIR]
     keras-interp dream MODEL IMAGE [--layers L ...] [--out DIR]
@@ -191,6 +192,7 @@ def cmd_explain(args):
         raise UsageError(str(exc).splitlines()[0]) from None
     files = image_files(args.inputs)
     scale = scaler(args)
+    devices = strategy_devices(args.strategy)
     out = out_folder(args.out, args.overwrite)
     names = unique_names(files, args.inputs)
     failed, done, start = [], 0, time.perf_counter()
@@ -203,8 +205,7 @@ def cmd_explain(args):
             p = np.asarray(probabilities if probabilities is not None else scorer(images), np.float64)
             predicted = p.argmax(axis=1)
             explained = predicted if args.target is None else np.full(len(images), args.target)
-            maps = {m: e.explain(images, target=None if args.target is None else args.target)
-                    for m, e in explainers.items()}
+            maps = {m: spread(e, images, args.target, devices) for m, e in explainers.items()}
             shown = (images - images.min()) / max(float(np.ptp(images)), 1e-12)
             for row, index in enumerate(indices):
                 name = names[index]
@@ -224,6 +225,37 @@ def cmd_explain(args):
         print(f"keras-interp: {len(failed)} of {len(files)} inputs could not be read", file=sys.stderr)
         return 1
     return 0
+
+
+def strategy_devices(name):
+    """The devices a batch is spread over: [None] (TensorFlow's placement) or a MirroredStrategy's."""
+    if name is None:
+        return [None]
+    import tensorflow as tf
+
+    return list(tf.distribute.MirroredStrategy().extended.worker_devices)
+
+
+def spread(explainer, images, target, devices):
+    """explainer.explain(images, target), the batch split evenly over `devices`, one thread each.
+
+    Examples are independent, so the parts' maps are the whole batch's; the explainer's compiled
+    functions are shared by the threads (TensorFlow runs them concurrently, one per device).
+    """
+    if len(devices) == 1 or len(images) < 2:
+        return explainer.explain(images, target=target)
+    import concurrent.futures
+
+    import tensorflow as tf
+
+    parts = [p for p in np.array_split(np.arange(len(images)), len(devices)) if len(p)]
+
+    def run(device, part):
+        with tf.device(device):
+            return explainer.explain(images[part], target=target)
+
+    with concurrent.futures.ThreadPoolExecutor(len(parts)) as pool:
+        return np.concatenate(list(pool.map(run, devices[:len(parts)], parts)))
 
 
 def unique_names(files, inputs):
@@ -438,6 +470,8 @@ def parser():
     p.add_argument("--method", action="append", required=True, help="a method; repeat for several")
     p.add_argument("--target", type=int, help="class to explain (default: each image's predicted class)")
     p.add_argument("--layer", help="layer for the CAM family and deconvnet")
+    p.add_argument("--strategy", choices=("mirrored",), help="spread each batch over the machine's devices "
+                   "(tf.distribute.MirroredStrategy's: every GPU, else the CPU)")
     scale_args(p)
 
     p = command("layers", "list the layers and what each can be used for", cmd_layers)

@@ -197,3 +197,30 @@ def test_every_explainer_gives_the_same_maps_after_save_and_load(tmp_path, image
     for name, make in METHODS.items():
         np.testing.assert_allclose(make(loaded, 0).explain(images), make(model, 0).explain(images),
                                    rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_strategy_mirrored_spreads_batches_over_two_devices_with_equal_maps(files, tmp_path):
+    root, _ = files
+    script = f"""
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import numpy as np
+from keras_interp import cli
+assert len(cli.strategy_devices("mirrored")) == 2
+for out, extra in (("one", []), ("two", ["--strategy", "mirrored"])):
+    code = cli.main(["explain", {str(root / "model.keras")!r}, {str(root / "images")!r}, "--method", "gradcam",
+                     "--method", "smoothgrad", "--batch-size", "3", "--quiet", "--out", {str(tmp_path)!r} + "/" + out]
+                    + extra)
+    assert code == 1, code
+for name in os.listdir({str(tmp_path)!r} + "/one"):
+    if name.endswith(".npy"):
+        a = np.load({str(tmp_path)!r} + "/one/" + name)
+        b = np.load({str(tmp_path)!r} + "/two/" + name)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+print("equal")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0 and "equal" in done.stdout, done.stderr[-2000:]
