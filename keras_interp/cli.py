@@ -500,10 +500,32 @@ def parser():
     return main_parser
 
 
+def _import_tensorflow_quietly():
+    """Import TensorFlow and Keras with file descriptor 2 sent to /dev/null: their C++ start-up
+    lines (absl, oneDNN, CUDA probing) ignore TF_CPP_MIN_LOG_LEVEL and would bury the command's
+    own one-line messages. Python errors are still raised, and printed, after stderr is back."""
+    if "tensorflow" in sys.modules:
+        return
+    try:
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    except OSError:  # pragma: no cover - no file descriptor 2 to redirect
+        import keras  # noqa: F401
+        return
+    os.dup2(devnull, 2)
+    try:
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def main(argv=None):
     """Run the command; returns the exit code (0, 1 when some inputs failed, 2 on usage errors)."""
     args = parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    _import_tensorflow_quietly()
     if getattr(args, "batch_size", 1) < 1:
         print("keras-interp: error: --batch-size must be >= 1", file=sys.stderr)
         return 2

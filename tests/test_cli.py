@@ -57,6 +57,11 @@ def test_console_script_and_module_entry_points(files):
     rows = {line.split()[0]: line for line in layers.stdout.splitlines()[1:]}
     assert rows["conv2"].endswith("gradcam, search, deconvnet, cam") and "(None, 8, 8, 6)" in rows["conv2"]
     assert rows["predictions"].split()[-1] == "3)"  # a Dense output: usable for nothing listed
+    # In a fresh process stderr holds the one error line, not TensorFlow's C++ start-up lines.
+    failed = subprocess.run(["keras-interp", "explain", str(root / "model.keras"), str(root / "nothing.png"),
+                             "--method", "saliency"], capture_output=True, text=True, cwd=root)
+    assert failed.returncode == 2 and failed.stderr == "keras-interp: error: no such file or folder: " \
+        f"{root / 'nothing.png'}\n", failed.stderr
     for command in ("demo", "explain", "layers", "visualize", "dream", "search"):
         helped = subprocess.run(["keras-interp", command, "--help"], capture_output=True, text=True)
         assert helped.returncode == 0 and "usage: keras-interp " + command in helped.stdout
