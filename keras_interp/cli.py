@@ -24,6 +24,10 @@ import numpy as np
 
 __all__ = ["main"]
 
+# The logger's method names (keras_interp.callbacks.METHODS), listed here so --help needs no TensorFlow;
+# a test checks they agree.
+_METHOD_NAMES = ("saliency", "smoothgrad", "integrated_gradients", "occlusion", "cam", "gradcam", "gradcam++",
+                 "layercam", "scorecam", "deconvnet", "guided_backprop")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -79,8 +83,26 @@ def read_image(path, size, channels):
     return image
 
 
-def scaler(args):
-    """images in [0, 1] -> what the model takes, from --scale, --mean/--std or --preprocess."""
+def scaler(args, shape):
+    """images in [0, 1] -> what the model takes, from --scale, --mean/--std or --preprocess;
+    tried once on a blank image of the model's input shape, so a mismatch is a usage error."""
+    scale = _scaler(args)
+    try:
+        scaled = np.asarray(scale(np.zeros((1,) + tuple(shape), np.float32)))
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - numpy or keras.applications refusing the shape
+        raise UsageError(f"the scaling options do not fit the model's input {tuple(shape)}: "
+                         f"{_last_line(exc)}") from None
+    if scaled.shape != (1,) + tuple(shape):
+        raise UsageError(f"the scaling options turn images of shape {tuple(shape)} into {scaled.shape[1:]}; "
+                         f"give --mean/--std one value or {shape[-1]} (one per channel)")
+    return scale
+
+
+def _scaler(args):
+    if args.preprocess and (args.mean is not None or args.std is not None or args.scale != "0-1"):
+        raise UsageError("--preprocess does its own scaling; leave out --scale, --mean and --std")
     if args.preprocess:
         import importlib
 
@@ -99,8 +121,8 @@ def scaler(args):
     return lambda x: ((low + x * (high - low)) - mean) / std
 
 
-def batches(files, size, channels, batch_size, scale, failed):
-    """(indices, images) batches streamed from the files: at most batch_size images in memory.
+def batches(files, size, channels, batch_size, failed):
+    """(indices, images in [0, 1]) batches streamed from the files: a few batches in memory.
 
     Read in a tf.data pipeline (a generator over the file list, prefetched while the model
     runs); an unreadable file is reported on stderr, recorded in `failed` and skipped.
@@ -110,7 +132,7 @@ def batches(files, size, channels, batch_size, scale, failed):
     def read():
         for index, path in enumerate(files):
             try:
-                yield index, scale(read_image(path, size, channels))
+                yield index, read_image(path, size, channels)
             except ValueError as exc:
                 failed.append(path)
                 print(f"keras-interp: skipped {path}: {exc}", file=sys.stderr)
@@ -129,10 +151,14 @@ def load(path, unsafe=False):
 
     if not os.path.exists(path):
         raise UsageError(f"no such model file: {path}")
+    import zipfile
+
+    if path.endswith(".keras") and not zipfile.is_zipfile(path):
+        raise UsageError(f"{path} is not a .keras archive (a zip file written by model.save)")
     try:
         return load_model(path, safe_mode=not unsafe, compile=False)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        text = _last_line(exc)
         if "safe_mode" in str(exc) or "unsafe" in str(exc).lower():
             raise UsageError(f"{path} contains code (a Lambda layer) that Keras refuses to load in safe mode; "
                              "pass --unsafe if you trust this file") from None
@@ -156,9 +182,14 @@ def make_explainer(name, model, args):
 
 
 def out_folder(path, overwrite):
-    if os.path.exists(path) and os.listdir(path) and not overwrite:
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"--out {path} is a file, not a folder")
+    if os.path.isdir(path) and os.listdir(path) and not overwrite:
         raise UsageError(f"output folder {path} exists and is not empty; choose another --out or pass --overwrite")
-    os.makedirs(path, exist_ok=True)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the output folder {path}: {exc.strerror}") from None
     return path
 
 
@@ -171,6 +202,10 @@ def progress(total, quiet):
 # ----------------------------------------------------------------------------- subcommands
 
 
+LAYER_METHODS = ("gradcam", "gradcam++", "layercam", "scorecam", "deconvnet", "guided_backprop")
+CHANNEL_METHODS = ("deconvnet", "guided_backprop")  # with --layer they explain a channel, not a class
+
+
 def cmd_explain(args):
     import keras_interp as ki
     from keras_interp.targets import Scorer
@@ -178,35 +213,51 @@ def cmd_explain(args):
     unknown = [m for m in args.method if m not in methods()]
     if unknown:
         raise UsageError(f"unknown method {unknown[0]!r}; choose from {', '.join(sorted(methods()))}")
+    if args.layer and not set(args.method) & set(LAYER_METHODS):
+        raise UsageError(f"--layer is used by {', '.join(LAYER_METHODS)}; none of {', '.join(args.method)} takes it")
+    channel_mode = bool(args.layer) and bool(set(args.method) & set(CHANNEL_METHODS))
+    if args.channel is not None and not channel_mode:
+        raise UsageError("--channel is for deconvnet and guided_backprop with --layer (a channel of that layer)")
     model = load(args.model, args.unsafe)
     shape = tuple(model.inputs[0].shape)[1:] if getattr(model, "inputs", None) else None
     if shape is None or len(shape) != 3 or None in shape:
         raise UsageError(f"{args.model} takes inputs of shape {shape}; explain needs images of a fixed size (H, W, C)")
-    scorer = Scorer(model)
-    if args.target is not None and scorer.num_classes is not None and not 0 <= args.target < scorer.num_classes:
-        raise UsageError(f"--target {args.target} is out of range: the model has {scorer.num_classes} classes "
-                         f"(0 to {scorer.num_classes - 1})")
     try:
+        scorer = Scorer(model)
+        if scorer.num_classes is None or len(scorer.output_shape) != 2:
+            raise UsageError(f"explain needs a classifier with (batch, classes) outputs; {args.model} gives "
+                             f"{scorer.output_shape} (use the Python API with a callable target)")
+        if args.target is not None and not 0 <= args.target < scorer.num_classes:
+            classes = "1 class (0)" if scorer.num_classes == 1 else \
+                f"{scorer.num_classes} classes (0 to {scorer.num_classes - 1})"
+            raise UsageError(f"--target {args.target} is out of range: the model has {classes}")
         explainers = {m: make_explainer(m, model, args) for m in args.method}
+        if args.channel is not None:
+            channels = next(e for m, e in explainers.items() if m in CHANNEL_METHODS).site.shape[-1]
+            if not 0 <= args.channel < channels:
+                raise UsageError(f"--channel {args.channel} is out of range: layer {args.layer!r} has {channels} "
+                                 f"channels (0 to {channels - 1})")
     except ValueError as exc:
-        raise UsageError(str(exc).splitlines()[0]) from None
+        raise UsageError(_last_line(exc)) from None
     files = image_files(args.inputs)
-    scale = scaler(args)
+    scale = scaler(args, shape)
     devices = strategy_devices(args.strategy)
     out = out_folder(args.out, args.overwrite)
-    names = unique_names(files, args.inputs)
+    names = unique_names(files)
     failed, done, start = [], 0, time.perf_counter()
     bar = progress(len(files), args.quiet)
     with open(os.path.join(out, "explanations.csv"), "w", newline="") as handle:
         table = csv.writer(handle)
-        table.writerow(["file", "predicted_class", "confidence", "explained_class"])
-        for indices, images in batches(files, shape[:2], shape[2], args.batch_size, scale, failed):
+        table.writerow(["file", "output", "predicted_class", "confidence", "explained_class"]
+                       + (["explained_channel"] if channel_mode else []))
+        for indices, shown in batches(files, shape[:2], shape[2], args.batch_size, failed):
+            images = scale(shown)
             probabilities = scorer.probabilities(scorer(images))
             p = np.asarray(probabilities if probabilities is not None else scorer(images), np.float64)
             predicted = p.argmax(axis=1)
             explained = predicted if args.target is None else np.full(len(images), args.target)
-            maps = {m: spread(e, images, args.target, devices) for m, e in explainers.items()}
-            shown = (images - images.min()) / max(float(np.ptp(images)), 1e-12)
+            maps = {m: spread(e, images, args.channel if m in CHANNEL_METHODS and args.layer else args.target, devices)
+                    for m, e in explainers.items()}
             for row, index in enumerate(indices):
                 name = names[index]
                 cells = [shown[row]] + [ki.images.overlay(shown[row], maps[m][row]) for m in args.method]
@@ -214,17 +265,33 @@ def cmd_explain(args):
                 ki.images.save(os.path.join(out, name + ".png"), sheet)
                 for m in args.method:
                     np.save(os.path.join(out, f"{name}.{m}.npy"), maps[m][row])
-                table.writerow([files[index], int(predicted[row]), f"{p[row, predicted[row]]:.6f}",
-                                int(explained[row])])
+                channel = ["strongest" if args.channel is None else args.channel] if channel_mode else []
+                table.writerow([files[index], name, int(predicted[row]), f"{p[row, predicted[row]]:.6f}",
+                                int(explained[row])] + channel)
             done += len(images)
             if bar is not None:
                 bar.update(done + len(failed), values=[("images/s", done / max(time.perf_counter() - start, 1e-9))])
     if not args.quiet:
         print(f"explained {done} images with {', '.join(args.method)}: {out}")
+    return _report_failures(failed, files)
+
+
+def _report_failures(failed, files):
     if failed:
         print(f"keras-interp: {len(failed)} of {len(files)} inputs could not be read", file=sys.stderr)
         return 1
     return 0
+
+
+def _last_line(exc):
+    """The useful line of an exception's message: TensorFlow wraps errors in 'in user code:'
+    tracebacks whose last 'SomeError: ...' line says what went wrong; Keras appends configs."""
+    text = str(exc).split("Full object config")[0].strip() or type(exc).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "Error: " in line:
+            return line[line.index("Error: ") + len("Error: "):]
+    return lines[0]
 
 
 def strategy_devices(name):
@@ -258,14 +325,20 @@ def spread(explainer, images, target, devices):
         return np.concatenate(list(pool.map(run, devices[:len(parts)], parts)))
 
 
-def unique_names(files, inputs):
-    """Output names: the file's path under the input folder it came from, '/' -> '__'."""
-    roots = [os.path.abspath(p) for p in inputs if os.path.isdir(p)]
-    names = []
-    for path in files:
-        full = os.path.abspath(path)
-        root = next((r for r in roots if full.startswith(r + os.sep)), os.path.dirname(full))
-        names.append(os.path.splitext(os.path.relpath(full, root))[0].replace(os.sep, "__"))
+def unique_names(files):
+    """Output names, one per file and all different: the path under the inputs' common folder,
+    extension kept ("a/x.png" -> "a__x_png"), with _2, _3 ... where two would still clash."""
+    full = [os.path.abspath(f) for f in files]
+    common = os.path.commonpath([os.path.dirname(f) for f in full])
+    names, seen = [], set()
+    for path in full:
+        stem, ext = os.path.splitext(os.path.relpath(path, common))
+        base = stem.replace(os.sep, "__") + ("_" + ext[1:].lower() if ext else "")
+        name, k = base, 2
+        while name in seen:
+            name, k = f"{base}_{k}", k + 1
+        seen.add(name)
+        names.append(name)
     return names
 
 
@@ -305,12 +378,12 @@ def cmd_visualize(args):
     import keras_interp as ki
 
     model = load(args.model, args.unsafe)
-    out = out_folder(args.out, args.overwrite)
     try:
         generator = ki.ClassModelVisualization(model)
         pictures = generator.visualize(args.classes, steps=args.steps, seed=args.seed)
     except ValueError as exc:
-        raise UsageError(str(exc).splitlines()[0]) from None
+        raise UsageError(_last_line(exc)) from None
+    out = out_folder(args.out, args.overwrite)
     low, high = generator.value_range
     for c, picture in zip(args.classes, pictures):
         ki.images.save(os.path.join(out, f"class_{c}.png"), (picture - low) / (high - low))
@@ -324,15 +397,18 @@ def cmd_dream(args):
 
     model = load(args.model, args.unsafe)
     shape = tuple(model.inputs[0].shape)[1:]
-    scale = scaler(args)
+    scale = scaler(args, shape[:2] + (shape[-1],) if None not in shape else (1, 1, shape[-1]))
+    if not os.path.isfile(args.image):
+        raise UsageError(f"no such image file: {args.image}")
+    size = shape[:2] if None not in shape[:2] else _native_size(args.image)  # a fixed-size model: resized
     try:
-        image = read_image(args.image, _native_size(args.image), shape[-1])
+        image = read_image(args.image, size, shape[-1])
     except ValueError as exc:
         raise UsageError(f"{args.image}: {exc}") from None
     try:
         dream = ki.DeepDream(model, layers=args.layers or None).dream(scale(image), steps=args.steps, seed=args.seed)
     except ValueError as exc:
-        raise UsageError(str(exc).splitlines()[0]) from None
+        raise UsageError(_last_line(exc)) from None
     out = out_folder(args.out, args.overwrite)
     path = ki.images.save(os.path.join(out, "dream.png"), dream)
     if not args.quiet:
@@ -359,22 +435,22 @@ def cmd_search(args):
     try:
         search = ki.DatasetSearch(model, args.layer)
     except ValueError as exc:
-        raise UsageError(str(exc).splitlines()[0]) from None
+        raise UsageError(_last_line(exc)) from None
     files = image_files(args.inputs)
-    scale = scaler(args)
+    scale = scaler(args, shape)
     out = out_folder(args.out, args.overwrite)
     failed = []
 
     def images():
-        for _, batch in batches(files, shape[:2], shape[2], args.batch_size, scale, failed):
-            yield from batch
+        for _, batch in batches(files, shape[:2], shape[2], args.batch_size, failed):
+            yield from scale(batch)
 
     data = tf.data.Dataset.from_generator(images, output_signature=tf.TensorSpec(shape, tf.float32))
     try:
         result = search.search(data, top_k=args.top_k, channels=args.channels, batch_size=args.batch_size,
                                verbose=not args.quiet)
     except ValueError as exc:
-        raise UsageError(str(exc).splitlines()[0]) from None
+        raise UsageError(_last_line(exc)) from None
     ki.images.save(os.path.join(out, "search.png"), result.sheet())
     with open(os.path.join(out, "search.csv"), "w", newline="") as handle:
         table = csv.writer(handle)
@@ -386,7 +462,7 @@ def cmd_search(args):
                                 *map(int, result.positions[c, r])])
     if not args.quiet:
         print(f"top {result.values.shape[1]} images of {len(result.channels)} channels of {search.layer}: {out}")
-    return 1 if failed else 0
+    return _report_failures(failed, files)
 
 
 def cmd_demo(args):
@@ -406,7 +482,7 @@ def cmd_demo(args):
     model_path = os.path.join(out, "model.keras")
     model.save(model_path)
     rows = held_out.images[:6]
-    names = [m for m in methods() if m != "cam"]
+    names = list(methods())
     cells = [[image] for image in rows]
     for name in names:
         maps = methods()[name](model, args.seed).explain(rows, target=held_out.labels[:6])
@@ -467,9 +543,13 @@ def parser():
     p = command("explain", "explain images (files or folders) with one or more methods", cmd_explain)
     model_args(p, "explained")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
-    p.add_argument("--method", action="append", required=True, help="a method; repeat for several")
+    p.add_argument("--method", action="append", required=True, metavar="NAME",
+                   help="a method, repeat for several: " + ", ".join(_METHOD_NAMES))
     p.add_argument("--target", type=int, help="class to explain (default: each image's predicted class)")
-    p.add_argument("--layer", help="layer for the CAM family and deconvnet")
+    p.add_argument("--layer", help="layer for the CAM family (default: the last spatial one), and for deconvnet "
+                   "and guided_backprop, which then explain a channel of it")
+    p.add_argument("--channel", type=int, help="with --layer: the channel deconvnet and guided_backprop project "
+                   "(default: each image's most active)")
     p.add_argument("--strategy", choices=("mirrored",), help="spread each batch over the machine's devices "
                    "(tf.distribute.MirroredStrategy's: every GPU, else the CPU)")
     scale_args(p)
@@ -524,19 +604,38 @@ def _import_tensorflow_quietly():
 def main(argv=None):
     """Run the command; returns the exit code (0, 1 when some inputs failed, 2 on usage errors)."""
     args = parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    _import_tensorflow_quietly()
     if getattr(args, "batch_size", 1) < 1:
         print("keras-interp: error: --batch-size must be >= 1", file=sys.stderr)
         return 2
+    debug = os.environ.get("KERAS_INTERP_DEBUG") == "1"  # full tracebacks and TensorFlow's start-up log
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if not debug:
+        _import_tensorflow_quietly()
+    import warnings
+
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # retracing notes are not the user's business here
     try:
-        return args.fn(args)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            code = args.fn(args)
+        for message in dict.fromkeys(str(w.message).removeprefix("ExplanationLogger: ") for w in caught
+                                     if issubclass(w.category, UserWarning)):
+            print(f"keras-interp: note: {message.splitlines()[0]}", file=sys.stderr)
+        return code
     except UsageError as exc:
         print(f"keras-interp: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("keras-interp: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback (KERAS_INTERP_DEBUG=1 shows it)
+        if debug:
+            raise
+        print(f"keras-interp: error: {type(exc).__name__}: {_last_line(exc)} (KERAS_INTERP_DEBUG=1 shows the "
+              "traceback)", file=sys.stderr)
+        return 2
 
 
 def run():

@@ -37,6 +37,8 @@ def files(tmp_path_factory):
     h = keras.layers.Lambda(lambda t: t * 2.0)(inputs)
     h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3)(h))
     keras.Model(inputs, keras.layers.Dense(2)(h)).save(root / "lambda.keras")
+    keras.Model(inputs, keras.layers.Conv2D(2, 1, padding="same")(inputs)).save(root / "segmentation.keras")
+    (root / "fake.keras").write_text("not a zip")
     return root, model
 
 
@@ -74,7 +76,7 @@ def test_explain_a_folder_writes_sheets_maps_and_a_csv(files, tmp_path, capsys):
                         "saliency", "--out", out, "--quiet", "--batch-size", "3"], capsys)
     assert code == 1  # one input could not be read; the others are explained
     assert err.count("\n") == 2 and "skipped" in err and "broken.png" in err and "1 of 5 inputs" in err
-    names = ["a", "c", "d", "sub__grey16"]
+    names = ["a_png", "c_jpg", "d_bmp", "sub__grey16_png"]
     assert sorted(os.listdir(out)) == sorted(["explanations.csv"] + [f"{n}.png" for n in names] +
                                              [f"{n}.{m}.npy" for n in names for m in ("gradcam", "saliency")])
     rows = list(csv.DictReader(open(out / "explanations.csv")))
@@ -95,7 +97,8 @@ def test_explain_a_folder_writes_sheets_maps_and_a_csv(files, tmp_path, capsys):
                                    rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(np.load(out / f"{name}.saliency.npy"), ki.Saliency(model).explain(image[None])[0],
                                    rtol=1e-5, atol=1e-7)
-    sheet = cv2.imread(str(out / "a.png"))
+    assert [r["output"] for r in rows] == names
+    sheet = cv2.imread(str(out / "a_png.png"))
     assert sheet.shape[1] > 3 * 160  # input + two method columns
 
 
@@ -106,7 +109,7 @@ def test_target_scaling_and_other_subcommands(files, tmp_path, capsys):
                       "0-255", "--mean", "100", "--std", "50", "--out", tmp_path / "e", "--quiet"], capsys)
     assert code == 0
     x = (cli.read_image(str(image), (SIZE, SIZE), 3) * 255.0 - 100.0) / 50.0
-    np.testing.assert_allclose(np.load(tmp_path / "e" / "d.occlusion.npy"),
+    np.testing.assert_allclose(np.load(tmp_path / "e" / "d_bmp.occlusion.npy"),
                                ki.Occlusion(model).explain(x[None], target=2)[0], rtol=1e-5, atol=1e-6)
     assert list(csv.DictReader(open(tmp_path / "e" / "explanations.csv")))[0]["explained_class"] == "2"
     code, _, _ = run(["visualize", root / "model.keras", "--classes", "0", "2", "--steps", "5", "--out",
@@ -139,6 +142,18 @@ def test_target_scaling_and_other_subcommands(files, tmp_path, capsys):
         (["layers", "{root}/images/d.bmp"], "could not load .*d.bmp as a Keras model"),
         (["explain", "{root}/model.keras", "{root}/images", "--method", "saliency", "--preprocess", "keras.applications.nope"],
          "no keras.applications.nope.preprocess_input"),
+        (["explain", "{root}/model.keras", "{root}/images", "--method", "saliency", "--mean", "0.5", "0.5"],
+         r"scaling options do not fit the model's input \(16, 16, 3\)"),
+        (["explain", "{root}/model.keras", "{root}/images", "--method", "saliency", "--out", "{root}/model.keras"],
+         "--out .*model.keras is a file, not a folder"),
+        (["explain", "{root}/model.keras", "{root}/images", "--method", "saliency", "--layer", "conv1"],
+         "--layer is used by gradcam.*none of saliency takes it"),
+        (["explain", "{root}/model.keras", "{root}/images", "--method", "deconvnet", "--layer", "conv1", "--channel", "4"],
+         r"--channel 4 is out of range: layer 'conv1' has 4 channels \(0 to 3\)"),
+        (["explain", "{root}/segmentation.keras", "{root}/images", "--method", "saliency"],
+         r"explain needs a classifier with \(batch, classes\) outputs; .* gives \(None, 16, 16, 2\)"),
+        (["layers", "{root}/images/broken.png"], "could not load"),
+        (["layers", "{root}/fake.keras"], "is not a .keras archive"),
     ],
 )
 def test_errors_are_one_line_with_exit_code_2(files, tmp_path, capsys, argv, message):
@@ -185,7 +200,7 @@ def test_a_folder_of_300_images_streams_in_bounded_batches(tmp_path, monkeypatch
     monkeypatch.setattr(cli, "read_image", lambda *a: reads.append(1) or original(*a))
     files = cli.image_files([str(folder)])
     assert len(files) == 300
-    stream = cli.batches(files, (8, 8), 3, 10, lambda x: x, [])
+    stream = cli.batches(files, (8, 8), 3, 10, [])
     indices, images = next(stream)
     assert images.shape == (10, 8, 8, 3) and list(indices) == list(range(10))
     assert len(reads) <= 40  # read ahead by the prefetch only, not the whole folder
@@ -214,7 +229,17 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import numpy as np
 from keras_interp import cli
-assert len(cli.strategy_devices("mirrored")) == 2
+devices = cli.strategy_devices("mirrored")
+assert len(devices) == 2
+seen = []
+
+class Probe:
+    def explain(self, x, target=None):
+        seen.append(tf.identity(tf.constant(x)).device)  # where this part ran
+        return np.zeros(x.shape[:3], "float32")
+
+assert cli.spread(Probe(), np.zeros((5, 2, 2, 3), "float32"), None, devices).shape == (5, 2, 2)
+assert sorted(d[-5:] for d in seen) == ["CPU:0", "CPU:1"], seen
 for out, extra in (("one", []), ("two", ["--strategy", "mirrored"])):
     code = cli.main(["explain", {str(root / "model.keras")!r}, {str(root / "images")!r}, "--method", "gradcam",
                      "--method", "smoothgrad", "--batch-size", "3", "--quiet", "--out", {str(tmp_path)!r} + "/" + out]
@@ -229,3 +254,36 @@ print("equal")
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0 and "equal" in done.stdout, done.stderr[-2000:]
+
+
+def test_output_names_never_collide_and_method_names_match_the_registry(tmp_path, files, capsys):
+    root, _ = files
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(root / "images" / "d.bmp", tmp_path / folder / "x.png")
+    shutil.copy(root / "images" / "d.bmp", tmp_path / "one" / "x.bmp")
+    code, _, _ = run(["explain", root / "model.keras", tmp_path / "one", tmp_path / "two", "--method", "saliency",
+                      "--out", tmp_path / "out", "--quiet"], capsys)
+    rows = list(csv.DictReader(open(tmp_path / "out" / "explanations.csv")))
+    assert code == 0 and [r["output"] for r in rows] == ["one__x_bmp", "one__x_png", "two__x_png"]
+    assert cli.unique_names(["a/x.png", "a__x.png"]) == ["a__x_png", "a__x_png_2"]
+    assert cli._METHOD_NAMES == tuple(METHODS)
+
+
+def test_deconvnet_channel_mode_and_notes(files, tmp_path, capsys):
+    root, model = files
+    image = root / "images" / "d.bmp"
+    code, _, err = run(["explain", root / "model.keras", image, "--method", "deconvnet", "--layer", "conv2",
+                        "--channel", "5", "--out", tmp_path / "c", "--quiet"], capsys)
+    assert code == 0 and err == ""
+    x = cli.read_image(str(image), (SIZE, SIZE), 3)[None]
+    np.testing.assert_allclose(np.load(tmp_path / "c" / "d_bmp.deconvnet.npy"),
+                               ki.Deconvnet(model, layer="conv2").explain(x, target=5)[0], rtol=1e-5, atol=1e-7)
+    assert list(csv.DictReader(open(tmp_path / "c" / "explanations.csv")))[0]["explained_channel"] == "5"
+    # A model without a GAP head: "cam" falls back to Grad-CAM and says so in one note line.
+    flat = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Conv2D(2, 3), keras.layers.Flatten(),
+                             keras.layers.Dense(2)])
+    flat.save(tmp_path / "flat.keras")
+    code, _, err = run(["explain", tmp_path / "flat.keras", image, "--method", "cam", "--out", tmp_path / "f",
+                        "--quiet"], capsys)
+    assert code == 0 and err.startswith("keras-interp: note: ") and err.count("\n") == 1 and "Grad-CAM" in err
