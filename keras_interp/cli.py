@@ -515,10 +515,10 @@ def parser():
     sub = main_parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name, help_, fn):
-        p = sub.add_parser(name, help=help_, description=help_)
+        p = sub.add_parser(name, help=help_, description=help_, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         p.set_defaults(fn=fn)
         p.add_argument("--quiet", action="store_true", help="no progress output")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=int, default=0, help="seed of the random parts (SmoothGrad noise, starts)")
         return p
 
     def model_args(p, out):
@@ -532,13 +532,15 @@ def parser():
         p.add_argument("--mean", type=float, nargs="+", help="subtracted after --scale (per channel)")
         p.add_argument("--std", type=float, nargs="+", help="divided by after --mean")
         p.add_argument("--preprocess", help="keras.applications.<family>, e.g. keras.applications.resnet50")
-        p.add_argument("--batch-size", type=int, default=32)
+
+    def batch_arg(p):
+        p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
 
     p = command("demo", "train the reference CNN on the built-in shapes and show every method", cmd_demo)
-    p.add_argument("--out", default=os.path.join("out", "demo"))
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--train-size", type=int, default=3000)
+    p.add_argument("--out", default=os.path.join("out", "demo"), help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
+    p.add_argument("--epochs", type=int, default=8, help="training epochs")
+    p.add_argument("--train-size", type=int, default=3000, help="training images")
 
     p = command("explain", "explain images (files or folders) with one or more methods", cmd_explain)
     model_args(p, "explained")
@@ -553,30 +555,32 @@ def parser():
     p.add_argument("--strategy", choices=("mirrored",), help="spread each batch over the machine's devices "
                    "(tf.distribute.MirroredStrategy's: every GPU, else the CPU)")
     scale_args(p)
+    batch_arg(p)
 
     p = command("layers", "list the layers and what each can be used for", cmd_layers)
-    p.add_argument("model")
-    p.add_argument("--unsafe", action="store_true")
+    p.add_argument("model", help="a saved .keras (or legacy .h5) model")
+    p.add_argument("--unsafe", action="store_true", help="load models with Lambda layers (trusted files only)")
 
     p = command("visualize", "class-model images by gradient ascent", cmd_visualize)
     model_args(p, "class_models")
-    p.add_argument("--classes", type=int, nargs="+", required=True)
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--classes", type=int, nargs="+", required=True, help="the classes to draw")
+    p.add_argument("--steps", type=int, default=200, help="gradient-ascent steps")
 
     p = command("dream", "Deep Dream on an image", cmd_dream)
     model_args(p, "dream")
-    p.add_argument("image")
-    p.add_argument("--layers", nargs="+")
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("image", help="an image file")
+    p.add_argument("--layers", nargs="+", help="layers whose activations are amplified (none: DeepDream's own choice)")
+    p.add_argument("--steps", type=int, default=20, help="gradient-ascent steps per octave")
     scale_args(p)
 
     p = command("search", "the dataset images that drive each channel of a layer", cmd_search)
     model_args(p, "search")
-    p.add_argument("inputs", nargs="+", metavar="INPUT")
-    p.add_argument("--layer", required=True)
-    p.add_argument("--top-k", type=int, default=9)
-    p.add_argument("--channels", type=int, nargs="+")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
+    p.add_argument("--layer", required=True, help="the layer whose channels are searched")
+    p.add_argument("--top-k", type=int, default=9, help="images per channel")
+    p.add_argument("--channels", type=int, nargs="+", help="channels to search (default: all)")
     scale_args(p)
+    batch_arg(p)
     return main_parser
 
 

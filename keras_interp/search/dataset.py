@@ -131,11 +131,15 @@ class SearchResult:
             scale = max(1, math.ceil(64 / max(rows, cols)))
             cell_size = (rows * scale, cols * scale)
         projected = self.projections() if project else None
+        crops = self.crops
+        if crops.min() < 0.0 or crops.max() > 1.0:  # one scale for the whole sheet, not one per cell
+            low, high = float(crops.min()), float(crops.max())
+            crops = (crops - low) / (high - low) if high > low else np.zeros_like(crops)
         rows, k = [], self.values.shape[1]
         for c in range(len(self.channels)):
             row = []
             for r in range(k):
-                row.append(self.crops[c, r])
+                row.append(crops[c, r])
                 if project:
                     row.append(_signed_picture(projected[c, r]))
             rows.append(row)
