@@ -232,6 +232,8 @@ class ExplanationLogger(keras.callbacks.Callback):
         if classes is not None:
             _indices(classes, np.iinfo(np.int32).max, "class", "classes", "the model")  # type checks now; range at build
         self.classes = classes
+        self._target = target if target is not None else self.labels  # what every method explains
+        self._substrate = None
         self._explainers = None
         self._pictures = {}
         self._labels_of = {}
@@ -338,10 +340,9 @@ class ExplanationLogger(keras.callbacks.Callback):
                 self._guarded("writing the input images", self._write_inputs, step)
                 self._inputs_written = True
             self._guarded("predictions", self._write_predictions, step)
-            target = self.target if self.target is not None else self.labels
             for name in list(self._explainers):
                 maps = self._produce(self._explainers, name, "method", "maps", step,
-                                     lambda: self._explainers[name].explain(self.images, target=target))
+                                     lambda: self._explainers[name].explain(self.images, target=self._target))
                 if maps is not None:
                     self._write_method(name, maps, step)
             for kind in list(self._pictures):
@@ -406,9 +407,11 @@ class ExplanationLogger(keras.callbacks.Callback):
             scalars += [("pointing_game", lambda: metrics.pointing_game(maps, self.masks)),
                         ("energy", lambda: metrics.energy_pointing_game(maps, self.masks))]
         if self.faithfulness:
-            target = self.target if self.target is not None else self.labels
-            scalars += [(metric, lambda fn=fn: float(np.mean(fn(self.model, self.images, maps, target=target,
-                                                                   steps=self.faithfulness))))
+            if self._substrate is None:  # the logged images never change: blur them once, not per method and epoch
+                self._substrate = metrics.faithfulness.substrate_images(self.images, "blur")
+            scalars += [(metric, lambda fn=fn: float(np.mean(fn(self.model, self.images, maps, target=self._target,
+                                                                   steps=self.faithfulness,
+                                                                   substrate=self._substrate))))
                         for metric, fn in (("deletion_auc", metrics.deletion_auc),
                                            ("insertion_auc", metrics.insertion_auc))]
         for metric, compute in scalars:

@@ -174,7 +174,7 @@ def methods():
 def make_explainer(name, model, args):
     import keras_interp as ki
 
-    if args.layer and name in ("gradcam", "gradcam++", "layercam", "scorecam", "deconvnet", "guided_backprop"):
+    if args.layer and name in LAYER_METHODS:
         classes = {"gradcam": ki.GradCAM, "gradcam++": ki.GradCAMPlusPlus, "layercam": ki.LayerCAM,
                    "scorecam": ki.ScoreCAM, "deconvnet": ki.Deconvnet, "guided_backprop": ki.GuidedBackprop}
         return classes[name](model, layer=args.layer)
@@ -252,8 +252,9 @@ def cmd_explain(args):
                        + (["explained_channel"] if channel_mode else []))
         for indices, shown in batches(files, shape[:2], shape[2], args.batch_size, failed):
             images = scale(shown)
-            probabilities = scorer.probabilities(scorer(images))
-            p = np.asarray(probabilities if probabilities is not None else scorer(images), np.float64)
+            logits = scorer(images)
+            probabilities = scorer.probabilities(logits)
+            p = np.asarray(probabilities if probabilities is not None else logits, np.float64)
             predicted = p.argmax(axis=1)
             explained = predicted if args.target is None else np.full(len(images), args.target)
             maps = {m: spread(e, images, args.channel if m in CHANNEL_METHODS and args.layer else args.target, devices)
@@ -359,7 +360,7 @@ def cmd_layers(args):
         site = graph.find_site(model, path)
         shape = tuple(site.shape)
         uses = []
-        if len(shape) == 4:
+        if len(shape) == 4 and not isinstance(site.operation, keras.layers.InputLayer):
             uses.append("gradcam")
             try:
                 receptive_field(model, site)
@@ -368,8 +369,6 @@ def cmd_layers(args):
                 pass
         if path == head:
             uses.append("cam")
-        if isinstance(site.operation, keras.layers.InputLayer):
-            uses = []
         print(f"{path:40s} {str(shape):22s} {', '.join(uses)}")
     return 0
 
@@ -455,7 +454,8 @@ def cmd_search(args):
     with open(os.path.join(out, "search.csv"), "w", newline="") as handle:
         table = csv.writer(handle)
         table.writerow(["channel", "rank", "value", "file", "row", "col"])
-        kept = [f for f in files if f not in set(failed)]
+        unread = set(failed)
+        kept = [f for f in files if f not in unread]
         for c, channel in enumerate(result.channels):
             for r in range(result.values.shape[1]):
                 table.writerow([int(channel), r, f"{result.values[c, r]:.6f}", kept[result.indices[c, r]],
