@@ -19,8 +19,8 @@ import difflib
 import keras
 from keras import tree
 
-__all__ = ["Site", "graph_of", "run", "find_site", "last_spatial_site", "spatial_layers", "all_paths",
-           "Cursor", "is_spatial_shape", "no_graph_error"]
+__all__ = ["Site", "graph_of", "run", "find_site", "last_spatial_site", "spatial_layers", "spatial_rank",
+           "all_paths", "Cursor", "is_spatial_shape", "no_graph_error"]
 
 
 def graph_of(model):
@@ -47,11 +47,12 @@ def _nodes(graph, from_output=False):
     return [n for d in depths for n in by_depth[d] if n.operation and not n.is_input]
 
 
-def is_spatial_shape(shape):
-    """A (batch, h, w, c) shape whose map is larger than 1x1 (unknown sizes count as large)."""
-    if shape is None or len(shape) != 4:
+def is_spatial_shape(shape, rank=4):
+    """A (batch, *spatial, c) shape of `rank` dimensions whose map has more than one cell
+    (unknown sizes count as large): rank 3 for 1-D signals, 4 for images, 5 for volumes."""
+    if shape is None or len(shape) != rank or rank < 3:
         return False
-    return not (shape[1] == 1 and shape[2] == 1)
+    return not all(d == 1 for d in shape[1:-1])
 
 
 class Site:
@@ -111,6 +112,8 @@ def run(model, inputs, taps=(), replace=None, stop_after_taps=False):
         raise ValueError(f"Model {model.name!r} has no functional graph to run.")
     replace = replace or {}
     values = {id(graph.inputs[0]): inputs}
+    if len(graph.inputs) > 1:  # several inputs: a list or tuple in graph.inputs order
+        values = {id(t): v for t, v in zip(graph.inputs, inputs)}
     found = [None] * len(taps)
     for node in _nodes(graph):
         if any(id(t) not in values for t in node.input_tensors):
@@ -148,9 +151,9 @@ class Cursor:
         self.chain, self.tensor = tuple(chain), tensor
 
     @classmethod
-    def at_output(cls, model):
+    def at_output(cls, model, index=0):
         graph = graph_of(model)
-        return None if graph is None else cls((), graph.outputs[0])
+        return None if graph is None else cls((), graph.outputs[index])
 
     def producer(self):
         """The Site producing this tensor, entering nested models (their output's producer).
@@ -202,17 +205,29 @@ def all_paths(model):
     return paths
 
 
-def _spatial(site):
+def _spatial(site, rank=4):
     tensor = site.tensor
-    return is_spatial_shape(tuple(tensor.shape)) and "float" in str(tensor.dtype)
+    return is_spatial_shape(tuple(tensor.shape), rank) and "float" in str(tensor.dtype)
 
 
-def spatial_layers(model):
-    """Paths of all sites with a spatial (batch, h, w, c) output larger than 1x1, input to output."""
+def spatial_rank(model):
+    """The rank of the model's spatial tensors: that of its first input with a spatial axis
+    (3 for signals (B, L, C), 4 for images, 5 for volumes), 4 when no input says."""
+    for tensor in getattr(model, "inputs", None) or ():
+        if len(tensor.shape) in (3, 4, 5):
+            return len(tensor.shape)
+    return 4
+
+
+def spatial_layers(model, rank=None):
+    """Paths of all sites with a spatial output of more than one cell, input to output.
+
+    `rank` is the tensors' rank (see spatial_rank, the default)."""
     graph = graph_of(model)
     if graph is None:
         return []
-    return list(dict.fromkeys(s.path for s in _sites(graph) if _spatial(s)))
+    rank = spatial_rank(model) if rank is None else rank
+    return list(dict.fromkeys(s.path for s in _sites(graph) if _spatial(s, rank)))
 
 
 def no_graph_error(model, what):
@@ -242,8 +257,11 @@ def _ancestors(graph, wanted):
 _PADDING = (keras.layers.ZeroPadding2D,)
 
 
-def last_spatial_site(model):
-    """The last tensor with spatial extent (> 1x1) on the path to the output.
+def last_spatial_site(model, output=0, rank=None):
+    """The last tensor with spatial extent (> 1 cell) on the path to output number `output`.
+
+    Spatial tensors have `rank` dimensions (see spatial_rank, the default), so a 1-D model's
+    (B, L, C) features count and an image model's token sequences do not.
 
     Operation outputs (`a + b`) count, nested models are entered (following the outputs that
     are used, when a nested model has several), and shape-only, pooling or zero-padding layers
@@ -252,6 +270,7 @@ def last_spatial_site(model):
     graph = graph_of(model)
     if graph is None:
         raise no_graph_error(model, "a spatial layer")
+    rank = spatial_rank(model) if rank is None else rank
 
     def search(graph, chain, wanted):
         relevant = _ancestors(graph, wanted)
@@ -271,16 +290,17 @@ def last_spatial_site(model):
                 continue
             for index, _ in enumerate(tree.flatten(node.outputs)):
                 site = Site(chain + (node,), index)
-                if _spatial(site):
+                if _spatial(site, rank):
                     return site
         return None
 
-    site = search(graph, (), graph.outputs[:1])
+    site = search(graph, (), graph.outputs[output:output + 1])
     if site is None:
+        form = {3: "(batch, length, channels)", 5: "(batch, depth, height, width, channels)"}.get(
+            rank, "(batch, height, width, channels)")
         raise ValueError(
-            f"Model {model.name!r} has no tensor with a spatial (batch, height, width, channels) "
-            "output larger than 1x1 on the path to its output; class activation maps need a "
-            "convolutional feature map."
+            f"Model {model.name!r} has no tensor with a spatial {form} output of more than one "
+            "cell on the path to its output; class activation maps need a convolutional feature map."
         )
     return site
 

@@ -1,7 +1,9 @@
 """Rendering only: normalise maps, colour them with OpenCV, overlay, tile into grids, save PNG.
 
 Explainers return raw float32 maps; this module is the only place where they become uint8
-pictures. Images are RGB throughout; OpenCV's BGR order is confined to `heatmap` and `save`.
+pictures. Images are RGB throughout; OpenCV's BGR order is confined to `_colorize` and `save`.
+Pictures for every input rank: `overlay` (images), `band` (1-D signals), `slices` (volumes), and
+`render`, which picks one by the input's rank.
 """
 
 import os
@@ -9,7 +11,9 @@ import os
 import cv2
 import numpy as np
 
-__all__ = ["normalize", "heatmap", "overlay", "to_uint8", "resize_map", "grid", "save"]
+__all__ = [
+    "normalize", "heatmap", "overlay", "to_uint8", "resize_map", "grid", "save", "band", "slices", "render",
+]
 
 
 def normalize(maps, method="minmax", percentile=99.0):
@@ -52,13 +56,22 @@ def _colormap(name):
     return code
 
 
+def _colorize(values, colormap):
+    """Already-normalised (H, W) values in [0, 1] as RGB uint8, without renormalising.
+
+    Split from `heatmap` so that `band` and `slices` can normalise once over a whole signal or
+    volume and colour pieces of it on one common scale.
+    """
+    levels = np.round(np.clip(values, 0.0, 1.0) * 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(levels, _colormap(colormap)), cv2.COLOR_BGR2RGB)
+
+
 def heatmap(map_, colormap="jet", method="minmax"):
     """A (H, W) map as an RGB uint8 picture (H, W, 3) through an OpenCV colormap."""
     values = normalize(map_, method=method)
     if values.ndim != 2:
         raise ValueError(f"heatmap takes one (H, W) map; received shape {np.shape(map_)}.")
-    coloured = cv2.applyColorMap(np.round(values * 255).astype(np.uint8), _colormap(colormap))
-    return cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB)
+    return _colorize(values, colormap)
 
 
 def to_uint8(image):
@@ -98,6 +111,11 @@ def resize_map(map_, size):
     return cv2.resize(map_, (int(size[1]), int(size[0])), interpolation=cv2.INTER_LINEAR)
 
 
+def _check_alpha(alpha):
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1]; received {alpha!r}.")
+
+
 def overlay(image, map_, alpha=0.5, colormap="jet", method="minmax"):
     """The map coloured and blended over the image: RGB uint8 (H, W, 3).
 
@@ -108,8 +126,7 @@ def overlay(image, map_, alpha=0.5, colormap="jet", method="minmax"):
         colormap: OpenCV colormap name ("jet", "inferno", "viridis", ...).
         method: normalisation passed to `normalize`.
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1]; received {alpha!r}.")
+    _check_alpha(alpha)
     base = to_uint8(image)
     coloured = heatmap(resize_map(map_, base.shape[:2]), colormap=colormap, method=method)
     return cv2.addWeighted(coloured, alpha, base, 1.0 - alpha, 0.0)
@@ -179,3 +196,201 @@ def save(path, image):
     if not cv2.imwrite(path, cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)):
         raise OSError(f"OpenCV could not write {path!r}; use a .png path in a writable folder.")
     return path
+
+
+# Channel colours for `band` (RGB, from matplotlib's tab10): dark enough to read on white and
+# distinct from one another; channels beyond the palette reuse it in order.
+_PALETTE = (
+    (31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+)
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; received {value!r}.")
+    return int(value)
+
+
+def _check_finite(name, array):
+    bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise ValueError(f"{name} has {bad} non-finite values (NaN or inf); expected finite numbers.")
+
+
+def _resample_1d(values, width):
+    """A (L,) array resampled to `width` columns, sample i centred at x = (i + 0.5) * width / L - 0.5.
+
+    This is OpenCV's half-pixel convention, the same one `resize_map` uses for images, so a band
+    lines up with the signal drawn above it. Shrinking uses INTER_AREA (each column the mean of
+    the samples it covers) so a narrow peak is kept as a smaller bump instead of falling between
+    two columns as INTER_LINEAR would let it.
+    """
+    values = np.asarray(values, dtype=np.float32)[None]
+    mode = cv2.INTER_AREA if width < values.shape[1] else cv2.INTER_LINEAR
+    return cv2.resize(values, (width, 1), interpolation=mode)[0]
+
+
+def _trace(signal, width):
+    """Polyline x, y-value vertices of one channel at `width` columns (same alignment as `_resample_1d`).
+
+    Growing: one vertex per sample at its exact (sub-pixel) x, so peaks are drawn at their true
+    height rather than cut where column centres happen to fall, plus the end samples held out to
+    the picture's edges, like OpenCV's replicated border in the band below. Shrinking: each column
+    gets its minimum and maximum, the usual waveform envelope, so spikes stay visible instead of
+    being skipped by the resampling.
+    """
+    length = signal.shape[0]
+    if width >= length:
+        xs = (np.arange(length) + 0.5) * width / length - 0.5
+        return np.r_[0.0, xs, width - 1.0], np.r_[signal[0], signal, signal[-1]]
+    columns = np.arange(width, dtype=np.float64)
+    # Sample i belongs to the column its centre falls in; with L > width each column holds one or more.
+    owner = np.floor((np.arange(length) + 0.5) * width / length).astype(np.int64)
+    starts = np.searchsorted(owner, np.arange(width))
+    low, high = np.minimum.reduceat(signal, starts), np.maximum.reduceat(signal, starts)
+    return np.repeat(columns, 2), np.stack([low, high], axis=1).ravel()
+
+
+def band(signal, map_, height=96, band_height=24, colormap="jet", method="minmax", width=None):
+    """A 1-D input (audio, ECG, a time series) drawn as curves above its importance as a colour band.
+
+    Returns RGB uint8 (height + band_height, W, 3). The top `height` rows show each channel as an
+    antialiased polyline on white, all channels min-max scaled together (so their relative sizes
+    survive) with a 4-pixel margin; a constant signal is a flat line in the middle. The bottom
+    `band_height` rows show the map coloured like `heatmap`. Sample i of both is centred at
+    x = (i + 0.5) * W / L - 0.5, so a peak in the band sits under the same instant of the signal.
+
+    Args:
+        signal: (L,) or (L, C) array, C channels.
+        map_: (L,) importance, one value per sample (higher = more important).
+        height: rows of the signal plot.
+        band_height: rows of the colour band.
+        colormap: OpenCV colormap name ("jet", "inferno", "viridis", ...).
+        method: normalisation passed to `normalize` (over the whole map).
+        width: picture width W; default max(L, 256), so short signals are still readable.
+    """
+    signal = np.asarray(signal, dtype=np.float32)
+    map_ = np.asarray(map_, dtype=np.float32)
+    if signal.ndim not in (1, 2) or signal.size == 0:
+        raise ValueError(
+            f"band takes a signal (L,) or (L, C) with L, C >= 1; received shape {signal.shape}."
+        )
+    if signal.ndim == 1:
+        signal = signal[:, None]
+    length = signal.shape[0]
+    if map_.shape != (length,):
+        raise ValueError(
+            f"band needs a map of shape ({length},), one value per sample of the signal; "
+            f"received shape {map_.shape}."
+        )
+    _check_finite("signal", signal)
+    _check_finite("map_", map_)
+    height = _positive_int("height", height)
+    band_height = _positive_int("band_height", band_height)
+    width = max(length, 256) if width is None else _positive_int("width", width)
+
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    margin = min(4, (height - 1) // 4)  # tiny plots keep most of their rows for the curve
+    low, high = float(signal.min()), float(signal.max())
+    for c in range(signal.shape[1]):
+        xs, values = _trace(signal[:, c], width)
+        if high > low:
+            ys = margin + (high - values) / (high - low) * (height - 1 - 2 * margin)
+        else:
+            ys = np.full_like(values, (height - 1) / 2.0)
+        # shift=4: vertices in 1/16 pixel, so the antialiased line follows sub-pixel values.
+        points = np.round(np.stack([xs, ys], axis=-1) * 16).astype(np.int32).reshape(-1, 1, 2)
+        colour = _PALETTE[c % len(_PALETTE)]
+        cv2.polylines(canvas, [points], False, colour, 1, cv2.LINE_AA, shift=4)
+
+    # Normalise before resampling, so colours reflect the map's values, not where the columns fell.
+    values = _resample_1d(normalize(map_[None], method=method)[0], width)
+    strip = _colorize(np.repeat(values[None], band_height, axis=0), colormap)
+    return np.concatenate([canvas, strip], axis=0)
+
+
+def slices(volume, map_=None, num=8, alpha=0.5, colormap="jet", method="minmax", cell_size=None):
+    """Evenly spaced depth slices of a 3-D input, optionally overlaid with its map, in one row.
+
+    Returns an RGB uint8 sheet from `grid`, columns labelled "d=<index>". The volume is scaled to
+    uint8 once over all its slices and the map is normalised once over the whole volume, so a
+    slice that looks hotter is hotter: colours are comparable across slices.
+
+    Args:
+        volume: (D, H, W) or (D, H, W, C); channels as in `to_uint8` (1 grey, 3 RGB, others show
+            their first channel).
+        map_: (D, H', W') importance or None (slices only); each slice is resized to (H, W).
+        num: how many slices; all of them when D <= num, else indices
+            round(linspace(0, D - 1, num)) (first and last included).
+        alpha: weight of the heatmap in the blend, in [0, 1].
+        colormap: OpenCV colormap name.
+        method: normalisation passed to `normalize`, over the whole volume.
+        cell_size: (height, width) each slice is scaled to in the sheet; default: native size.
+    """
+    volume = np.asarray(volume)
+    if volume.ndim not in (3, 4) or volume.size == 0:
+        raise ValueError(
+            f"slices takes a volume (D, H, W) or (D, H, W, C), none empty; received shape {volume.shape}."
+        )
+    num = _positive_int("num", num)
+    _check_alpha(alpha)
+    depth, rows, cols = volume.shape[:3]
+    # One to_uint8 call over the stacked slices: one intensity scale for the whole volume.
+    pictures = to_uint8(volume.reshape((depth * rows,) + volume.shape[2:])).reshape(depth, rows, cols, 3)
+    if depth <= num:
+        picks = np.arange(depth)
+    else:
+        picks = np.unique(np.round(np.linspace(0, depth - 1, num)).astype(np.int64))
+
+    if map_ is None:
+        cells = [pictures[d] for d in picks]
+    else:
+        map_ = np.asarray(map_, dtype=np.float32)
+        if map_.ndim != 3 or map_.shape[0] != depth or map_.size == 0:
+            raise ValueError(
+                f"slices needs a map (D, H, W) with D = {depth} like the volume {volume.shape}; "
+                f"received shape {map_.shape}."
+            )
+        _check_finite("map_", map_)
+        # normalize() works per (H, W) map; stacking the slices into one map scales the volume as a whole.
+        values = normalize(map_.reshape(1, -1, map_.shape[2]), method=method).reshape(map_.shape)
+        cells = [
+            cv2.addWeighted(
+                _colorize(resize_map(values[d], (rows, cols)), colormap), alpha, pictures[d], 1.0 - alpha, 0.0
+            )
+            for d in picks
+        ]
+    return grid([cells], col_labels=[f"d={d}" for d in picks], cell_size=cell_size)
+
+
+def render(inputs, map_, alpha=0.5, colormap="jet", method="minmax", **kwargs):
+    """One example and its map as a picture, for any input rank (used by the logger and the CLI).
+
+    (H, W, C) images -> `overlay`; (L, C) signals -> `band`; (D, H, W, C) volumes -> `slices`.
+
+    Args:
+        inputs: one example, without the batch axis.
+        map_: its map: (H, W), (L,) or (D, H, W) respectively.
+        alpha: heatmap weight for images and volumes (a band is not blended, so it ignores it).
+        colormap, method: as in `heatmap`.
+        **kwargs: passed on to the function chosen (e.g. width= for `band`, num= for `slices`).
+    """
+    inputs = np.asarray(inputs)
+    map_ = np.asarray(map_)
+    if inputs.ndim not in (2, 3, 4):
+        raise ValueError(
+            "render takes one example: an image (H, W, C), a signal (L, C) or a volume (D, H, W, C); "
+            f"received shape {inputs.shape}."
+        )
+    # The map covers every input axis but the channels; check here so the message names both shapes.
+    if map_.ndim != inputs.ndim - 1 or (inputs.ndim != 3 and map_.shape[:1] != inputs.shape[:1]):
+        expected = {2: "(L,)", 3: "(H, W)", 4: "(D, H, W)"}[inputs.ndim]
+        raise ValueError(
+            f"render needs a map {expected} for inputs of shape {inputs.shape}; received shape {map_.shape}."
+        )
+    if inputs.ndim == 3:
+        return overlay(inputs, map_, alpha=alpha, colormap=colormap, method=method, **kwargs)
+    if inputs.ndim == 2:
+        return band(inputs, map_, colormap=colormap, method=method, **kwargs)
+    return slices(inputs, map_, alpha=alpha, colormap=colormap, method=method, **kwargs)

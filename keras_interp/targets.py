@@ -145,10 +145,11 @@ class _Squashing:
         return lambda *args, **kwargs: args[0]
 
 
-def find_squashing(model):
-    """(_Squashing or None, opaque): the final softmax/sigmoid, walking back over shape-only
-    layers and into nested models; `opaque` is the operation that hides the logits, if any."""
-    cursor = Cursor.at_output(model)
+def find_squashing(model, output=0):
+    """(_Squashing or None, opaque): the final softmax/sigmoid of output number `output`,
+    walking back over shape-only layers and into nested models; `opaque` is the operation that
+    hides the logits, if any."""
+    cursor = Cursor.at_output(model, output)
     if cursor is None:
         return None, model
     while True:
@@ -203,16 +204,78 @@ def _warn_once(model, message):
     warnings.warn(message, stacklevel=4)
 
 
+def input_names(model):
+    """Names of the model's inputs in `model.inputs` order: the keys of a dict of inputs, else
+    the Input layers' names."""
+    struct = getattr(model, "_inputs_struct", None)
+    if isinstance(struct, dict):
+        flat = keras.tree.flatten(struct)
+        keys = {id(t): k for k, t in struct.items()}
+        if all(id(t) in keys for t in flat):
+            return [keys[id(t)] for t in flat]
+    return [t.name for t in model.inputs]
+
+
+def output_names(model):
+    """Names of a functional model's outputs in `model.outputs` order, or None."""
+    outputs = getattr(model, "outputs", None)
+    if not outputs:
+        return None
+    struct = getattr(model, "_outputs_struct", None)
+    if isinstance(struct, dict):
+        flat = keras.tree.flatten(struct)
+        keys = {id(t): k for k, t in struct.items()}
+        if all(id(t) in keys for t in flat):
+            return [keys[id(t)] for t in flat]
+    names = getattr(model, "output_names", None)
+    if names and len(names) == len(outputs):
+        return list(names)
+    return [t._keras_history[0].name for t in outputs]
+
+
+def choose_output(model, output, names):
+    """The index of the output to explain: `output` as an index or a name; None stands for the
+    only output (an error lists the outputs when there are several)."""
+    count = None if names is None else len(names)
+    if output is None:
+        if count is not None and count > 1:
+            raise ValueError(
+                f"Model {model.name!r} has {count} outputs {names}; pass output= (a name or an index) "
+                f"to choose the one to explain, e.g. output=0 or output={names[0]!r}."
+            )
+        return None
+    if isinstance(output, (bool, np.bool_)) or not isinstance(output, (numbers.Integral, str)):
+        raise TypeError(f"output must be an output name or index; received {output!r}.")
+    if isinstance(output, str):
+        if names is None or output not in names:
+            raise ValueError(
+                f"Model {model.name!r} has no output named {output!r}; its outputs are {names}."
+                if names is not None else
+                f"Model {model.name!r} does not declare output names (a subclassed model); pass "
+                "output= as an index into what it returns."
+            )
+        return names.index(output)
+    index = int(output)
+    if count is not None and not -count <= index < count:
+        raise ValueError(f"output={index} is out of range: model {model.name!r} has {count} outputs {names}.")
+    return index % count if count is not None else index
+
+
 class Scorer:
-    """Pre-softmax scores of a single-input, single-output Keras model.
+    """Pre-softmax scores of one output of a Keras model.
 
     Args:
-        model: a built Keras model (Sequential, functional, nested or subclassed).
+        model: a built Keras model (Sequential, functional, nested or subclassed), with one or
+            several inputs; the scorer is called with a list of them in `model.inputs` order.
+        output: which output to score, a name or an index; required when the model has several.
+            The softmax or sigmoid removed is that output's own.
 
     Attributes:
         activation: the squashing removed from the output: "softmax", "sigmoid" or None.
         binary: True for a single sigmoid unit, scored as two classes [-z, z].
-        input_shape: the model's input shape with batch dimension, dims may be None.
+        input_shape: the model's input shape with batch dimension, dims may be None (None for
+            a model with several inputs: see input_shapes and input_names).
+        output_index: the explained output's index, None for a single-output model.
         num_classes: number of classes of a (batch, classes) output (2 for a binary sigmoid
             unit, 1 for a (batch,) output), else None.
 
@@ -221,38 +284,32 @@ class Scorer:
     a warning says so once: return logits from the model, or pass a callable target.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, output=None):
         if not isinstance(model, keras.Model):
             raise TypeError(
                 f"Expected a keras.Model, received {type(model).__name__}. Load a saved model "
                 "with keras_interp.load_model(path) first."
             )
         inputs = getattr(model, "inputs", None)
-        if inputs is not None and len(inputs) != 1:
-            raise ValueError(
-                f"The model has {len(inputs)} inputs ({[t.name for t in inputs]}); keras_interp "
-                "explains image models with a single input. Wrap the model in one that takes "
-                "the image as its only input and fixes the others."
-            )
         outputs = getattr(model, "outputs", None)
-        if outputs is not None and len(outputs) != 1:
-            raise ValueError(
-                f"The model has {len(outputs)} outputs; keras_interp expects a single output. "
-                "Build a keras.Model(model.inputs, model.outputs[i]) for the output to explain."
-            )
         if isinstance(model, keras.Sequential) and graph_of(model) is None:
             raise ValueError(
                 f"The Sequential model {model.name!r} is not built yet, so its layers have no graph. "
                 "Start it with keras.Input(shape), call model.build((None, height, width, channels)), "
                 "or call it once on a batch."
             )
+        self.output_names = output_names(model)
+        self.output_index = choose_output(model, output, self.output_names)
         self.model = model
         self._graph = graph_of(model)
-        squashing, self._opaque = find_squashing(model)
+        squashing, self._opaque = find_squashing(model, self.output_index or 0)
         self.activation = squashing.kind if squashing is not None else None
         self._replace = {squashing.site.nodes: squashing.replacement()} if squashing is not None else {}
-        self.input_shape = tuple(inputs[0].shape) if inputs else None
-        self._set_output_shape(tuple(outputs[0].shape) if outputs else _PROBED.get(model))
+        self.input_shapes = [tuple(t.shape) for t in inputs] if inputs else None
+        self.input_names = input_names(model) if inputs else None
+        # The single input's shape; None for a model with several inputs (see input_shapes).
+        self.input_shape = self.input_shapes[0] if inputs and len(inputs) == 1 else None
+        self._set_output_shape(tuple(outputs[self.output_index or 0].shape) if outputs else _PROBED.get(model))
         # Outputs that may be probabilities in disguise are looked at once per model.
         self._probed = self.activation is not None or self._opaque is None or model in _PROBED
 
@@ -286,7 +343,7 @@ class Scorer:
         """
         graph = None if self._graph is None else ("self" if self._graph is self.model else self._graph)
         nodes = tuple(map(id, next(iter(self._replace), ())))
-        return (graph, nodes, self.activation, self.binary, self.num_classes, self.output_shape)
+        return (graph, nodes, self.activation, self.binary, self.num_classes, self.output_shape, self.output_index)
 
     def _as_logits(self, output):
         logits = ops.cast(output, "float32")
@@ -296,10 +353,29 @@ class Scorer:
             logits = ops.concatenate([-logits, logits], axis=-1)
         return logits
 
+    def _pick(self, outputs):
+        """The explained output among a multi-output model's outputs."""
+        if self.output_index is None:
+            if isinstance(outputs, (list, tuple, dict)) and len(outputs) != 1:
+                raise ValueError(
+                    f"Model {self.model.name!r} returns {len(outputs)} outputs; pass output= (an index"
+                    f"{', or one of ' + str(list(outputs)) if isinstance(outputs, dict) else ''}) to "
+                    "choose the one to explain."
+                )
+            return next(iter(outputs.values())) if isinstance(outputs, dict) else (
+                outputs[0] if isinstance(outputs, (list, tuple)) else outputs)
+        if isinstance(outputs, dict):
+            key = self.output_names[self.output_index] if self.output_names else list(outputs)[self.output_index]
+            return outputs[key]
+        return outputs[self.output_index] if isinstance(outputs, (list, tuple)) else outputs
+
     def _run(self, x, taps=()):
+        if isinstance(x, (list, tuple)) and len(x) == 1:
+            x = x[0]
         if self._graph is None:
-            return self.model(x, training=False), []
-        return run(self.model, x, taps, self._replace)
+            return self._pick(self.model(x, training=False)), []
+        output, found = run(self.model, x, taps, self._replace)
+        return self._pick(output), found
 
     def __call__(self, x):
         """Logits (float32) for a batch of inputs, in inference mode."""

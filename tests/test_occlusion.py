@@ -86,8 +86,9 @@ def test_higher_means_more_important():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(patch_size=0), r"patch_size must be a positive int or a pair of them; received 0"),
-        (dict(stride=(1, 2, 3)), "stride must be a positive int or a pair"),
+        (dict(patch_size=0), r"patch_size must be a positive int or a tuple of them, one per spatial axis; received 0"),
+        (dict(stride=(1, 2, 3)), r"stride \(1, 2, 3\) has 3 entries but the input has 2 spatial axes"),
+        (dict(stride=(1, 2, 3, 4)), "stride must be a positive int or a tuple"),
         (dict(patch_size=2.5), "patch_size must be"),
         (dict(patch_size=(4, 2), stride=3), r"stride \(3, 3\) is larger than patch_size \(4, 2\)"),
     ],

@@ -121,15 +121,21 @@ def test_integer_target_needs_class_outputs():
         resolve_target(1, 2, None)
 
 
-def test_several_inputs_or_outputs_are_refused():
+def test_several_inputs_are_scored_and_several_outputs_need_a_choice():
     a, b = keras.Input((4, 4, 1)), keras.Input((4, 4, 1))
     two_in = keras.Model([a, b], keras.layers.Dense(2)(keras.layers.Flatten()(keras.layers.Add()([a, b]))))
-    with pytest.raises(ValueError, match="The model has 2 inputs"):
-        Scorer(two_in)
+    xa, xb = np.random.rand(3, 4, 4, 1).astype("float32"), np.random.rand(3, 4, 4, 1).astype("float32")
+    np.testing.assert_allclose(Scorer(two_in)([xa, xb]), two_in([xa, xb]), rtol=1e-6)
     flat = keras.layers.Flatten()(a)
-    two_out = keras.Model(a, [keras.layers.Dense(2)(flat), keras.layers.Dense(3)(flat)])
-    with pytest.raises(ValueError, match="The model has 2 outputs"):
+    two_out = keras.Model(a, [keras.layers.Dense(2, name="first")(flat), keras.layers.Dense(3, name="second")(flat)])
+    with pytest.raises(ValueError, match=r"has 2 outputs \['first', 'second'\]; pass output="):
         Scorer(two_out)
+    with pytest.raises(ValueError, match=r"no output named 'third'; its outputs are \['first', 'second'\]"):
+        Scorer(two_out, output="third")
+    with pytest.raises(ValueError, match="output=2 is out of range"):
+        Scorer(two_out, output=2)
+    np.testing.assert_allclose(Scorer(two_out, output="second")(xa), two_out(xa)[1], rtol=1e-6)
+    np.testing.assert_allclose(Scorer(two_out, output=-2)(xa), two_out(xa)[0], rtol=1e-6)
     with pytest.raises(TypeError, match="Expected a keras.Model, received str"):
         Scorer("model.keras")
 

@@ -10,47 +10,166 @@ import tensorflow as tf
 
 from keras_interp.targets import Scorer, resolve_target
 
-__all__ = ["Explainer", "check_images", "plan_chunks", "chunk_indices", "merge_leading", "broadcast_baseline"]
+__all__ = ["Explainer", "check_images", "check_inputs", "pack", "choose_input", "plan_chunks", "chunk_indices",
+           "merge_leading", "broadcast_baseline", "spatial_axes"]
 
 
-def check_images(inputs, input_shape=None):
-    """Validate a batch of images and return it as a float32 numpy array (B, H, W, C)."""
+# What a batch of each rank is, for error messages.
+FORMS = {
+    2: "(batch, features)",
+    3: "(batch, length, channels)",
+    4: "(batch, height, width, channels)",
+    5: "(batch, depth, height, width, channels)",
+}
+_AXES = {3: ("length",), 4: ("height", "width"), 5: ("depth", "height", "width")}
+
+
+def check_images(inputs, input_shape=None, name="images"):
+    """Validate one input batch and return it as a float32 numpy array.
+
+    The rank is the model's (`input_shape`, batch included): (B, L, C) signals, (B, H, W, C)
+    images, (B, D, H, W, C) volumes, (B, F) feature vectors. With no shape known, signals,
+    images and volumes are accepted.
+    """
     if isinstance(inputs, tf.Tensor):
         inputs = inputs.numpy()
+    rank = None if input_shape is None else len(input_shape)
+    expected = FORMS.get(rank, "(batch, ..., channels)") if rank else "(batch, height, width, channels)"
     try:
         x = np.asarray(inputs, dtype=np.float32)
     except (TypeError, ValueError) as exc:
         raise TypeError(
-            f"Expected images as a numpy array or tensor of shape (batch, height, width, "
-            f"channels); received {type(inputs).__name__} that cannot be read as float32 ({exc})."
+            f"Expected {name} as a numpy array or tensor of shape {expected}; received "
+            f"{type(inputs).__name__} that cannot be read as float32 ({exc})."
         ) from None
-    expected = "(batch, height, width, channels)"
     if input_shape is not None:
         expected += f"; the model takes {tuple(input_shape)}"
-    if x.ndim != 4:
-        hint = " For a single image pass image[None]." if x.ndim == 3 else ""
-        raise ValueError(f"Expected a batch of images of shape {expected}; received shape {x.shape}.{hint}")
+    noun = {3: "signal", 5: "volume", 2: "example"}.get(rank, "image") if name == "images" else name
+    if (x.ndim != rank) if rank else (x.ndim not in (3, 4, 5)):
+        one = noun if name == "images" else "example"
+        hint = f" For a single {one} pass {one}[None]." if (rank or 4) and x.ndim == (rank or 4) - 1 else ""
+        raise ValueError(f"Expected a batch of {name} of shape {expected}; received shape {x.shape}.{hint}")
     if x.shape[0] == 0:
-        raise ValueError(f"Received an empty batch (shape {x.shape}); pass at least one image.")
-    if input_shape is not None and len(input_shape) == 4:
-        for axis, name in ((1, "height"), (2, "width"), (3, "channels")):
+        raise ValueError(f"Received an empty batch (shape {x.shape}); pass at least one example.")
+    if rank:
+        labels = _AXES.get(rank, tuple(f"axis {i}" for i in range(1, rank - 1))) + ("channels",)
+        labels = ("features",) if rank == 2 else labels
+        for axis, label in enumerate(labels, start=1):
             want = input_shape[axis]
             if want is not None and x.shape[axis] != want:
                 raise ValueError(
-                    f"Image {name} is {x.shape[axis]} but the model expects {want}: received "
-                    f"shape {x.shape}, expected {expected}. Resize or preprocess the images first."
+                    f"{noun[0].upper() + noun[1:]} {label} is {x.shape[axis]} but the model expects {want}: "
+                    f"received shape {x.shape}, expected {expected}. Resize or preprocess them first."
                 )
     bad = ~np.isfinite(x)
     if bad.any():
         raise ValueError(
-            f"The images contain {int(bad.sum())} NaN or infinite values (first at index "
+            f"The {name} contain {int(bad.sum())} NaN or infinite values (first at index "
             f"{tuple(int(i) for i in np.argwhere(bad)[0])}); explanations need finite inputs."
         )
     return x
 
 
-def broadcast_baseline(baseline, x, name="baseline"):
-    """A baseline (scalar, (H, W, C), (B, H, W, C) or anything broadcastable) at x's shape."""
+def check_inputs(inputs, input_shapes, input_names):
+    """Validate the inputs of a model with one or several inputs.
+
+    Returns (x, form): for a single-input model x is one array and form None; otherwise x is a
+    tuple of arrays in `model.inputs` order and form is "list" or "dict", how they were given
+    (results are returned the same way, see `pack`). Every input must have the same batch size.
+    """
+    if input_shapes is None or len(input_shapes) == 1:
+        return check_images(inputs, None if input_shapes is None else input_shapes[0]), None
+    count = len(input_shapes)
+    if isinstance(inputs, dict):
+        missing = [k for k in input_names if k not in inputs]
+        unknown = [k for k in inputs if k not in input_names]
+        if missing or unknown:
+            raise ValueError(
+                f"The model's inputs are {input_names}; the dict of inputs "
+                f"{'lacks ' + str(missing) if missing else ''}{' and ' if missing and unknown else ''}"
+                f"{'has unknown keys ' + str(unknown) if unknown else ''}."
+            )
+        arrays, form = [inputs[k] for k in input_names], "dict"
+    elif isinstance(inputs, (list, tuple)) and len(inputs) == count:
+        arrays, form = list(inputs), "list"
+    else:
+        got = f"a {type(inputs).__name__} of {len(inputs)}" if isinstance(inputs, (list, tuple)) else (
+            f"one array of shape {np.shape(inputs)}")
+        raise ValueError(
+            f"The model has {count} inputs {input_names}; pass a list of {count} arrays in that order "
+            f"or a dict keyed by those names; received {got}."
+        )
+    x = tuple(check_images(a, shape, name=f"input {name!r}") for a, shape, name in zip(arrays, input_shapes, input_names))
+    sizes = {len(a) for a in x}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"Every input needs the same batch size; received {dict(zip(input_names, (len(a) for a in x)))}."
+        )
+    return x, form
+
+
+def pack(values, form, names):
+    """Per-input results (a tuple in model order) as the inputs were given: a list, a dict, or
+    the single array of a single-input model."""
+    if form is None:
+        return values
+    return dict(zip(names, values)) if form == "dict" else list(values)
+
+
+def batch_of(x):
+    """The batch size of one input array or a tuple of them."""
+    return len(x[0]) if isinstance(x, tuple) else len(x)
+
+
+def choose_input(scorer, input, rank=None):
+    """The index of the input a method perturbs or maps onto: `input` (a name or an index), or
+    for None the only input, else the first input of rank `rank` (any spatial rank for None)."""
+    shapes, names = scorer.input_shapes, scorer.input_names
+    if shapes is None or len(shapes) == 1:
+        if input not in (None, 0) and not (names and input == names[0]):
+            raise ValueError(f"input={input!r}: the model has a single input{f' {names}' if names else ''}.")
+        return 0
+    if input is None:
+        ranks = (rank,) if rank else (3, 4, 5)
+        for i, shape in enumerate(shapes):
+            if len(shape) in ranks:
+                return i
+        raise ValueError(
+            f"None of the model's inputs {names} (shapes {[tuple(s) for s in shapes]}) is a "
+            f"{' or '.join(FORMS[r] for r in ranks)} batch; pass input= to choose one."
+        )
+    if isinstance(input, str):
+        if input not in names:
+            raise ValueError(f"The model has no input named {input!r}; its inputs are {names}.")
+        return names.index(input)
+    if isinstance(input, (bool, np.bool_)) or not isinstance(input, (int, np.integer)):
+        raise TypeError(f"input must be an input name or index; received {input!r}.")
+    if not -len(shapes) <= input < len(shapes):
+        raise ValueError(f"input={input} is out of range: the model has {len(shapes)} inputs {names}.")
+    return int(input) % len(shapes)
+
+
+def spatial_axes(t):
+    """The spatial axes of a (B, *spatial, C) tensor: 1 .. rank - 2."""
+    return list(range(1, len(t.shape) - 1))
+
+
+def broadcast_baseline(baseline, x, name="baseline", names=None):
+    """A baseline (scalar, (H, W, C), (B, H, W, C) or anything broadcastable) at x's shape.
+
+    For several inputs (x a tuple) the baseline is one value for all, or a list (in input
+    order) or dict (by input name) with one per input."""
+    if isinstance(x, tuple):
+        if isinstance(baseline, (list, tuple, dict)) and not np.isscalar(baseline):
+            if isinstance(baseline, dict) and names is not None and set(baseline) != set(names):
+                raise ValueError(f"{name} is a dict with keys {list(baseline)}; the model's inputs are {names}.")
+            values = [baseline[k] for k in names] if isinstance(baseline, dict) and names else (
+                list(baseline.values()) if isinstance(baseline, dict) else list(baseline))
+            if len(values) != len(x):
+                raise ValueError(f"{name} gives {len(values)} values for {len(x)} inputs; give one per input.")
+        else:
+            values = [baseline] * len(x)
+        return tuple(broadcast_baseline(b, xi, name) for b, xi in zip(values, x))
     try:
         b = np.broadcast_to(np.asarray(baseline, dtype=np.float32), x.shape)
     except ValueError:
@@ -92,9 +211,18 @@ def merge_leading(t):
 
 
 def _to_numpy(out):
-    if isinstance(out, (tuple, list)):
-        return tuple(np.asarray(o) for o in out)
-    return np.asarray(out)
+    return tf.nest.map_structure(np.asarray, out)
+
+
+def _slice(x, start, stop, size):
+    """Examples start..stop of an array (or a tuple of arrays), padded to `size` by repeating
+    the last one."""
+    if isinstance(x, tuple):
+        return tuple(_slice(a, start, stop, size) for a in x)
+    s = x[start:stop]
+    if stop - start < size:
+        s = np.concatenate([s, np.repeat(s[-1:], size - (stop - start), axis=0)])
+    return s
 
 
 # model -> {"functions": {(class, method, scorer signature, settings): tf.function},
@@ -187,16 +315,19 @@ class Explainer:
     """Base class: holds the model, its pre-softmax scorer and the chunk size.
 
     Args:
-        model: a single-input Keras model taking NHWC float images.
+        model: a Keras model taking (B, L, C) signals, (B, H, W, C) images or (B, D, H, W, C)
+            volumes; a model with several inputs takes them as a list or a dict.
         batch_size: most images one forward pass feeds the model: larger batches are split,
             and perturbation methods stream their perturbed copies in chunks of this size.
+        output: the output to explain, a name or an index; required when the model has several.
     """
 
-    def __init__(self, model, batch_size=128):
+    def __init__(self, model, batch_size=128, output=None):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int; received {batch_size!r}.")
         self.model = model
-        self.scorer = Scorer(model)
+        self.scorer = Scorer(model, output=output)
+        self._form = None
         self.batch_size = batch_size
         self._functions = {}
 
@@ -260,11 +391,40 @@ class Explainer:
             wrapped = targets[key] = _Target(score_fn)
         return wrapped
 
+    def _check(self, inputs):
+        """The inputs as arrays: one for a single-input model, else a tuple in model order.
+
+        Remembers how they were given (list or dict), so results come back the same way."""
+        x, self._form = check_inputs(inputs, self.scorer.input_shapes, self.scorer.input_names)
+        return x
+
+    def _pack(self, values):
+        return pack(values, self._form, self.scorer.input_names)
+
     def _prepare(self, inputs, target):
-        x = check_images(inputs, self.scorer.input_shape)
-        self.scorer.check_outputs(x[: min(8, self.batch_size)])
-        classes, score_fn = resolve_target(target, x.shape[0], self.scorer.num_classes, self.scorer.output_shape)
-        return x, classes, None if score_fn is None else self._canonical(score_fn, len(x))
+        x = self._check(inputs)
+        first = min(8, self.batch_size)
+        self.scorer.check_outputs(tuple(a[:first] for a in x) if isinstance(x, tuple) else x[:first])
+        batch = batch_of(x)
+        classes, score_fn = resolve_target(target, batch, self.scorer.num_classes, self.scorer.output_shape)
+        return x, classes, None if score_fn is None else self._canonical(score_fn, batch)
+
+    def _logits_with(self, xi, others):
+        """Logits when the perturbed input is `xi`, a batch of k * B copies (k-major, see
+        merge_leading), and the model's other inputs are `others` (B examples each; a tuple in
+        model order, None at the perturbed input's place), repeated k times to match."""
+        if not others:
+            return self.scorer(xi)
+        reps = tf.shape(xi)[0] // tf.shape(next(o for o in others if o is not None))[0]
+        full = [xi if o is None else tf.tile(o, tf.concat([[reps], tf.ones([tf.rank(o) - 1], tf.int32)], 0))
+                for o in others]
+        return self.scorer(full)
+
+    def _split(self, x, index):
+        """(the perturbed input, the others with None at its place) for the model's inputs x."""
+        if not isinstance(x, tuple):
+            return x, ()
+        return x[index], tuple(None if i == index else a for i, a in enumerate(x))
 
     def _batched(self, fn, *aligned):
         """fn over slices of at most `batch_size` examples of the `aligned` arrays; numpy out.
@@ -273,23 +433,15 @@ class Explainer:
         last slice is padded by repeating its last example, so all slices share one shape and
         one trace; examples are independent, so the result equals one call on the whole batch.
         """
-        n = len(aligned[0])
+        n = batch_of(aligned[0])
         if n <= self.batch_size:
             return _to_numpy(fn(*aligned))
         size, parts = self.batch_size, []
         for start in range(0, n, size):
             stop = min(start + size, n)
-            piece = []
-            for a in aligned:
-                s = a[start:stop]
-                if stop - start < size:
-                    s = np.concatenate([s, np.repeat(s[-1:], size - (stop - start), axis=0)])
-                piece.append(s)
-            out = _to_numpy(fn(*piece))
-            parts.append(tuple(o[:stop - start] for o in out) if isinstance(out, tuple) else out[:stop - start])
-        if isinstance(parts[0], tuple):
-            return tuple(np.concatenate(p) for p in zip(*parts))
-        return np.concatenate(parts)
+            out = _to_numpy(fn(*(_slice(a, start, stop, size) for a in aligned)))
+            parts.append(tf.nest.map_structure(lambda o: o[:stop - start], out))
+        return tf.nest.map_structure(lambda *p: np.concatenate(p), *parts)
 
     def explain(self, inputs, target=None):
         """Importance maps (B, H, W) float32; higher means more important."""

@@ -2,25 +2,57 @@
 
 Each computes a (B, h, w) map on a spatial feature layer and upsamples it to the input size
 with bilinear interpolation on half-pixel centres (`tf.image.resize`), so a feature cell lands
-on its receptive-field centre. `explain(..., upsample=False)` returns the feature-resolution
-maps. The feature tensor is read by running the model's own graph (keras_interp.graph.run),
+on its receptive-field centre. 1-D models give (B, l) maps upsampled linearly, 3-D models
+(B, d, h, w) maps upsampled trilinearly, with the same alignment on every axis.
+`explain(..., upsample=False)` returns the feature-resolution maps. The feature tensor is read by running the model's own graph (keras_interp.graph.run),
 so the model is never modified and its weights are read live.
 """
 
 import keras
 import tensorflow as tf
 
-from keras_interp.explainers.base import Explainer, broadcast_baseline, chunk_indices, merge_leading, plan_chunks
+from keras_interp.explainers.base import (
+    FORMS, Explainer, batch_of, broadcast_baseline, choose_input, chunk_indices, merge_leading, plan_chunks,
+    spatial_axes,
+)
 from keras_interp.graph import Cursor, last_spatial_site, no_graph_error, spatial_layers
 from keras_interp.layers.cam_head import CAMHead
 from keras_interp.targets import is_shape_only, select_scores, squashing
 
-__all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "ScoreCAM", "find_cam_head", "upsample_maps"]
+__all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "ScoreCAM", "find_cam_head", "upsample_maps", "resize_nd"]
+
+_GAP = (keras.layers.GlobalAveragePooling1D, keras.layers.GlobalAveragePooling2D, keras.layers.GlobalAveragePooling3D)
+
+
+def resize_nd(t, size):
+    """(B, *spatial, C) -> (B, *size, C) for 1, 2 or 3 spatial axes: linear interpolation on
+    half-pixel centres along each axis (tf.image.resize's bilinear rule, applied axis by axis,
+    which is what trilinear interpolation is)."""
+    rank = len(t.shape)
+    if rank == 4:
+        return tf.image.resize(t, size, method="bilinear")
+    if rank == 3:  # (B, l, C) as a one-pixel-wide image
+        return tf.image.resize(t[:, :, None, :], tf.stack([size[0], 1]), method="bilinear")[:, :, 0, :]
+    if rank == 5:
+        shape = tf.shape(t)
+        b, d, c = shape[0], shape[1], shape[4]
+        # (h, w) per depth slice, then depth with the (H * W) cells as one unchanged axis.
+        planes = tf.image.resize(tf.reshape(t, tf.stack([b * d, shape[2], shape[3], c])), size[1:], method="bilinear")
+        cells = size[1] * size[2]
+        deep = tf.image.resize(tf.reshape(planes, tf.stack([b, d, cells, c])), tf.stack([size[0], cells]), method="bilinear")
+        return tf.reshape(deep, tf.stack([b, size[0], size[1], size[2], c]))
+    raise ValueError(f"Expected a (batch, *spatial, channels) tensor with 1 to 3 spatial axes; received shape {t.shape}.")
 
 
 def upsample_maps(maps, size):
-    """(B, h, w) -> (B, H, W), bilinear with half-pixel centres (alignment-preserving)."""
-    return tf.image.resize(maps[..., None], size, method="bilinear")[..., 0]
+    """(B, h, w) -> (B, H, W), bilinear with half-pixel centres (alignment-preserving); (B, l)
+    and (B, d, h, w) maps likewise, linearly along each axis."""
+    return resize_nd(maps[..., None], size)[..., 0]
+
+
+def _weighted_sum(features, weights):
+    """sum_k weights[b, k] A^k: (B, ..., K), (B, K) -> (B, ...)."""
+    return tf.einsum("b...k,bk->b...", features, weights)
 
 
 class _FeatureMapExplainer(Explainer):
@@ -31,25 +63,35 @@ class _FeatureMapExplainer(Explainer):
     the output (see keras_interp.graph.last_spatial_site). `self.layer` is the chosen path.
     """
 
-    def __init__(self, model, layer=None, batch_size=128):
-        super().__init__(model, batch_size=batch_size)
-        self.site = last_spatial_site(model) if layer is None else self.scorer.site(layer)
+    def __init__(self, model, layer=None, batch_size=128, output=None, input=None):
+        super().__init__(model, batch_size=batch_size, output=output)
+        # The input the maps are drawn on (and Score-CAM masks): with several inputs, `input=`
+        # or the first signal, image or volume input.
+        self.input_index = choose_input(self.scorer, input)
+        shapes = self.scorer.input_shapes
+        rank = len(shapes[self.input_index]) if shapes else 4
+        if layer is None:
+            self.site = last_spatial_site(model, output=self.scorer.output_index or 0, rank=rank)
+        else:
+            self.site = self.scorer.site(layer)
         self.layer = self.site.path
         shape = self.site.shape
-        if len(shape) != 4:
+        if len(shape) != rank:
             raise ValueError(
-                f"Layer {self.layer!r} has output shape {shape}, not a spatial (batch, height, width, "
-                f"channels) map. Layers with spatial outputs: {spatial_layers(model)[-8:]} (last 8)."
+                f"Layer {self.layer!r} has output shape {shape}, not a spatial {FORMS[rank]} map like "
+                f"the input it is drawn on. Layers with spatial outputs: "
+                f"{spatial_layers(model, rank)[-8:]} (last 8)."
             )
         self._channels = shape[-1]
         self._features = self.scorer.with_features(self.site)
 
     def _trace_key(self):
-        return tuple(map(id, self.site.nodes)) + (self.site.index,)
+        return tuple(map(id, self.site.nodes)) + (self.site.index, self.input_index)
 
     def _explain_graph(self, x, classes, score_fn, upsample, *extra):
         maps = self._maps(x, classes, score_fn, *extra)
-        return upsample_maps(maps, tf.shape(x)[1:3]) if upsample else maps
+        drawn_on = x[self.input_index] if isinstance(x, tuple) else x
+        return upsample_maps(maps, tf.shape(drawn_on)[1:-1]) if upsample else maps
 
     def _per_example(self, x):
         return ()
@@ -58,7 +100,9 @@ class _FeatureMapExplainer(Explainer):
         return rows
 
     def explain(self, inputs, target=None, upsample=True):
-        """Maps (B, H, W) float32, or (B, h, w) at the feature layer's size with upsample=False."""
+        """Maps (B, H, W) float32, or (B, h, w) at the feature layer's size with upsample=False;
+        (B, L) and (B, D, H, W) for signals and volumes. With several inputs, one map for the
+        input chosen by `input=`."""
         x, classes, score_fn = self._prepare(inputs, target)
 
         def call(xb, cb, *rows):
@@ -83,18 +127,21 @@ class GradCAM(_FeatureMapExplainer):
     """Grad-CAM (Selvaraju et al., 2017): ReLU(sum_k mean_ij(d score / d A^k) A^k).
 
     Args:
-        model: single-input Keras model.
+        model: Keras model (signals, images or volumes; see `input` for several inputs).
         layer: None (the last layer with a spatial output, after its activation), a layer
             name, or a path into a nested model ("backbone/block3_conv").
         relu: apply the final ReLU (True in the paper); False keeps negative evidence.
         batch_size: most images per forward pass; larger batches are split.
+        output: the output to explain (name or index), for a model with several.
+        input: the input the maps are drawn on (name or index), for a model with several; None
+            takes the first signal, image or volume input.
 
     Example:
         >>> maps = ki.GradCAM(model).explain(images)            # (B, H, W)
     """
 
-    def __init__(self, model, layer=None, relu=True, batch_size=128):
-        super().__init__(model, layer, batch_size=batch_size)
+    def __init__(self, model, layer=None, relu=True, batch_size=128, output=None, input=None):
+        super().__init__(model, layer, batch_size=batch_size, output=output, input=input)
         self.relu = bool(relu)
 
     def _trace_key(self):
@@ -102,7 +149,7 @@ class GradCAM(_FeatureMapExplainer):
 
     def _maps(self, x, classes, score_fn):
         features, grads = self._gradients(x, classes, score_fn)
-        maps = tf.einsum("bhwk,bk->bhw", features, tf.reduce_mean(grads, axis=(1, 2)))
+        maps = _weighted_sum(features, tf.reduce_mean(grads, axis=spatial_axes(grads)))
         return tf.nn.relu(maps) if self.relu else maps
 
 
@@ -114,25 +161,26 @@ class GradCAMPlusPlus(_FeatureMapExplainer):
     the maps stay finite for logits of any size.
 
     Args:
-        model: single-input Keras model.
-        layer: as for GradCAM.
+        model: Keras model.
+        layer, output, input: as for GradCAM.
     """
 
     def _maps(self, x, classes, score_fn):
         features, g = self._gradients(x, classes, score_fn)
         g2 = tf.square(g)
-        denominator = 2.0 * g2 + tf.reduce_sum(features, axis=(1, 2), keepdims=True) * g2 * g
+        axes = spatial_axes(g)
+        denominator = 2.0 * g2 + tf.reduce_sum(features, axis=axes, keepdims=True) * g2 * g
         alpha = tf.math.divide_no_nan(g2, denominator)
-        weights = tf.reduce_sum(alpha * tf.nn.relu(g), axis=(1, 2))
-        return tf.nn.relu(tf.einsum("bhwk,bk->bhw", features, weights))
+        weights = tf.reduce_sum(alpha * tf.nn.relu(g), axis=axes)
+        return tf.nn.relu(_weighted_sum(features, weights))
 
 
 class LayerCAM(_FeatureMapExplainer):
     """LayerCAM (Jiang et al., 2021): ReLU(sum_k ReLU(d score / d A^k_ij) A^k_ij), per position.
 
     Args:
-        model: single-input Keras model.
-        layer: as for GradCAM.
+        model: Keras model.
+        layer, output, input: as for GradCAM.
     """
 
     def _maps(self, x, classes, score_fn):
@@ -149,10 +197,10 @@ def _walk_back(cursor, skip):
         cursor = Cursor.input_of(site)
 
 
-def find_cam_head(model):
-    """(feature Site, kernel variable, bias variable or None) of a GAP -> Dense head.
+def find_cam_head(model, output=0):
+    """(feature Site, kernel variable, bias variable or None) of output `output`'s GAP -> Dense head.
 
-    Accepts a CAMHead, or GlobalAveragePooling2D -> (Dropout) -> Dense, each optionally followed
+    Accepts a CAMHead, or GlobalAveragePooling1D/2D/3D -> (Dropout) -> Dense, each optionally followed
     by a softmax or sigmoid (fused, a layer or an operation) and shape-only layers; the head may
     end a nested classifier.
     """
@@ -161,7 +209,7 @@ def find_cam_head(model):
         "dense layer (or a keras_interp.layers.CAMHead), so plain CAM does not apply. Use "
         "ki.GradCAM(model), which works for any convolutional network."
     )
-    cursor = Cursor.at_output(model)
+    cursor = Cursor.at_output(model, output)
     if cursor is None:
         raise no_graph_error(model, "its GAP -> Dense head")
     head = _walk_back(cursor, lambda op: is_shape_only(op) or squashing(op) in (("softmax", False), ("sigmoid", False)))
@@ -173,7 +221,7 @@ def find_cam_head(model):
     elif isinstance(head.operation, keras.layers.Dense):
         gap = _walk_back(Cursor.input_of(head), lambda op: isinstance(op, (keras.layers.Dropout, keras.layers.Identity)))
         op = None if gap is None else gap.operation
-        if not isinstance(op, keras.layers.GlobalAveragePooling2D) or op.keepdims or op.data_format != "channels_last":
+        if not isinstance(op, _GAP) or op.keepdims or op.data_format != "channels_last":
             raise ValueError(hint)
         feature = Cursor.input_of(gap).producer()
         kernel, bias = head.operation.kernel, head.operation.bias if head.operation.use_bias else None
@@ -192,15 +240,20 @@ class CAM(_FeatureMapExplainer):
     automatically; a model without one gets an error that points to GradCAM.
 
     Args:
-        model: single-input Keras model ending in GAP -> (Dropout) -> Dense or a CAMHead.
+        model: Keras model ending in GAP (1-D, 2-D or 3-D) -> (Dropout) -> Dense or a CAMHead.
+        output: the output to explain (name or index), for a model with several.
+        input: the input the maps are drawn on (name or index), for a model with several.
 
     Example:
         >>> maps = ki.CAM(model).explain(images)                # (B, H, W)
     """
 
-    def __init__(self, model):
-        site, self._kernel, self._bias = find_cam_head(model)
-        super().__init__(model, site)
+    def __init__(self, model, output=None, input=None):
+        from keras_interp.targets import Scorer
+
+        index = Scorer(model, output=output).output_index or 0
+        site, self._kernel, self._bias = find_cam_head(model, index)
+        super().__init__(model, site, output=output, input=input)
 
     def _prepare(self, inputs, target):
         if callable(target):
@@ -217,7 +270,7 @@ class CAM(_FeatureMapExplainer):
             weights = kernel[0][None] * tf.cast(2 * classes - 1, tf.float32)[:, None]
         else:
             weights = tf.gather(kernel, classes)
-        return tf.einsum("bhwk,bk->bhw", features, weights)
+        return _weighted_sum(features, weights)
 
 
 WEIGHTINGS = ("increase", "softmax", "probability")
@@ -252,7 +305,7 @@ class ScoreCAM(_FeatureMapExplainer):
     are streamed in chunks of at most `batch_size` images.
 
     Args:
-        model: single-input Keras model.
+        model: Keras model.
         layer: as for GradCAM.
         max_channels: None for all channels, or keep the channels with the highest spatial
             activation variance (chosen per image).
@@ -261,13 +314,17 @@ class ScoreCAM(_FeatureMapExplainer):
             (e.g. blurred copies of the inputs).
         weighting: "increase", "softmax" or "probability" (see above).
         batch_size: most masked images per forward pass.
+        output: the output to explain (name or index), for a model with several.
+        input: the input that is masked (name or index), for a model with several; the others
+            are kept as they are.
 
     Example:
         >>> maps = ki.ScoreCAM(model, max_channels=64).explain(images)
     """
 
-    def __init__(self, model, layer=None, max_channels=None, baseline=0.0, weighting="softmax", batch_size=256):
-        super().__init__(model, layer, batch_size=batch_size)
+    def __init__(self, model, layer=None, max_channels=None, baseline=0.0, weighting="softmax", batch_size=256,
+                 output=None, input=None):
+        super().__init__(model, layer, batch_size=batch_size, output=output, input=input)
         if max_channels is not None and (not isinstance(max_channels, int) or max_channels < 1):
             raise ValueError(f"max_channels must be None or a positive int; received {max_channels!r}.")
         if weighting not in WEIGHTINGS:
@@ -280,12 +337,12 @@ class ScoreCAM(_FeatureMapExplainer):
         return super()._trace_key() + (self.weighting,)
 
     def _per_example(self, x):
-        return (broadcast_baseline(self.baseline, x),)
+        return (broadcast_baseline(self.baseline, self._split(x, self.input_index)[0]),)
 
     def _extra(self, x, baseline):
         channels = self._channels
         count = channels if self.max_channels is None else min(self.max_channels, channels)
-        return (baseline, count) + plan_chunks(count, x.shape[0], self.batch_size)
+        return (baseline, count) + plan_chunks(count, batch_of(x), self.batch_size)
 
     def _confidence(self, logits, classes, score_fn):
         if self.weighting == "softmax":  # Algorithm 1: logits, softmax over channels later
@@ -296,33 +353,39 @@ class ScoreCAM(_FeatureMapExplainer):
         features, logits = self._features(x)
         features = tf.cast(features, tf.float32)
         _, classes = select_scores(logits, classes, score_fn)
+        axes = spatial_axes(features)
+        last = len(features.shape) - 1
         if count < features.shape[-1]:
-            variance = tf.math.reduce_variance(features, axis=(1, 2))
+            variance = tf.math.reduce_variance(features, axis=axes)
             keep = tf.math.top_k(variance, k=count).indices
-            features = tf.gather(features, keep, axis=3, batch_dims=1)
-        shape = tf.shape(x)
+            features = tf.gather(features, keep, axis=last, batch_dims=1)
+        xi, others = self._split(x, self.input_index)
+        shape = tf.shape(xi)
         batch = shape[0]
         tiled = tf.tile(classes, [per])
         scores = tf.TensorArray(tf.float32, size=num_chunks)
         varying = tf.TensorArray(tf.float32, size=num_chunks)
         for chunk in tf.range(num_chunks):
             ids, valid = chunk_indices(chunk, per, count)
-            up = tf.image.resize(tf.gather(features, ids, axis=3), shape[1:3], method="bilinear")
-            lo = tf.reduce_min(up, axis=(1, 2), keepdims=True)
-            hi = tf.reduce_max(up, axis=(1, 2), keepdims=True)
+            up = resize_nd(tf.gather(features, ids, axis=last), shape[1:-1])
+            lo = tf.reduce_min(up, axis=axes, keepdims=True)
+            hi = tf.reduce_max(up, axis=axes, keepdims=True)
             masks = tf.math.divide_no_nan(up - lo, hi - lo)
-            masked = baseline[None] + tf.transpose(masks, (3, 0, 1, 2))[..., None] * (x - baseline)[None]
-            confidence = self._confidence(self.scorer(merge_leading(masked)), tiled, score_fn)
+            # (B, ..., k) -> (k, B, ..., 1): one masked copy of every example per channel.
+            masks = tf.transpose(masks, [last] + list(range(last)))[..., None]
+            masked = baseline[None] + masks * (xi - baseline)[None]
+            confidence = self._confidence(self._logits_with(merge_leading(masked), others), tiled, score_fn)
             scores = scores.write(chunk, tf.transpose(tf.reshape(confidence, (per, batch))))
-            varying = varying.write(chunk, tf.cast(hi[:, 0, 0, :] > lo[:, 0, 0, :], tf.float32) * valid[None])
+            spread = tf.reshape(hi, (batch, per)) > tf.reshape(lo, (batch, per))
+            varying = varying.write(chunk, tf.cast(spread, tf.float32) * valid[None])
         # (chunks, B, per) -> (B, channels): chunk c holds channels c * per ... c * per + per - 1.
         scores = tf.reshape(tf.transpose(scores.stack(), (1, 0, 2)), (batch, -1))[:, :count]
         varying = tf.reshape(tf.transpose(varying.stack(), (1, 0, 2)), (batch, -1))[:, :count]
         if self.weighting == "increase":
-            at_baseline = self._confidence(self.scorer(baseline), classes, score_fn)
+            at_baseline = self._confidence(self._logits_with(baseline, others), classes, score_fn)
             weights = (scores - at_baseline[:, None]) * varying
         elif self.weighting == "probability":
             weights = scores * varying
         else:
             weights = tf.nn.softmax(tf.where(varying > 0, scores, tf.float32.min), axis=-1) * varying
-        return tf.nn.relu(tf.einsum("bhwk,bk->bhw", features, weights))
+        return tf.nn.relu(_weighted_sum(features, weights))

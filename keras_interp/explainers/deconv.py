@@ -20,7 +20,7 @@ SavedModel) cannot be reached and is refused with a ValueError rather than given
 
 import tensorflow as tf
 
-from keras_interp.explainers.base import check_images
+from keras_interp.explainers.base import batch_of
 from keras_interp.explainers.gradients import GradientExplainer
 from keras_interp.layers.deconv_stack import resolve_channels, strongest_activation
 from keras_interp.targets import select_scores
@@ -105,8 +105,8 @@ class _ReluRuleExplainer(GradientExplainer):
 
     rule = "gradient"
 
-    def __init__(self, model, layer=None, batch_size=128):
-        super().__init__(model, batch_size=batch_size)
+    def __init__(self, model, layer=None, batch_size=128, output=None):
+        super().__init__(model, batch_size=batch_size, output=output)
         self.site = None if layer is None else self.scorer.site(layer)
         self.layer = None if self.site is None else self.site.path
         if self.site is not None:
@@ -124,8 +124,8 @@ class _ReluRuleExplainer(GradientExplainer):
     def _prepare(self, inputs, target):
         if self.site is None:
             return super()._prepare(inputs, target)
-        x = check_images(inputs, self.scorer.input_shape)
-        return x, resolve_channels(target, len(x), self._channels, self.layer), None
+        x = self._check(inputs)
+        return x, resolve_channels(target, batch_of(x), self._channels, self.layer), None
 
     def _attribution(self, x, chosen, score_fn):
         graph = tf.compat.v1.get_default_graph()
@@ -140,7 +140,8 @@ class _ReluRuleExplainer(GradientExplainer):
         else:
             signal, _ = strongest_activation(tf.cast(start, tf.float32), chosen)
             signal = tf.cast(signal, start.dtype)
-        return (tf.gradients(start, x, grad_ys=signal)[0],)
+        grads = tf.gradients(start, tf.nest.flatten(x), grad_ys=signal)
+        return (tuple(grads) if isinstance(x, tuple) else grads[0],)
 
 
 _DOC = """{title}
@@ -158,12 +159,15 @@ _DOC = """{title}
     on an image gives a zero projection; on a layer without a ReLU the strongest activation is
     the largest signed value.
 
-    `attribute` gives the signed projection (B, H, W, C); `explain` its max |.| over channels.
+    `attribute` gives the signed projection (B, H, W, C), or (B, L, C) and (B, D, H, W, C)
+    for signals and volumes, one per input for several inputs; `explain` its max |.| over
+    channels.
 
     Args:
-        model: single-input Keras model.
+        model: Keras model.
         layer: None, or the layer (name or "nested/path") whose channel to project.
         batch_size: most images per forward pass.
+        output: the output to explain (name or index), for a model with several.
 
     Example:
         >>> maps = ki.{name}(model).explain(images)                    # from the top class

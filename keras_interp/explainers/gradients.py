@@ -9,7 +9,9 @@ are generated inside one compiled loop, a bounded chunk at a time, so memory sta
 import numpy as np
 import tensorflow as tf
 
-from keras_interp.explainers.base import Explainer, broadcast_baseline, chunk_indices, merge_leading, plan_chunks
+from keras_interp.explainers.base import (
+    Explainer, batch_of, broadcast_baseline, chunk_indices, merge_leading, plan_chunks,
+)
 from keras_interp.targets import select_scores
 
 __all__ = ["Saliency", "SmoothGrad", "IntegratedGradients", "GradientExplainer"]
@@ -19,18 +21,36 @@ def max_abs_over_channels(attributions):
     return tf.reduce_max(tf.abs(attributions), axis=-1)
 
 
+def _map(fn, x, *rest):
+    """fn over one input or each of a tuple of inputs (with the matching entries of `rest`)."""
+    if isinstance(x, (tuple, list)):
+        return tuple(fn(*args) for args in zip(x, *rest))
+    return fn(x, *rest)
+
+
+def _value_range(x):
+    axes = tuple(range(1, x.ndim))
+    return x.max(axis=axes, keepdims=True) - x.min(axis=axes, keepdims=True)
+
+
 class GradientExplainer(Explainer):
     """Base for explainers whose raw result is a signed input-space attribution.
 
-    `attribute(inputs, target)` returns (B, H, W, C); `explain` reduces it to (B, H, W) with
-    the class's `reduce` (TensorFlow ops, run inside the same compiled function). Subclasses
-    write `_attribution(x, classes, score_fn, *extra)` in TensorFlow ops and `_arguments`.
+    `attribute(inputs, target)` returns (B, ..., C), the input's shape; `explain` reduces it to
+    (B, ...) with the class's `reduce` (TensorFlow ops, run inside the same compiled function).
+    A model with several inputs gets one attribution per input, and a feature-vector input
+    (B, F) is reduced to |attribution| per feature. Subclasses write
+    `_attribution(x, classes, score_fn, *extra)` in TensorFlow ops (x a tensor, or a tuple of
+    them for several inputs) and `_arguments`.
     """
 
     reduce = staticmethod(max_abs_over_channels)
 
+    def _reduce_one(self, attributions):
+        return tf.abs(attributions) if len(attributions.shape) == 2 else self.reduce(attributions)
+
     def _reduced(self, *args):
-        return self.reduce(self._attribution(*args)[0])
+        return _map(self._reduce_one, self._attribution(*args)[0])
 
     def _per_example(self, x):
         """Arrays aligned with the batch (one row per example), sliced with it."""
@@ -48,11 +68,13 @@ class GradientExplainer(Explainer):
         return self._batched(call, x, classes, *self._per_example(x))
 
     def attribute(self, inputs, target=None):
-        """Signed attributions (B, H, W, C) float32."""
-        return self._run("_attribution", inputs, target)[0]
+        """Signed attributions, float32, of the inputs' shape: (B, H, W, C) for images; one per
+        input (a list, or a dict when the inputs were given as one) for several inputs."""
+        return self._pack(self._run("_attribution", inputs, target)[0])
 
     def explain(self, inputs, target=None):
-        return self._run("_reduced", inputs, target)
+        """Maps (B, H, W), (B, L) or (B, D, H, W), float32; one per input for several inputs."""
+        return self._pack(self._run("_reduced", inputs, target))
 
 
 class Saliency(GradientExplainer):
@@ -62,7 +84,8 @@ class Saliency(GradientExplainer):
     channels.
 
     Args:
-        model: single-input Keras model.
+        model: Keras model (several inputs give one gradient per input).
+        output: the output to explain (name or index), for a model with several.
 
     Example:
         >>> maps = ki.Saliency(model).explain(images)          # (B, H, W)
@@ -85,22 +108,24 @@ class _SampledGradients(GradientExplainer):
         # The class to explain is the clean input's, not each noisy or scaled copy's.
         scores, classes = select_scores(self.scorer(x), classes, score_fn)
         count = tf.shape(weights)[0]
-        shape = tf.shape(x)
         tiled = tf.tile(classes, [per])
-        total = tf.zeros_like(x)
+        total = _map(tf.zeros_like, x)
         for chunk in tf.range(num_chunks):
             ids, valid = chunk_indices(chunk, per, count)
             w = tf.gather(weights, ids) * valid
-            xs = merge_leading(self._perturb(x, ids, params))
+            xs = _map(merge_leading, self._perturb(x, ids, params))
             with tf.GradientTape() as tape:
                 tape.watch(xs)
                 sample_scores, _ = select_scores(self.scorer(xs), tiled, score_fn)
-            grads = tf.reshape(tape.gradient(sample_scores, xs), tf.concat([[per], shape], 0))
-            total += tf.tensordot(w, grads, axes=1)
+            grads = tape.gradient(sample_scores, xs)
+            total = _map(
+                lambda t, g, xi: t + tf.tensordot(w, tf.reshape(g, tf.concat([[per], tf.shape(xi)], 0)), axes=1),
+                total, grads, x,
+            )
         return total, scores, classes
 
     def _chunks(self, x, count):
-        return plan_chunks(count, x.shape[0], self.batch_size)
+        return plan_chunks(count, batch_of(x), self.batch_size)
 
 
 class SmoothGrad(_SampledGradients):
@@ -114,37 +139,44 @@ class SmoothGrad(_SampledGradients):
     `attribute` is the mean gradient (B, H, W, C); `explain` its max |.| over channels.
 
     Args:
-        model: single-input Keras model.
+        model: Keras model.
         samples: number of noisy copies per image.
         noise: noise level relative to the image's value range (the paper uses 0.1-0.2).
         seed: integer seed for the noise.
         batch_size: most images per forward pass; copies are streamed in chunks of this size.
+        output: the output to explain (name or index), for a model with several.
 
     Example:
         >>> maps = ki.SmoothGrad(model, samples=25, noise=0.15).explain(images)
     """
 
-    def __init__(self, model, samples=25, noise=0.15, seed=0, batch_size=128):
+    def __init__(self, model, samples=25, noise=0.15, seed=0, batch_size=128, output=None):
         if not isinstance(samples, int) or samples < 1:
             raise ValueError(f"samples must be a positive int; received {samples!r}.")
         if not np.isfinite(noise) or noise < 0:
             raise ValueError(f"noise must be a finite number >= 0; received {noise!r}.")
-        super().__init__(model, batch_size=batch_size)
+        super().__init__(model, batch_size=batch_size, output=output)
         self.samples, self.noise, self.seed = samples, float(noise), int(seed)
 
     def _perturb(self, x, ids, params):
         sigma, seed = params
-        image_shape = tf.shape(x)[1:]
-        noise = tf.map_fn(
-            lambda i: tf.random.stateless_normal(image_shape, seed=tf.stack([seed, i])),
-            ids,
-            fn_output_signature=tf.float32,
-        )
-        return x[None] + sigma[None] * noise[:, None]
+
+        def noisy(xi, s, j):
+            # Input j draws from its own stream (seed + j); a single input keeps the seed.
+            shape = tf.shape(xi)[1:]
+            noise = tf.map_fn(
+                lambda i: tf.random.stateless_normal(shape, seed=tf.stack([seed + j, i])),
+                ids,
+                fn_output_signature=tf.float32,
+            )
+            return xi[None] + s[None] * noise[:, None]
+
+        if isinstance(x, tuple):
+            return tuple(noisy(xi, s, j) for j, (xi, s) in enumerate(zip(x, sigma)))
+        return noisy(x, sigma, 0)
 
     def _arguments(self, x, classes, score_fn):
-        value_range = x.max(axis=(1, 2, 3), keepdims=True) - x.min(axis=(1, 2, 3), keepdims=True)
-        sigma = (self.noise * value_range).astype(np.float32)
+        sigma = _map(lambda xi: (self.noise * _value_range(xi)).astype(np.float32), x)
         weights = np.full(self.samples, 1.0 / self.samples, np.float32)
         per, num_chunks = self._chunks(x, self.samples)
         return (x, classes, score_fn, sigma, np.int32(self.seed), weights, per, num_chunks)
@@ -184,23 +216,27 @@ class IntegratedGradients(_SampledGradients):
     `explain` is |sum of attr over channels|.
 
     Args:
-        model: single-input Keras model.
+        model: Keras model.
         steps: number of points on the path.
         baseline: x' in the model's input space: a scalar, an (H, W, C) image or one per
             example (B, H, W, C).
         method: quadrature rule.
         batch_size: most images per forward pass; path points are streamed in chunks.
+        output: the output to explain (name or index), for a model with several.
+
+    Several inputs move along the path together (one baseline for all, or a list or dict with
+    one per input), and completeness holds for the sum over all of them.
 
     Example:
         >>> attr, delta = ki.IntegratedGradients(model, steps=64).attribute(x, return_delta=True)
     """
 
-    def __init__(self, model, steps=64, baseline=0.0, method="gausslegendre", batch_size=128):
+    def __init__(self, model, steps=64, baseline=0.0, method="gausslegendre", batch_size=128, output=None):
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive int; received {steps!r}.")
         alphas, weights = path_points(steps, method)
         self._alphas, self._weights = alphas.astype(np.float32), weights.astype(np.float32)
-        super().__init__(model, batch_size=batch_size)
+        super().__init__(model, batch_size=batch_size, output=output)
         self.steps, self.baseline, self.method = steps, baseline, method
 
     @staticmethod
@@ -209,11 +245,15 @@ class IntegratedGradients(_SampledGradients):
 
     def _perturb(self, x, ids, params):
         baseline, alphas = params
-        a = tf.gather(alphas, ids)[:, None, None, None, None]
-        return baseline[None] + a * (x - baseline)[None]
+
+        def point(xi, bi):
+            a = tf.reshape(tf.gather(alphas, ids), [-1] + [1] * len(xi.shape))
+            return bi[None] + a * (xi - bi)[None]
+
+        return _map(point, x, baseline)
 
     def _per_example(self, x):
-        return (broadcast_baseline(self.baseline, x),)
+        return (broadcast_baseline(self.baseline, x, names=self.scorer.input_names),)
 
     def _arguments(self, x, classes, score_fn, baseline):
         per, num_chunks = self._chunks(x, self.steps)
@@ -222,13 +262,16 @@ class IntegratedGradients(_SampledGradients):
     def _attribution(self, x, classes, score_fn, baseline, alphas, weights, per, num_chunks):
         params = (baseline, alphas)
         mean_grad, at_x, classes = self._sum_gradients(x, classes, score_fn, params, weights, per, num_chunks)
-        attr = (x - baseline) * mean_grad
+        attr = _map(lambda xi, bi, g: (xi - bi) * g, x, baseline, mean_grad)
         at_baseline, _ = select_scores(self.scorer(baseline), classes, score_fn)
-        delta = tf.reduce_sum(attr, axis=(1, 2, 3)) - (at_x - at_baseline)
+        total = sum(tf.reduce_sum(a, axis=tf.range(1, tf.rank(a))) for a in (attr if isinstance(attr, tuple) else (attr,)))
+        delta = total - (at_x - at_baseline)
         return attr, delta
 
     def attribute(self, inputs, target=None, return_delta=False):
-        """Signed attributions (B, H, W, C); with return_delta also the completeness gap (B,):
-        sum(attr) - (score(x) - score(baseline))."""
+        """Signed attributions of the inputs' shape (one per input for several inputs); with
+        return_delta also the completeness gap (B,): sum(attr) - (score(x) - score(baseline)),
+        the sum running over every input."""
         attr, delta = self._run("_attribution", inputs, target)
+        attr = self._pack(attr)
         return (attr, delta) if return_delta else attr

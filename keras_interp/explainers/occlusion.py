@@ -3,17 +3,35 @@
 import numpy as np
 import tensorflow as tf
 
-from keras_interp.explainers.base import Explainer, broadcast_baseline, chunk_indices, merge_leading, plan_chunks
+from keras_interp.explainers.base import (
+    Explainer, batch_of, broadcast_baseline, choose_input, chunk_indices, merge_leading, plan_chunks,
+)
 from keras_interp.targets import select_scores
 
 __all__ = ["Occlusion", "window_positions"]
 
 
-def _pair(value, name):
-    pair = (value, value) if np.isscalar(value) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 1 for v in pair):
-        raise ValueError(f"{name} must be a positive int or a pair of them; received {value!r}.")
-    return int(pair[0]), int(pair[1])
+def _per_axis(value, name):
+    """An int or a tuple of positive ints, checked; expanded to the input's axes later."""
+    values = (value,) if np.isscalar(value) else tuple(value)
+    if not 1 <= len(values) <= 3 or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and v >= 1 for v in values
+    ):
+        raise ValueError(
+            f"{name} must be a positive int or a tuple of them, one per spatial axis; received {value!r}."
+        )
+    return tuple(int(v) for v in values) if len(values) > 1 else int(values[0])
+
+
+def _expand(value, axes, name):
+    if isinstance(value, int):
+        return (value,) * axes
+    if len(value) != axes:
+        raise ValueError(
+            f"{name} {value} has {len(value)} entries but the input has {axes} spatial "
+            f"ax{'is' if axes == 1 else 'es'}; give an int or {axes} values."
+        )
+    return value
 
 
 def window_positions(size, patch, stride):
@@ -38,70 +56,107 @@ class Occlusion(Explainer):
     negative values mark regions whose removal raises the score. Occluded copies of all
     images are streamed through the model in chunks of at most `batch_size` images.
 
+    Signals (B, L, C) and volumes (B, D, H, W, C) are occluded the same way with windows along
+    their 1 or 3 axes, giving (B, L) and (B, D, H, W) maps.
+
     Args:
-        model: single-input Keras model.
-        patch_size: int or (height, width) of the occluding patch, in pixels.
-        stride: int or (dy, dx) between windows.
+        model: Keras model.
+        patch_size: int, or one size per spatial axis ((height, width) for images), in pixels.
+        stride: int, or one step per spatial axis.
         baseline: replacement value in the model's input space (after preprocessing): a
             scalar, an (H, W, C) image or one per example.
         batch_size: most images per forward pass.
+        output: the output to explain (name or index), for a model with several.
+        input: the input to occlude (name or index), for a model with several; the others are
+            kept as they are. None takes the first signal, image or volume input.
 
     Example:
         >>> maps = ki.Occlusion(model, patch_size=8, stride=4).explain(images)   # (B, H, W)
     """
 
-    def __init__(self, model, patch_size=8, stride=4, baseline=0.0, batch_size=256):
-        super().__init__(model, batch_size=batch_size)
-        self.patch_size = _pair(patch_size, "patch_size")
-        self.stride = _pair(stride, "stride")
-        if any(s > p for s, p in zip(self.stride, self.patch_size)):
-            raise ValueError(
-                f"stride {self.stride} is larger than patch_size {self.patch_size}: pixels between "
-                "windows would never be occluded. Use a stride no larger than the patch."
-            )
+    def __init__(self, model, patch_size=8, stride=4, baseline=0.0, batch_size=256, output=None, input=None):
+        super().__init__(model, batch_size=batch_size, output=output)
+        self.patch_size = _per_axis(patch_size, "patch_size")
+        self.stride = _per_axis(stride, "stride")
+        self.input_index = choose_input(self.scorer, input)
+        shapes = self.scorer.input_shapes
+        self._axes = len(shapes[self.input_index]) - 2 if shapes else None
+        if self._axes is not None:
+            self._sizes(self._axes)  # fail now on a stride larger than the patch
         self.baseline = baseline
 
-    def windows(self, height, width):
-        """(N, 2) int32 top-left corners, the effective (ph, pw), and the (H, W) cover count."""
-        rows, ph = window_positions(height, self.patch_size[0], self.stride[0])
-        cols, pw = window_positions(width, self.patch_size[1], self.stride[1])
-        corners = np.array([(r, c) for r in rows for c in cols], np.int32)
-        count = np.zeros((height, width), np.float32)
-        for r, c in corners:
-            count[r:r + ph, c:c + pw] += 1
-        return corners, (ph, pw), count
+    def _sizes(self, axes):
+        if axes < 1:
+            raise ValueError(
+                "Occlusion needs an input with spatial axes (a signal, an image or a volume); the "
+                f"chosen input has shape {self.scorer.input_shapes[self.input_index]}. Pass input= to "
+                "choose another."
+            )
+        patch = _expand(self.patch_size, axes, "patch_size")
+        stride = _expand(self.stride, axes, "stride")
+        if any(s > p for s, p in zip(stride, patch)):
+            raise ValueError(
+                f"stride {stride} is larger than patch_size {patch}: pixels between "
+                "windows would never be occluded. Use a stride no larger than the patch."
+            )
+        return patch, stride
+
+    def windows(self, *size):
+        """(N, axes) int32 window starts, the patch per axis, and the cover count (the input's
+        spatial shape): windows(height, width) for images, windows(length) for signals."""
+        patch, stride = self._sizes(len(size))
+        if any(p > n for p, n in zip(patch, size)):
+            raise ValueError(
+                f"patch_size {patch} is larger than the input's spatial size {tuple(size)}; occluding "
+                "it would only ever remove the whole input. Use a patch no larger than the input."
+            )
+        starts = [window_positions(n, p, st)[0] for n, p, st in zip(size, patch, stride)]
+        corners = np.array(np.meshgrid(*starts, indexing="ij"), np.int32).reshape(len(size), -1).T
+        # The windows are a product grid, so the cover count is a product of per-axis counts.
+        count = np.ones((), np.float32)
+        for n, p, axis_starts in zip(size, patch, starts):
+            cover = np.zeros(n, np.float32)
+            for start in axis_starts:
+                cover[start:start + p] += 1
+            count = np.multiply.outer(count, cover)
+        return corners, patch, count.astype(np.float32)
 
     def _occlude_fn(self, x, classes, score_fn, corners, patch, baseline, per, num_chunks):
         scores, classes = select_scores(self.scorer(x), classes, score_fn)
-        shape = tf.shape(x)
-        rows = tf.range(shape[1])[None, :, None]
-        cols = tf.range(shape[2])[None, None, :]
+        xi, others = self._split(x, self.input_index)
+        shape = tf.shape(xi)
+        axes = len(xi.shape) - 2
         tiled = tf.tile(classes, [per])
-        heat = tf.zeros(shape[:3], tf.float32)
+        heat = tf.zeros(shape[:-1], tf.float32)
         count = tf.shape(corners)[0]
         for chunk in tf.range(num_chunks):
             ids, valid = chunk_indices(chunk, per, count)
             window = tf.gather(corners, ids)
-            top, left = window[:, 0, None, None], window[:, 1, None, None]
-            mask = tf.cast(
-                (rows >= top) & (rows < top + patch[0]) & (cols >= left) & (cols < left + patch[1]),
-                tf.float32,
-            )
-            m = mask[:, None, :, :, None]
-            occluded = x[None] * (1.0 - m) + baseline[None] * m
-            occluded_scores, _ = select_scores(self.scorer(merge_leading(occluded)), tiled, score_fn)
+            # (per, *spatial): the product of one 0/1 interval per axis.
+            mask = tf.ones([per] + [1] * axes)
+            for a in range(axes):
+                positions = tf.reshape(tf.range(shape[1 + a]), [1] + [-1 if b == a else 1 for b in range(axes)])
+                start = tf.reshape(window[:, a], [-1] + [1] * axes)
+                mask *= tf.cast((positions >= start) & (positions < start + patch[a]), tf.float32)
+            m = mask[:, None, ..., None]
+            occluded = xi[None] * (1.0 - m) + baseline[None] * m
+            logits = self._logits_with(merge_leading(occluded), others)
+            occluded_scores, _ = select_scores(logits, tiled, score_fn)
             drop = (scores[None] - tf.reshape(occluded_scores, (per, -1))) * valid[:, None]
-            heat += tf.einsum("kb,khw->bhw", drop, mask)
+            heat += tf.einsum("kb,k...->b...", drop, mask)
         return heat
 
     def explain(self, inputs, target=None):
+        """Maps (B, H, W) float32, or (B, L) / (B, D, H, W); with several inputs, the map of the
+        occluded input."""
         x, classes, score_fn = self._prepare(inputs, target)
-        corners, patch, count = self.windows(x.shape[1], x.shape[2])
+        xi = self._split(x, self.input_index)[0]
+        corners, patch, count = self.windows(*xi.shape[1:-1])
         patch = np.array(patch, np.int32)
 
         def call(xb, cb, baseline):
-            per, num_chunks = plan_chunks(len(corners), xb.shape[0], self.batch_size)
+            per, num_chunks = plan_chunks(len(corners), batch_of(xb), self.batch_size)
             return self._call("_occlude_fn", xb, cb, score_fn, corners, patch, baseline, per, num_chunks)
 
-        heat = self._batched(call, x, classes, broadcast_baseline(self.baseline, x))
+        heat = self._batched(call, x, classes, broadcast_baseline(self.baseline, xi))
         return (heat / count).astype(np.float32)

@@ -22,14 +22,15 @@ class CAMHead(keras.layers.Layer):
         **kwargs: standard layer arguments (name, dtype, ...).
 
     Call arguments:
-        features: (batch, height, width, channels) feature maps.
+        features: (batch, height, width, channels) feature maps; also (batch, length, channels)
+            for 1-D models and (batch, depth, height, width, channels) for 3-D ones.
         return_cams: when True, also return the class maps.
 
     Input shape:
-        (batch, height, width, channels).
+        (batch, *spatial, channels) with 1 to 3 spatial axes.
 
     Output shape:
-        (batch, num_classes), and with return_cams=True also (batch, height, width, num_classes).
+        (batch, num_classes), and with return_cams=True also (batch, *spatial, num_classes).
 
     Example:
         >>> x = keras.Input((64, 64, 3))
@@ -55,7 +56,7 @@ class CAMHead(keras.layers.Layer):
         self.use_bias = use_bias
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.input_spec = keras.layers.InputSpec(ndim=4)
+        self.input_spec = keras.layers.InputSpec(min_ndim=3, max_ndim=5)
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -72,14 +73,14 @@ class CAMHead(keras.layers.Layer):
 
     def pre_activation(self, features):
         """The logits, before `activation` (keras_interp explains these)."""
-        logits = ops.matmul(ops.mean(features, axis=(1, 2)), self.kernel)
+        logits = ops.matmul(ops.mean(features, axis=tuple(range(1, len(features.shape) - 1))), self.kernel)
         return logits + self.bias if self.bias is not None else logits
 
     def call(self, features, return_cams=False):
         outputs = self.activation(self.pre_activation(features))
         if not return_cams:
             return outputs
-        return outputs, ops.einsum("bhwc,ck->bhwk", features, self.kernel)
+        return outputs, ops.einsum("b...c,ck->b...k", features, self.kernel)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
@@ -89,7 +90,7 @@ class CAMHead(keras.layers.Layer):
         outputs = keras.KerasTensor(self.compute_output_shape(features.shape), dtype=dtype)
         if not return_cams:
             return outputs
-        return outputs, keras.KerasTensor(tuple(features.shape[:3]) + (self.num_classes,), dtype=dtype)
+        return outputs, keras.KerasTensor(tuple(features.shape[:-1]) + (self.num_classes,), dtype=dtype)
 
     def get_config(self):
         config = super().get_config()
