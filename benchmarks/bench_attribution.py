@@ -1,6 +1,6 @@
 """Saliency, SmoothGrad, Integrated Gradients and occlusion against their physical limits and peers.
 
-    python benchmarks/bench_attribution.py [--batch 32] [--repeats 3]
+    python benchmarks/bench_attribution.py [--batch 32] [--repeats 3] [--only images|signals]
 
 Reference CNN (keras_interp.reference_cnn, 64x64x3, BatchNorm, GAP head), batch of 32 images.
 Limits, measured in the same run:
@@ -12,6 +12,11 @@ Peers (pip install -e ".[bench]"): tf-keras-vis 0.8.7 and tf-explain 0.3.1 on th
 inputs, where they have the method. Occlusion against tf-explain uses its windows (patch 8,
 stride 8). Last, occlusion's peak resident-memory growth during a call for 64 and 1024 windows
 per image.
+
+Then the same methods, plus Grad-CAM and Score-CAM, on a 1-D model: a Conv1D network of the
+reference CNN's form (three conv-BatchNorm-ReLU-pool blocks, GAP, Dense) on 32 signals of
+4096 samples x 3 channels (occlusion: patch 64, stride 32, 127 windows). Limits as above;
+Grad-CAM's is one forward+backward, Score-CAM's (channels x images) forwards at the best batch.
 """
 
 from common import (
@@ -72,10 +77,61 @@ def occlusion_memory(model, x, windows_per_side):
     return first / 2**20, steady / 2**20
 
 
+def conv1d_model(length=4096, channels=3, classes=4):
+    """A Conv1D network of the reference CNN's form, untrained (speed does not depend on weights)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((length, channels))
+    h = inputs
+    for filters in (32, 64, 128):
+        h = keras.layers.Conv1D(filters, 9, padding="same", use_bias=False)(h)
+        h = keras.layers.BatchNormalization()(h)
+        h = keras.layers.ReLU()(h)
+        h = keras.layers.MaxPooling1D(4)(h)
+    h = keras.layers.GlobalAveragePooling1D()(h)
+    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(h), name="conv1d_reference")
+
+
+def signals_section(args):
+    import numpy as np
+
+    model = conv1d_model()
+    x = np.random.default_rng(0).normal(size=(args.batch, 4096, 3)).astype("float32")
+    fb = forward_backward_timer(model, x)
+    per_image, best_batch = best_forward_timer(model, x.shape[1:])
+    print(f"\nConv1D model, {args.batch} signals of 4096 x 3. limits: forward+backward {fb() * 1e3:.1f} ms; "
+          f"compiled forward {per_image() * 1e6:.0f} us/signal at best batch size {best_batch}")
+    occlusion = ki.Occlusion(model, patch_size=64, stride=32)
+    windows = len(occlusion.windows(4096)[0])
+    score_cam = ki.ScoreCAM(model)
+    channels = score_cam.site.shape[-1]
+    ours = {
+        "saliency": (ki.Saliency(model), lambda: fb()),
+        "smoothgrad": (ki.SmoothGrad(model, samples=25, noise=0.15), lambda: 25 * fb()),
+        "integrated_gradients": (ki.IntegratedGradients(model, steps=64), lambda: 64 * fb()),
+        "occlusion": (occlusion, lambda: windows * args.batch * per_image()),
+        "gradcam": (ki.GradCAM(model), lambda: fb()),
+        "scorecam": (score_cam, lambda: channels * args.batch * per_image()),
+    }
+    rows = []
+    for method, (explainer, limit) in ours.items():
+        seconds, limit_seconds = paired(lambda: explainer.explain(x, target=0), limit, rounds=args.repeats)
+        rows.append((method, seconds, limit_seconds, {}))
+    report(rows)
+
+
 def main():
     parser = batch_parser(__doc__)
+    parser.add_argument("--only", choices=("images", "signals"), help="run one section")
     args = parser.parse_args()
+    if args.only != "signals":
+        images_section(args)
+    if args.only != "images":
+        signals_section(args)
 
+
+def images_section(args):
     model, x = reference_batch(args.batch)
     target = 0
     fb = forward_backward_timer(model, x)

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from keras_interp import images as render
 from keras_interp import metrics, summary
-from keras_interp.explainers.base import Explainer, check_images
+from keras_interp.explainers.base import Explainer, check_images, check_inputs, choose_input
 from keras_interp.explainers.cam import CAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
 from keras_interp.explainers.deconv import Deconvnet, GuidedBackprop
 from keras_interp.explainers.gradients import IntegratedGradients, Saliency, SmoothGrad
@@ -23,31 +23,34 @@ __all__ = ["ExplanationLogger", "METHODS"]
 CAM_FALLBACK = "cam_as_gradcam"
 
 
-def _cam_or_gradcam(model, seed):
+def _cam_or_gradcam(model, seed, output=None, input=None):
     try:
-        return CAM(model)
+        return CAM(model, output=output, input=input)
     except ValueError:
         warnings.warn(
             f"ExplanationLogger: model {model.name!r} has no GAP -> Dense head, so 'cam' uses Grad-CAM "
             f"(logged as {CAM_FALLBACK!r}).",
             stacklevel=3,
         )
-        return GradCAM(model)
+        return GradCAM(model, output=output, input=input)
 
 
-# Method name -> factory(model, seed) -> explainer. A new method is one more entry.
+# Method name -> factory(model, seed, output=None, input=None) -> explainer: `output` is the
+# output explained, `input` the input maps are drawn on (for models with several; the gradient
+# methods attribute every input and take none). A new method is one more entry.
 METHODS = {
-    "saliency": lambda model, seed: Saliency(model),
-    "smoothgrad": lambda model, seed: SmoothGrad(model, seed=seed),
-    "integrated_gradients": lambda model, seed: IntegratedGradients(model),
-    "occlusion": lambda model, seed: Occlusion(model),
+    "saliency": lambda model, seed, output=None, input=None: Saliency(model, output=output),
+    "smoothgrad": lambda model, seed, output=None, input=None: SmoothGrad(model, seed=seed, output=output),
+    "integrated_gradients": lambda model, seed, output=None, input=None: IntegratedGradients(model, output=output),
+    "occlusion": lambda model, seed, output=None, input=None: Occlusion(model, output=output, input=input),
     "cam": _cam_or_gradcam,
-    "gradcam": lambda model, seed: GradCAM(model),
-    "gradcam++": lambda model, seed: GradCAMPlusPlus(model),
-    "layercam": lambda model, seed: LayerCAM(model),
-    "scorecam": lambda model, seed: ScoreCAM(model, max_channels=32),
-    "deconvnet": lambda model, seed: Deconvnet(model),
-    "guided_backprop": lambda model, seed: GuidedBackprop(model),
+    "gradcam": lambda model, seed, output=None, input=None: GradCAM(model, output=output, input=input),
+    "gradcam++": lambda model, seed, output=None, input=None: GradCAMPlusPlus(model, output=output, input=input),
+    "layercam": lambda model, seed, output=None, input=None: LayerCAM(model, output=output, input=input),
+    "scorecam": lambda model, seed, output=None, input=None: ScoreCAM(model, max_channels=32, output=output,
+                                                                       input=input),
+    "deconvnet": lambda model, seed, output=None, input=None: Deconvnet(model, output=output),
+    "guided_backprop": lambda model, seed, output=None, input=None: GuidedBackprop(model, output=output),
 }
 
 
@@ -130,7 +133,10 @@ class ExplanationLogger(keras.callbacks.Callback):
     written is documented in keras_interp.summary.
 
     Args:
-        images: (N, H, W, C) images, as the model takes them.
+        images: (N, H, W, C) images as the model takes them; (N, L, C) signals or
+            (N, D, H, W, C) volumes for 1-D and 3-D models (pictures show a signal's curves with
+            its map as colour behind them, and 8 depth slices of a volume side by side). For a
+            model with several inputs, a dict keyed by input name or a tuple in model order.
         log_dir: TensorBoard log folder; summaries go to `<log_dir>/explanations`, so it can be
             shared with keras.callbacks.TensorBoard.
         methods: names from METHODS ("saliency", "smoothgrad", "integrated_gradients",
@@ -160,6 +166,10 @@ class ExplanationLogger(keras.callbacks.Callback):
             labels for the explanations.
         classes: the classes "class_model" draws (None: one per class name, else every class;
             at most 16 unless listed here).
+        output: the output explained (name or index), for a model with several.
+        input: for a model with several inputs, the one whose maps are logged (name or index;
+            None: the first signal, image or volume input). Masks, faithfulness and class
+            models need a single-input image model.
 
     Example:
         >>> logger = ki.ExplanationLogger(x_val[:8], "logs", methods=("saliency", "cam"))
@@ -167,10 +177,22 @@ class ExplanationLogger(keras.callbacks.Callback):
     """
 
     def __init__(self, images, log_dir, methods=DEFAULT_METHODS, freq=1, labels=None, masks=None,
-                 class_names=None, overlays=True, seed=0, target=None, classes=None, faithfulness=False):
+                 class_names=None, overlays=True, seed=0, target=None, classes=None, faithfulness=False,
+                 output=None, input=None):
         super().__init__()
-        self.images = check_images(images)
-        n = len(self.images)
+        # Several inputs (a dict or a tuple) are checked against the model in _build; the one
+        # drawn is chosen there.
+        self._given = images
+        if isinstance(images, (dict, tuple)):
+            arrays = list(images.values()) if isinstance(images, dict) else list(images)
+            if not arrays:
+                raise ValueError("images is empty; pass one array per model input.")
+            self.images = None
+            n = len(np.asarray(arrays[0]))
+        else:
+            self.images = check_images(images)
+            n = len(self.images)
+        self.output, self.input = output, input
         if not isinstance(freq, (int, np.integer)) or isinstance(freq, bool) or freq < 1:
             raise ValueError(f"freq must be an int >= 1 (log every freq epochs); received {freq!r}.")
         # The default's class models are for classifiers; on other models it logs only the maps.
@@ -209,10 +231,8 @@ class ExplanationLogger(keras.callbacks.Callback):
         if self.labels is not None and self.labels.shape != (n,):
             raise ValueError(f"labels must have shape ({n},), one per image; received {self.labels.shape}.")
         self.masks = None if masks is None else np.asarray(masks, dtype=bool)
-        if self.masks is not None and self.masks.shape != self.images.shape[:3]:
-            raise ValueError(
-                f"masks must have shape {self.images.shape[:3]} (one per image); received {self.masks.shape}."
-            )
+        if self.masks is not None and self.images is not None:
+            self._check_masks()
         if target is not None and not callable(target):
             raise TypeError(f"target must be None or a callable logits -> (N,) score; received {target!r}.")
         if target is not None and labels is not None:
@@ -241,21 +261,48 @@ class ExplanationLogger(keras.callbacks.Callback):
         self._inputs_written = False
         self._warned = set()
 
+    def _check_masks(self):
+        if self.images.ndim != 4:
+            raise ValueError(
+                f"masks (pointing game) need (N, H, W, C) images; the logged inputs have shape {self.images.shape}."
+            )
+        if self.masks.shape != self.images.shape[:3]:
+            raise ValueError(
+                f"masks must have shape {self.images.shape[:3]} (one per image); received {self.masks.shape}."
+            )
+
     def _build(self):
-        check_images(self.images, tuple(self.model.inputs[0].shape) if getattr(self.model, "inputs", None) else None)
+        scorer = Scorer(self.model, output=self.output)
+        self._inputs, form = check_inputs(self._given, scorer.input_shapes, scorer.input_names)
+        self._drawn = choose_input(scorer, self.input)
+        self.images = self._inputs[self._drawn] if form is not None else self._inputs
+        if self.masks is not None:
+            self._check_masks()
+        single_image = form is None and self.images.ndim == 4
+        if self.faithfulness and not single_image:
+            raise ValueError(
+                "faithfulness=True needs a single-input image model (deletion and insertion blur "
+                f"images); the logged inputs have shapes {[a.shape for a in tf.nest.flatten(self._inputs)]}."
+            )
         self._explainers = {}
         for name, instance in self._requested:
-            explainer = instance if instance is not None else METHODS[name](self.model, self.seed)
+            explainer = instance if instance is not None else METHODS[name](
+                self.model, self.seed, output=self.output, input=self.input)
             label = None
             if name == "cam" and not isinstance(explainer, CAM):
                 name, label = CAM_FALLBACK, "Grad-CAM (cam fallback: no GAP head)"
             self._explainers[name] = explainer
             self._labels_of[name] = label
-        self._scorer = next(iter(self._explainers.values())).scorer if self._explainers else Scorer(self.model)
+        self._scorer = next(iter(self._explainers.values())).scorer if self._explainers else scorer
         classes = self._scorer.num_classes
         self._pictures = {}
         for kind, instance in self._pictures_requested.items():
             try:
+                if not single_image:
+                    raise ValueError(
+                        f"{kind!r} pictures need a single-input image model; the logged inputs have shapes "
+                        f"{[a.shape for a in tf.nest.flatten(self._inputs)]}."
+                    )
                 self._pictures[kind] = PICTURES[kind](self.model, self.images, self.classes, self.class_names, instance)
             except ValueError as exc:
                 if kind not in self._optional_pictures:
@@ -277,7 +324,7 @@ class ExplanationLogger(keras.callbacks.Callback):
                 "ExplanationLogger(..., target=callable) mapping the outputs to one score per image."
             )
         channels = self.images.shape[-1]
-        if channels not in (1, 3, 4):
+        if self.images.ndim != 3 and channels not in (1, 3, 4):  # a signal's channels are all drawn
             warnings.warn(
                 f"ExplanationLogger: the images have {channels} channels, so pictures show their first "
                 "channel in grey.",
@@ -322,7 +369,7 @@ class ExplanationLogger(keras.callbacks.Callback):
         nan = np.full(n, np.nan)
         if self._scorer.num_classes is None:
             return nan, nan, nan, nan
-        probabilities = self._scorer.probabilities(self._scorer(self.images))
+        probabilities = self._scorer.probabilities(self._scorer(self._inputs))
         if probabilities is None:
             return nan, nan, nan, nan
         p = np.asarray(probabilities, dtype=np.float64)
@@ -342,12 +389,16 @@ class ExplanationLogger(keras.callbacks.Callback):
             self._guarded("predictions", self._write_predictions, step)
             for name in list(self._explainers):
                 maps = self._produce(self._explainers, name, "method", "maps", step,
-                                     lambda: self._explainers[name].explain(self.images, target=self._target))
+                                     lambda: self._drawn_maps(self._explainers[name].explain(self._inputs, target=self._target)))
                 if maps is not None:
                     self._write_method(name, maps, step)
             for kind in list(self._pictures):
                 self._log_pictures(kind, step)
         self._guarded("flushing the summaries", self._writer.flush)
+
+    def _drawn_maps(self, maps):
+        """The maps of the drawn input, from a method that maps every input (a list)."""
+        return maps[self._drawn] if isinstance(maps, list) else maps
 
     def _produce(self, registry, name, what, noun, step, fn):
         """fn()'s result, or None: a failure warns once and drops `name` from `registry` for the
@@ -387,7 +438,7 @@ class ExplanationLogger(keras.callbacks.Callback):
     def _write_inputs(self, step):
         for i, image in enumerate(self.images):
             label = None if self.labels is None else self.labels[i]
-            summary.write_input(i, image, step, label=label, class_names=self.class_names)
+            summary.write_input(i, render.flat_picture(image), step, label=label, class_names=self.class_names)
 
     def _write_predictions(self, step):
         predicted, p_predicted, explained, p_explained = self._predictions()
@@ -400,7 +451,7 @@ class ExplanationLogger(keras.callbacks.Callback):
     def _write_method(self, name, maps, step):
         label = self._labels_of.get(name)
         self._guarded(f"writing the {name!r} maps", lambda: [
-            summary.write_map(name, i, map_, step, label=label) for i, map_ in enumerate(maps)
+            summary.write_map(name, i, render.flat_map(map_), step, label=label) for i, map_ in enumerate(maps)
         ])
         scalars = []
         if self.masks is not None:
@@ -429,7 +480,7 @@ class ExplanationLogger(keras.callbacks.Callback):
             self._guarded(f"the {name!r} overlay grid", self._write_overlays, name, maps, step)
 
     def _write_overlays(self, name, maps, step):
-        rows = [[image, render.overlay(image, map_)] for image, map_ in zip(self.images, maps)]
+        rows = [[render.flat_picture(image), render.render(image, map_)] for image, map_ in zip(self.images, maps)]
         tf.summary.image(f"{summary.SCALAR_PREFIX}{name}", render.grid(rows)[None], step=step)
 
     def on_train_end(self, logs=None):

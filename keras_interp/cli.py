@@ -177,8 +177,14 @@ def make_explainer(name, model, args):
     if args.layer and name in LAYER_METHODS:
         classes = {"gradcam": ki.GradCAM, "gradcam++": ki.GradCAMPlusPlus, "layercam": ki.LayerCAM,
                    "scorecam": ki.ScoreCAM, "deconvnet": ki.Deconvnet, "guided_backprop": ki.GuidedBackprop}
-        return classes[name](model, layer=args.layer)
-    return methods()[name](model, args.seed)
+        return classes[name](model, layer=args.layer, output=output_arg(args))
+    return methods()[name](model, args.seed, output=output_arg(args))
+
+
+def output_arg(args):
+    """--output as the explainers take it: an index when it is a number, else a name."""
+    value = getattr(args, "output", None)
+    return int(value) if value is not None and value.lstrip("-").isdigit() else value
 
 
 def out_folder(path, overwrite):
@@ -219,11 +225,14 @@ def cmd_explain(args):
     if args.channel is not None and not channel_mode:
         raise UsageError("--channel is for deconvnet and guided_backprop with --layer (a channel of that layer)")
     model = load(args.model, args.unsafe)
+    if len(getattr(model, "inputs", None) or ()) > 1:
+        raise UsageError(f"{args.model} has {len(model.inputs)} inputs; explain reads image files for models with "
+                         "one input (use the Python API, which takes a list or dict of inputs)")
     shape = tuple(model.inputs[0].shape)[1:] if getattr(model, "inputs", None) else None
     if shape is None or len(shape) != 3 or None in shape:
         raise UsageError(f"{args.model} takes inputs of shape {shape}; explain needs images of a fixed size (H, W, C)")
     try:
-        scorer = Scorer(model)
+        scorer = Scorer(model, output=output_arg(args))
         if scorer.num_classes is None or len(scorer.output_shape) != 2:
             raise UsageError(f"explain needs a classifier with (batch, classes) outputs; {args.model} gives "
                              f"{scorer.output_shape} (use the Python API with a callable target)")
@@ -548,6 +557,7 @@ def parser():
     p.add_argument("--method", action="append", required=True, metavar="NAME",
                    help="a method, repeat for several: " + ", ".join(_METHOD_NAMES))
     p.add_argument("--target", type=int, help="class to explain (default: each image's predicted class)")
+    p.add_argument("--output", help="the output to explain, a name or an index (required for a model with several)")
     p.add_argument("--layer", help="layer for the CAM family (default: the last spatial one), and for deconvnet "
                    "and guided_backprop, which then explain a channel of it")
     p.add_argument("--channel", type=int, help="with --layer: the channel deconvnet and guided_backprop project "

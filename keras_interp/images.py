@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 __all__ = [
+    "plot_signal", "slice_indices", "flat_picture", "flat_map",
     "normalize", "heatmap", "overlay", "to_uint8", "resize_map", "grid", "save", "band", "slices", "render",
 ]
 
@@ -252,6 +253,78 @@ def _trace(signal, width):
     return np.repeat(columns, 2), np.stack([low, high], axis=1).ravel()
 
 
+def plot_signal(signal, height=96, width=None):
+    """A 1-D input drawn as curves: RGB uint8 (height, W, 3), W = width or max(L, 256).
+
+    Each channel is an antialiased polyline on white, all channels min-max scaled together with
+    a 4-pixel margin; sample i is centred at x = (i + 0.5) * W / L - 0.5 (see `band`).
+    """
+    signal = np.asarray(signal, dtype=np.float32)
+    if signal.ndim not in (1, 2) or signal.size == 0:
+        raise ValueError(f"plot_signal takes a signal (L,) or (L, C) with L, C >= 1; received shape {signal.shape}.")
+    if signal.ndim == 1:
+        signal = signal[:, None]
+    _check_finite("signal", signal)
+    height = _positive_int("height", height)
+    width = max(signal.shape[0], 256) if width is None else _positive_int("width", width)
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    margin = min(4, (height - 1) // 4)  # tiny plots keep most of their rows for the curve
+    low, high = float(signal.min()), float(signal.max())
+    for c in range(signal.shape[1]):
+        xs, values = _trace(signal[:, c], width)
+        if high > low:
+            ys = margin + (high - values) / (high - low) * (height - 1 - 2 * margin)
+        else:
+            ys = np.full_like(values, (height - 1) / 2.0)
+        # shift=4: vertices in 1/16 pixel, so the antialiased line follows sub-pixel values.
+        points = np.round(np.stack([xs, ys], axis=-1) * 16).astype(np.int32).reshape(-1, 1, 2)
+        colour = _PALETTE[c % len(_PALETTE)]
+        cv2.polylines(canvas, [points], False, colour, 1, cv2.LINE_AA, shift=4)
+
+    return canvas
+
+
+def slice_indices(depth, num=8):
+    """Depth indices a volume is shown at: all when depth <= num, else num evenly spaced ones
+    (first and last included)."""
+    if depth <= num:
+        return np.arange(depth)
+    return np.unique(np.round(np.linspace(0, depth - 1, num)).astype(np.int64))
+
+
+def flat_picture(example, num=8, width=None):
+    """One example as a single 2-D picture on which a map from `flat_map` lies pixel for pixel:
+    an image as it is (uint8), a signal (L, C) as its curves (`plot_signal`), a volume
+    (D, H, W, C) as `num` depth slices side by side on one intensity scale."""
+    example = np.asarray(example)
+    if example.ndim == 3:
+        return to_uint8(example)
+    if example.ndim == 2:
+        return plot_signal(example, width=width)
+    if example.ndim == 4:
+        depth, rows, cols = example.shape[:3]
+        pictures = to_uint8(example.reshape((depth * rows,) + example.shape[2:])).reshape(depth, rows, cols, -1)
+        return np.concatenate(list(pictures[slice_indices(depth, num)]), axis=1)
+    raise ValueError(
+        "flat_picture takes one example: an image (H, W, C), a signal (L, C) or a volume (D, H, W, C); "
+        f"received shape {example.shape}."
+    )
+
+
+def flat_map(map_, num=8):
+    """The map of one example laid out like `flat_picture`: an (H, W) map as it is, an (L,) map
+    as one row (1, L) that a viewer stretches over the curves, a (D, H, W) map as the same depth
+    slices side by side. Raw values; scale them once for the whole picture."""
+    map_ = np.asarray(map_, dtype=np.float32)
+    if map_.ndim == 2:
+        return map_
+    if map_.ndim == 1:
+        return map_[None]
+    if map_.ndim == 3:
+        return np.concatenate(list(map_[slice_indices(map_.shape[0], num)]), axis=1)
+    raise ValueError(f"flat_map takes an (H, W), (L,) or (D, H, W) map; received shape {map_.shape}.")
+
+
 def band(signal, map_, height=96, band_height=24, colormap="jet", method="minmax", width=None):
     """A 1-D input (audio, ECG, a time series) drawn as curves above its importance as a colour band.
 
@@ -290,20 +363,7 @@ def band(signal, map_, height=96, band_height=24, colormap="jet", method="minmax
     band_height = _positive_int("band_height", band_height)
     width = max(length, 256) if width is None else _positive_int("width", width)
 
-    canvas = np.full((height, width, 3), 255, np.uint8)
-    margin = min(4, (height - 1) // 4)  # tiny plots keep most of their rows for the curve
-    low, high = float(signal.min()), float(signal.max())
-    for c in range(signal.shape[1]):
-        xs, values = _trace(signal[:, c], width)
-        if high > low:
-            ys = margin + (high - values) / (high - low) * (height - 1 - 2 * margin)
-        else:
-            ys = np.full_like(values, (height - 1) / 2.0)
-        # shift=4: vertices in 1/16 pixel, so the antialiased line follows sub-pixel values.
-        points = np.round(np.stack([xs, ys], axis=-1) * 16).astype(np.int32).reshape(-1, 1, 2)
-        colour = _PALETTE[c % len(_PALETTE)]
-        cv2.polylines(canvas, [points], False, colour, 1, cv2.LINE_AA, shift=4)
-
+    canvas = plot_signal(signal, height, width)
     # Normalise before resampling, so colours reflect the map's values, not where the columns fell.
     values = _resample_1d(normalize(map_[None], method=method)[0], width)
     strip = _colorize(np.repeat(values[None], band_height, axis=0), colormap)
@@ -338,10 +398,7 @@ def slices(volume, map_=None, num=8, alpha=0.5, colormap="jet", method="minmax",
     depth, rows, cols = volume.shape[:3]
     # One to_uint8 call over the stacked slices: one intensity scale for the whole volume.
     pictures = to_uint8(volume.reshape((depth * rows,) + volume.shape[2:])).reshape(depth, rows, cols, 3)
-    if depth <= num:
-        picks = np.arange(depth)
-    else:
-        picks = np.unique(np.round(np.linspace(0, depth - 1, num)).astype(np.int64))
+    picks = slice_indices(depth, num)
 
     if map_ is None:
         cells = [pictures[d] for d in picks]

@@ -140,7 +140,6 @@ def test_cam_falls_back_to_gradcam_and_says_so(tmp_path):
     "kwargs, message",
     [
         (dict(images=np.zeros((0, 12, 12, 3))), "empty batch"),
-        (dict(images=np.zeros((12, 12, 3))), r"For a single image pass image\[None\]"),
         (dict(methods=("salincy",)), "Unknown method 'salincy'; choose from"),
         (dict(methods=()), "methods is empty"),
         (dict(freq=0), "freq must be an int >= 1"),
@@ -165,6 +164,10 @@ def test_wrong_image_size_or_labels_fail_before_training(tmp_path):
     logger = ki.ExplanationLogger(np.zeros((2, 16, 16, 3)), tmp_path)
     with pytest.raises(ValueError, match="Image height is 16 but the model expects 12"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[logger])
+    # One image without its batch axis reads as a batch of signals until the model says otherwise.
+    single = ki.ExplanationLogger(np.zeros((12, 12, 3)), tmp_path)
+    with pytest.raises(ValueError, match=r"For a single image pass image\[None\]"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[single])
     bad_labels = ki.ExplanationLogger(x[:2], tmp_path, labels=[0, 3])
     with pytest.raises(ValueError, match=r"labels must be class indices in \[0, 2\] for this model; received \[0, 3\]"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[bad_labels])
@@ -476,3 +479,89 @@ def test_default_methods_add_class_models_for_classifiers_only(tmp_path):
     events = _events(str(tmp_path / "b"))
     assert summary.map_tag("saliency", 0) in events
     assert not any(tag.startswith("keras_interp/class_model") for tag in events)
+
+
+# ---- Signals, several inputs and several outputs
+
+
+def _conv1d(length=24, channels=2, classes=3, seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((length, channels))
+    h = keras.layers.Conv1D(6, 3, padding="same", activation="relu")(inputs)
+    h = keras.layers.GlobalAveragePooling1D()(h)
+    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(h))
+
+
+def _png(value):
+    return tf.io.decode_png(tf.make_ndarray(value.tensor)[0]).numpy()
+
+
+def test_signals_are_logged_as_curves_with_their_map_as_one_row(tmp_path):
+    model = _conv1d()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 24, 2)).astype("float32"), rng.integers(0, 3, 8)
+    logger = ki.ExplanationLogger(x[:2], tmp_path, methods=("saliency", "cam", "occlusion"))
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[logger])
+    events = _events(str(tmp_path))
+    picture = _png(events[summary.input_tag(0)][0][1])
+    np.testing.assert_array_equal(picture, ki.images.plot_signal(x[0]))  # the curves, 256 px wide
+    for method, explainer in (("saliency", ki.Saliency(model)), ("cam", ki.CAM(model)),
+                              ("occlusion", ki.Occlusion(model))):
+        grey = _png(events[summary.map_tag(method, 1)][0][1])
+        assert grey.shape == (1, 24, 1)  # one value per sample; the dashboard stretches it over the curves
+        expected = explainer.explain(x[:2])[1]
+        scaled = (expected - expected.min()) / (expected.max() - expected.min()) * 255
+        np.testing.assert_allclose(grey[0, :, 0], scaled, atol=1)
+    assert "explanations/saliency" in events  # the overlay grid: curves above a colour band
+
+
+def test_signal_logger_refuses_what_needs_images(tmp_path):
+    model = _conv1d()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y = np.zeros((4, 24, 2), "float32"), np.zeros(4, int)
+    with pytest.raises(ValueError, match=r"masks \(pointing game\) need \(N, H, W, C\) images"):
+        ki.ExplanationLogger(x, tmp_path, masks=np.zeros((4, 24), bool))
+    for kwargs, message in ((dict(faithfulness=True), "faithfulness=True needs a single-input image model"),
+                            (dict(methods=("saliency", "class_model")), "'class_model' pictures need a single-input")):
+        logger = ki.ExplanationLogger(x, tmp_path, **kwargs)
+        with pytest.raises(ValueError, match=message):
+            model.fit(x, y, epochs=1, verbose=0, callbacks=[logger])
+
+
+def _two_in_two_out(seed=0):
+    keras.utils.set_random_seed(seed)
+    image, vector = keras.Input((8, 8, 1), name="image"), keras.Input((4,), name="vector")
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(image)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    z = keras.layers.Concatenate()([h, vector])
+    return keras.Model([image, vector], [keras.layers.Dense(3, activation="softmax", name="cls")(z),
+                                         keras.layers.Dense(1, activation="sigmoid", name="aux")(z)])
+
+
+def test_several_inputs_log_the_chosen_input_and_output(tmp_path):
+    model = _two_in_two_out()
+    model.compile("adam", ["sparse_categorical_crossentropy", "binary_crossentropy"])
+    rng = np.random.default_rng(1)
+    images, vectors = rng.uniform(size=(6, 8, 8, 1)).astype("float32"), rng.normal(size=(6, 4)).astype("float32")
+    logger = ki.ExplanationLogger({"vector": vectors[:3], "image": images[:3]}, tmp_path,
+                                  methods=("saliency", "gradcam", "occlusion"), output="cls", input="image")
+    model.fit([images, vectors], [rng.integers(0, 3, 6), rng.integers(0, 2, 6)], epochs=1, verbose=0,
+              callbacks=[logger])
+    events = _events(str(tmp_path))
+    np.testing.assert_array_equal(_png(events[summary.input_tag(2)][0][1])[..., 0],
+                                  ki.images.to_uint8(images[2])[..., 0])
+    x = [images[:3], vectors[:3]]
+    for method, maps in (("saliency", ki.Saliency(model, output="cls").explain(x)[0]),
+                         ("gradcam", ki.GradCAM(model, output="cls").explain(x)),
+                         ("occlusion", ki.Occlusion(model, output="cls", input="image").explain(x))):
+        grey = _png(events[summary.map_tag(method, 0)][0][1])[..., 0]
+        m = maps[0]
+        span = m.max() - m.min()
+        np.testing.assert_allclose(grey, np.round((m - m.min()) / (span if span > 0 else 1) * 255), atol=1)
+    predicted = tf.make_ndarray(events[summary.prediction_tag(1)][0][1].tensor)
+    probabilities = model.predict(x, verbose=0)[0][1]
+    assert predicted[0] == probabilities.argmax() and np.isclose(predicted[1], probabilities.max(), atol=1e-5)
+    with pytest.raises(ValueError, match=r"has 2 outputs \['cls', 'aux'\]; pass output="):
+        model.fit([images, vectors], [rng.integers(0, 3, 6), rng.integers(0, 2, 6)], epochs=1, verbose=0,
+                  callbacks=[ki.ExplanationLogger((images[:2], vectors[:2]), tmp_path, methods=("saliency",))])

@@ -87,6 +87,12 @@ def _curve(model, inputs, maps, target, steps, substrate, batch_size, inserting)
         raise ValueError(f"steps must be a positive int; received {steps!r}.")
     curves = _Curves(model, batch_size=batch_size)
     x, classes, score_fn = curves._prepare(inputs, target)
+    if isinstance(x, tuple) or x.ndim != 4:
+        shapes = [a.shape for a in x] if isinstance(x, tuple) else x.shape
+        raise ValueError(
+            f"Deletion and insertion curves need a single-input image model, inputs (batch, height, width, "
+            f"channels); received inputs of shape {shapes}."
+        )
     ranks = pixel_ranks(pixel_maps(maps, x.shape[1:3], len(x), "inputs"))
     steps = min(int(steps), x.shape[1] * x.shape[2])
 
