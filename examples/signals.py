@@ -66,7 +66,7 @@ def main():
     explainers = {
         "saliency": ki.Saliency(model),
         "smoothgrad": ki.SmoothGrad(model, samples=25, noise=0.15),
-        "integrated gradients": ki.IntegratedGradients(model),
+        "IG": ki.IntegratedGradients(model),
         "occlusion": ki.Occlusion(model, patch_size=8, stride=4),
         "CAM": ki.CAM(model),
         "Grad-CAM": ki.GradCAM(model),
