@@ -181,9 +181,15 @@ class ExplanationLogger(keras.callbacks.Callback):
                  output=None, input=None):
         super().__init__()
         # Several inputs (a dict or a tuple) are checked against the model in _build; the one
-        # drawn is chosen there.
+        # drawn is chosen there. A list of arrays of one shape may be either a batch or one
+        # array per input: only the model can tell, so the checks that need the count wait.
         self._given = images
-        if isinstance(images, (dict, tuple)):
+        if isinstance(images, list) and len({np.shape(a) for a in images}) > 1:
+            images = self._given = tuple(images)  # arrays of different shapes: one per model input
+        ambiguous = isinstance(images, list) and len(images) > 1 and all(np.ndim(a) >= 2 for a in images)
+        if ambiguous:
+            self.images, n = None, None
+        elif isinstance(images, (dict, tuple)):
             arrays = list(images.values()) if isinstance(images, dict) else list(images)
             if not arrays:
                 raise ValueError("images is empty; pass one array per model input.")
@@ -228,8 +234,8 @@ class ExplanationLogger(keras.callbacks.Callback):
                 )
             names.append(name)
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int32)
-        if self.labels is not None and self.labels.shape != (n,):
-            raise ValueError(f"labels must have shape ({n},), one per image; received {self.labels.shape}.")
+        if n is not None:
+            self._check_labels(n)
         self.masks = None if masks is None else np.asarray(masks, dtype=bool)
         if self.masks is not None and self.images is not None:
             self._check_masks()
@@ -261,6 +267,10 @@ class ExplanationLogger(keras.callbacks.Callback):
         self._inputs_written = False
         self._warned = set()
 
+    def _check_labels(self, n):
+        if self.labels is not None and self.labels.shape != (n,):
+            raise ValueError(f"labels must have shape ({n},), one per image; received {self.labels.shape}.")
+
     def _check_masks(self):
         if self.images.ndim != 4:
             raise ValueError(
@@ -276,6 +286,7 @@ class ExplanationLogger(keras.callbacks.Callback):
         self._inputs, form = check_inputs(self._given, scorer.input_shapes, scorer.input_names)
         self._drawn = choose_input(scorer, self.input)
         self.images = self._inputs[self._drawn] if form is not None else self._inputs
+        self._check_labels(len(self.images))
         if self.masks is not None:
             self._check_masks()
         single_image = form is None and self.images.ndim == 4
@@ -291,6 +302,9 @@ class ExplanationLogger(keras.callbacks.Callback):
             label = None
             if name == "cam" and not isinstance(explainer, CAM):
                 name, label = CAM_FALLBACK, "Grad-CAM (cam fallback: no GAP head)"
+            if isinstance(explainer, Occlusion):  # a patch larger than the input fails now, not at epoch 1
+                drawn = tf.nest.flatten(self._inputs)[explainer.input_index]
+                explainer.windows(*drawn.shape[1:-1])
             self._explainers[name] = explainer
             self._labels_of[name] = label
         self._scorer = next(iter(self._explainers.values())).scorer if self._explainers else scorer
@@ -298,10 +312,11 @@ class ExplanationLogger(keras.callbacks.Callback):
         self._pictures = {}
         for kind, instance in self._pictures_requested.items():
             try:
-                if not single_image:
+                if not single_image or len(scorer.output_names or ()) > 1:
                     raise ValueError(
-                        f"{kind!r} pictures need a single-input image model; the logged inputs have shapes "
-                        f"{[a.shape for a in tf.nest.flatten(self._inputs)]}."
+                        f"{kind!r} pictures need a single-input, single-output image model; the logged inputs "
+                        f"have shapes {[a.shape for a in tf.nest.flatten(self._inputs)]}, the outputs are "
+                        f"{scorer.output_names}."
                     )
                 self._pictures[kind] = PICTURES[kind](self.model, self.images, self.classes, self.class_names, instance)
             except ValueError as exc:
@@ -461,8 +476,8 @@ class ExplanationLogger(keras.callbacks.Callback):
             if self._substrate is None:  # the logged images never change: blur them once, not per method and epoch
                 self._substrate = metrics.faithfulness.substrate_images(self.images, "blur")
             scalars += [(metric, lambda fn=fn: float(np.mean(fn(self.model, self.images, maps, target=self._target,
-                                                                   steps=self.faithfulness,
-                                                                   substrate=self._substrate))))
+                                                                   steps=self.faithfulness, substrate=self._substrate,
+                                                                   output=self.output))))
                         for metric, fn in (("deletion_auc", metrics.deletion_auc),
                                            ("insertion_auc", metrics.insertion_auc))]
         for metric, compute in scalars:

@@ -20,7 +20,7 @@ import keras
 from keras import tree
 
 __all__ = ["Site", "graph_of", "run", "find_site", "last_spatial_site", "spatial_layers", "spatial_rank",
-           "all_paths", "Cursor", "is_spatial_shape", "no_graph_error"]
+           "all_paths", "Cursor", "is_spatial_shape", "no_graph_error", "depends_on_input"]
 
 
 def graph_of(model):
@@ -33,11 +33,15 @@ def graph_of(model):
 
 
 def _nested_graph(node):
-    """The graph of a nested model called with one input at `node`, or None."""
+    """The graph of a nested functional model called at `node` (with its inputs as the call's
+    one argument: a tensor, or a list or dict of them), or None."""
     op = node.operation
-    if isinstance(op, keras.Model) and len(node.input_tensors) == 1:
-        return graph_of(op)
-    return None
+    if not isinstance(op, keras.Model):
+        return None
+    graph = graph_of(op)
+    if graph is None or len(node.input_tensors) != len(graph.inputs) or len(node.arguments.args) != 1:
+        return None
+    return graph
 
 
 def _nodes(graph, from_output=False):
@@ -126,7 +130,8 @@ def run(model, inputs, taps=(), replace=None, stop_after_taps=False):
         elif inner_taps or inner_replace:
             # The nested model may stop early only if nothing outside it is still wanted.
             only_inner = {i for i, _ in inner_taps} >= {i for i, v in enumerate(found) if v is None}
-            outputs, inner_values = run(node.operation, args[0], [s for _, s in inner_taps], inner_replace,
+            inner_inputs = args[0] if len(node.input_tensors) == 1 else tree.flatten(args[0])
+            outputs, inner_values = run(node.operation, inner_inputs, [s for _, s in inner_taps], inner_replace,
                                         stop_after_taps and only_inner)
             for (i, _), value in zip(inner_taps, inner_values):
                 found[i] = value
@@ -167,8 +172,10 @@ class Cursor:
             if node.is_input:
                 if not chain:
                     return None
-                # The input of a nested model: continue with what the calling node received.
-                chain, tensor = chain[:-1], chain[-1].input_tensors[0]
+                # The input of a nested model: continue with what the calling node received there.
+                inner = graph_of(chain[-1].operation)
+                position = next(i for i, t in enumerate(inner.inputs) if t is tensor)
+                chain, tensor = chain[:-1], chain[-1].input_tensors[position]
                 continue
             graph = _nested_graph(node)
             if graph is not None:  # the nested model's output that this tensor is
@@ -253,12 +260,39 @@ def _ancestors(graph, wanted):
     return keep
 
 
+def _dependent(graph, tensors):
+    """Ids of the tensors of `graph` (nested graphs included) that depend on `tensors`."""
+    found = {id(t) for t in tensors}
+    for node in _nodes(graph):
+        inputs = node.input_tensors
+        if not any(id(t) in found for t in inputs):
+            continue
+        inner = _nested_graph(node)
+        outs = tree.flatten(node.outputs)
+        if inner is None:
+            found.update(id(t) for t in outs)
+            continue
+        inner_found = _dependent(inner, [i for i, t in zip(inner.inputs, inputs) if id(t) in found])
+        found |= inner_found
+        found.update(id(t) for t, o in zip(outs, inner.outputs) if id(o) in inner_found)
+    return found
+
+
+def depends_on_input(model, site, index):
+    """Whether the site's tensor depends on the model's input number `index`."""
+    graph = graph_of(model)
+    if graph is None or len(graph.inputs) == 1:
+        return True
+    return id(site.tensor) in _dependent(graph, [graph.inputs[index]])
+
+
 # Layers whose output adds a border of zeros to the map before them: never the feature map.
 _PADDING = (keras.layers.ZeroPadding2D,)
 
 
-def last_spatial_site(model, output=0, rank=None):
-    """The last tensor with spatial extent (> 1 cell) on the path to output number `output`.
+def last_spatial_site(model, output=0, rank=None, input=None):
+    """The last tensor with spatial extent (> 1 cell) on the path to output number `output`
+    (that depends on input number `input`, when given).
 
     Spatial tensors have `rank` dimensions (see spatial_rank, the default), so a 1-D model's
     (B, L, C) features count and an image model's token sequences do not.
@@ -271,6 +305,7 @@ def last_spatial_site(model, output=0, rank=None):
     if graph is None:
         raise no_graph_error(model, "a spatial layer")
     rank = spatial_rank(model) if rank is None else rank
+    allowed = None if input is None or len(graph.inputs) == 1 else _dependent(graph, [graph.inputs[input]])
 
     def search(graph, chain, wanted):
         relevant = _ancestors(graph, wanted)
@@ -290,7 +325,7 @@ def last_spatial_site(model, output=0, rank=None):
                 continue
             for index, _ in enumerate(tree.flatten(node.outputs)):
                 site = Site(chain + (node,), index)
-                if _spatial(site, rank):
+                if _spatial(site, rank) and (allowed is None or id(site.tensor) in allowed):
                     return site
         return None
 
@@ -298,9 +333,11 @@ def last_spatial_site(model, output=0, rank=None):
     if site is None:
         form = {3: "(batch, length, channels)", 5: "(batch, depth, height, width, channels)"}.get(
             rank, "(batch, height, width, channels)")
+        which = "" if allowed is None else f" computed from input {model.inputs[input].name!r}"
         raise ValueError(
             f"Model {model.name!r} has no tensor with a spatial {form} output of more than one "
-            "cell on the path to its output; class activation maps need a convolutional feature map."
+            f"cell{which} on the path to its output; class activation maps need a convolutional "
+            "feature map."
         )
     return site
 

@@ -204,16 +204,20 @@ def _warn_once(model, message):
     warnings.warn(message, stacklevel=4)
 
 
+def _keys_of(struct, tensors):
+    """The dict keys a functional model was built with, in the order of `tensors` (its flat
+    inputs or outputs, the order its graph uses), or None when it was not built from a dict."""
+    if isinstance(struct, dict):
+        keys = {id(t): k for k, t in struct.items()}
+        if all(id(t) in keys for t in tensors):
+            return [keys[id(t)] for t in tensors]
+    return None
+
+
 def input_names(model):
     """Names of the model's inputs in `model.inputs` order: the keys of a dict of inputs, else
     the Input layers' names."""
-    struct = getattr(model, "_inputs_struct", None)
-    if isinstance(struct, dict):
-        flat = keras.tree.flatten(struct)
-        keys = {id(t): k for k, t in struct.items()}
-        if all(id(t) in keys for t in flat):
-            return [keys[id(t)] for t in flat]
-    return [t.name for t in model.inputs]
+    return _keys_of(getattr(model, "_inputs_struct", None), model.inputs) or [t.name for t in model.inputs]
 
 
 def output_names(model):
@@ -221,12 +225,9 @@ def output_names(model):
     outputs = getattr(model, "outputs", None)
     if not outputs:
         return None
-    struct = getattr(model, "_outputs_struct", None)
-    if isinstance(struct, dict):
-        flat = keras.tree.flatten(struct)
-        keys = {id(t): k for k, t in struct.items()}
-        if all(id(t) in keys for t in flat):
-            return [keys[id(t)] for t in flat]
+    keys = _keys_of(getattr(model, "_outputs_struct", None), outputs)
+    if keys:
+        return keys
     names = getattr(model, "output_names", None)
     if names and len(names) == len(outputs):
         return list(names)
@@ -253,6 +254,11 @@ def choose_output(model, output, names):
                 if names is not None else
                 f"Model {model.name!r} does not declare output names (a subclassed model); pass "
                 "output= as an index into what it returns."
+            )
+        if names.count(output) > 1:
+            raise ValueError(
+                f"Model {model.name!r} has {names.count(output)} outputs named {output!r} (one layer ends several "
+                f"heads): {names}; pass output= as an index."
             )
         return names.index(output)
     index = int(output)

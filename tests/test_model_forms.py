@@ -754,3 +754,84 @@ def test_wrong_rank_inputs(model1d, model3d):
         ki.Occlusion(model3d).explain(np.zeros((2, 8, 8, 2), np.float32))
     with pytest.raises(ValueError, match=r"length is 20 but the model expects 24"):
         ki.Saliency(model1d).explain(np.zeros((2, 20, 2), np.float32))
+
+
+# ----------------------------------------------------------------------------------------------
+# Two inputs of one shape, heads that ignore an input, nested multi-input classifiers
+
+
+@pytest.fixture(scope="module")
+def twin_images():
+    """Two 8x8 image inputs, each with its own conv branch, and two heads: "both" reads both
+    branches, "only_a" reads branch a alone (so input b is unconnected to it)."""
+    keras.utils.set_random_seed(3)
+    a, b = keras.Input((8, 8, 1), name="a"), keras.Input((8, 8, 1), name="b")
+    ga = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv_a")(a))
+    gb = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv_b")(b))
+    both = keras.layers.Dense(3, name="both")(keras.layers.Concatenate()([ga, gb]))
+    only_a = keras.layers.Dense(2, name="only_a")(ga)
+    model = keras.Model([a, b], [both, only_a])
+    rng = np.random.default_rng(5)
+    return model, rng.random((2, 8, 8, 1)).astype("float32"), rng.random((2, 8, 8, 1)).astype("float32")
+
+
+def test_occlusion_of_each_same_shaped_input_is_its_own(twin_images):
+    model, xa, xb = twin_images
+    logits = logits_fn(model, "both")
+    target = np.array([0, 2])
+    for which, score in ((0, lambda z: logits([z, xb]).numpy()[np.arange(2), target]),
+                         (1, lambda z: logits([xa, z]).numpy()[np.arange(2), target])):
+        expected = occlusion_reference(lambda z: score(z).astype(np.float64), (xa, xb)[which], (4, 4), (4, 4))
+        maps = ki.Occlusion(model, patch_size=4, stride=4, input=which, output="both").explain([xa, xb], target=target)
+        np.testing.assert_allclose(maps, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_cam_layer_follows_the_chosen_input(twin_images):
+    model, xa, xb = twin_images
+    assert ki.GradCAM(model, output="both").layer == "conv_a"  # the default input is the first
+    assert ki.GradCAM(model, output="both", input="b").layer == "conv_b"
+    with pytest.raises(ValueError, match="'conv_a' is not computed from input 'b'"):
+        ki.GradCAM(model, output="both", input="b", layer="conv_a")
+    with pytest.raises(ValueError, match="no tensor with a spatial .* computed from input 'b'"):
+        ki.GradCAM(model, output="only_a", input="b")
+
+
+def test_an_input_the_output_ignores_gets_zero_attribution(twin_images):
+    model, xa, xb = twin_images
+    for explainer in (ki.Saliency(model, output="only_a"), ki.SmoothGrad(model, samples=3, output="only_a"),
+                      ki.IntegratedGradients(model, steps=4, output="only_a"), ki.GuidedBackprop(model, output="only_a")):
+        attr = explainer.attribute([xa, xb])
+        # (Guided backprop's signal can be all zero here: every head weight of this init is negative.)
+        assert attr[0].dtype == attr[1].dtype == np.float32
+        assert isinstance(explainer, ki.GuidedBackprop) or np.abs(attr[0]).max() > 0
+        np.testing.assert_array_equal(attr[1], np.zeros_like(xb))
+        assert explainer.explain([xa, xb])[1].shape == (2, 8, 8)
+
+
+def test_a_nested_multi_input_classifier_loses_its_softmax():
+    keras.utils.set_random_seed(4)
+    a, b = keras.Input((8, 8, 1)), keras.Input((4,))
+    g = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="inner")(a))
+    head = keras.layers.Dense(3, activation="softmax", name="head")
+    sub = keras.Model([a, b], head(keras.layers.Concatenate()([g, b])), name="sub")
+    oa, ob = keras.Input((8, 8, 1)), keras.Input((4,))
+    model = keras.Model([oa, ob], sub([keras.layers.Rescaling(2.0)(oa), ob]))
+    rng = np.random.default_rng(0)
+    x = [rng.random((3, 8, 8, 1)).astype("float32"), rng.random((3, 4)).astype("float32")]
+    features = keras.Model(sub.inputs, head.input)([2.0 * x[0], x[1]]).numpy()
+    logits = features @ head.kernel.numpy() + head.bias.numpy()
+    np.testing.assert_allclose(ki.targets.Scorer(model)(x), logits, rtol=1e-5, atol=1e-6)
+    assert ki.GradCAM(model).layer == "sub/inner"
+    assert ki.GradCAM(model, layer="sub/inner").explain(x).shape == (3, 8, 8)
+
+
+def test_duplicate_output_names_need_an_index():
+    x = keras.Input((8, 8, 1))
+    f = keras.layers.Flatten()(x)
+    shared = keras.layers.Softmax(name="probabilities")
+    model = keras.Model(x, [shared(keras.layers.Dense(2)(f)), shared(keras.layers.Dense(3)(f))])
+    names = ki.targets.output_names(model)
+    if names.count(names[0]) > 1:  # Keras names both outputs after the shared layer
+        with pytest.raises(ValueError, match="outputs named 'probabilities'.*pass output= as an index"):
+            ki.Saliency(model, output="probabilities")
+    assert ki.Saliency(model, output=1).explain(np.ones((1, 8, 8, 1), "float32")).shape == (1, 8, 8)

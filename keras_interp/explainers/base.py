@@ -45,10 +45,11 @@ def check_images(inputs, input_shape=None, name="images"):
     if input_shape is not None:
         expected += f"; the model takes {tuple(input_shape)}"
     noun = {3: "signal", 5: "volume", 2: "example"}.get(rank, "image") if name == "images" else name
+    plural = {3: "signals", 5: "volumes", 2: "feature vectors"}.get(rank, "images") if name == "images" else name
     if (x.ndim != rank) if rank else (x.ndim not in (3, 4, 5)):
         one = noun if name == "images" else "example"
         hint = f" For a single {one} pass {one}[None]." if (rank or 4) and x.ndim == (rank or 4) - 1 else ""
-        raise ValueError(f"Expected a batch of {name} of shape {expected}; received shape {x.shape}.{hint}")
+        raise ValueError(f"Expected a batch of {plural} of shape {expected}; received shape {x.shape}.{hint}")
     if x.shape[0] == 0:
         raise ValueError(f"Received an empty batch (shape {x.shape}); pass at least one example.")
     if rank:
@@ -64,7 +65,7 @@ def check_images(inputs, input_shape=None, name="images"):
     bad = ~np.isfinite(x)
     if bad.any():
         raise ValueError(
-            f"The {name} contain {int(bad.sum())} NaN or infinite values (first at index "
+            f"The {plural} contain {int(bad.sum())} NaN or infinite values (first at index "
             f"{tuple(int(i) for i in np.argwhere(bad)[0])}); explanations need finite inputs."
         )
     return x

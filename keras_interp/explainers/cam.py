@@ -15,7 +15,7 @@ from keras_interp.explainers.base import (
     FORMS, Explainer, batch_of, broadcast_baseline, choose_input, chunk_indices, merge_leading, plan_chunks,
     spatial_axes,
 )
-from keras_interp.graph import Cursor, last_spatial_site, no_graph_error, spatial_layers
+from keras_interp.graph import Cursor, depends_on_input, last_spatial_site, no_graph_error, spatial_layers
 from keras_interp.layers.cam_head import CAMHead
 from keras_interp.targets import is_shape_only, select_scores, squashing
 
@@ -70,10 +70,24 @@ class _FeatureMapExplainer(Explainer):
         self.input_index = choose_input(self.scorer, input)
         shapes = self.scorer.input_shapes
         rank = len(shapes[self.input_index]) if shapes else 4
+        if rank not in FORMS or rank == 2:
+            raise ValueError(
+                f"Class activation maps are drawn on a signal, image or volume input; input "
+                f"{self.scorer.input_names[self.input_index]!r} has shape {shapes[self.input_index]}. "
+                "Pass input= to choose another."
+            )
+        several = shapes is not None and len(shapes) > 1
         if layer is None:
-            self.site = last_spatial_site(model, output=self.scorer.output_index or 0, rank=rank)
+            self.site = last_spatial_site(model, output=self.scorer.output_index or 0, rank=rank,
+                                          input=self.input_index if several else None)
         else:
             self.site = self.scorer.site(layer)
+            if several and not depends_on_input(model, self.site, self.input_index):
+                raise ValueError(
+                    f"Layer {self.site.path!r} is not computed from input "
+                    f"{self.scorer.input_names[self.input_index]!r}, so its maps cannot be drawn on it; "
+                    "choose a layer of that input's branch, or pass input= for the input it belongs to."
+                )
         self.layer = self.site.path
         shape = self.site.shape
         if len(shape) != rank:

@@ -140,7 +140,7 @@ class _ReluRuleExplainer(GradientExplainer):
         else:
             signal, _ = strongest_activation(tf.cast(start, tf.float32), chosen)
             signal = tf.cast(signal, start.dtype)
-        grads = tf.gradients(start, tf.nest.flatten(x), grad_ys=signal)
+        grads = tf.gradients(start, tf.nest.flatten(x), grad_ys=signal, unconnected_gradients="zero")
         return (tuple(grads) if isinstance(x, tuple) else grads[0],)
 
 

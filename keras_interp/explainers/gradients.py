@@ -95,7 +95,8 @@ class Saliency(GradientExplainer):
         with tf.GradientTape() as tape:
             tape.watch(x)
             scores, _ = select_scores(self.scorer(x), classes, score_fn)
-        return (tape.gradient(scores, x),)
+        # An input the explained output does not use gets a zero attribution, not None.
+        return (tape.gradient(scores, x, unconnected_gradients=tf.UnconnectedGradients.ZERO),)
 
 
 class _SampledGradients(GradientExplainer):
@@ -117,7 +118,7 @@ class _SampledGradients(GradientExplainer):
             with tf.GradientTape() as tape:
                 tape.watch(xs)
                 sample_scores, _ = select_scores(self.scorer(xs), tiled, score_fn)
-            grads = tape.gradient(sample_scores, xs)
+            grads = tape.gradient(sample_scores, xs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             total = _map(
                 lambda t, g, xi: t + tf.tensordot(w, tf.reshape(g, tf.concat([[per], tf.shape(xi)], 0)), axes=1),
                 total, grads, x,

@@ -85,6 +85,9 @@ class Occlusion(Explainer):
             self._sizes(self._axes)  # fail now on a stride larger than the patch
         self.baseline = baseline
 
+    def _trace_key(self):
+        return (self.input_index,)
+
     def _sizes(self, axes):
         if axes < 1:
             raise ValueError(

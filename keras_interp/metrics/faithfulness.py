@@ -82,10 +82,10 @@ class _Curves(Explainer):
         return tf.transpose(tf.reshape(curves.stack(), (-1, batch))[: steps + 1])
 
 
-def _curve(model, inputs, maps, target, steps, substrate, batch_size, inserting):
+def _curve(model, inputs, maps, target, steps, substrate, batch_size, inserting, output=None):
     if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be a positive int; received {steps!r}.")
-    curves = _Curves(model, batch_size=batch_size)
+    curves = _Curves(model, batch_size=batch_size, output=output)
     x, classes, score_fn = curves._prepare(inputs, target)
     if isinstance(x, tuple) or x.ndim != 4:
         shapes = [a.shape for a in x] if isinstance(x, tuple) else x.shape
@@ -117,6 +117,7 @@ _ARGS = """
             substrate), "mean", or an array in the model's input space (see `substrate_images`).
         batch_size: most images per forward pass; the B x (steps + 1) perturbed images are
             streamed in chunks of this size.
+        output: the output whose target is followed (name or index), for a model with several.
 
     The curve follows the target's probability: the model's own softmax or sigmoid probability
     (no second softmax), the softmax of the logits for a logit model, the callable target's
@@ -127,22 +128,22 @@ _ARGS = """
 """
 
 
-def deletion_curve(model, inputs, maps, target=None, steps=32, substrate="blur", batch_size=128):
+def deletion_curve(model, inputs, maps, target=None, steps=32, substrate="blur", batch_size=128, output=None):
     """(B, steps + 1) float32: the target's probability as the most important pixels are removed.
 
     Point i replaces the round(i H W / steps) highest-ranked pixels by the substrate; point 0
     is the original image, the last the substrate alone.
     """
-    return _curve(model, inputs, maps, target, steps, substrate, batch_size, inserting=False)
+    return _curve(model, inputs, maps, target, steps, substrate, batch_size, inserting=False, output=output)
 
 
-def insertion_curve(model, inputs, maps, target=None, steps=32, substrate="blur", batch_size=128):
+def insertion_curve(model, inputs, maps, target=None, steps=32, substrate="blur", batch_size=128, output=None):
     """(B, steps + 1) float32: the target's probability as the most important pixels are inserted.
 
     Point i puts the round(i H W / steps) highest-ranked pixels of the image into the
     substrate; point 0 is the substrate alone, the last the original image.
     """
-    return _curve(model, inputs, maps, target, steps, substrate, batch_size, inserting=True)
+    return _curve(model, inputs, maps, target, steps, substrate, batch_size, inserting=True, output=output)
 
 
 def _area(curves):
@@ -150,23 +151,23 @@ def _area(curves):
     return ((curves[:, :-1] + curves[:, 1:]).sum(axis=1) / (2 * (curves.shape[1] - 1))).astype(np.float32)
 
 
-def deletion_auc(model, inputs, maps, target=None, steps=32, substrate="blur", batch_size=128):
+def deletion_auc(model, inputs, maps, target=None, steps=32, substrate="blur", batch_size=128, output=None):
     """Per-image area under the deletion curve, (B,) float32: lower is more faithful.
 
     Example:
         >>> maps = ki.GradCAM(model).explain(images)
         >>> ki.metrics.deletion_auc(model, images, maps).mean()
     """
-    return _area(deletion_curve(model, inputs, maps, target, steps, substrate, batch_size))
+    return _area(deletion_curve(model, inputs, maps, target, steps, substrate, batch_size, output))
 
 
-def insertion_auc(model, inputs, maps, target=None, steps=32, substrate="blur", batch_size=128):
+def insertion_auc(model, inputs, maps, target=None, steps=32, substrate="blur", batch_size=128, output=None):
     """Per-image area under the insertion curve, (B,) float32: higher is more faithful.
 
     Example:
         >>> ki.metrics.insertion_auc(model, images, ki.Saliency(model).explain(images)).mean()
     """
-    return _area(insertion_curve(model, inputs, maps, target, steps, substrate, batch_size))
+    return _area(insertion_curve(model, inputs, maps, target, steps, substrate, batch_size, output))
 
 
 for _fn in (deletion_curve, insertion_curve, deletion_auc, insertion_auc):
