@@ -328,7 +328,7 @@ class Explainer:
             raise ValueError(f"batch_size must be a positive int; received {batch_size!r}.")
         self.model = model
         self.scorer = Scorer(model, output=output)
-        self._form = None
+        self._calls = threading.local()  # how this thread's current call gave its inputs
         self.batch_size = batch_size
         self._functions = {}
 
@@ -396,11 +396,11 @@ class Explainer:
         """The inputs as arrays: one for a single-input model, else a tuple in model order.
 
         Remembers how they were given (list or dict), so results come back the same way."""
-        x, self._form = check_inputs(inputs, self.scorer.input_shapes, self.scorer.input_names)
+        x, self._calls.form = check_inputs(inputs, self.scorer.input_shapes, self.scorer.input_names)
         return x
 
     def _pack(self, values):
-        return pack(values, self._form, self.scorer.input_names)
+        return pack(values, getattr(self._calls, "form", None), self.scorer.input_names)
 
     def _prepare(self, inputs, target):
         x = self._check(inputs)
