@@ -68,9 +68,8 @@ class _URL(str):
         return value
 
 
-@pytest.fixture
-def tensorboard_server(logdir, request):
-    load_fast, prefix = request.param
+def _serve(logdir, load_fast, prefix, runs):
+    """A tensorboard process on `logdir` (yields its URL once it serves `runs` runs), stopped after."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "tensorboard.main", "--logdir", logdir, "--host", "127.0.0.1", "--port", str(port),
@@ -81,12 +80,39 @@ def tensorboard_server(logdir, request):
     try:
         def ready():
             with urllib.request.urlopen(f"{url}/data/plugin/keras_interp/runs", timeout=2) as response:
-                return len(json.load(response)["runs"]) == 3
+                return len(json.load(response)["runs"]) == runs
         wait_for(ready, timeout=90, what="tensorboard to serve the runs")
         yield _URL(url, load_fast)
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+@pytest.fixture
+def tensorboard_server(logdir, request):
+    load_fast, prefix = request.param
+    yield from _serve(logdir, load_fast, prefix, runs=3)
+
+
+@pytest.fixture(scope="module")
+def signal_server(tmp_path_factory):
+    """A run the real logger wrote for a Conv1D model: signals drawn as curves, maps as one row each."""
+    import keras
+    import numpy as np
+
+    import keras_interp as ki
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 2))
+    h = keras.layers.Conv1D(4, 3, padding="same", activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling1D()(h)))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.random.default_rng(0).normal(size=(8, 32, 2)).astype("float32")
+    x[:, 20:26, 0] += 3.0  # a pulse, so the saliency map has a clear peak
+    path = str(tmp_path_factory.mktemp("signal_logs"))
+    logger = ki.ExplanationLogger(x[:2], os.path.join(path, "signals"), methods=("saliency", "gradcam"))
+    model.fit(x, np.zeros(8, int), epochs=1, verbose=0, callbacks=[logger])
+    yield from _serve(path, "true", "", runs=1)
 
 
 def _strips(driver):
@@ -328,5 +354,29 @@ def test_dashboard_survives_nan_stale_redraws_recolours_locally_and_shows_droppe
         strip, = _strips(browser)
         assert (strip["step"], strip["state"], strip["images"], strip["captions"]) == ("1", "missing", [], [])
         assert strip["note"] == "n/a: no class models logged at epoch 2" and strip["title"] == "class models: epoch 2"
+    finally:
+        browser.switch_to.default_content()
+
+
+def test_a_signal_run_shows_its_curves_with_the_map_stretched_over_them(signal_server, browser):
+    browser.get(f"{signal_server}/?darkMode=false#keras_interp")
+    frame = wait_for(lambda: browser.find_elements("css selector", "iframe"), what="the plugin iframe")[0]
+    browser.switch_to.frame(frame)
+    try:
+        wait_for(lambda: (s := _frame_state(browser)) and s["canvases"] == 4 and s["loaded"] == 4 and s["inputsLoaded"] == 2,
+                 what="the signal run's cells to load")
+        # Every cell is painted at the curves' size (256 x 96); the map's one row covers all of it,
+        # so a column has one colour from top to bottom wherever the curves do not pass.
+        cells = browser.execute_script(
+            """
+            return [...document.querySelectorAll('canvas.overlay')].map(c => {
+              const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+              const at = (x, y) => [...d.slice(4 * (y * c.width + x), 4 * (y * c.width + x) + 3)];
+              return {width: c.width, height: c.height, top: at(2, 1), bottom: at(2, c.height - 2)};
+            });
+            """
+        )
+        assert all(c["width"] == 256 and c["height"] == 96 for c in cells)
+        assert all(max(abs(a - b) for a, b in zip(c["top"], c["bottom"])) <= 2 for c in cells)
     finally:
         browser.switch_to.default_content()
