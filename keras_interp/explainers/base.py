@@ -2,6 +2,7 @@
 
 import math
 import threading
+import time
 import types
 import weakref
 
@@ -302,6 +303,24 @@ def _check_target(fn, logits_shape, batch):
         )
 
 
+def _shapes(args):
+    """What a compiled call's speed depends on: the shapes and dtypes of its array arguments and
+    the values of the others."""
+    key = []
+    for a in tf.nest.flatten(args):
+        if hasattr(a, "shape") and hasattr(a, "dtype"):
+            key.append((tuple(a.shape), str(a.dtype)))
+        else:
+            key.append(_value_key(a) or ("id", id(a)))
+    return tuple(key)
+
+
+def _block(out):
+    """Wait for a result (eager tensors are computed asynchronously): numpy of every leaf."""
+    tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, out)
+    return out
+
+
 def _bound_to_active(method):
     """method(explainer, *args) with the explainer that is calling, read when tracing."""
 
@@ -315,17 +334,33 @@ def _bound_to_active(method):
 class Explainer:
     """Base class: holds the model, its pre-softmax scorer and the chunk size.
 
+    Class attribute `xla_changes_draws`: True where the method draws random numbers, which
+    TensorFlow's XLA kernels draw differently from its plain ones (same seed, other numbers);
+    jit_compile="auto" then stays plain, so results do not depend on which mode was faster.
+
     Args:
         model: a Keras model taking (B, L, C) signals, (B, H, W, C) images or (B, D, H, W, C)
             volumes; a model with several inputs takes them as a list or a dict.
         batch_size: most images one forward pass feeds the model: larger batches are split,
             and perturbation methods stream their perturbed copies in chunks of this size.
         output: the output to explain, a name or an index; required when the model has several.
+        jit_compile: compile with XLA: None (TensorFlow's default, no XLA), True, False, or
+            "auto": on the first call for each input shape, run both and keep the faster
+            (XLA fuses convolutions and their pointwise neighbours, often 1.5-2x on CPU, but
+            can be much slower on depthwise convolutions). "auto" costs two traces and four
+            runs of that first call; `jit_choices` shows what was kept. Maps agree between
+            the modes to float rounding, except where a method draws random numbers (SmoothGrad's
+            noise): XLA draws other numbers for the same seed, so "auto" keeps those plain.
     """
 
-    def __init__(self, model, batch_size=128, output=None):
+    xla_changes_draws = False
+
+    def __init__(self, model, batch_size=128, output=None, jit_compile=None):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int; received {batch_size!r}.")
+        if not (jit_compile is None or isinstance(jit_compile, bool) or (isinstance(jit_compile, str) and jit_compile == "auto")):
+            raise ValueError(f'jit_compile must be None, True, False or "auto"; received {jit_compile!r}.')
+        self.jit_compile = jit_compile
         self.model = model
         self.scorer = Scorer(model, output=output)
         self._calls = threading.local()  # how this thread's current call gave its inputs
@@ -346,27 +381,53 @@ class Explainer:
         except TypeError:  # a model that cannot be weakly referenced: nothing shared
             return self.__dict__.setdefault("_unshared", {"functions": {}, "targets": {}})
 
-    def _compiled(self, name):
-        """The tf.function running method `name`, shared across instances (see _SHARED)."""
-        fn = self._functions.get(name)
+    def _compiled(self, name, jit=None):
+        """The tf.function running method `name` (with XLA for jit=True), shared across
+        instances (see _SHARED)."""
+        fn = self._functions.get((name, jit))
         if fn is None:
-            key = (type(self), name, self.scorer.signature(), self._trace_key())
+            key = (type(self), name, self.scorer.signature(), self._trace_key(), jit)
             functions = self._shared()["functions"]
             fn = functions.get(key)
             if fn is None:
-                fn = functions[key] = tf.function(_bound_to_active(getattr(type(self), name)))
-            self._functions[name] = fn
+                fn = functions[key] = tf.function(_bound_to_active(getattr(type(self), name)), jit_compile=jit)
+            self._functions[(name, jit)] = fn
         return fn
 
-    def _call(self, name, *args):
-        """Run compiled method `name` with this instance as `self` while it traces."""
-        fn = self._compiled(name)
+    def _run_compiled(self, fn, args):
         previous = getattr(_ACTIVE, "explainer", None)
         _ACTIVE.explainer = self
         try:
             return fn(*args)
         finally:
             _ACTIVE.explainer = previous
+
+    def _call(self, name, *args):
+        """Run compiled method `name` with this instance as `self` while it traces."""
+        if self.jit_compile != "auto" or self.xla_changes_draws:
+            jit = False if self.jit_compile == "auto" else self.jit_compile
+            return self._run_compiled(self._compiled(name, jit), args)
+        key = (type(self), name, self.scorer.signature(), self._trace_key(), _shapes(args))
+        choices = self._shared().setdefault("jit", {})
+        if key in choices:
+            return self._run_compiled(self._compiled(name, choices[key]), args)
+        # First call for this shape: trace and run each way once, then time one more run of each.
+        timed = {}
+        for jit in (False, True):
+            fn = self._compiled(name, jit)
+            _block(self._run_compiled(fn, args))
+            start = time.perf_counter()
+            out = _block(self._run_compiled(fn, args))
+            timed[jit] = (time.perf_counter() - start, out)
+        choices[key] = min(timed, key=lambda jit: timed[jit][0])
+        self.jit_choices[(name, key[-1])] = {"xla": choices[key], "seconds": {j: t for j, (t, _) in timed.items()}}
+        return timed[choices[key]][1]
+
+    @property
+    def jit_choices(self):
+        """{(method, input shapes): {"xla": kept or not, "seconds": {False: t, True: t}}} of the
+        choices this explainer made with jit_compile="auto"."""
+        return self.__dict__.setdefault("_jit_choices", {})
 
     @property
     def trace_count(self):

@@ -63,8 +63,8 @@ class _FeatureMapExplainer(Explainer):
     the output (see keras_interp.graph.last_spatial_site). `self.layer` is the chosen path.
     """
 
-    def __init__(self, model, layer=None, batch_size=128, output=None, input=None):
-        super().__init__(model, batch_size=batch_size, output=output)
+    def __init__(self, model, layer=None, batch_size=128, output=None, input=None, jit_compile=None):
+        super().__init__(model, batch_size=batch_size, output=output, jit_compile=jit_compile)
         # The input the maps are drawn on (and Score-CAM masks): with several inputs, `input=`
         # or the first signal, image or volume input.
         self.input_index = choose_input(self.scorer, input)
@@ -147,6 +147,7 @@ class GradCAM(_FeatureMapExplainer):
         relu: apply the final ReLU (True in the paper); False keeps negative evidence.
         batch_size: most images per forward pass; larger batches are split.
         output: the output to explain (name or index), for a model with several.
+        jit_compile: None, True, False or "auto" (XLA; see keras_interp.explainers.base.Explainer).
         input: the input the maps are drawn on (name or index), for a model with several; None
             takes the first signal, image or volume input.
 
@@ -154,8 +155,8 @@ class GradCAM(_FeatureMapExplainer):
         >>> maps = ki.GradCAM(model).explain(images)            # (B, H, W)
     """
 
-    def __init__(self, model, layer=None, relu=True, batch_size=128, output=None, input=None):
-        super().__init__(model, layer, batch_size=batch_size, output=output, input=input)
+    def __init__(self, model, layer=None, relu=True, batch_size=128, output=None, input=None, jit_compile=None):
+        super().__init__(model, layer, batch_size=batch_size, output=output, input=input, jit_compile=jit_compile)
         self.relu = bool(relu)
 
     def _trace_key(self):
@@ -256,18 +257,19 @@ class CAM(_FeatureMapExplainer):
     Args:
         model: Keras model ending in GAP (1-D, 2-D or 3-D) -> (Dropout) -> Dense or a CAMHead.
         output: the output to explain (name or index), for a model with several.
+        jit_compile: None, True, False or "auto" (XLA; see keras_interp.explainers.base.Explainer).
         input: the input the maps are drawn on (name or index), for a model with several.
 
     Example:
         >>> maps = ki.CAM(model).explain(images)                # (B, H, W)
     """
 
-    def __init__(self, model, output=None, input=None):
+    def __init__(self, model, output=None, input=None, jit_compile=None):
         from keras_interp.targets import Scorer
 
         index = Scorer(model, output=output).output_index or 0
         site, self._kernel, self._bias = find_cam_head(model, index)
-        super().__init__(model, site, output=output, input=input)
+        super().__init__(model, site, output=output, input=input, jit_compile=jit_compile)
 
     def _prepare(self, inputs, target):
         if callable(target):
@@ -329,6 +331,7 @@ class ScoreCAM(_FeatureMapExplainer):
         weighting: "increase", "softmax" or "probability" (see above).
         batch_size: most masked images per forward pass.
         output: the output to explain (name or index), for a model with several.
+        jit_compile: None, True, False or "auto" (XLA; see keras_interp.explainers.base.Explainer).
         input: the input that is masked (name or index), for a model with several; the others
             are kept as they are.
 
@@ -337,8 +340,8 @@ class ScoreCAM(_FeatureMapExplainer):
     """
 
     def __init__(self, model, layer=None, max_channels=None, baseline=0.0, weighting="softmax", batch_size=256,
-                 output=None, input=None):
-        super().__init__(model, layer, batch_size=batch_size, output=output, input=input)
+                 output=None, input=None, jit_compile=None):
+        super().__init__(model, layer, batch_size=batch_size, output=output, input=input, jit_compile=jit_compile)
         if max_channels is not None and (not isinstance(max_channels, int) or max_channels < 1):
             raise ValueError(f"max_channels must be None or a positive int; received {max_channels!r}.")
         if weighting not in WEIGHTINGS:

@@ -105,8 +105,8 @@ class _ReluRuleExplainer(GradientExplainer):
 
     rule = "gradient"
 
-    def __init__(self, model, layer=None, batch_size=128, output=None):
-        super().__init__(model, batch_size=batch_size, output=output)
+    def __init__(self, model, layer=None, batch_size=128, output=None, jit_compile=None):
+        super().__init__(model, batch_size=batch_size, output=output, jit_compile=jit_compile)
         self.site = None if layer is None else self.scorer.site(layer)
         self.layer = None if self.site is None else self.site.path
         if self.site is not None:
@@ -168,6 +168,7 @@ _DOC = """{title}
         layer: None, or the layer (name or "nested/path") whose channel to project.
         batch_size: most images per forward pass.
         output: the output to explain (name or index), for a model with several.
+        jit_compile: None, True, False or "auto" (XLA; see keras_interp.explainers.base.Explainer).
 
     Example:
         >>> maps = ki.{name}(model).explain(images)                    # from the top class

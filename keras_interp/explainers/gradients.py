@@ -86,6 +86,7 @@ class Saliency(GradientExplainer):
     Args:
         model: Keras model (several inputs give one gradient per input).
         output: the output to explain (name or index), for a model with several.
+        jit_compile: None, True, False or "auto" (XLA; see keras_interp.explainers.base.Explainer).
 
     Example:
         >>> maps = ki.Saliency(model).explain(images)          # (B, H, W)
@@ -135,7 +136,9 @@ class SmoothGrad(_SampledGradients):
     Noise is Gaussian with standard deviation `noise` times each image's value range
     (max - min), so the setting means the same for [0, 1] and [0, 255] inputs. Noise comes from
     a stateless generator seeded with `seed` and the sample index: results are deterministic,
-    independent of batch composition, and the global random state is never touched.
+    independent of batch composition, and the global random state is never touched. With
+    jit_compile=True, XLA's generator draws other numbers for the same seed (an equally valid
+    SmoothGrad estimate, deterministic too); jit_compile="auto" therefore stays plain.
 
     `attribute` is the mean gradient (B, H, W, C); `explain` its max |.| over channels.
 
@@ -146,17 +149,20 @@ class SmoothGrad(_SampledGradients):
         seed: integer seed for the noise.
         batch_size: most images per forward pass; copies are streamed in chunks of this size.
         output: the output to explain (name or index), for a model with several.
+        jit_compile: None, True, False or "auto" (XLA; see keras_interp.explainers.base.Explainer).
 
     Example:
         >>> maps = ki.SmoothGrad(model, samples=25, noise=0.15).explain(images)
     """
 
-    def __init__(self, model, samples=25, noise=0.15, seed=0, batch_size=128, output=None):
+    xla_changes_draws = True  # see Explainer: jit_compile="auto" keeps SmoothGrad plain
+
+    def __init__(self, model, samples=25, noise=0.15, seed=0, batch_size=128, output=None, jit_compile=None):
         if not isinstance(samples, int) or samples < 1:
             raise ValueError(f"samples must be a positive int; received {samples!r}.")
         if not np.isfinite(noise) or noise < 0:
             raise ValueError(f"noise must be a finite number >= 0; received {noise!r}.")
-        super().__init__(model, batch_size=batch_size, output=output)
+        super().__init__(model, batch_size=batch_size, output=output, jit_compile=jit_compile)
         self.samples, self.noise, self.seed = samples, float(noise), int(seed)
 
     def _perturb(self, x, ids, params):
@@ -224,6 +230,7 @@ class IntegratedGradients(_SampledGradients):
         method: quadrature rule.
         batch_size: most images per forward pass; path points are streamed in chunks.
         output: the output to explain (name or index), for a model with several.
+        jit_compile: None, True, False or "auto" (XLA; see keras_interp.explainers.base.Explainer).
 
     Several inputs move along the path together (one baseline for all, or a list or dict with
     one per input), and completeness holds for the sum over all of them.
@@ -232,12 +239,13 @@ class IntegratedGradients(_SampledGradients):
         >>> attr, delta = ki.IntegratedGradients(model, steps=64).attribute(x, return_delta=True)
     """
 
-    def __init__(self, model, steps=64, baseline=0.0, method="gausslegendre", batch_size=128, output=None):
+    def __init__(self, model, steps=64, baseline=0.0, method="gausslegendre", batch_size=128, output=None,
+                 jit_compile=None):
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive int; received {steps!r}.")
         alphas, weights = path_points(steps, method)
         self._alphas, self._weights = alphas.astype(np.float32), weights.astype(np.float32)
-        super().__init__(model, batch_size=batch_size, output=output)
+        super().__init__(model, batch_size=batch_size, output=output, jit_compile=jit_compile)
         self.steps, self.baseline, self.method = steps, baseline, method
 
     @staticmethod

@@ -67,6 +67,7 @@ class Occlusion(Explainer):
             scalar, an (H, W, C) image or one per example.
         batch_size: most images per forward pass.
         output: the output to explain (name or index), for a model with several.
+        jit_compile: None, True, False or "auto" (XLA; see keras_interp.explainers.base.Explainer).
         input: the input to occlude (name or index), for a model with several; the others are
             kept as they are. None takes the first signal, image or volume input.
 
@@ -74,8 +75,9 @@ class Occlusion(Explainer):
         >>> maps = ki.Occlusion(model, patch_size=8, stride=4).explain(images)   # (B, H, W)
     """
 
-    def __init__(self, model, patch_size=8, stride=4, baseline=0.0, batch_size=256, output=None, input=None):
-        super().__init__(model, batch_size=batch_size, output=output)
+    def __init__(self, model, patch_size=8, stride=4, baseline=0.0, batch_size=256, output=None, input=None,
+                 jit_compile=None):
+        super().__init__(model, batch_size=batch_size, output=output, jit_compile=jit_compile)
         self.patch_size = _per_axis(patch_size, "patch_size")
         self.stride = _per_axis(stride, "stride")
         self.input_index = choose_input(self.scorer, input)
