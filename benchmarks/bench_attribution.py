@@ -9,7 +9,8 @@ Limits, measured in the same run:
   IG (64 steps)       64 x that
   occlusion           (images x windows) x a compiled forward per image at the best batch size
 Peers (pip install -e ".[bench]"): tf-keras-vis 0.8.7 and tf-explain 0.3.1 on the same model and
-inputs, where they have the method. Occlusion against tf-explain uses its windows (patch 8,
+inputs, where they have the method; Xplique 2.0.2 when benchmarks/install_xplique.sh has set up
+its environment (it runs there, on the same model saved to .keras and the same inputs). Occlusion against tf-explain uses its windows (patch 8,
 stride 8). Last, occlusion's peak resident-memory growth during a call for 64 and 1024 windows
 per image.
 
@@ -28,6 +29,7 @@ from common import (
     reference_batch,
     report,
     try_peer,
+    xplique_times,
 )
 
 
@@ -150,10 +152,13 @@ def images_section(args):
         "occlusion_s8": (occlusion_s8, lambda: 64 * args.batch * per_image()),
     }
     peers = peers_for(model, x, target)
+    xplique = xplique_times(model, x, target, list(ours), args.repeats)
     rows = []
     for method, (explainer, limit) in ours.items():
         seconds, limit_seconds = paired(lambda: explainer.explain(x, target=target), limit, rounds=args.repeats)
         measured = {peer: try_peer(peer, fn, args.repeats) for peer, fn in peers.get(method, {}).items()}
+        if method in xplique:
+            measured["xplique"] = xplique[method]
         rows.append((method, seconds, limit_seconds, measured))
     report(rows)
 

@@ -24,6 +24,7 @@ from common import (
     reference_batch,
     report,
     try_peer,
+    xplique_times,
 )
 
 import cv2  # noqa: E402
@@ -74,10 +75,13 @@ def speed(args):
         "scorecam": (ki.ScoreCAM(model), lambda: channels * args.batch * per_image()),
     }
     peers = peers_for(model, x, target, layer)
+    xplique = xplique_times(model, x, target, ["gradcam", "gradcam++"], args.repeats, layer=layer)
     rows = []
     for method, (explainer, limit) in ours.items():
         seconds, limit_seconds = paired(lambda: explainer.explain(x, target=target), limit, rounds=args.repeats)
         measured = {peer: try_peer(peer, fn, args.repeats) for peer, fn in peers[method].items()}
+        if method in xplique:
+            measured["xplique"] = xplique[method]
         rows.append((method, seconds, limit_seconds, measured))
     report(rows)
 

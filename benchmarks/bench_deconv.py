@@ -15,7 +15,7 @@ keep their ordinary gradient.
 """
 
 import numpy as np
-from common import batch_parser, forward_backward_timer, paired, reference_batch, report, try_peer
+from common import batch_parser, forward_backward_timer, paired, reference_batch, report, try_peer, xplique_times
 
 import keras_interp as ki  # noqa: E402
 
@@ -58,10 +58,13 @@ def main():
         "DeconvStack.project": (lambda: stack.project(x), fb),
     }
     peer = vis_guided(model, x, target)
+    xplique = xplique_times(model, x, target, ["deconvnet", "guided_backprop"], args.repeats)
     rows = []
     for method, (fn, limit) in ours.items():
         seconds, limit_seconds = paired(fn, limit, rounds=args.repeats)
         peers = {"tf-keras-vis": try_peer("tf-keras-vis", peer, args.repeats)} if peer and method == "guided_backprop" else {}
+        if method in xplique:
+            peers["xplique"] = xplique[method]
         rows.append((method, seconds, limit_seconds, peers))
     report(rows)
 

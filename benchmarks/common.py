@@ -137,3 +137,27 @@ def reference_batch(batch):
     import keras_interp as ki
 
     return ki.reference_cnn(), ki.datasets.shapes(batch, seed=0).images
+
+
+def xplique_times(model, x, target, methods, repeats=3, layer=None, save=None):
+    """{method: seconds or "failed: ..."} of Xplique 2.0.2 on this model and batch, measured by
+    benchmarks/xplique_peer.py in Xplique's own environment ($XPLIQUE_PYTHON, default
+    /opt/xplique-env/bin/python; see benchmarks/install_xplique.sh). {} when it is not installed."""
+    import json
+    import subprocess
+    import tempfile
+
+    python = os.environ.get("XPLIQUE_PYTHON", "/opt/xplique-env/bin/python")
+    if not os.path.exists(python):
+        return {}
+    with tempfile.TemporaryDirectory() as folder:
+        model.save(os.path.join(folder, "model.keras"))
+        np.save(os.path.join(folder, "x.npy"), np.asarray(x, np.float32))
+        command = [python, os.path.join(os.path.dirname(__file__), "xplique_peer.py"), os.path.join(folder, "model.keras"),
+                   os.path.join(folder, "x.npy"), str(target), *methods, "--repeats", str(repeats)]
+        command += ["--layer", layer] if layer else []
+        command += ["--save", save] if save else []
+        done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        return {m: f"xplique failed: {done.stderr.strip().splitlines()[-1][:100]}" for m in methods}
+    return {m: (v if isinstance(v, float) else f"xplique {v}") for m, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
