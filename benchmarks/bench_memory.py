@@ -23,17 +23,12 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 sys.path.insert(0, {bench!r})
 import numpy as np, tensorflow as tf
 import keras_interp as ki
-from common import peak_rss_growth
+from common import forward_backward_step, peak_rss_growth
 method, count = {method!r}, {count}
 model = ki.reference_cnn((64, 64, 3))
 x = np.random.default_rng(0).uniform(size=(32, 64, 64, 3)).astype("float32")
 if method == "chunk":
-    @tf.function
-    def step(z):
-        with tf.GradientTape() as tape:
-            tape.watch(z)
-            score = tf.reduce_sum(model(z, training=False)[:, 0])
-        return tape.gradient(score, z)
+    step = forward_backward_step(model)
     z = tf.constant(np.concatenate([x] * 4))
     run = lambda: step(z).numpy()
 else:

@@ -11,26 +11,13 @@ ResNet50 and MobileNetV2 (96x96, batch 8, weights=None), and the Conv1D model of
 bench_attribution (32 signals of 4096 x 3).
 """
 
-from common import batch_parser, paired, timed
+from common import batch_parser, forward_backward_timer, paired
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import keras_interp as ki  # noqa: E402
 from bench_attribution import conv1d_model  # noqa: E402
-
-
-def limit_timer(model, x, jit):
-    @tf.function(jit_compile=jit)
-    def step(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            score = tf.reduce_sum(model(x, training=False)[:, 0])
-        return tape.gradient(score, x)
-
-    x = tf.constant(x)
-    return lambda: timed(lambda: step(x).numpy(), repeats=3, warmup=1)
 
 
 def models():
@@ -47,7 +34,8 @@ def main():
     print(f"{'model':32s} {'fb plain':>9s} {'fb XLA':>8s} {'XLA gain':>9s}  {'saliency: kept, / limit':>24s}  "
           f"{'Grad-CAM: kept, / limit':>24s}")
     for name, model, x in models():
-        plain, xla = limit_timer(model, x, False), limit_timer(model, x, True)
+        plain = forward_backward_timer(model, x, repeats=3, jit_compile=False)
+        xla = forward_backward_timer(model, x, repeats=3, jit_compile=True)
         t_plain, t_xla = plain(), xla()
         row = f"{name:32s} {t_plain * 1e3:7.0f}ms {t_xla * 1e3:6.0f}ms {t_plain / t_xla:8.2f}x"
         for explainer in (ki.Saliency(model, jit_compile="auto"), ki.GradCAM(model, jit_compile="auto")):

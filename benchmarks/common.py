@@ -49,16 +49,22 @@ def paired(fn, measure_limit, rounds=3):
     return best, limit
 
 
-def forward_backward_timer(model, x, repeats=5):
-    """A function returning the seconds of one compiled forward+backward of the batch."""
+def forward_backward_step(model, jit_compile=None):
+    """A compiled forward+backward of a batch: the gradient of the first output's sum."""
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def step(x):
         with tf.GradientTape() as tape:
             tape.watch(x)
             score = tf.reduce_sum(model(x, training=False)[:, 0])
         return tape.gradient(score, x)
 
+    return step
+
+
+def forward_backward_timer(model, x, repeats=5, jit_compile=None):
+    """A function returning the seconds of one compiled forward+backward of the batch."""
+    step = forward_backward_step(model, jit_compile)
     x = tf.constant(x)
     return lambda: timed(lambda: step(x).numpy(), repeats=repeats, warmup=1)
 
