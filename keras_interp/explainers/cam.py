@@ -383,6 +383,8 @@ class ScoreCAM(_FeatureMapExplainer):
         scores = tf.TensorArray(tf.float32, size=num_chunks)
         varying = tf.TensorArray(tf.float32, size=num_chunks)
         for chunk in tf.range(num_chunks):
+            # One chunk in flight: batch_size bounds memory (see base.plan_chunks).
+            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
             ids, valid = chunk_indices(chunk, per, count)
             up = resize_nd(tf.gather(features, ids, axis=last), shape[1:-1])
             lo = tf.reduce_min(up, axis=axes, keepdims=True)

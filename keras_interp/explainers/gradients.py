@@ -113,6 +113,8 @@ class _SampledGradients(GradientExplainer):
         tiled = tf.tile(classes, [per])
         total = _map(tf.zeros_like, x)
         for chunk in tf.range(num_chunks):
+            # One chunk in flight: batch_size bounds memory (see base.plan_chunks).
+            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
             ids, valid = chunk_indices(chunk, per, count)
             w = tf.gather(weights, ids) * valid
             xs = _map(merge_leading, self._perturb(x, ids, params))

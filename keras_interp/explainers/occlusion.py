@@ -135,6 +135,8 @@ class Occlusion(Explainer):
         heat = tf.zeros(shape[:-1], tf.float32)
         count = tf.shape(corners)[0]
         for chunk in tf.range(num_chunks):
+            # One chunk in flight: batch_size bounds memory (see base.plan_chunks).
+            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
             ids, valid = chunk_indices(chunk, per, count)
             window = tf.gather(corners, ids)
             # (per, *spatial): the product of one 0/1 interval per axis.

@@ -72,6 +72,8 @@ class _Curves(Explainer):
         tiled = tf.tile(classes, [per])
         curves = tf.TensorArray(tf.float32, size=num_chunks)
         for chunk in tf.range(num_chunks):
+            # One chunk in flight: batch_size bounds memory (see base.plan_chunks).
+            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
             ids, _ = chunk_indices(chunk, per, steps + 1)
             moved = (ids * pixels + steps // 2) // steps  # pixels removed (or inserted) at each step
             first = ranks[None] < moved[:, None, None, None]  # (per, B, H, W): the top-ranked ones
