@@ -35,22 +35,36 @@ def _cam_or_gradcam(model, seed, output=None, input=None):
         return GradCAM(model, output=output, input=input)
 
 
-# Method name -> factory(model, seed, output=None, input=None) -> explainer: `output` is the
-# output explained, `input` the input maps are drawn on (for models with several; the gradient
-# methods attribute every input and take none). A new method is one more entry.
+def _factory(cls, drawn=False, seeded=False, **settings):
+    """factory(model, seed, output=None, input=None) building `cls` with `settings`: `output` is
+    the output explained; `input` the input maps are drawn on (for classes that draw on one,
+    `drawn`; the gradient methods attribute every input); `seed` for the `seeded` ones."""
+
+    def make(model, seed, output=None, input=None):
+        options = dict(settings, output=output)
+        if drawn:
+            options["input"] = input
+        if seeded:
+            options["seed"] = seed
+        return cls(model, **options)
+
+    return make
+
+
+# Method name -> factory(model, seed, output=None, input=None) -> explainer. A new method is one
+# more entry.
 METHODS = {
-    "saliency": lambda model, seed, output=None, input=None: Saliency(model, output=output),
-    "smoothgrad": lambda model, seed, output=None, input=None: SmoothGrad(model, seed=seed, output=output),
-    "integrated_gradients": lambda model, seed, output=None, input=None: IntegratedGradients(model, output=output),
-    "occlusion": lambda model, seed, output=None, input=None: Occlusion(model, output=output, input=input),
+    "saliency": _factory(Saliency),
+    "smoothgrad": _factory(SmoothGrad, seeded=True),
+    "integrated_gradients": _factory(IntegratedGradients),
+    "occlusion": _factory(Occlusion, drawn=True),
     "cam": _cam_or_gradcam,
-    "gradcam": lambda model, seed, output=None, input=None: GradCAM(model, output=output, input=input),
-    "gradcam++": lambda model, seed, output=None, input=None: GradCAMPlusPlus(model, output=output, input=input),
-    "layercam": lambda model, seed, output=None, input=None: LayerCAM(model, output=output, input=input),
-    "scorecam": lambda model, seed, output=None, input=None: ScoreCAM(model, max_channels=32, output=output,
-                                                                       input=input),
-    "deconvnet": lambda model, seed, output=None, input=None: Deconvnet(model, output=output),
-    "guided_backprop": lambda model, seed, output=None, input=None: GuidedBackprop(model, output=output),
+    "gradcam": _factory(GradCAM, drawn=True),
+    "gradcam++": _factory(GradCAMPlusPlus, drawn=True),
+    "layercam": _factory(LayerCAM, drawn=True),
+    "scorecam": _factory(ScoreCAM, drawn=True, max_channels=32),
+    "deconvnet": _factory(Deconvnet),
+    "guided_backprop": _factory(GuidedBackprop),
 }
 
 
@@ -286,14 +300,17 @@ class ExplanationLogger(keras.callbacks.Callback):
         self._inputs, form = check_inputs(self._given, scorer.input_shapes, scorer.input_names)
         self._drawn = choose_input(scorer, self.input)
         self.images = self._inputs[self._drawn] if form is not None else self._inputs
+        # The logged inputs as pictures (a signal's curves, a volume's slices), drawn once.
+        self._pictures_of_inputs = [render.flat_picture(example) for example in self.images]
         self._check_labels(len(self.images))
         if self.masks is not None:
             self._check_masks()
         single_image = form is None and self.images.ndim == 4
+        shapes = [a.shape for a in tf.nest.flatten(self._inputs)]
         if self.faithfulness and not single_image:
             raise ValueError(
                 "faithfulness=True needs a single-input image model (deletion and insertion blur "
-                f"images); the logged inputs have shapes {[a.shape for a in tf.nest.flatten(self._inputs)]}."
+                f"images); the logged inputs have shapes {shapes}."
             )
         self._explainers = {}
         for name, instance in self._requested:
@@ -307,6 +324,7 @@ class ExplanationLogger(keras.callbacks.Callback):
                 explainer.windows(*drawn.shape[1:-1])
             self._explainers[name] = explainer
             self._labels_of[name] = label
+        # An explainer's scorer learns a subclassed model's output shape on its first call.
         self._scorer = next(iter(self._explainers.values())).scorer if self._explainers else scorer
         classes = self._scorer.num_classes
         self._pictures = {}
@@ -315,8 +333,7 @@ class ExplanationLogger(keras.callbacks.Callback):
                 if not single_image or len(scorer.output_names or ()) > 1:
                     raise ValueError(
                         f"{kind!r} pictures need a single-input, single-output image model; the logged inputs "
-                        f"have shapes {[a.shape for a in tf.nest.flatten(self._inputs)]}, the outputs are "
-                        f"{scorer.output_names}."
+                        f"have shapes {shapes}, the outputs are {scorer.output_names}."
                     )
                 self._pictures[kind] = PICTURES[kind](self.model, self.images, self.classes, self.class_names, instance)
             except ValueError as exc:
@@ -451,9 +468,9 @@ class ExplanationLogger(keras.callbacks.Callback):
                 f"{summary.SCALAR_PREFIX}{kind}", render.grid([list(pictures)], col_labels=labels)[None], step=step))
 
     def _write_inputs(self, step):
-        for i, image in enumerate(self.images):
+        for i, picture in enumerate(self._pictures_of_inputs):
             label = None if self.labels is None else self.labels[i]
-            summary.write_input(i, render.flat_picture(image), step, label=label, class_names=self.class_names)
+            summary.write_input(i, picture, step, label=label, class_names=self.class_names)
 
     def _write_predictions(self, step):
         predicted, p_predicted, explained, p_explained = self._predictions()
@@ -495,7 +512,8 @@ class ExplanationLogger(keras.callbacks.Callback):
             self._guarded(f"the {name!r} overlay grid", self._write_overlays, name, maps, step)
 
     def _write_overlays(self, name, maps, step):
-        rows = [[render.flat_picture(image), render.render(image, map_)] for image, map_ in zip(self.images, maps)]
+        rows = [[picture, render.render(image, map_)]
+                for picture, image, map_ in zip(self._pictures_of_inputs, self.images, maps)]
         tf.summary.image(f"{summary.SCALAR_PREFIX}{name}", render.grid(rows)[None], step=step)
 
     def on_train_end(self, logs=None):

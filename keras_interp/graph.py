@@ -20,7 +20,15 @@ import keras
 from keras import tree
 
 __all__ = ["Site", "graph_of", "run", "find_site", "last_spatial_site", "spatial_layers", "spatial_rank",
-           "all_paths", "Cursor", "is_spatial_shape", "no_graph_error", "depends_on_input"]
+           "all_paths", "Cursor", "is_spatial_shape", "no_graph_error", "depends_on_input", "FORMS"]
+
+# What a batch of each rank is, for error messages.
+FORMS = {
+    2: "(batch, features)",
+    3: "(batch, length, channels)",
+    4: "(batch, height, width, channels)",
+    5: "(batch, depth, height, width, channels)",
+}
 
 
 def graph_of(model):
@@ -115,9 +123,8 @@ def run(model, inputs, taps=(), replace=None, stop_after_taps=False):
     if graph is None:
         raise ValueError(f"Model {model.name!r} has no functional graph to run.")
     replace = replace or {}
-    values = {id(graph.inputs[0]): inputs}
-    if len(graph.inputs) > 1:  # several inputs: a list or tuple in graph.inputs order
-        values = {id(t): v for t, v in zip(graph.inputs, inputs)}
+    # Several inputs come as a list or tuple in graph.inputs order.
+    values = {id(t): v for t, v in zip(graph.inputs, inputs if len(graph.inputs) > 1 else [inputs])}
     found = [None] * len(taps)
     for node in _nodes(graph):
         if any(id(t) not in values for t in node.input_tensors):
@@ -331,8 +338,7 @@ def last_spatial_site(model, output=0, rank=None, input=None):
 
     site = search(graph, (), graph.outputs[output:output + 1])
     if site is None:
-        form = {3: "(batch, length, channels)", 5: "(batch, depth, height, width, channels)"}.get(
-            rank, "(batch, height, width, channels)")
+        form = FORMS.get(rank, FORMS[4])
         which = "" if allowed is None else f" computed from input {model.inputs[input].name!r}"
         raise ValueError(
             f"Model {model.name!r} has no tensor with a spatial {form} output of more than one "

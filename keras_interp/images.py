@@ -284,6 +284,13 @@ def plot_signal(signal, height=96, width=None):
     return canvas
 
 
+def _volume_pictures(volume):
+    """(D, H, W[, C]) -> (D, H, W, 3) uint8 slices from one to_uint8 call over the stacked
+    slices: one intensity scale for the whole volume."""
+    depth, rows, cols = volume.shape[:3]
+    return to_uint8(volume.reshape((depth * rows,) + volume.shape[2:])).reshape(depth, rows, cols, -1)
+
+
 def slice_indices(depth, num=8):
     """Depth indices a volume is shown at: all when depth <= num, else num evenly spaced ones
     (first and last included)."""
@@ -302,9 +309,7 @@ def flat_picture(example, num=8, width=None):
     if example.ndim == 2:
         return plot_signal(example, width=width)
     if example.ndim == 4:
-        depth, rows, cols = example.shape[:3]
-        pictures = to_uint8(example.reshape((depth * rows,) + example.shape[2:])).reshape(depth, rows, cols, -1)
-        return np.concatenate(list(pictures[slice_indices(depth, num)]), axis=1)
+        return np.concatenate(list(_volume_pictures(example)[slice_indices(len(example), num)]), axis=1)
     raise ValueError(
         "flat_picture takes one example: an image (H, W, C), a signal (L, C) or a volume (D, H, W, C); "
         f"received shape {example.shape}."
@@ -396,8 +401,7 @@ def slices(volume, map_=None, num=8, alpha=0.5, colormap="jet", method="minmax",
     num = _positive_int("num", num)
     _check_alpha(alpha)
     depth, rows, cols = volume.shape[:3]
-    # One to_uint8 call over the stacked slices: one intensity scale for the whole volume.
-    pictures = to_uint8(volume.reshape((depth * rows,) + volume.shape[2:])).reshape(depth, rows, cols, 3)
+    pictures = _volume_pictures(volume)
     picks = slice_indices(depth, num)
 
     if map_ is None:

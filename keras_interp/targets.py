@@ -360,20 +360,22 @@ class Scorer:
         return logits
 
     def _pick(self, outputs):
-        """The explained output among a multi-output model's outputs."""
-        if self.output_index is None:
-            if isinstance(outputs, (list, tuple, dict)) and len(outputs) != 1:
-                raise ValueError(
-                    f"Model {self.model.name!r} returns {len(outputs)} outputs; pass output= (an index"
-                    f"{', or one of ' + str(list(outputs)) if isinstance(outputs, dict) else ''}) to "
-                    "choose the one to explain."
-                )
-            return next(iter(outputs.values())) if isinstance(outputs, dict) else (
-                outputs[0] if isinstance(outputs, (list, tuple)) else outputs)
-        if isinstance(outputs, dict):
-            key = self.output_names[self.output_index] if self.output_names else list(outputs)[self.output_index]
-            return outputs[key]
-        return outputs[self.output_index] if isinstance(outputs, (list, tuple)) else outputs
+        """The explained output among a multi-output model's outputs.
+
+        A functional model's graph gives them as a list in `output_names` order; a subclassed
+        model (which declares no names) may return a list, a tuple or a dict, indexed in its order."""
+        if not isinstance(outputs, (list, tuple, dict)):
+            return outputs
+        keys = list(outputs) if isinstance(outputs, dict) else None
+        values = list(outputs.values()) if keys is not None else outputs
+        if self.output_index is not None:
+            return values[self.output_index]
+        if len(values) != 1:
+            raise ValueError(
+                f"Model {self.model.name!r} returns {len(values)} outputs; pass output= (an index"
+                f"{', or one of ' + str(keys) if keys else ''}) to choose the one to explain."
+            )
+        return values[0]
 
     def _run(self, x, taps=()):
         if isinstance(x, (list, tuple)) and len(x) == 1:

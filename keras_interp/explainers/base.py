@@ -9,20 +9,20 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
+from keras_interp.graph import FORMS
 from keras_interp.targets import Scorer, resolve_target
 
 __all__ = ["Explainer", "check_images", "check_inputs", "pack", "choose_input", "plan_chunks", "chunk_indices",
            "merge_leading", "broadcast_baseline", "spatial_axes"]
 
 
-# What a batch of each rank is, for error messages.
-FORMS = {
-    2: "(batch, features)",
-    3: "(batch, length, channels)",
-    4: "(batch, height, width, channels)",
-    5: "(batch, depth, height, width, channels)",
+# Per rank: (one example, several, the names of the axes after the batch), for error messages.
+_WORDS = {
+    2: ("example", "feature vectors", ("features",)),
+    3: ("signal", "signals", ("length", "channels")),
+    4: ("image", "images", ("height", "width", "channels")),
+    5: ("volume", "volumes", ("depth", "height", "width", "channels")),
 }
-_AXES = {3: ("length",), 4: ("height", "width"), 5: ("depth", "height", "width")}
 
 
 def check_images(inputs, input_shape=None, name="images"):
@@ -45,17 +45,17 @@ def check_images(inputs, input_shape=None, name="images"):
         ) from None
     if input_shape is not None:
         expected += f"; the model takes {tuple(input_shape)}"
-    noun = {3: "signal", 5: "volume", 2: "example"}.get(rank, "image") if name == "images" else name
-    plural = {3: "signals", 5: "volumes", 2: "feature vectors"}.get(rank, "images") if name == "images" else name
+    generic = ("image", "images", tuple(f"axis {i}" for i in range(1, (rank or 4) - 1)) + ("channels",))
+    one, plural, labels = _WORDS.get(rank or 4, generic)
+    noun = one if name == "images" else name
+    plural = plural if name == "images" else name
+    one = one if name == "images" else "example"
     if (x.ndim != rank) if rank else (x.ndim not in (3, 4, 5)):
-        one = noun if name == "images" else "example"
-        hint = f" For a single {one} pass {one}[None]." if (rank or 4) and x.ndim == (rank or 4) - 1 else ""
+        hint = f" For a single {one} pass {one}[None]." if x.ndim == (rank or 4) - 1 else ""
         raise ValueError(f"Expected a batch of {plural} of shape {expected}; received shape {x.shape}.{hint}")
     if x.shape[0] == 0:
         raise ValueError(f"Received an empty batch (shape {x.shape}); pass at least one example.")
     if rank:
-        labels = _AXES.get(rank, tuple(f"axis {i}" for i in range(1, rank - 1))) + ("channels",)
-        labels = ("features",) if rank == 2 else labels
         for axis, label in enumerate(labels, start=1):
             want = input_shape[axis]
             if want is not None and x.shape[axis] != want:
@@ -123,22 +123,21 @@ def batch_of(x):
     return len(x[0]) if isinstance(x, tuple) else len(x)
 
 
-def choose_input(scorer, input, rank=None):
+def choose_input(scorer, input):
     """The index of the input a method perturbs or maps onto: `input` (a name or an index), or
-    for None the only input, else the first input of rank `rank` (any spatial rank for None)."""
+    for None the only input, else the first signal, image or volume input."""
     shapes, names = scorer.input_shapes, scorer.input_names
     if shapes is None or len(shapes) == 1:
         if input not in (None, 0) and not (names and input == names[0]):
             raise ValueError(f"input={input!r}: the model has a single input{f' {names}' if names else ''}.")
         return 0
     if input is None:
-        ranks = (rank,) if rank else (3, 4, 5)
         for i, shape in enumerate(shapes):
-            if len(shape) in ranks:
+            if len(shape) in (3, 4, 5):
                 return i
         raise ValueError(
             f"None of the model's inputs {names} (shapes {[tuple(s) for s in shapes]}) is a "
-            f"{' or '.join(FORMS[r] for r in ranks)} batch; pass input= to choose one."
+            f"{' or '.join(FORMS[r] for r in (3, 4, 5))} batch; pass input= to choose one."
         )
     if isinstance(input, str):
         if input not in names:
@@ -162,15 +161,16 @@ def broadcast_baseline(baseline, x, name="baseline", names=None):
     For several inputs (x a tuple) the baseline is one value for all, or a list (in input
     order) or dict (by input name) with one per input."""
     if isinstance(x, tuple):
-        if isinstance(baseline, (list, tuple, dict)) and not np.isscalar(baseline):
-            if isinstance(baseline, dict) and names is not None and set(baseline) != set(names):
+        if isinstance(baseline, dict):
+            if names is not None and set(baseline) != set(names):
                 raise ValueError(f"{name} is a dict with keys {list(baseline)}; the model's inputs are {names}.")
-            values = [baseline[k] for k in names] if isinstance(baseline, dict) and names else (
-                list(baseline.values()) if isinstance(baseline, dict) else list(baseline))
-            if len(values) != len(x):
-                raise ValueError(f"{name} gives {len(values)} values for {len(x)} inputs; give one per input.")
+            values = [baseline[k] for k in names] if names else list(baseline.values())
+        elif isinstance(baseline, (list, tuple)):
+            values = list(baseline)
         else:
             values = [baseline] * len(x)
+        if len(values) != len(x):
+            raise ValueError(f"{name} gives {len(values)} values for {len(x)} inputs; give one per input.")
         return tuple(broadcast_baseline(b, xi, name) for b, xi in zip(values, x))
     try:
         b = np.broadcast_to(np.asarray(baseline, dtype=np.float32), x.shape)
@@ -488,8 +488,7 @@ class Explainer:
         if not others:
             return self.scorer(xi)
         reps = tf.shape(xi)[0] // tf.shape(next(o for o in others if o is not None))[0]
-        full = [xi if o is None else tf.tile(o, tf.concat([[reps], tf.ones([tf.rank(o) - 1], tf.int32)], 0))
-                for o in others]
+        full = [xi if o is None else tf.tile(o, [reps] + [1] * (len(o.shape) - 1)) for o in others]
         return self.scorer(full)
 
     def _split(self, x, index):

@@ -4,20 +4,21 @@ Each computes a (B, h, w) map on a spatial feature layer and upsamples it to the
 with bilinear interpolation on half-pixel centres (`tf.image.resize`), so a feature cell lands
 on its receptive-field centre. 1-D models give (B, l) maps upsampled linearly, 3-D models
 (B, d, h, w) maps upsampled trilinearly, with the same alignment on every axis.
-`explain(..., upsample=False)` returns the feature-resolution maps. The feature tensor is read by running the model's own graph (keras_interp.graph.run),
-so the model is never modified and its weights are read live.
+`explain(..., upsample=False)` returns the feature-resolution maps. The feature tensor is read
+by running the model's own graph (keras_interp.graph.run), so the model is never modified and
+its weights are read live.
 """
 
 import keras
 import tensorflow as tf
 
 from keras_interp.explainers.base import (
-    FORMS, Explainer, batch_of, broadcast_baseline, choose_input, chunk_indices, merge_leading, plan_chunks,
+    Explainer, batch_of, broadcast_baseline, choose_input, chunk_indices, merge_leading, plan_chunks,
     spatial_axes,
 )
-from keras_interp.graph import Cursor, depends_on_input, last_spatial_site, no_graph_error, spatial_layers
+from keras_interp.graph import FORMS, Cursor, depends_on_input, last_spatial_site, no_graph_error, spatial_layers
 from keras_interp.layers.cam_head import CAMHead
-from keras_interp.targets import is_shape_only, select_scores, squashing
+from keras_interp.targets import Scorer, is_shape_only, select_scores, squashing
 
 __all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "ScoreCAM", "find_cam_head", "upsample_maps", "resize_nd"]
 
@@ -70,7 +71,7 @@ class _FeatureMapExplainer(Explainer):
         self.input_index = choose_input(self.scorer, input)
         shapes = self.scorer.input_shapes
         rank = len(shapes[self.input_index]) if shapes else 4
-        if rank not in FORMS or rank == 2:
+        if rank not in (3, 4, 5):
             raise ValueError(
                 f"Class activation maps are drawn on a signal, image or volume input; input "
                 f"{self.scorer.input_names[self.input_index]!r} has shape {shapes[self.input_index]}. "
@@ -104,7 +105,7 @@ class _FeatureMapExplainer(Explainer):
 
     def _explain_graph(self, x, classes, score_fn, upsample, *extra):
         maps = self._maps(x, classes, score_fn, *extra)
-        drawn_on = x[self.input_index] if isinstance(x, tuple) else x
+        drawn_on = self._split(x, self.input_index)[0]
         return upsample_maps(maps, tf.shape(drawn_on)[1:-1]) if upsample else maps
 
     def _per_example(self, x):
@@ -265,8 +266,7 @@ class CAM(_FeatureMapExplainer):
     """
 
     def __init__(self, model, output=None, input=None, jit_compile=None):
-        from keras_interp.targets import Scorer
-
+        # The scorer checks the model (a keras.Model, built) before the head is looked for.
         index = Scorer(model, output=output).output_index or 0
         site, self._kernel, self._bias = find_cam_head(model, index)
         super().__init__(model, site, output=output, input=input, jit_compile=jit_compile)

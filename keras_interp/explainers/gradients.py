@@ -275,7 +275,7 @@ class IntegratedGradients(_SampledGradients):
         mean_grad, at_x, classes = self._sum_gradients(x, classes, score_fn, params, weights, per, num_chunks)
         attr = _map(lambda xi, bi, g: (xi - bi) * g, x, baseline, mean_grad)
         at_baseline, _ = select_scores(self.scorer(baseline), classes, score_fn)
-        total = sum(tf.reduce_sum(a, axis=tf.range(1, tf.rank(a))) for a in (attr if isinstance(attr, tuple) else (attr,)))
+        total = sum(tf.reduce_sum(a, axis=list(range(1, len(a.shape)))) for a in tf.nest.flatten(attr))
         delta = total - (at_x - at_baseline)
         return attr, delta
 

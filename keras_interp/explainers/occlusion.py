@@ -82,9 +82,8 @@ class Occlusion(Explainer):
         self.stride = _per_axis(stride, "stride")
         self.input_index = choose_input(self.scorer, input)
         shapes = self.scorer.input_shapes
-        self._axes = len(shapes[self.input_index]) - 2 if shapes else None
-        if self._axes is not None:
-            self._sizes(self._axes)  # fail now on a stride larger than the patch
+        if shapes:
+            self._sizes(len(shapes[self.input_index]) - 2)  # fail now on a stride larger than the patch
         self.baseline = baseline
 
     def _trace_key(self):
