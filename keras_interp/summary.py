@@ -10,7 +10,7 @@ Plugin summaries (plugin name PLUGIN_NAME, data_class set so third-party plugins
 | tag | step | value | data_class |
 | --- | --- | --- | --- |
 | `keras_interp/input/{i:03d}` | first logged epoch | [PNG] of input image i | BLOB_SEQUENCE |
-| `keras_interp/map/{method}/{i:03d}` | epoch | [PNG] grey map, min-max scaled | BLOB_SEQUENCE |
+| `keras_interp/map/{method}/{i:03d}` | epoch | [PNG] the map's real values (`encode_map`: 16-bit levels over [min, max] in R and G, the range in a tEXt chunk) | BLOB_SEQUENCE |
 | `keras_interp/prediction/{i:03d}` | epoch | float32 [predicted class, predicted probability, explained class, explained probability]; NaN = unknown | TENSOR |
 | `keras_interp/{kind}/{k:03d}` | epoch | [PNG] RGB picture k of a kind in PICTURE_KINDS (class_model: k is the class) | BLOB_SEQUENCE |
 
@@ -19,7 +19,9 @@ The metadata content (JSON) of each tag holds `kind` and `index`; inputs add the
 "Grad-CAM (cam fallback: no GAP head)"); predictions add `fields`, the names of the vector's
 entries. Older logs (metadata version 1) hold 3 values with fields ["predicted_class",
 "confidence", "explained_class"], "confidence" being the explained class's probability, and maps
-without a label; the plugin reads both. Pictures add `label` (e.g. the class name) and `title`
+without a label; the plugin reads both. Maps of metadata version 3 add `encoding` ("rg16"); older
+ones are grey PNGs of the min-max scaled map without its range (`decode_map` reads both, the
+dashboard too). Pictures add `label` (e.g. the class name) and `title`
 (the kind's display name, from PICTURE_KINDS). A new kind of picture is one entry in
 PICTURE_KINDS here and one in tb_plugin's PICTURE_KINDS.
 
@@ -31,6 +33,8 @@ The dashboard charts every `explanations/...` scalar.
 """
 
 import json
+import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -40,7 +44,7 @@ from tensorboard.compat.proto import summary_pb2
 from keras_interp import images as render
 
 __all__ = ["PLUGIN_NAME", "SUBDIR", "input_tag", "map_tag", "prediction_tag", "picture_tag", "write_input",
-           "write_map", "write_prediction", "write_picture", "encode_png", "SCALAR_PREFIX", "PREDICTION_FIELDS",
+           "write_map", "write_prediction", "write_picture", "encode_png", "encode_map", "decode_map", "SCALAR_PREFIX", "PREDICTION_FIELDS",
            "PICTURE_KINDS"]
 
 PLUGIN_NAME = "keras_interp"
@@ -82,7 +86,7 @@ def picture_tag(kind, index):
 def _metadata(kind, data_class, **content):
     metadata = summary_pb2.SummaryMetadata()
     metadata.plugin_data.plugin_name = PLUGIN_NAME
-    metadata.plugin_data.content = json.dumps({"version": 2, "kind": kind, **content}).encode("utf-8")
+    metadata.plugin_data.content = json.dumps({"version": 3, "kind": kind, **content}).encode("utf-8")
     metadata.data_class = data_class
     return metadata
 
@@ -105,8 +109,68 @@ def write_input(index, image, step, label=None, class_names=None):
     tf.summary.write(input_tag(index), tf.constant([encode_png(render.to_uint8(image))]), step=step, metadata=meta)
 
 
+# Maps are written as 16-bit values in an RGB PNG (R = high byte, G = low byte, B = R) with their
+# real range in a tEXt chunk: a browser decodes RGB losslessly, so the dashboard recovers the real
+# values to 1/65535 of the range (a true zero for signed maps, percentiles, the value under the
+# cursor) from one request, and any image viewer still opens the file.
+MAP_ENCODING = "rg16"
+_TEXT_KEY = b"keras_interp"
+_LEVELS = 65535
+
+
+def _png_chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _with_text(png, text):
+    """`png` with a tEXt chunk (keyword keras_interp) right after IHDR (8-byte signature + 25-byte IHDR)."""
+    return png[:33] + _png_chunk(b"tEXt", _TEXT_KEY + b"\0" + text.encode("latin-1")) + png[33:]
+
+
+def _text_of(png):
+    """The keras_interp tEXt chunk's JSON ({} when absent: a grey map of an older log)."""
+    offset = 8
+    while offset + 8 <= len(png):
+        length, kind = struct.unpack(">I", png[offset:offset + 4])[0], png[offset + 4:offset + 8]
+        data = png[offset + 8:offset + 8 + length]
+        if kind == b"tEXt" and data.startswith(_TEXT_KEY + b"\0"):
+            return json.loads(data[len(_TEXT_KEY) + 1:].decode("latin-1"))
+        if kind == b"IDAT":
+            break
+        offset += 12 + length
+    return {}
+
+
+def encode_map(map_):
+    """PNG bytes of a finite (H, W) map: 16-bit levels over [min, max] in R and G, the range in tEXt."""
+    values = np.asarray(map_, dtype=np.float64)
+    lo, hi = float(values.min()), float(values.max())
+    span = hi - lo
+    q = np.round((values - lo) / span * _LEVELS).astype(np.uint16) if span > 0 else np.zeros(values.shape, np.uint16)
+    high, low = (q >> 8).astype(np.uint8), (q & 255).astype(np.uint8)
+    png = encode_png(np.stack([high, low, high], axis=-1))
+    return _with_text(png, json.dumps({"encoding": MAP_ENCODING, "lo": lo, "hi": hi}))
+
+
+def decode_map(png):
+    """The real values of a map PNG written by `write_map` (float64 (H, W)).
+
+    Older logs hold a grey PNG of the min-max scaled map without its range: those decode to
+    v / 255 in [0, 1].
+    """
+    info = _text_of(png)
+    picture = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+    if picture is None:
+        raise ValueError("decode_map: not a PNG.")
+    if info.get("encoding") != MAP_ENCODING:
+        grey = picture if picture.ndim == 2 else picture[..., 0]
+        return grey.astype(np.float64) / 255
+    rgb = cv2.cvtColor(picture, cv2.COLOR_BGR2RGB).astype(np.float64)
+    return info["lo"] + (rgb[..., 0] * 256 + rgb[..., 1]) / _LEVELS * (info["hi"] - info["lo"])
+
+
 def write_map(method, index, map_, step, label=None):
-    """A raw (H, W) map as a grey PNG, min-max scaled to 0-255 (a constant map is all 0).
+    """A raw (H, W) map as a PNG holding its real values (`encode_map`; `decode_map` reads it back).
 
     `label` is the display name of the method's column in the dashboard (None: the method name).
     Non-finite maps raise a ValueError: they have no meaningful picture.
@@ -120,13 +184,9 @@ def write_map(method, index, map_, step, label=None):
             f"write_map: the {method!r} map of image {index} has {int((~finite).sum())} non-finite values "
             f"(NaN or inf) of {values.size}; only finite maps can be written."
         )
-    lo, hi = values.min(), values.max()
-    span = hi - lo
-    scaled = (values - lo) / span if span > 0 else np.zeros_like(values)
-    grey = np.round(scaled * 255).astype(np.uint8)
     meta = _metadata("map", summary_pb2.DATA_CLASS_BLOB_SEQUENCE, method=method, index=_index(index),
-                     label=str(method) if label is None else str(label))
-    tf.summary.write(map_tag(method, index), tf.constant([encode_png(grey)]), step=step, metadata=meta)
+                     label=str(method) if label is None else str(label), encoding=MAP_ENCODING)
+    tf.summary.write(map_tag(method, index), tf.constant([encode_map(values)]), step=step, metadata=meta)
 
 
 def write_prediction(index, predicted, predicted_probability, explained, explained_probability, step):

@@ -7,14 +7,16 @@ keras_interp/summary.py; tests on both sides pin it.
 
 Routes (all JSON is strict: non-finite numbers are sent as null):
 
+- /index.js and every other module in static/ (/maps.js, /detail.js): the frontend.
 - /runs: per run with maps or pictures, the image indices, methods, `labels` (method -> column
-  name from the map tags' metadata), `steps` (the union of the steps of every method and picture
+  name from the map tags' metadata), `image_labels` (str(index) -> the true class or null),
+  `version` (the run's first write time: changes when the run is written again), `steps` (the union of the steps of every method and picture
   kind), `method_steps` (method -> its steps), `class_names`, `labeled` (whether true labels were
   logged) and `pictures`: kind -> {title (its display name), indices, labels (str(index) -> caption,
   e.g. the class name), steps}, for each kind of PICTURE_KINDS the run logged ({} when none).
-- /image?run&tag&step: one PNG of an input, map or picture tag, read through that tag alone (never
-  a listing of the run's tags); the tag's step -> blob key map is kept, so its other steps cost one
-  read_blob.
+- /image?run&tag&step[&v]: one PNG of an input, map or picture tag, read through that tag alone
+  (never a listing of the run's tags); the tag's step -> blob key map is kept, so its other steps
+  cost one read_blob. With `v` (the run's version) the browser may cache the answer for a year.
 - /predictions?run&step: image index -> {predicted, predicted_probability, explained,
   explained_probability}, null where unknown; reads the 4-value layout and the older 3-value one.
   Parsed once per tag and kept until the tag gets new data.
@@ -51,6 +53,7 @@ LEGACY_PREDICTION_FIELDS = ("predicted_class", "confidence", "explained_class")
 _STATIC = os.path.join(os.path.dirname(__file__), "static")
 _ALL = 1_000_000  # no downsampling: the server already keeps at most --samples_per_plugin
 _RUNS_CACHED = 32  # runs whose parsed predictions are kept
+_CACHE_SECONDS = 365 * 24 * 3600  # /image answers that carry the run's version
 _BLOB_KEYS_CACHED = 200_000  # at most this many (tag, step) -> blob key entries (a few tens of MB)
 
 
@@ -168,13 +171,16 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
         self._blob_keys = _BlobKeys()
         self._parsed_predictions = collections.OrderedDict()  # (experiment, run) -> {tag: (version, {step: ...})}
         self._lock = threading.Lock()
-        # Read the frontend once, so that no route touches the file system.
-        with open(os.path.join(_STATIC, "index.js"), encoding="utf-8") as f:
-            self._index_js_source = f.read()
+        # Read the frontend's modules once, so that no route touches the file system.
+        self._modules = {}
+        for name in sorted(os.listdir(_STATIC)):
+            if name.endswith(".js"):
+                with open(os.path.join(_STATIC, name), encoding="utf-8") as f:
+                    self._modules[f"/{name}"] = f.read()
 
     def get_plugin_apps(self):
         return {
-            "/index.js": self._index_js,
+            **{path: self._module for path in self._modules},
             "/runs": self._runs,
             "/image": self._image,
             "/predictions": self._predictions,
@@ -191,8 +197,10 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
         return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name="Explanations")
 
     @werkzeug.wrappers.Request.application
-    def _index_js(self, request):
-        return http_util.Respond(request, self._index_js_source, "text/javascript")
+    def _module(self, request):
+        # The app is mounted under the plugin's prefix: the module's name is the path's last part.
+        name = "/" + request.path.rsplit("/", 1)[-1]
+        return http_util.Respond(request, self._modules[name], "text/javascript")
 
     def _context(self, request):
         return plugin_util.context(request.environ), plugin_util.experiment_id(request.environ)
@@ -231,7 +239,7 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
     def _runs(self, request):
         result = {}
         for run, tags in self._blob_series(request).items():
-            images, class_names, labeled = set(), [], False
+            images, class_names, labeled, image_labels = set(), [], False, {}
             method_tags, labels = {}, {}  # method -> {index: tag}; method -> display label
             picture_tags, pictures = {}, {}  # kind -> {index: tag}; kind -> {"title", "labels"}
             for tag, meta in tags.items():
@@ -240,6 +248,7 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
                     content = _content(meta)
                     class_names = class_names or [str(n) for n in content.get("class_names") or []]
                     labeled = labeled or content.get("label") is not None
+                    image_labels[str(int(match.group(1)))] = _class(content.get("label"))
                 elif match := MAP_TAG.match(tag):
                     method, index = match.group(1), int(match.group(2))
                     method_tags.setdefault(method, {})[index] = tag
@@ -265,6 +274,9 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
             first.update({("picture", kind): picture_tags[kind][min(picture_tags[kind])] for kind in kinds})
             data = self._read_blob_sequences(request, run, first.values())
             steps = {key: sorted({d.step for d in data.get(tag, [])}) for key, tag in first.items()}
+            # The run's first write time names this incarnation of the run: a run written again into
+            # the same folder gets a new one, so image URLs that carry it can be cached for good.
+            times = [d.wall_time for tag in first.values() for d in data.get(tag, [])]
             method_steps = {method: steps[("map", method)] for method in methods}
             result[run] = {
                 "images": sorted(images),
@@ -274,6 +286,8 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
                 "method_steps": method_steps,
                 "class_names": class_names,
                 "labeled": labeled,
+                "image_labels": {str(i): image_labels.get(str(i)) for i in sorted(images)},
+                "version": repr(min(times)) if times else "0",
                 "pictures": {kind: {"title": pictures[kind]["title"] or PICTURE_KINDS[kind],
                                     "indices": sorted(picture_tags[kind]),
                                     "labels": {str(i): pictures[kind]["labels"][str(i)] for i in sorted(picture_tags[kind])},
@@ -321,7 +335,8 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
             # A cached key whose data went away (the run was rewritten): read the tag again.
             keys = self._read_blob_keys(request, run, tag, cache_key)
             blob = self._provider.read_blob(ctx, blob_key=self._blob_key(keys, tag, step))
-        return http_util.Respond(request, blob, "image/png")
+        # With the run's version (from /runs) the URL names immutable content: let the browser keep it.
+        return http_util.Respond(request, blob, "image/png", expires=_CACHE_SECONDS if request.args.get("v") else 0)
 
     @werkzeug.wrappers.Request.application
     @_route

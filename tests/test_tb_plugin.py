@@ -116,7 +116,9 @@ def test_runs_lists_images_methods_labels_steps_and_names(client):
     runs = strict_json(get(client, "runs"))["runs"]
     assert sorted(runs) == sorted(["good/explanations", f"{HOSTILE}/explanations"])
     for info in runs.values():
-        assert info == {"images": [0, 1], "methods": ["gradcam", "saliency"],
+        version = info.pop("version")
+        assert isinstance(version, str) and float(version) > 0  # the run's first write time
+        assert info == {"images": [0, 1], "image_labels": {"0": LABELS[0], "1": LABELS[1]}, "methods": ["gradcam", "saliency"],
                         "labels": {"gradcam": "Grad-CAM (cam fallback: no GAP head)", "saliency": "saliency"},
                         "steps": [0, 1], "method_steps": {"gradcam": [0, 1], "saliency": [0, 1]},
                         "class_names": CLASS_NAMES, "labeled": True,
@@ -151,9 +153,10 @@ def test_runs_lists_a_run_with_pictures_only_and_steps_are_the_union_with_the_ma
     writer.close()
     client = make_client(str(tmp_path))
     runs = strict_json(get(client, "runs"))["runs"]
+    assert runs["only/explanations"].pop("version") != "0"
     assert runs["only/explanations"] == {
         "images": [], "methods": [], "labels": {}, "steps": [1, 3], "method_steps": {}, "class_names": [],
-        "labeled": False, "pictures": {"class_model": {"title": "class models", "indices": [0, 1, 2],
+        "labeled": False, "image_labels": {}, "pictures": {"class_model": {"title": "class models", "indices": [0, 1, 2],
                                                        "labels": {"0": "cat", "1": "dog", "2": "2"}, "steps": [1, 3]}},
     }
     mixed = runs["mixed/explanations"]
@@ -197,14 +200,16 @@ def test_a_new_picture_kind_is_one_entry_on_each_side(tmp_path, monkeypatch):
     plain = make_client(str(tmp_path))
     assert "new/explanations" not in strict_json(get(plain, "runs"))["runs"]
     assert get(plain, "image", run="new/explanations", tag=summary.picture_tag("feature_viz", 4), step=5).status_code == 400
-    frontend = open(os.path.join(os.path.dirname(tb.__file__), "static", "index.js"), encoding="utf-8").read()
-    assert not any(kind in frontend for kind in summary.PICTURE_KINDS)
+    static = os.path.join(os.path.dirname(tb.__file__), "static")
+    for name in (n for n in os.listdir(static) if n.endswith(".js")):
+        frontend = open(os.path.join(static, name), encoding="utf-8").read()
+        assert not any(kind in frontend for kind in summary.PICTURE_KINDS), name
 
 
 def test_images_are_pngs_of_the_right_size(client):
     import cv2
 
-    for tag, step, shape in [(summary.map_tag("saliency", 1), 1, (12, 12)), (summary.input_tag(0), 1, (12, 12, 3))]:
+    for tag, step, shape in [(summary.map_tag("saliency", 1), 1, (12, 12, 3)), (summary.input_tag(0), 1, (12, 12, 3))]:
         response = get(client, "image", run="good/explanations", tag=tag, step=step)
         assert response.status_code == 200 and response.mimetype == "image/png"
         picture = cv2.imdecode(np.frombuffer(response.get_data(), np.uint8), cv2.IMREAD_UNCHANGED)
@@ -455,14 +460,19 @@ def test_bad_or_missing_parameters_never_give_500(client, route, params, code):
     assert get(client, route, **params).status_code == code
 
 
-def test_frontend_module_is_javascript_with_relative_urls_and_no_html_injection(client):
-    response = get(client, "index.js")
-    assert response.status_code == 200 and response.mimetype == "text/javascript"
-    source = response.get_data(as_text=True)
-    assert "export async function render" in source
-    assert "innerHTML" not in source and "eval(" not in source and "insertAdjacentHTML" not in source
-    assert "http://" not in source.replace("http://www.w3.org/2000/svg", "") and "https://" not in source
-    assert 'fetch("/' not in source and "import.meta.url" in source
+def test_frontend_modules_are_javascript_with_relative_urls_and_no_html_injection(client):
+    names = sorted(n for n in os.listdir(os.path.join(os.path.dirname(tb.__file__), "static")) if n.endswith(".js"))
+    assert "index.js" in names
+    for name in names:
+        response = get(client, name)
+        assert response.status_code == 200 and response.mimetype == "text/javascript", name
+        source = response.get_data(as_text=True)
+        assert "innerHTML" not in source and "eval(" not in source and "insertAdjacentHTML" not in source, name
+        assert "http://" not in source.replace("http://www.w3.org/2000/svg", "") and "https://" not in source, name
+        assert 'fetch("/' not in source and 'import("/' not in source and "from \"/" not in source, name
+        if name == "index.js":
+            assert "export async function render" in source and "import.meta.url" in source
+    assert get(client, "missing.js").status_code == 404
 
 
 def test_the_tag_contract_matches_the_writer():
@@ -524,6 +534,96 @@ def test_writer_metadata_of_pictures(tmp_path):
     assert value.metadata.plugin_data.plugin_name == tb.PLUGIN_NAME
     assert json.loads(value.metadata.plugin_data.content) == {
         "version": 2, "kind": "class_model", "index": 2, "title": "class models", "label": "cat"}
+
+
+def _png_chunks(png):
+    """(type, data) of every chunk, each CRC checked: a reference PNG reader beside the writer."""
+    import zlib
+
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, offset = [], 8
+    while offset < len(png):
+        length = int.from_bytes(png[offset:offset + 4], "big")
+        kind, data = png[offset + 4:offset + 8], png[offset + 8:offset + 8 + length]
+        assert int.from_bytes(png[offset + 8 + length:offset + 12 + length], "big") == zlib.crc32(kind + data)
+        chunks.append((kind, data))
+        offset += 12 + length
+    return chunks
+
+
+@pytest.mark.parametrize("case", ["normal", "signed_small_negative", "positive", "constant", "tiny_range"])
+def test_map_png_holds_the_real_values(case):
+    import cv2
+
+    rng = np.random.default_rng(1)
+    map_ = {"normal": rng.normal(size=(13, 7)) * 3.5,
+            "signed_small_negative": np.concatenate([-rng.uniform(0, 0.01, (4, 9)), rng.uniform(0, 5, (5, 9))]),
+            "positive": rng.uniform(2, 3, (8, 8)),
+            "constant": np.full((3, 5), -2.25),
+            "tiny_range": 1e6 + rng.uniform(0, 1e-3, (6, 6))}[case]
+    png = summary.encode_map(map_)
+    chunks = _png_chunks(png)
+    assert [k for k, _ in chunks][:2] == [b"IHDR", b"tEXt"] and chunks[-1][0] == b"IEND"
+    key, text = chunks[1][1].split(b"\0", 1)
+    info = json.loads(text)
+    assert key == b"keras_interp" and info == {"encoding": "rg16", "lo": map_.min(), "hi": map_.max()}
+    # 16-bit levels over [lo, hi]: R the high byte, G the low byte, B = R (an independent decode).
+    rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(int)
+    assert rgb.shape == map_.shape + (3,) and (rgb[..., 2] == rgb[..., 0]).all()
+    span = map_.max() - map_.min()
+    level = (rgb[..., 0] * 256 + rgb[..., 1]) / 65535
+    np.testing.assert_allclose(map_.min() + level * span, map_, rtol=0, atol=span / 65535 / 2 * 1.0001 + 1e-9)
+    decoded = summary.decode_map(png)
+    np.testing.assert_allclose(decoded, map_, rtol=0, atol=span / 65535 / 2 * 1.0001 + 1e-9)
+    if case == "signed_small_negative":  # the small negative part keeps its sign and size
+        assert (decoded[:4] < 0).all() and (decoded[4:] > 0).all()
+        np.testing.assert_allclose(decoded[:4], map_[:4], atol=span / 65535)
+
+
+def test_maps_of_older_logs_decode_as_scaled_grey():
+    grey = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
+    np.testing.assert_array_equal(summary.decode_map(summary.encode_png(grey)), grey / 255)
+
+
+def test_a_map_read_through_tensorboard_decodes_to_the_map_written(tmp_path):
+    maps = {step: np.random.default_rng(step).normal(size=(9, 11)) for step in range(3)}
+    writer = tf.summary.create_file_writer(os.path.join(str(tmp_path), "r", summary.SUBDIR))
+    with writer.as_default():
+        for step, map_ in maps.items():
+            summary.write_map("integrated_gradients", 4, map_, step)
+    writer.close()
+    client = make_client(str(tmp_path))
+    info = strict_json(get(client, "runs"))["runs"]["r/explanations"]
+    for step, map_ in maps.items():
+        response = get(client, "image", run="r/explanations", tag=summary.map_tag("integrated_gradients", 4), step=step)
+        span = map_.max() - map_.min()
+        np.testing.assert_allclose(summary.decode_map(response.get_data()), map_, atol=span / 65535)
+        assert "max-age" not in response.headers.get("Cache-Control", "")  # no version: not cached
+        cached = get(client, "image", run="r/explanations", tag=summary.map_tag("integrated_gradients", 4), step=step,
+                     v=info["version"])
+        assert cached.get_data() == response.get_data()
+        assert "max-age=31536000" in cached.headers["Cache-Control"]
+    meta = _events(os.path.join(str(tmp_path), "r", summary.SUBDIR))[summary.map_tag("integrated_gradients", 4)][0][1].metadata
+    assert json.loads(meta.plugin_data.content)["encoding"] == "rg16"
+
+
+def test_the_run_version_changes_when_the_run_is_written_again(tmp_path):
+    import shutil
+    import time
+
+    def write(path):
+        writer = tf.summary.create_file_writer(os.path.join(path, "r", summary.SUBDIR))
+        with writer.as_default():
+            summary.write_map("saliency", 0, np.eye(3), 0)
+        writer.close()
+
+    write(str(tmp_path))
+    first = strict_json(get(make_client(str(tmp_path)), "runs"))["runs"]["r/explanations"]["version"]
+    assert strict_json(get(make_client(str(tmp_path)), "runs"))["runs"]["r/explanations"]["version"] == first
+    shutil.rmtree(os.path.join(str(tmp_path), "r"))
+    time.sleep(0.01)
+    write(str(tmp_path))
+    assert strict_json(get(make_client(str(tmp_path)), "runs"))["runs"]["r/explanations"]["version"] != first
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
