@@ -533,7 +533,7 @@ def test_writer_metadata_of_pictures(tmp_path):
     assert step == 3 and value.metadata.data_class == summary_pb2.DATA_CLASS_BLOB_SEQUENCE
     assert value.metadata.plugin_data.plugin_name == tb.PLUGIN_NAME
     assert json.loads(value.metadata.plugin_data.content) == {
-        "version": 2, "kind": "class_model", "index": 2, "title": "class models", "label": "cat"}
+        "version": 3, "kind": "class_model", "index": 2, "title": "class models", "label": "cat"}
 
 
 def _png_chunks(png):
