@@ -109,7 +109,7 @@ def write_input(index, image, step, label=None, class_names=None):
     tf.summary.write(input_tag(index), tf.constant([encode_png(render.to_uint8(image))]), step=step, metadata=meta)
 
 
-# Maps are written as 16-bit values in an RGB PNG (R = high byte, G = low byte, B = R) with their
+# Maps are written as 16-bit values in an RGB PNG (R = high byte, G = low byte, B = 0) with their
 # real range in a tEXt chunk: a browser decodes RGB losslessly, so the dashboard recovers the real
 # values to 1/65535 of the range (a true zero for signed maps, percentiles, the value under the
 # cursor) from one request, and any image viewer still opens the file.
@@ -148,7 +148,7 @@ def encode_map(map_):
     span = hi - lo
     q = np.round((values - lo) / span * _LEVELS).astype(np.uint16) if span > 0 else np.zeros(values.shape, np.uint16)
     high, low = (q >> 8).astype(np.uint8), (q & 255).astype(np.uint8)
-    png = encode_png(np.stack([high, low, high], axis=-1))
+    png = encode_png(np.stack([high, low, np.zeros_like(high)], axis=-1))  # B = 0 compresses best
     return _with_text(png, json.dumps({"encoding": MAP_ENCODING, "lo": lo, "hi": hi}))
 
 

@@ -567,9 +567,9 @@ def test_map_png_holds_the_real_values(case):
     key, text = chunks[1][1].split(b"\0", 1)
     info = json.loads(text)
     assert key == b"keras_interp" and info == {"encoding": "rg16", "lo": map_.min(), "hi": map_.max()}
-    # 16-bit levels over [lo, hi]: R the high byte, G the low byte, B = R (an independent decode).
+    # 16-bit levels over [lo, hi]: R the high byte, G the low byte, B = 0 (an independent decode).
     rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(int)
-    assert rgb.shape == map_.shape + (3,) and (rgb[..., 2] == rgb[..., 0]).all()
+    assert rgb.shape == map_.shape + (3,) and (rgb[..., 2] == 0).all()
     span = map_.max() - map_.min()
     level = (rgb[..., 0] * 256 + rgb[..., 1]) / 65535
     np.testing.assert_allclose(map_.min() + level * span, map_, rtol=0, atol=span / 65535 / 2 * 1.0001 + 1e-9)
