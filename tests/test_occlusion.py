@@ -96,3 +96,58 @@ def test_higher_means_more_important():
 def test_bad_arguments(cnn, kwargs, message):
     with pytest.raises(ValueError, match=message):
         ki.Occlusion(cnn, **kwargs)
+
+
+def test_forward_pass_size_is_measured_once_per_shape_within_batch_size(monkeypatch):
+    from conftest import tiny_cnn
+
+    model = tiny_cnn((8, 8, 3))
+    x = np.random.default_rng(0).uniform(size=(16, 8, 8, 3)).astype("float32")
+    measured = []
+    original = ki.Occlusion._measure_chunk
+
+    def counting(self, example):
+        measured.append(example.shape)
+        return original(self, example)
+
+    monkeypatch.setattr(ki.Occlusion, "_measure_chunk", counting)
+    # 64 windows x 16 images = 1024 perturbed images = 16 passes of 64: large enough to measure.
+    explainer = ki.Occlusion(model, patch_size=1, stride=1, batch_size=64)
+    maps = explainer.explain(x)
+    (choice,) = explainer.chunk_choices.values()
+    assert measured == [(1, 8, 8, 3)] and set(choice["seconds_per_image"]) <= {32, 64}
+    assert choice["images"] in (32, 64) and all(t > 0 for t in choice["seconds_per_image"].values())
+    # Kept for the model and shape: another call, another explainer of the model, no new measurement.
+    ki.Occlusion(model, patch_size=1, stride=1, batch_size=64).explain(x)
+    explainer.explain(x[::-1])
+    assert len(measured) == 1
+    # Small calls (fewer than 16 passes of batch_size) and other batch_size bounds are not measured
+    # by a larger bound's choice.
+    ki.Occlusion(model, patch_size=4, stride=4, batch_size=64).explain(x[:2])
+    assert len(measured) == 1
+    # The pass size only regroups the same perturbations: the maps equal those of fixed passes.
+    fixed = ki.Occlusion(model, patch_size=1, stride=1, batch_size=64)
+    monkeypatch.setattr(fixed, "_MEASURE_FROM_PASSES", 10**9)
+    np.testing.assert_allclose(maps, fixed.explain(x), rtol=1e-5, atol=1e-6)
+
+
+def test_the_measured_pass_size_is_the_largest_within_5_percent_of_the_fastest(monkeypatch):
+    from conftest import tiny_cnn
+
+    explainer = ki.Occlusion(tiny_cnn((8, 8, 3)), batch_size=256)
+    # Two timed runs per size (the warm-up is not timed): run seconds for 32, 64, 128, 256 images.
+    durations = iter([1.0, 1.0,  # 32 images: 0.031 s per image
+                      1.9, 1.9,  # 64: 0.0297 s per image, the fastest
+                      3.9, 3.9,  # 128: 0.0305, within 5% of the fastest: kept, being larger
+                      9.0, 9.0])  # 256: 0.035, slower
+    calls = [0]
+
+    def fake_clock():  # start of a run reads 0, its end the run's duration
+        calls[0] += 1
+        return next(durations) if calls[0] % 2 == 0 else 0.0
+
+    monkeypatch.setattr(ki.explainers.base.time, "perf_counter", fake_clock)
+    monkeypatch.setattr(ki.explainers.base, "_block", lambda out: out)
+    choice = explainer._measure_chunk(np.zeros((1, 8, 8, 3), "float32"))
+    assert sorted(choice["seconds_per_image"]) == [32, 64, 128, 256]
+    assert choice["images"] == 128

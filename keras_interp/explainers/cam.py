@@ -329,7 +329,8 @@ class ScoreCAM(_FeatureMapExplainer):
             space: 0.0 (the paper: black), another scalar, an (H, W, C) image or one per example
             (e.g. blurred copies of the inputs).
         weighting: "increase", "softmax" or "probability" (see above).
-        batch_size: most masked images per forward pass.
+        batch_size: most masked images per forward pass; below it the pass size is measured
+            once per model and input shape (see Explainer._chunk_images).
         output: the output to explain (name or index), for a model with several.
         jit_compile: None, True, False or "auto" (XLA; see keras_interp.explainers.base.Explainer).
         input: the input that is masked (name or index), for a model with several; the others
@@ -359,7 +360,7 @@ class ScoreCAM(_FeatureMapExplainer):
     def _extra(self, x, baseline):
         channels = self._channels
         count = channels if self.max_channels is None else min(self.max_channels, channels)
-        return (baseline, count) + plan_chunks(count, batch_of(x), self.batch_size)
+        return (baseline, count) + plan_chunks(count, batch_of(x), self._chunk_images(x, count))
 
     def _confidence(self, logits, classes, score_fn):
         if self.weighting == "softmax":  # Algorithm 1: logits, softmax over channels later

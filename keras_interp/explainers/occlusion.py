@@ -65,7 +65,8 @@ class Occlusion(Explainer):
         stride: int, or one step per spatial axis.
         baseline: replacement value in the model's input space (after preprocessing): a
             scalar, an (H, W, C) image or one per example.
-        batch_size: most images per forward pass.
+        batch_size: most images per forward pass; below it the pass size is measured once per
+            model and input shape (see Explainer._chunk_images).
         output: the output to explain (name or index), for a model with several.
         jit_compile: None, True, False or "auto" (XLA; see keras_interp.explainers.base.Explainer).
         input: the input to occlude (name or index), for a model with several; the others are
@@ -161,7 +162,7 @@ class Occlusion(Explainer):
         patch = np.array(patch, np.int32)
 
         def call(xb, cb, baseline):
-            per, num_chunks = plan_chunks(len(corners), batch_of(xb), self.batch_size)
+            per, num_chunks = plan_chunks(len(corners), batch_of(xb), self._chunk_images(xb, len(corners)))
             return self._call("_occlude_fn", xb, cb, score_fn, corners, patch, baseline, per, num_chunks)
 
         heat = self._batched(call, x, classes, broadcast_baseline(self.baseline, xi))
