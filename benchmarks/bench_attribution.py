@@ -161,6 +161,10 @@ def images_section(args):
             measured["xplique"] = xplique[method]
         rows.append((method, seconds, limit_seconds, measured))
     report(rows)
+    for name, explainer in (("occlusion", occlusion), ("occlusion_s8", occlusion_s8)):
+        for choice in explainer.chunk_choices.values():
+            print(f"{name}: forward-pass size chosen {choice['images']} (batch_size {explainer.batch_size}); us/image "
+                  + ", ".join(f"{n}: {t * 1e6:.0f}" for n, t in choice["seconds_per_image"].items()))
 
     print(f"\nocclusion peak resident-memory growth during a call (batch {args.batch}, chunks of "
           f"{occlusion.batch_size} images):")

@@ -84,6 +84,9 @@ def speed(args):
             measured["xplique"] = xplique[method]
         rows.append((method, seconds, limit_seconds, measured))
     report(rows)
+    for choice in ours["scorecam"][0].chunk_choices.values():
+        print(f"scorecam: forward-pass size chosen {choice['images']} (batch_size {ours['scorecam'][0].batch_size}); "
+              "us/image " + ", ".join(f"{n}: {t * 1e6:.0f}" for n, t in choice["seconds_per_image"].items()))
 
 
 def quality(args):
