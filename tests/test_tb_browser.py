@@ -178,10 +178,10 @@ def _frame_state(driver):
           visibleDone: visibleCells.filter(c => c.dataset.state === 'missing'
             || (c.dataset.state === 'loaded' && c.querySelector('canvas').width > 0)).length,
           captions: [...document.querySelectorAll('div.caption')].map(c => [c.dataset.step, c.textContent]),
-          headers: [...document.querySelectorAll('#grid th')].map(h => h.textContent),
+          headers: [...document.querySelectorAll('#grid tr.columns th')].map(h => h.textContent),
           inputs: inputs.length,
           inputsLoaded: inputs.filter(i => i.complete && i.naturalWidth > 0).length,
-          runs: [...document.querySelectorAll('#run option')].map(o => o.textContent),
+          runs: [...document.querySelectorAll('#runs .run-name')].map(o => o.textContent),
         };
         """
     )
@@ -226,6 +226,20 @@ def test_dashboard_loads_every_image_and_the_slider_changes_the_epoch(tensorboar
         assert os.path.getsize(path) > 10_000
     finally:
         browser.switch_to.default_content()
+
+
+def select_runs(driver, names):
+    """Check exactly `names` in the runs pane (the wanted ones first: at least one run stays checked)."""
+    driver.execute_script(
+        """
+        const names = arguments[0];
+        const boxes = [...document.querySelectorAll('#runs input[data-run]')];
+        const set = (box, on) => { if (box.checked !== on) { box.checked = on; box.dispatchEvent(new Event('change')); } };
+        boxes.filter(b => names.includes(b.dataset.run)).forEach(b => set(b, true));
+        boxes.filter(b => !names.includes(b.dataset.run)).forEach(b => set(b, false));
+        """,
+        list(names),
+    )
 
 
 def _slide(driver, value, slider="epoch"):
@@ -333,10 +347,8 @@ def test_dashboard_survives_nan_stale_redraws_recolours_locally_and_shows_droppe
         assert [s["which"] for s in _strips(browser)] == ["a"]
 
         # A method dropped after epoch 1: the slider still reaches epoch 3 and its cells say n/a.
-        browser.execute_script(
-            "const r = document.getElementById('run'); r.value = 'dropped/explanations';"
-            "r.dispatchEvent(new Event('change'));"
-        )
+        select_runs(browser, ["dropped/explanations"])  # the epoch stays where it was (epoch 2) ...
+        _slide(browser, 2)  # ... and moves to epoch 3
         state = wait_for(lambda: (s := _frame_state(browser))["missing"] == 2 and s["loaded"] == 2 and s,
                          what="the dropped method's cells to show n/a")
         assert state["step"] == "2" and browser.execute_script("return document.getElementById('epoch').max") == "2"

@@ -1,0 +1,470 @@
+"""The dashboard's grid in a real browser (index.js): filters and sort, runs side by side in their
+TensorBoard colours, dark mode, keyboard, deep links, the detail view, a 1,000-image run and old
+logs, against a real `tensorboard` on logs written with keras_interp.summary (headless Chromium)."""
+
+import json
+import os
+import re
+import urllib.request
+import zipfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorboard
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys
+from tensorboard.compat.proto import summary_pb2
+from test_tb_browser import _serve, browser, select_runs, wait_for  # noqa: F401 - fixtures
+from test_tb_plugin import write_class_models
+
+from keras_interp import summary
+
+CLASSES = ["cat", "dog", "bird"]
+SIZE, EPOCHS = 12, 3
+LABELS = [0, 1, 2, 0, 1, None]  # true classes of images 0-5 (image 5: unknown)
+# The last epoch's predictions of run "alpha": image i is predicted PREDICTED[i] with CONFIDENCE[i].
+PREDICTED = [0, 2, 2, 1, 1, 0]
+CONFIDENCE = [0.9, 0.3, 0.6, 0.5, 0.8, 0.7]
+ALPHA, BETA, OLD = (f"{name}/{summary.SUBDIR}" for name in ("alpha", "beta", "old"))
+rng = np.random.default_rng(0)
+INPUTS = rng.integers(0, 256, size=(len(LABELS), SIZE, SIZE, 3), dtype=np.uint8)
+RAMP = np.arange(SIZE, dtype=np.uint8)[None, :].repeat(SIZE, axis=0) * 23  # old map: 0 at the left, 253 at the right
+
+
+def _legacy_map_metadata(method, index):
+    """A map's metadata as the logger wrote it before metadata version 3 (a grey min-max scaled PNG)."""
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = summary.PLUGIN_NAME
+    metadata.plugin_data.content = json.dumps(
+        {"version": 2, "kind": "map", "method": method, "index": index, "label": method}).encode("utf-8")
+    metadata.data_class = summary_pb2.DATA_CLASS_BLOB_SEQUENCE
+    return metadata
+
+
+def _write(logdir, run, body):
+    writer = tf.summary.create_file_writer(os.path.join(logdir, *run.split("/")))
+    with writer.as_default():
+        body()
+    writer.close()
+
+
+def _analysis_run(predicted_last, confidence_last):
+    def body():
+        for epoch in range(EPOCHS):
+            last = epoch == EPOCHS - 1
+            for i, label in enumerate(LABELS):
+                if epoch == 0:
+                    summary.write_input(i, INPUTS[i], 0, label=label, class_names=CLASSES)
+                # Earlier epochs predict class 0 for every image at 50%.
+                predicted, p = (predicted_last[i], confidence_last[i]) if last else (0, 0.5)
+                explained = predicted if label is None else label
+                summary.write_prediction(i, predicted, p, explained, 1 - p, epoch)
+                for method in ("gradcam", "saliency"):
+                    summary.write_map(method, i, rng.normal(size=(SIZE, SIZE)), epoch)
+            write_class_models([epoch], labels=CLASSES)
+    return body
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("grid_logs"))
+    # A run of scalars only (as keras.callbacks.TensorBoard writes), started first: TensorBoard gives
+    # it the first colour, and the dashboard's runs the next ones.
+    _write(path, "a_train", lambda: tf.summary.scalar("loss", 1.0, step=0))
+    _write(path, ALPHA, _analysis_run(PREDICTED, CONFIDENCE))
+    _write(path, BETA, _analysis_run(PREDICTED[::-1], CONFIDENCE[::-1]))
+
+    def old():  # the logger before metadata version 3: grey PNGs, no tEXt chunk, no range
+        for i in range(2):
+            summary.write_input(i, INPUTS[i], 0, label=LABELS[i], class_names=CLASSES)
+            tf.summary.write(summary.map_tag("saliency", i), tf.constant([summary.encode_png(RAMP)]), step=0,
+                             metadata=_legacy_map_metadata("saliency", i))
+    _write(path, OLD, old)
+    yield from _serve(path, "true", "", runs=3)
+
+
+BIG_IMAGES = 1000
+
+
+@pytest.fixture(scope="module")
+def big_server(tmp_path_factory):
+    """1,000 images of 8 x 8 x 2 methods x 2 epochs, from a few precomputed maps (written in seconds)."""
+    path = str(tmp_path_factory.mktemp("big_logs"))
+    pictures = rng.integers(0, 256, size=(4, 8, 8, 3), dtype=np.uint8)
+    maps = rng.normal(size=(4, 8, 8))
+
+    def body():
+        for i in range(BIG_IMAGES):
+            summary.write_input(i, pictures[i % 4], 0, label=i % 3, class_names=CLASSES)
+            for epoch in range(2):
+                for method in ("saliency", "gradcam"):
+                    summary.write_map(method, i, maps[(i + epoch) % 4], epoch)
+    _write(path, "big/explanations", body)
+    for url in _serve(path, "true", "", runs=1):
+        def complete():
+            with urllib.request.urlopen(f"{url}/data/plugin/keras_interp/runs", timeout=10) as response:
+                info = json.load(response)["runs"]["big/explanations"]
+            return len(info["images"]) == BIG_IMAGES and info["steps"] == [0, 1]
+        wait_for(complete, timeout=90, what="tensorboard to load the 1,000 images")
+        yield url
+
+
+def open_dashboard(driver, url, fragment="#keras_interp", query="?darkMode=false"):
+    """A fresh page (not a same-document hash change) on the dashboard, switched into its frame."""
+    driver.switch_to.default_content()
+    driver.get("about:blank")
+    driver.get(f"{url}/{query}{fragment}")
+    frame = wait_for(lambda: driver.find_elements("css selector", "iframe"), what="the plugin iframe")[0]
+    driver.switch_to.frame(frame)
+    wait_for(lambda: driver.execute_script("const g = document.getElementById('grid'); return g && g.dataset.step"),
+             what="the grid")
+
+
+def grid_state(driver):
+    return driver.execute_script(
+        """
+        const grid = document.getElementById('grid');
+        const inView = (node) => { const r = node.getBoundingClientRect(); return r.bottom > 0 && r.top < innerHeight; };
+        const rows = [...document.querySelectorAll('tr.image-row')];
+        const cells = [...document.querySelectorAll('td.cell')];
+        return {
+          step: grid.dataset.step, count: grid.dataset.rows, orderStep: grid.dataset.orderStep,
+          rows: rows.map(r => Number(r.dataset.index)),
+          rowsInView: rows.filter(inView).map(r => Number(r.dataset.index)),
+          cells: cells.length,
+          loaded: cells.filter(c => c.dataset.state === 'loaded' && c.querySelector('canvas').width > 1).length,
+          missing: cells.filter(c => c.dataset.state === 'missing').length,
+          groups: [...document.querySelectorAll('#grid th.run-group')].map(th => th.textContent),
+          columns: [...document.querySelectorAll('#grid tr.columns th')].map(th => th.textContent),
+        };
+        """
+    )
+
+
+def choose(driver, element_id, value, event="change"):
+    driver.execute_script(
+        "const e = document.getElementById(arguments[0]); e.value = arguments[1]; e.dispatchEvent(new Event(arguments[2]));",
+        element_id, str(value), event,
+    )
+
+
+def rows_after(driver, element_id, value, step="2"):
+    """Set a filter or sort control; the rows (image indices, in order) once the grid follows it."""
+    choose(driver, element_id, value)
+
+    def settled():
+        s = grid_state(driver)
+        return s["orderStep"] in ("", step) and s["count"] == str(len(s["rows"])) and s["loaded"] == 2 * len(s["rows"]) and s
+    return wait_for(settled, what=f"the grid after {element_id}={value}")["rows"]
+
+
+def test_filters_and_sort_choose_and_order_the_rows(server, browser):  # noqa: F811
+    open_dashboard(browser, server)
+    try:
+        assert wait_for(lambda: (s := grid_state(browser))["loaded"] == 12 and s)["rows"] == list(range(6))
+        # The epoch's predictions are in (the captions show them): filters apply at once from now on.
+        wait_for(lambda: browser.execute_script(
+            "return [...document.querySelectorAll('.caption')].every(c => c.dataset.step === '2')"), what="the captions")
+        truth = [(i, label) for i, label in enumerate(LABELS) if label is not None]
+        correct = [i for i, label in truth if PREDICTED[i] == label]
+        wrong = [i for i, label in truth if PREDICTED[i] != label]
+        assert rows_after(browser, "filter-correct", "correct") == correct == [0, 2, 4]
+        assert rows_after(browser, "filter-correct", "wrong") == wrong == [1, 3]
+        assert rows_after(browser, "filter-correct", "all") == list(range(6))  # image 5 (no label) only here
+        assert rows_after(browser, "filter-true", 0) == [i for i, label in truth if label == 0] == [0, 3]
+        assert rows_after(browser, "filter-true", "") == list(range(6))
+        assert rows_after(browser, "filter-pred", 2) == [i for i in range(6) if PREDICTED[i] == 2] == [1, 2]
+        options = browser.execute_script("return [...document.getElementById('filter-pred').options].map(o => o.text)")
+        assert options == ["any", "0: cat", "1: dog", "2: bird"]
+        # The filter follows the epoch: at epoch 1 every image was predicted cat.
+        choose(browser, "epoch", 0, "input")
+        wait_for(lambda: (s := grid_state(browser))["orderStep"] == "0" and s["count"] == "0" and s["rows"] == [],
+                 what="no bird predicted at epoch 1")
+        choose(browser, "filter-pred", "")
+        wait_for(lambda: grid_state(browser)["rows"] == list(range(6)), what="all rows at epoch 1")
+        choose(browser, "epoch", 2, "input")
+        by_confidence = sorted(range(6), key=lambda i: -CONFIDENCE[i])
+        assert rows_after(browser, "sort", "conf-desc") == by_confidence == [0, 4, 5, 2, 3, 1]
+        assert rows_after(browser, "sort", "conf-asc") == by_confidence[::-1]
+        assert rows_after(browser, "sort", "expl-desc") == by_confidence[::-1]  # explained probability = 1 - p
+        assert rows_after(browser, "sort", "index") == list(range(6))
+        count = browser.execute_script("return document.getElementById('row-count').textContent")
+        assert count == "6 of 6 images"
+    finally:
+        browser.switch_to.default_content()
+
+
+def tensorboard_palette():
+    """TensorBoard's default run colours (light, dark), read from the installed frontend bundle."""
+    bundle = os.path.join(os.path.dirname(tensorboard.__file__), "webfiles.zip")
+    with zipfile.ZipFile(bundle) as archive:
+        source = archive.read("index.js").decode("utf-8")
+    block = re.search(r'colorPalette:\{id:"default".*?colors:\[(.*?)\]', source).group(1)
+    return re.findall(r'lightHex:"(#[0-9a-f]{6})",darkHex:"(#[0-9a-f]{6})"', block)
+
+
+def rgb(hex_colour):
+    return "rgb({}, {}, {})".format(*(int(hex_colour[k:k + 2], 16) for k in (1, 3, 5)))
+
+
+def run_colours(driver):
+    return driver.execute_script(
+        "return [...document.querySelectorAll('#grid th.run-group')].map(th => [th.textContent, getComputedStyle(th).borderTopColor,"
+        " getComputedStyle(document.querySelector(`#runs label[data-run=\"${th.dataset.run}\"] .swatch`)).backgroundColor]);"
+    )
+
+
+def test_two_runs_side_by_side_in_tensorboard_run_colours(server, browser):  # noqa: F811
+    with urllib.request.urlopen(f"{server}/data/runs") as response:
+        order = json.load(response)  # TensorBoard colours its runs in this order
+    palette = tensorboard_palette()
+    assert len(palette) == 7
+    open_dashboard(browser, server)
+    try:
+        select_runs(browser, [ALPHA, BETA])
+        state = wait_for(lambda: (s := grid_state(browser))["loaded"] == 24 and s, what="two runs side by side")
+        assert state["groups"] == [ALPHA, BETA]
+        assert state["columns"] == ["input", "gradcam @3", "saliency @3"] * 2
+        cells = browser.execute_script(  # one column group per run: input, then its methods
+            "return [...document.querySelector('tr.image-row').children].map(td => td.className);")
+        assert cells == ["input-cell group-start", "cell", "cell"] * 2
+        expected = [[run, rgb(palette[order.index(run) % 7][0]), rgb(palette[order.index(run) % 7][0])] for run in (ALPHA, BETA)]
+        assert run_colours(browser) == expected
+        assert order[0] == "a_train" and expected[0][1] != expected[1][1]
+        # Captions are each run's own predictions (beta's are alpha's reversed).
+        captions = browser.execute_script(
+            "return [...document.querySelector('tr.image-row').querySelectorAll('.caption')].map(c => c.textContent);")
+        assert captions == ["predicted cat (90.0%), explaining cat (10.0%)", "predicted cat (70.0%), explaining cat (30.0%)"]
+    finally:
+        browser.switch_to.default_content()
+
+
+def page_colours(driver):
+    return driver.execute_script(
+        "const card = document.querySelector('.card');"
+        "return [document.documentElement.dataset.theme, getComputedStyle(document.body).backgroundColor,"
+        " getComputedStyle(card).backgroundColor, getComputedStyle(document.body).color];"
+    )
+
+
+def test_dark_mode_follows_tensorboard_and_the_system_setting(server, browser):  # noqa: F811
+    with urllib.request.urlopen(f"{server}/data/runs") as response:
+        first = json.load(response).index(ALPHA)
+    palette = tensorboard_palette()
+    open_dashboard(browser, server)
+    try:
+        assert page_colours(browser) == ["light", "rgb(245, 246, 247)", "rgb(255, 255, 255)", "rgb(33, 33, 33)"]
+        # TensorBoard's dark theme is body.dark-mode on its own document.
+        browser.execute_script("window.parent.document.body.classList.add('dark-mode')")
+        wait_for(lambda: page_colours(browser)[0] == "dark", what="the dark theme")
+        assert page_colours(browser)[1:] == ["rgb(48, 48, 48)", "rgb(58, 58, 58)", "rgb(232, 232, 232)"]
+        assert run_colours(browser)[0][1] == rgb(palette[first % 7][1])  # the run's dark-theme colour
+        browser.execute_script("window.parent.document.body.classList.remove('dark-mode')")
+        wait_for(lambda: page_colours(browser)[0] == "light", what="the light theme again")
+        # With the system in dark mode and no override, TensorBoard goes dark and the dashboard with it;
+        # the plugin page on its own follows prefers-color-scheme.
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+        open_dashboard(browser, server, query="")
+        wait_for(lambda: page_colours(browser)[:2] == ["dark", "rgb(48, 48, 48)"], what="dark from the system setting")
+        assert browser.execute_script("return window.parent.document.body.classList.contains('dark-mode')")
+        browser.switch_to.default_content()
+        browser.get(f"{server}/data/plugin_entry.html?name=keras_interp")
+        wait_for(lambda: browser.execute_script("return document.getElementById('grid') && document.documentElement.dataset.theme")
+                 == "dark", what="the page on its own, dark")
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+        browser.switch_to.default_content()
+
+
+def test_arrow_keys_move_the_epoch_except_in_a_control(server, browser):  # noqa: F811
+    open_dashboard(browser, server)
+    try:
+        assert grid_state(browser)["step"] == "2"
+        browser.execute_script("document.getElementById('download').focus()")
+        ActionChains(browser).send_keys(Keys.ARROW_LEFT).perform()
+        wait_for(lambda: grid_state(browser)["step"] == "1", what="epoch 2")
+        ActionChains(browser).send_keys(Keys.ARROW_LEFT).send_keys(Keys.ARROW_LEFT).perform()
+        wait_for(lambda: grid_state(browser)["step"] == "0", what="epoch 1 (and no further)")
+        ActionChains(browser).send_keys(Keys.ARROW_RIGHT).perform()
+        state = wait_for(lambda: (s := grid_state(browser))["step"] == "1" and s["loaded"] == 12 and s, what="epoch 2 again")
+        assert browser.execute_script("return document.getElementById('epoch-label').textContent") == "2"
+        # In a slider of the settings, arrows move that slider, not the epoch.
+        browser.execute_script("document.getElementById('clip-low').focus()")
+        ActionChains(browser).send_keys(Keys.ARROW_RIGHT).perform()
+        wait_for(lambda: browser.execute_script("return document.getElementById('clip-low').value") == "62.1", what="clip-low")
+        assert grid_state(browser)["step"] == state["step"] == "1"
+    finally:
+        browser.switch_to.default_content()
+
+
+def controls(driver):
+    return driver.execute_script(
+        """
+        const value = (id) => document.getElementById(id).value;
+        return {
+          runs: [...document.querySelectorAll('#runs input[data-run]')].filter(b => b.checked).map(b => b.dataset.run),
+          methods: [...document.querySelectorAll('#methods input[data-method]')].map(b => [b.dataset.method, b.checked]),
+          epoch: document.getElementById('epoch-label').textContent, compare: document.getElementById('compare').checked,
+          epochB: document.getElementById('epoch-b-label').textContent,
+          filters: [value('filter-true'), value('filter-pred'), value('filter-correct'), value('sort')],
+          settings: [value('polarity'), value('clip-low'), value('clip-high'), value('colormap'), value('opacity'), value('mode'), value('size')],
+          boxWidth: document.querySelector('td.cell .box').getBoundingClientRect().width,
+        };
+        """
+    )
+
+
+def test_a_deep_link_restores_the_view(server, browser):  # noqa: F811
+    open_dashboard(browser, server)
+    try:
+        select_runs(browser, [ALPHA, BETA])
+        browser.execute_script("const c = document.getElementById('compare'); c.checked = true; c.dispatchEvent(new Event('change'));")
+        choose(browser, "epoch", 1, "input")
+        choose(browser, "epoch-b", 0, "input")
+        browser.execute_script("const b = document.querySelector('#methods input[data-method=\"gradcam\"]');"
+                               "b.checked = false; b.dispatchEvent(new Event('change'));")
+        choose(browser, "filter-correct", "wrong")
+        choose(browser, "sort", "conf-asc")
+        for element_id, value, event in (("polarity", "both", "change"), ("clip-low", 50, "input"), ("clip-high", 99, "input"),
+                                         ("colormap", "viridis", "change"), ("opacity", 0.7, "input"), ("mode", "outline", "change"),
+                                         ("size", 96, "input")):
+            choose(browser, element_id, value, event)
+        before = controls(browser)
+        assert before["runs"] == [ALPHA, BETA] and before["settings"][-1] == "96" and before["boxWidth"] == 96
+        # At epoch 2 every image was predicted cat: the wrong ones are those whose class is not cat.
+        wrong = [i for i, label in enumerate(LABELS) if label not in (None, 0)]
+        wait_for(lambda: (s := grid_state(browser))["rows"] == wrong and s["orderStep"] == "1", what="the filtered rows")
+        browser.switch_to.default_content()
+        link = wait_for(lambda: (u := browser.current_url) and "size%3D96" in u and u, what="the view in the URL")
+        assert link.split("#")[1].startswith("keras_interp&ki=")
+
+        open_dashboard(browser, server, fragment="#" + link.split("#", 1)[1], query="?" + link.split("?", 1)[1].split("#")[0])
+        state = wait_for(lambda: (s := grid_state(browser))["rows"] == wrong and s["orderStep"] == "1"
+                         and s["loaded"] == 4 * len(wrong) and s, what="the restored view")
+        assert controls(browser) == before
+        assert state["groups"] == [ALPHA, BETA] and state["columns"] == ["input", "saliency @2", "saliency @1"] * 2
+        assert before["epoch"] == "2" and before["epochB"] == "1" and before["compare"]
+        assert before["methods"] == [["gradcam", False], ["saliency", True]]
+        assert before["filters"] == ["", "", "wrong", "conf-asc"]
+        assert before["settings"] == ["both", "50", "99", "viridis", "0.7", "outline", "96"]
+    finally:
+        browser.switch_to.default_content()
+
+
+def test_clicking_a_cell_opens_the_detail_view_with_a_filmstrip_and_class_models(server, browser):  # noqa: F811
+    open_dashboard(browser, server)
+    try:
+        wait_for(lambda: grid_state(browser)["loaded"] == 12, what="the grid")
+        browser.find_element("css selector", 'tr.image-row[data-index="1"] td.cell:nth-child(3)').click()
+        detail = wait_for(lambda: browser.execute_script(
+            """
+            const d = document.getElementById('detail');
+            return d && d.dataset.state === 'loaded' && {
+              title: document.getElementById('detail-title').textContent,
+              frames: [...d.querySelectorAll('.frame')].map(f => f.dataset.step),
+              pictures: [...d.querySelectorAll('img.detail-picture')].map(i => new URL(i.src).searchParams.get('tag') + '@' + new URL(i.src).searchParams.get('step')),
+              caption: document.getElementById('detail-caption').textContent,
+            };
+            """), what="the detail view")
+        assert detail["title"] == f"{ALPHA} · saliency · image 1"
+        assert detail["frames"] == [str(s) for s in range(EPOCHS)]
+        assert detail["pictures"] == [f"keras_interp/class_model/{k:03d}@2" for k in range(3)]
+        assert detail["caption"] == "predicted bird (30.0%), explaining dog (70.0%)"
+        ActionChains(browser).send_keys(Keys.ESCAPE).perform()
+        wait_for(lambda: browser.execute_script("return !document.getElementById('detail')"), what="the view to close")
+    finally:
+        browser.switch_to.default_content()
+
+
+def test_download_png_draws_the_rows_in_view(server, browser):  # noqa: F811
+    open_dashboard(browser, server)
+    try:
+        wait_for(lambda: grid_state(browser)["loaded"] == 12, what="the grid")
+        # (TensorBoard's CSP lets the frame show blob: URLs, not fetch them: the blob is kept as it is made.)
+        browser.execute_script(
+            "window.__downloads = []; window.__blobs = new Map(); const make = URL.createObjectURL;"
+            "URL.createObjectURL = (blob) => { const url = make(blob); window.__blobs.set(url, blob); return url; };"
+            "HTMLAnchorElement.prototype.click = function () { window.__downloads.push([this.download, this.href]); };"
+            "document.getElementById('download').click();")
+        name, href = wait_for(lambda: browser.execute_script("return window.__downloads[0]"), what="the download")
+        assert name == "explanations_epoch_3.png"
+        picture = browser.execute_async_script(
+            """
+            const done = arguments[arguments.length - 1], blob = window.__blobs.get(arguments[0]);
+            (async () => {
+              const head = [...new Uint8Array(await blob.slice(0, 8).arrayBuffer())];
+              const bitmap = await createImageBitmap(blob);
+              const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+              const ctx = canvas.getContext('2d');
+              ctx.drawImage(bitmap, 0, 0);
+              const data = ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
+              const colours = new Set();
+              for (let p = 0; p < data.length; p += 4) colours.add((data[p] << 16) | (data[p + 1] << 8) | data[p + 2]);
+              done({ type: blob.type, head, width: bitmap.width, height: bitmap.height, colours: colours.size });
+            })().catch((error) => done({ error: String(error) }));
+            """, href)
+        assert "error" not in picture, picture
+        assert picture["type"] == "image/png" and picture["head"] == [137, 80, 78, 71, 13, 10, 26, 10]
+        # Two columns of 128 px beside an input column, six rows of 128 px: the inputs' random pixels show.
+        assert picture["width"] >= 3 * 128 and picture["height"] >= 6 * 128 and picture["colours"] > 500
+    finally:
+        browser.switch_to.default_content()
+
+
+def test_old_logs_open_and_paint(server, browser):  # noqa: F811
+    open_dashboard(browser, server)
+    try:
+        select_runs(browser, [OLD])
+        wait_for(lambda: (s := grid_state(browser))["loaded"] == 2 and s["step"] == "0", what="the old run's maps")
+        # The grey ramp decodes to 0 at the left and 1 at the right: the left column shows the input
+        # (below the low cut), the right one is coloured over it.
+        left, right, inputs = browser.execute_script(
+            """
+            const canvas = document.querySelector('tr.image-row[data-index="0"] canvas.overlay');
+            const d = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+            const img = document.querySelector('tr.image-row[data-index="0"] img.input');
+            const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+            const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
+            const i = ctx.getImageData(0, 0, c.width, c.height).data;
+            const at = (data, x, y) => [...data.slice(4 * (y * canvas.width + x), 4 * (y * canvas.width + x) + 3)];
+            return [at(d, 0, 5), at(d, canvas.width - 1, 5), [at(i, 0, 5), at(i, canvas.width - 1, 5)]];
+            """)
+        assert left == inputs[0] == INPUTS[0][5, 0].tolist()
+        assert right != inputs[1] and inputs[1] == INPUTS[0][5, SIZE - 1].tolist()
+    finally:
+        browser.switch_to.default_content()
+
+
+def test_a_thousand_images_scroll_to_the_bottom_with_few_rows_in_the_dom(big_server, browser):  # noqa: F811
+    open_dashboard(browser, big_server)
+    try:
+        browser.execute_script("performance.setResourceTimingBufferSize(100000)")
+        first = wait_for(lambda: (s := grid_state(browser))["rowsInView"] and s["loaded"] >= 2 * len(s["rowsInView"]) and s,
+                         what="the first rows")
+        assert first["count"] == str(BIG_IMAGES) and first["rows"][0] == 0 and len(first["rows"]) < 40
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+        row = browser.execute_script("return document.querySelector('tr.image-row').getBoundingClientRect().height")
+        assert height >= BIG_IMAGES * row  # the spacers keep the scrollbar true
+        for fraction in (0.25, 0.5, 0.75, 1.0):  # as a user drags the scrollbar
+            browser.execute_script("window.scrollTo(0, arguments[0] * document.documentElement.scrollHeight)", fraction)
+            state = wait_for(lambda: (s := grid_state(browser))["rowsInView"]
+                             and all(c == "loaded" for c in browser.execute_script(
+                                 "return [...document.querySelectorAll('tr.image-row')].filter(r => {"
+                                 " const b = r.getBoundingClientRect(); return b.bottom > 0 && b.top < innerHeight; })"
+                                 ".flatMap(r => [...r.querySelectorAll('td.cell')].map(c => c.dataset.state))"))
+                             and s, what=f"the rows at {fraction:.0%} to load")
+            assert len(state["rows"]) < 40
+        assert state["rowsInView"][-1] == BIG_IMAGES - 1
+        requests = browser.execute_script(
+            "const e = performance.getEntriesByType('resource');"
+            "return [e.filter(x => x.name.includes('/image?')).length, e.filter(x => x.name.includes('/predictions?')).length];")
+        assert requests[0] < 400 and requests[1] <= 1  # the rows in view only; /predictions once
+        # The link keeps the scroll position: a new page opens at the bottom rows.
+        browser.switch_to.default_content()
+        link = wait_for(lambda: (u := browser.current_url) and "at%3D" in u and u, what="the scroll position in the URL")
+        open_dashboard(browser, big_server, fragment="#" + link.split("#", 1)[1])
+        wait_for(lambda: BIG_IMAGES - 1 in (s := grid_state(browser))["rowsInView"] and len(s["rows"]) < 40,
+                 what="the bottom rows in a new page")
+    finally:
+        browser.switch_to.default_content()
