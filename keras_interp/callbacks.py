@@ -485,22 +485,27 @@ class ExplanationLogger(keras.callbacks.Callback):
         self._guarded(f"writing the {name!r} maps", lambda: [
             summary.write_map(name, i, render.flat_map(map_), step, label=label) for i, map_ in enumerate(maps)
         ])
-        scalars = []
+        # Per-image values of each quality measure; the scalar of the epoch is their mean.
+        measures = []
         if self.masks is not None:
-            scalars += [("pointing_game", lambda: metrics.pointing_game(maps, self.masks)),
-                        ("energy", lambda: metrics.energy_pointing_game(maps, self.masks))]
+            measures += [("pointing_game", lambda: metrics.pointing_hits(maps, self.masks)),
+                         ("energy", lambda: metrics.energy_in_mask(maps, self.masks))]
         if self.faithfulness:
             if self._substrate is None:  # the logged images never change: blur them once, not per method and epoch
                 self._substrate = metrics.faithfulness.substrate_images(self.images, "blur")
-            scalars += [(metric, lambda fn=fn: float(np.mean(fn(self.model, self.images, maps, target=self._target,
-                                                                   steps=self.faithfulness, substrate=self._substrate,
-                                                                   output=self.output))))
-                        for metric, fn in (("deletion_auc", metrics.deletion_auc),
-                                           ("insertion_auc", metrics.insertion_auc))]
-        for metric, compute in scalars:
-            value = self._guarded(f"the {name!r} {metric} scalar", compute)
-            if value is None:
+            measures += [(metric, lambda fn=fn: fn(self.model, self.images, maps, target=self._target,
+                                                   steps=self.faithfulness, substrate=self._substrate,
+                                                   output=self.output))
+                         for metric, fn in (("deletion_auc", metrics.deletion_auc),
+                                            ("insertion_auc", metrics.insertion_auc))]
+        per_image = {}
+        for metric, compute in measures:
+            values = self._guarded(f"the {name!r} {metric} scalar", compute)
+            if values is None:
                 continue
+            values = np.asarray(values, dtype=np.float64).reshape(-1)
+            per_image[metric] = values
+            value = float(np.mean(values))
             if np.isfinite(value):
                 tf.summary.scalar(f"{summary.SCALAR_PREFIX}{name}/{metric}", value, step=step)
             else:
@@ -508,6 +513,9 @@ class ExplanationLogger(keras.callbacks.Callback):
                     f"the {name!r} {metric} scalar is NaN or infinite at epoch {step + 1} (has training "
                     "diverged?); those epochs are not logged for it."
                 ))
+        if per_image:
+            self._guarded(f"writing the {name!r} quality per image",
+                          lambda: summary.write_quality(name, per_image, step))
         if self.overlays:
             self._guarded(f"the {name!r} overlay grid", self._write_overlays, name, maps, step)
 

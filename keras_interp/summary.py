@@ -12,6 +12,7 @@ Plugin summaries (plugin name PLUGIN_NAME, data_class set so third-party plugins
 | `keras_interp/input/{i:03d}` | first logged epoch | [PNG] of input image i | BLOB_SEQUENCE |
 | `keras_interp/map/{method}/{i:03d}` | epoch | [PNG] the map's real values (`encode_map`: 16-bit levels over [min, max] in R and G, the range in a tEXt chunk) | BLOB_SEQUENCE |
 | `keras_interp/prediction/{i:03d}` | epoch | float32 [predicted class, predicted probability, explained class, explained probability]; NaN = unknown | TENSOR |
+| `keras_interp/quality/{method}` | epoch | float32 (n_images, n_measures): each image's pointing game hit, energy, deletion and insertion AUC (those computed; metadata `fields` names them) | TENSOR |
 | `keras_interp/{kind}/{k:03d}` | epoch | [PNG] RGB picture k of a kind in PICTURE_KINDS (class_model: k is the class) | BLOB_SEQUENCE |
 
 The metadata content (JSON) of each tag holds `kind` and `index`; inputs add the true `label`
@@ -44,7 +45,7 @@ from tensorboard.compat.proto import summary_pb2
 from keras_interp import images as render
 
 __all__ = ["PLUGIN_NAME", "SUBDIR", "input_tag", "map_tag", "prediction_tag", "picture_tag", "write_input",
-           "write_map", "write_prediction", "write_picture", "encode_png", "encode_map", "decode_map", "SCALAR_PREFIX", "PREDICTION_FIELDS",
+           "write_map", "write_prediction", "write_picture", "write_quality", "quality_tag", "encode_png", "encode_map", "decode_map", "SCALAR_PREFIX", "PREDICTION_FIELDS",
            "PICTURE_KINDS"]
 
 PLUGIN_NAME = "keras_interp"
@@ -74,7 +75,7 @@ def prediction_tag(index):
 
 
 # Tag families a picture kind must not be named after.
-_RESERVED_KINDS = ("input", "map", "prediction")
+_RESERVED_KINDS = ("input", "map", "prediction", "quality")
 
 
 def picture_tag(kind, index):
@@ -198,6 +199,26 @@ def write_prediction(index, predicted, predicted_probability, explained, explain
     meta = _metadata("prediction", summary_pb2.DATA_CLASS_TENSOR, index=_index(index), fields=list(PREDICTION_FIELDS))
     values = [np.nan if v is None else float(v) for v in (predicted, predicted_probability, explained, explained_probability)]
     tf.summary.write(prediction_tag(index), tf.constant(values, tf.float32), step=step, metadata=meta)
+
+
+def quality_tag(method):
+    return f"{PLUGIN_NAME}/quality/{method}"
+
+
+def write_quality(method, values, step):
+    """Per-image quality of one method's maps at `step`: {measure: (n_images,) values}.
+
+    Written as one float32 (n_images, n_measures) tensor, the measures' names in the metadata's
+    `fields` (in the order given; NaN where a value is unknown), so the dashboard can sort the
+    images by any of them.
+    """
+    fields = list(values)
+    columns = [np.asarray(values[f], dtype=np.float32).reshape(-1) for f in fields]
+    if not columns or len({len(c) for c in columns}) != 1:
+        raise ValueError(f"write_quality expects equally long per-image values; received lengths "
+                         f"{ {f: len(c) for f, c in zip(fields, columns)} } for method {method!r}.")
+    meta = _metadata("quality", summary_pb2.DATA_CLASS_TENSOR, method=method, fields=fields)
+    tf.summary.write(quality_tag(method), tf.constant(np.stack(columns, axis=1)), step=step, metadata=meta)
 
 
 def write_picture(kind, index, picture, step, label=None):

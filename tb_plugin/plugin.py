@@ -20,6 +20,9 @@ Routes (all JSON is strict: non-finite numbers are sent as null):
 - /predictions?run&step: image index -> {predicted, predicted_probability, explained,
   explained_probability}, null where unknown; reads the 4-value layout and the older 3-value one.
   Parsed once per tag and kept until the tag gets new data.
+- /quality?run&step: method -> {measure: [value or null per image index]}: each image's pointing
+  game hit, energy, deletion and insertion AUC of that method's map (those the logger computed;
+  /runs lists them per run as `quality`: method -> measures).
 - /scalars?run: the run's `explanations/...` scalars as [[step, value or null], ...].
 """
 
@@ -40,6 +43,7 @@ PLUGIN_NAME = "keras_interp"
 INPUT_TAG = re.compile(r"^keras_interp/input/(\d{3,})$")
 MAP_TAG = re.compile(r"^keras_interp/map/([^/]+)/(\d{3,})$")
 PREDICTION_TAG = re.compile(r"^keras_interp/prediction/(\d{3,})$")
+QUALITY_TAG = re.compile(r"^keras_interp/quality/([^/]+)$")
 # Kinds of pictures logged per epoch besides the maps: kind -> display name, as in
 # keras_interp.summary.PICTURE_KINDS. A new kind is one entry here; the tag pattern, /runs, /image
 # and the frontend follow from it.
@@ -153,6 +157,14 @@ def parse_prediction(values, fields=None):
             "explained": explained, "explained_probability": explained_probability}
 
 
+def parse_quality(values, fields):
+    """One logged quality tensor (n_images, n_measures) -> {measure: [value or None per image]}."""
+    values = values.reshape(len(values), -1) if values.ndim else values.reshape(1, 1)
+    if not isinstance(fields, (list, tuple)) or len(fields) != values.shape[1]:
+        fields = [f"measure_{k}" for k in range(values.shape[1])]
+    return {str(field): [_finite(v) for v in values[:, k]] for k, field in enumerate(fields)}
+
+
 def _route(handler):
     def wrapped(self, request):
         try:
@@ -169,7 +181,7 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
     def __init__(self, context):
         self._provider = context.data_provider
         self._blob_keys = _BlobKeys()
-        self._parsed_predictions = collections.OrderedDict()  # (experiment, run) -> {tag: (version, {step: ...})}
+        self._parsed_tensors_cache = collections.OrderedDict()  # (experiment, run, pattern) -> {tag: (version, {step: ...})}
         self._lock = threading.Lock()
         # Read the frontend's modules once, so that no route touches the file system.
         self._modules = {}
@@ -184,6 +196,7 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
             "/runs": self._runs,
             "/image": self._image,
             "/predictions": self._predictions,
+            "/quality": self._quality,
             "/scalars": self._scalars,
         }
 
@@ -294,6 +307,13 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
                                     "steps": steps[("picture", kind)]}
                              for kind in kinds},
             }
+        if result:
+            ctx, eid = self._context(request)
+            tensors = self._provider.list_tensors(ctx, experiment_id=eid, plugin_name=PLUGIN_NAME)
+            for run, info in result.items():
+                info["quality"] = {match.group(1): [str(f) for f in _content(meta).get("fields") or []]
+                                   for tag, meta in sorted(tensors.get(run, {}).items())
+                                   if (match := QUALITY_TAG.match(tag))}
         return _json(request, {"runs": result})
 
     def _read_blob_keys(self, request, run, tag, cache_key):
@@ -338,22 +358,23 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
         # With the run's version (from /runs) the URL names immutable content: let the browser keep it.
         return http_util.Respond(request, blob, "image/png", expires=_CACHE_SECONDS if request.args.get("v") else 0)
 
-    @werkzeug.wrappers.Request.application
-    @_route
-    def _predictions(self, request):
-        run, step = self._param(request, "run"), self._step(request)
+    def _parsed_tensors(self, request, run, pattern, parse):
+        """{tag: {step: parse(values, fields)}} of the run's plugin tensors whose tag matches `pattern`.
+
+        Every step of a tag is parsed once and kept until the tag gets new data (its last step
+        or wall time moves), so a slider move costs a listing, not a read of images x epochs.
+        """
         ctx, eid = self._context(request)
         series = self._provider.list_tensors(
             ctx, experiment_id=eid, plugin_name=PLUGIN_NAME, run_tag_filter=provider.RunTagFilter(runs=[run]),
         ).get(run, {})
-        series = {tag: meta for tag, meta in series.items() if PREDICTION_TAG.match(tag)}
+        series = {tag: meta for tag, meta in series.items() if pattern.match(tag)}
         if not series:
-            self._require_run(request, run)  # 404 for unknown runs; {} for a run without predictions
-            return _json(request, {})
-        # Every step of a tag is parsed once and kept until the tag gets new data (its last step
-        # or wall time moves), so a slider move costs a listing, not a read of images x epochs.
+            self._require_run(request, run)  # 404 for unknown runs; {} for a run without such tensors
+            return {}
+        key = (eid, run, pattern.pattern)
         with self._lock:
-            cached = self._parsed_predictions.get((eid, run), {})
+            cached = self._parsed_tensors_cache.get(key, {})
         version = {tag: (meta.max_step, meta.max_wall_time) for tag, meta in series.items()}
         stale = [tag for tag in series if tag not in cached or cached[tag][0] != version[tag]]
         if stale:
@@ -364,18 +385,29 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
             cached = {tag: cached[tag] for tag in series if tag in cached}
             for tag in stale:
                 fields = _content(series[tag]).get("fields")
-                cached[tag] = (version[tag], {d.step: parse_prediction(d.numpy.reshape(-1), fields)
-                                              for d in tensors.get(tag, [])})
+                cached[tag] = (version[tag], {d.step: parse(d.numpy, fields) for d in tensors.get(tag, [])})
             with self._lock:
-                self._parsed_predictions[(eid, run)] = cached
-                self._parsed_predictions.move_to_end((eid, run))
-                while len(self._parsed_predictions) > _RUNS_CACHED:
-                    self._parsed_predictions.popitem(last=False)
-        result = {}
-        for tag, (_, by_step) in cached.items():
-            if step in by_step:
-                result[str(int(PREDICTION_TAG.match(tag).group(1)))] = by_step[step]
-        return _json(request, result)
+                self._parsed_tensors_cache[key] = cached
+                self._parsed_tensors_cache.move_to_end(key)
+                while len(self._parsed_tensors_cache) > _RUNS_CACHED:
+                    self._parsed_tensors_cache.popitem(last=False)
+        return {tag: by_step for tag, (_, by_step) in cached.items()}
+
+    @werkzeug.wrappers.Request.application
+    @_route
+    def _predictions(self, request):
+        run, step = self._param(request, "run"), self._step(request)
+        parsed = self._parsed_tensors(request, run, PREDICTION_TAG, lambda v, f: parse_prediction(v.reshape(-1), f))
+        return _json(request, {str(int(PREDICTION_TAG.match(tag).group(1))): by_step[step]
+                               for tag, by_step in parsed.items() if step in by_step})
+
+    @werkzeug.wrappers.Request.application
+    @_route
+    def _quality(self, request):
+        run, step = self._param(request, "run"), self._step(request)
+        parsed = self._parsed_tensors(request, run, QUALITY_TAG, parse_quality)
+        return _json(request, {QUALITY_TAG.match(tag).group(1): by_step[step]
+                               for tag, by_step in parsed.items() if step in by_step})
 
     @werkzeug.wrappers.Request.application
     @_route

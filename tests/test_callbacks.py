@@ -66,6 +66,18 @@ def test_event_files_hold_the_expected_tags_steps_and_pictures(tmp_path):
         assert shape == (3 * 16 + 4, 2 * 16 + 4, 3)
         assert [s for s, _ in events[f"explanations/{method}/pointing_game"]] == [0, 1]
         assert [s for s, _ in events[f"explanations/{method}/energy"]] == [0, 1]
+        # Per image: the hit and the energy of the logged map (read back at 16 bits), whose means are the scalars.
+        quality = events[summary.quality_tag(method)]
+        assert [s for s, _ in quality] == [0, 1]
+        assert json.loads(quality[0][1].metadata.plugin_data.content)["fields"] == ["pointing_game", "energy"]
+        values = tf.make_ndarray(quality[-1][1].tensor)
+        maps = np.stack([summary.decode_map(tf.make_ndarray(events[summary.map_tag(method, i)][-1][1].tensor)[0])
+                         for i in range(3)])
+        np.testing.assert_array_equal(values[:, 0], ki.metrics.pointing_hits(maps, masks[:3]))
+        np.testing.assert_allclose(values[:, 1], ki.metrics.energy_in_mask(maps, masks[:3]), atol=1e-3)
+        for k, metric in enumerate(("pointing_game", "energy")):
+            scalar = float(tf.make_ndarray(events[f"explanations/{method}/{metric}"][-1][1].tensor))
+            assert scalar == pytest.approx(values[:, k].mean(), rel=1e-5)
     assert [s for s, _ in events["explanations/confidence"]] == [0, 1]
 
 
@@ -82,8 +94,13 @@ def test_faithfulness_scalars_equal_the_metrics_on_the_final_weights(tmp_path):
         for metric, fn in (("deletion_auc", ki.metrics.deletion_auc), ("insertion_auc", ki.metrics.insertion_auc)):
             written = events[f"explanations/{method}/{metric}"]
             assert [s for s, _ in written] == [0, 1]
-            want = fn(model, x[:3], maps, target=y[:3], steps=5).mean()
-            assert float(tf.make_ndarray(written[-1][1].tensor)) == pytest.approx(want, rel=1e-5)
+            want = fn(model, x[:3], maps, target=y[:3], steps=5)
+            assert float(tf.make_ndarray(written[-1][1].tensor)) == pytest.approx(want.mean(), rel=1e-5)
+            # Each image's value, for the dashboard to sort by: one (images, measures) tensor per epoch.
+            (step, quality) = events[summary.quality_tag(method)][-1]
+            fields = json.loads(events[summary.quality_tag(method)][0][1].metadata.plugin_data.content)["fields"]
+            assert step == 1 and fields == ["deletion_auc", "insertion_auc"]
+            np.testing.assert_allclose(tf.make_ndarray(quality.tensor)[:, fields.index(metric)], want, rtol=1e-5)
     assert not any(tag.endswith("_auc") for tag in _events_of_default_logger(tmp_path / "plain", model, x, y))
 
 

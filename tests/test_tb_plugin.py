@@ -121,7 +121,7 @@ def test_runs_lists_images_methods_labels_steps_and_names(client):
         assert info == {"images": [0, 1], "image_labels": {"0": LABELS[0], "1": LABELS[1]}, "methods": ["gradcam", "saliency"],
                         "labels": {"gradcam": "Grad-CAM (cam fallback: no GAP head)", "saliency": "saliency"},
                         "steps": [0, 1], "method_steps": {"gradcam": [0, 1], "saliency": [0, 1]},
-                        "class_names": CLASS_NAMES, "labeled": True,
+                        "class_names": CLASS_NAMES, "labeled": True, "quality": {},
                         "pictures": {"class_model": {"title": "class models", "indices": [0, 1, 2],
                                                      "labels": {"0": "a", "1": "b", "2": HOSTILE}, "steps": [0, 1]}}}
 
@@ -156,7 +156,7 @@ def test_runs_lists_a_run_with_pictures_only_and_steps_are_the_union_with_the_ma
     assert runs["only/explanations"].pop("version") != "0"
     assert runs["only/explanations"] == {
         "images": [], "methods": [], "labels": {}, "steps": [1, 3], "method_steps": {}, "class_names": [],
-        "labeled": False, "image_labels": {}, "pictures": {"class_model": {"title": "class models", "indices": [0, 1, 2],
+        "labeled": False, "image_labels": {}, "quality": {}, "pictures": {"class_model": {"title": "class models", "indices": [0, 1, 2],
                                                        "labels": {"0": "cat", "1": "dog", "2": "2"}, "steps": [1, 3]}},
     }
     mixed = runs["mixed/explanations"]
@@ -471,7 +471,9 @@ def test_frontend_modules_are_javascript_with_relative_urls_and_no_html_injectio
         assert "http://" not in source.replace("http://www.w3.org/2000/svg", "") and "https://" not in source, name
         assert 'fetch("/' not in source and 'import("/' not in source and "from \"/" not in source, name
         if name == "index.js":
-            assert "export async function render" in source and "import.meta.url" in source
+            assert "export async function render" in source
+        # URLs are built relative to the module (import.meta.url), so --path_prefix works.
+        assert "fetch(" not in source or "import.meta.url" in source or "from \"./" in source, name
     assert get(client, "missing.js").status_code == 404
 
 
@@ -605,6 +607,30 @@ def test_a_map_read_through_tensorboard_decodes_to_the_map_written(tmp_path):
         assert "max-age=31536000" in cached.headers["Cache-Control"]
     meta = _events(os.path.join(str(tmp_path), "r", summary.SUBDIR))[summary.map_tag("integrated_gradients", 4)][0][1].metadata
     assert json.loads(meta.plugin_data.content)["encoding"] == "rg16"
+
+
+def test_quality_per_image_is_listed_and_served_per_step_as_strict_json(tmp_path):
+    writer = tf.summary.create_file_writer(os.path.join(str(tmp_path), "r", summary.SUBDIR))
+    with writer.as_default():
+        summary.write_map("gradcam", 0, np.eye(3), 0)
+        for step in (0, 1):
+            summary.write_quality("gradcam", {"pointing_game": [1.0, 0.0, 1.0], "energy": [0.5 + step, np.nan, 0.25]}, step)
+        summary.write_quality("saliency", {"deletion_auc": [0.1, 0.2, 0.3]}, 1)
+    writer.close()
+    client = make_client(str(tmp_path))
+    info = strict_json(get(client, "runs"))["runs"]["r/explanations"]
+    assert info["quality"] == {"gradcam": ["pointing_game", "energy"], "saliency": ["deletion_auc"]}
+    assert strict_json(get(client, "quality", run="r/explanations", step=0)) == {
+        "gradcam": {"pointing_game": [1.0, 0.0, 1.0], "energy": [0.5, None, 0.25]}}
+    answer = strict_json(get(client, "quality", run="r/explanations", step=1))
+    assert answer["gradcam"]["energy"] == [1.5, None, 0.25] and answer["saliency"] == {"deletion_auc": pytest.approx([0.1, 0.2, 0.3])}
+    assert strict_json(get(client, "quality", run="r/explanations", step=7)) == {}
+    assert get(client, "quality", run="nope", step=0).status_code == 404
+    assert get(client, "quality", run="r/explanations", step="x").status_code == 400
+    with pytest.raises(ValueError, match="equally long"):
+        summary.write_quality("gradcam", {"energy": [1.0], "pointing_game": [1.0, 0.0]}, 0)
+    with pytest.raises(ValueError):
+        summary.picture_tag("quality", 0)  # a picture kind may not take the quality family's name
 
 
 def test_the_run_version_changes_when_the_run_is_written_again(tmp_path):
