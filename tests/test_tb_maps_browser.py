@@ -245,6 +245,9 @@ DETAIL_STATE = """
   return {
     step: view.dataset.step, state: view.dataset.state, requests: window.__requests.length,
     frames: [...view.querySelectorAll(".frame")].map((f) => [Number(f.dataset.step), f.dataset.state]),
+    frameLabels: [...view.querySelectorAll(".frame")].map((f) => [f.title, f.lastElementChild.textContent]),
+    label: view.querySelector("#detail-step").textContent,
+    pictureTitles: [...view.querySelectorAll(".detail-picture-title")].map((t) => t.textContent),
     overlay: rgba(view.querySelector("#detail-overlay")),
     ticks: [...view.querySelectorAll("#detail-colorbar .tick")].map((t) => t.textContent),
     value: view.querySelector("#detail-value").dataset.value ?? null,
@@ -281,6 +284,9 @@ def test_detail_view_filmstrip_selects_epochs_and_closes_on_escape(page, server)
                      timeout=20, what="the detail view at epoch 0")
     assert first["dialog"] == "dialog" and first["caption"] == "a <b>caption</b>"
     assert [f[0] for f in first["frames"]] == list(range(EPOCHS))
+    # Epochs are labelled step + 1, as in the grid; data-step keeps the logged step.
+    assert first["frameLabels"] == [[f"epoch {k + 1}", str(k + 1)] for k in range(EPOCHS)]
+    assert first["label"] == "epoch 1" and first["pictureTitles"] == ["class models (epoch 1)"]
     # Only the frames in the strip's view load: the last ones wait to be scrolled to.
     loaded = wait_for(lambda: (s := state()) and [f for f in s["frames"] if f[1] == "loaded"], timeout=20, what="frames")
     assert 0 in [f[0] for f in loaded]
@@ -298,6 +304,7 @@ def test_detail_view_filmstrip_selects_epochs_and_closes_on_escape(page, server)
 
     page.find_element(By.CSS_SELECTOR, '#detail .frame[data-step="17"]').click()
     s = wait_for(lambda: shows(17), timeout=20, what="epoch 17 in the big view and its class models")
+    assert s["label"] == "epoch 18" and s["pictureTitles"] == ["class models (epoch 18)"]
     three = lambda x: float(f"{x:.3g}")
     assert [float(t) for t in s["ticks"]] == [three(FILM[17].min()), 0.0, three(FILM[17].max())]
     overlay = page.find_element(By.ID, "detail-overlay")

@@ -4,7 +4,8 @@
 //
 // Same drawing model as the grid: the big overlay and each frame paint only the step they still
 // want; frames load when they scroll into the strip's view, so 100 epochs are not 100 requests at
-// once. Names from the logs are only ever set as textContent.
+// once. Names from the logs are only ever set as textContent. Epochs are labelled step + 1, as in
+// the grid; data-step attributes keep the logged step.
 
 import { DEFAULT_SETTINGS, colorBar, formatValue, paint, valueAt } from "./maps.js";
 
@@ -86,9 +87,9 @@ export function openDetail(options) {
   const frames = steps.map((step) => {
     const canvas = el("canvas", { width: 1, height: 1, style: { width: FRAME, imageRendering: "pixelated", display: "block" } });
     const na = el("div", { text: "n/a", style: { width: FRAME, height: FRAME, lineHeight: FRAME, textAlign: "center", color: "#888", display: "none" } });
-    const node = el("button", { type: "button", className: "frame", title: `epoch ${step}`, dataset: { step: String(step), state: "idle" },
+    const node = el("button", { type: "button", className: "frame", title: `epoch ${step + 1}`, dataset: { step: String(step), state: "idle" },
       style: { flex: "none", padding: "2px", background: "none", color: "inherit", border: "2px solid transparent", borderRadius: "3px", cursor: "pointer", minHeight: FRAME } },
-      [canvas, na, el("div", { text: String(step), style: { fontSize: "10px" } })]);
+      [canvas, na, el("div", { text: String(step + 1), style: { fontSize: "10px" } })]);
     node.addEventListener("click", () => select(step));
     return { step, node, canvas, na, map: null, requested: false };
   });
@@ -130,7 +131,7 @@ export function openDetail(options) {
       console.error(error);
     }
     pictures.replaceChildren(...groups.map((group) => el("div", { className: "detail-picture-group", style: { marginBottom: "8px", whiteSpace: "normal" } }, [
-      el("div", { className: "detail-picture-title", text: `${group.title ?? ""} (epoch ${step})`, style: { fontSize: "12px", fontWeight: "500", marginBottom: "2px" } }),
+      el("div", { className: "detail-picture-title", text: `${group.title ?? ""} (epoch ${step + 1})`, style: { fontSize: "12px", fontWeight: "500", marginBottom: "2px" } }),
       ...(group.items || []).map((item) => {
         const img = el("img", { className: "detail-picture", alt: String(item.label ?? ""), dataset: { step: String(step) },
           style: { width: PICTURE, height: PICTURE, objectFit: "contain", imageRendering: "pixelated", display: "block" } });
@@ -161,7 +162,7 @@ export function openDetail(options) {
     }
     const frame = frames.find((f) => f.step === step);
     if (frame) frame.node.scrollIntoView({ block: "nearest", inline: "nearest" });
-    stepLabel.textContent = `epoch ${step}`;
+    stepLabel.textContent = `epoch ${step + 1}`;
     root.dataset.step = String(step);
     renderPictures(step);
     overlay.style.opacity = "0.4";

@@ -1,0 +1,104 @@
+// The controls: the left pane (runs, methods, image size, map settings with the hovered map's
+// colour bar, filters, sort) and the toolbar (epoch sliders, compare, row count, PNG download).
+// They only show the state; what a change does is wired by index.js.
+
+import { SEQUENTIAL } from "./maps.js";
+import { SORTS } from "./state.js";
+import { el, options } from "./util.js";
+
+// `names`: the runs, sorted; `state`: the view state (state.js), read for the initial checks.
+export function createControls(names, state) {
+  const field = (text, control, value) => el("label", { className: "field" }, [el("span", { text }), control, ...(value ? [value] : [])]);  // a select spans the value's column
+  const section = (title, children, id) => el("section", id ? { id: `${id}-section` } : {}, [el("h3", { text: title }), ...children]);
+
+  const runList = el("div", { id: "runs" });
+  const runBoxes = names.map((name) => {
+    const box = el("input", { type: "checkbox", checked: state.runs.includes(name), dataset: { run: name } });
+    const row = el("label", { className: "row run run-colored", title: name, dataset: { run: name } },
+      [box, el("span", { className: "swatch" }), el("span", { className: "run-name", text: name })]);
+    runList.appendChild(row);
+    return { name, box, row };
+  });
+  const methodList = el("div", { id: "methods" });
+  const sizeSlider = el("input", { id: "size", type: "range", min: 64, max: 320, step: 8, value: state.size });
+  const sizeValue = el("span", { className: "value" });
+  const polarity = el("select", { id: "polarity" }, options([["auto", "auto"], ["positive", "positive"], ["negative", "negative"], ["both", "both (diverging)"]]));
+  const clipLow = el("input", { id: "clip-low", type: "range", min: 0, max: 100, step: 0.1,
+    title: "percentile of the map's magnitude below which nothing is drawn" });
+  const clipHigh = el("input", { id: "clip-high", type: "range", min: 0, max: 100, step: 0.1,
+    title: "percentile of the map's magnitude above which the colour saturates" });
+  const clipLowValue = el("span", { className: "value" }), clipHighValue = el("span", { className: "value" });
+  const colormap = el("select", { id: "colormap" }, options(SEQUENTIAL.map((n) => [n, n])));
+  const opacity = el("input", { id: "opacity", type: "range", min: 0, max: 1, step: 0.05 });
+  const opacityValue = el("span", { className: "value" });
+  const mode = el("select", { id: "mode" }, options([["heat", "heat"], ["outline", "outline"]]));
+  const hoverBar = el("div", { id: "hover-bar" }, [el("div", { className: "hint", text: "Hover a map for its colour bar; click it to open it." })]);
+  const filterTrue = el("select", { id: "filter-true" });
+  const filterPred = el("select", { id: "filter-pred" });
+  const filterShow = el("select", { id: "filter-correct" }, options([["all", "all"], ["correct", "correct"], ["wrong", "wrong"]]));
+  const sortSelect = el("select", { id: "sort" }, options(Object.entries(SORTS)));
+  const filterNote = el("div", { className: "hint", id: "filter-note" });
+
+  const slider = el("input", { id: "epoch", type: "range", min: 0, step: 1 });
+  const sliderB = el("input", { id: "epoch-b", type: "range", min: 0, step: 1 });
+  const epochLabel = el("span", { id: "epoch-label" });
+  const epochLabelB = el("span", { id: "epoch-b-label" });
+  const compare = el("input", { id: "compare", type: "checkbox", checked: state.compare });
+  const rowCount = el("span", { id: "row-count" });
+  const download = el("button", { id: "download", type: "button", text: "Download PNG", title: "the rows in view, as shown" });
+
+  const sidebar = el("aside", { id: "sidebar" }, [
+    section("Runs", [runList], "runs"),
+    section("Methods", [methodList], "methods"),
+    section("Image size", [field("size", sizeSlider, sizeValue)], "size"),
+    section("Map", [field("polarity", polarity), field("clip low", clipLow, clipLowValue), field("clip high", clipHigh, clipHighValue),
+      field("colormap", colormap), field("opacity", opacity, opacityValue), field("draw", mode), hoverBar], "map"),
+    section("Filter", [field("true class", filterTrue), field("predicted", filterPred), field("show", filterShow), filterNote], "filter"),
+    section("Sort", [field("by", sortSelect)], "sort"),
+  ]);
+  const toolbar = el("div", { className: "toolbar" }, [
+    el("span", { className: "label", text: "epoch" }), slider, epochLabel,
+    el("label", { className: "label", text: "compare " }, [compare]), sliderB, epochLabelB,
+    rowCount, download,
+  ]);
+
+  function showSettings() {
+    const s = state.settings;
+    polarity.value = s.polarity;
+    clipLow.value = String(s.clip[0]);
+    clipHigh.value = String(s.clip[1]);
+    clipLowValue.textContent = `${s.clip[0]}%`;
+    clipHighValue.textContent = `${s.clip[1]}%`;
+    colormap.value = s.colormap;
+    opacity.value = String(s.opacity);
+    opacityValue.textContent = s.opacity.toFixed(2);
+    mode.value = s.mode;
+    sizeSlider.value = String(state.size);
+    sizeValue.textContent = `${state.size}px`;
+    document.documentElement.style.setProperty("--ki-size", `${state.size}px`);
+    filterShow.value = state.filters.show;
+    sortSelect.value = state.sort;
+  }
+
+  // The methods of the checked runs, on/off; onToggle() after a change of state.hidden.
+  function listMethods(runs, label, onToggle) {
+    const methods = [...new Set(state.runs.flatMap((r) => runs[r].methods))].sort();
+    methodList.replaceChildren(...methods.map((m) => {
+      const box = el("input", { type: "checkbox", checked: !state.hidden.has(m), dataset: { method: m } });
+      box.onchange = () => {
+        if (box.checked) state.hidden.delete(m);
+        else state.hidden.add(m);
+        onToggle();
+      };
+      const run = state.runs.find((r) => runs[r].methods.includes(m));
+      return el("label", { className: "row", title: m }, [box, el("span", { className: "run-name", text: label(run, m) })]);
+    }));
+    if (!methods.length) methodList.replaceChildren(el("div", { className: "hint", text: "no maps logged" }));
+  }
+
+  return {
+    sidebar, toolbar, runBoxes, methodList, sizeSlider, polarity, clipLow, clipHigh, colormap, opacity, mode, hoverBar,
+    filterTrue, filterPred, filterShow, sortSelect, filterNote, slider, sliderB, epochLabel, epochLabelB, compare, rowCount,
+    download, showSettings, listMethods,
+  };
+}

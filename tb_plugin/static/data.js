@@ -1,0 +1,135 @@
+// What the dashboard knows about the runs' images, and where it keeps it: image URLs, the decoded
+// inputs and maps in bounded caches (shared by the grid and the detail view, so settings changes
+// recolour without a request and scrolling back costs nothing), one /predictions answer per run and
+// step, and the true labels. Image URLs carry the run's version, so the browser may keep
+// step-addressed answers.
+
+import { decodeInput, decodeMap } from "./maps.js";
+import { Missing, base, fetchBlob, getJSON, inputTag, isNumber, mapTag } from "./util.js";
+
+// Client caches, bounded so that scrolling through 1,000 rows x 6 methods does not grow memory
+// without bound: at most 3,000 decoded maps and 96 MB of their values (maps.js may keep as much
+// again in sorted copies for the percentiles, dropped with the map), at most 1,500 decoded inputs
+// and 96 MB of their pixels (with their blob URLs, revoked when dropped). A viewport needs a few
+// hundred of each.
+const MAPS_CACHED = 3000, MAP_BYTES = 96 << 20;
+const INPUTS_CACHED = 1500, INPUT_BYTES = 96 << 20;
+const PREDICTIONS_CACHED = 256;  // /predictions answers kept (run x step)
+
+// Least recently used first out, bounded by entries and by bytes (a value's size is given when set).
+class LRU {
+  constructor(entries, bytes, onEvict = () => {}) {
+    Object.assign(this, { entries, bytes, onEvict, map: new Map(), size: 0 });
+  }
+  get(key) {
+    const entry = this.map.get(key);
+    if (!entry) return undefined;
+    this.map.delete(key);
+    this.map.set(key, entry);
+    return entry.value;
+  }
+  has(key) { return this.map.has(key); }
+  set(key, value, bytes = 0) {
+    const old = this.map.get(key);
+    if (old) {
+      this.map.delete(key);
+      this.size -= old.bytes;
+      if (old.value !== value) this.onEvict(old.value);
+    }
+    this.map.set(key, { value, bytes });
+    this.size += bytes;
+    for (const [k, entry] of this.map) {
+      if (this.map.size <= this.entries && this.size <= this.bytes) break;
+      if (k === key) continue;
+      this.map.delete(k);
+      this.size -= entry.bytes;
+      this.onEvict(entry.value);
+    }
+  }
+  delete(key) {
+    const entry = this.map.get(key);
+    if (!entry) return;
+    this.map.delete(key);
+    this.size -= entry.bytes;
+    this.onEvict(entry.value);
+  }
+}
+
+// The loaders and caches of one /runs answer (`runs`: run -> its info, with imageSet and methodSteps).
+export function createStore(runs) {
+  const inputs = new LRU(INPUTS_CACHED, INPUT_BYTES, (entry) => entry.url && URL.revokeObjectURL(entry.url));
+  const maps = new LRU(MAPS_CACHED, MAP_BYTES);  // key -> decoded map, or null when not logged (404)
+  const predictions = new LRU(PREDICTIONS_CACHED, Infinity);  // run + step -> {promise, value}
+
+  function imageURL(run, tag, step) {
+    const u = new URL(base("./image"));
+    u.searchParams.set("run", run);
+    u.searchParams.set("tag", tag);
+    u.searchParams.set("step", String(step));
+    if (runs[run].version !== undefined && runs[run].version !== null) u.searchParams.set("v", String(runs[run].version));
+    return u.toString();
+  }
+
+  // {promise, value (once decoded), url (a blob URL the <img> shows)}; one request per input.
+  function inputFor(run, index) {
+    const key = `${run}\n${index}`;
+    let entry = inputs.get(key);
+    if (!entry) {
+      entry = { value: null, url: null };
+      entry.promise = (async () => {
+        const blob = await fetchBlob(imageURL(run, inputTag(index), runs[run].steps[0] ?? 0));
+        entry.value = await decodeInput(blob);
+        entry.url = URL.createObjectURL(blob);
+        if (inputs.get(key) === entry) inputs.set(key, entry, entry.value.pixels.byteLength);
+        else URL.revokeObjectURL(entry.url);  // evicted while loading
+        return entry;
+      })();
+      entry.promise.catch(() => { if (inputs.get(key) === entry) inputs.delete(key); });
+      inputs.set(key, entry, 0);
+    }
+    return entry;
+  }
+
+  const mapKey = (run, method, index, step) => `${run}\n${method}\n${index}\n${step}`;
+  // The decoded map, or null when that map was not logged. No abort: for the detail view.
+  async function mapFor(run, method, index, step) {
+    const key = mapKey(run, method, index, step);
+    if (maps.has(key)) return maps.get(key);
+    if (!runs[run].methodSteps[method] || !runs[run].methodSteps[method].has(step)) return null;
+    try {
+      const map = await decodeMap(await fetchBlob(imageURL(run, mapTag(method, index), step)));
+      maps.set(key, map, map.values.byteLength);
+      return map;
+    } catch (error) {
+      if (!(error instanceof Missing)) throw error;
+      maps.set(key, null, 0);
+      return null;
+    }
+  }
+
+  function predictionsFor(run, step) {
+    const key = `${run}\n${step}`;
+    let entry = predictions.get(key);
+    if (!entry) {
+      entry = { value: null };
+      entry.promise = getJSON("./predictions", { run, step }).catch((error) => { console.error(error); return {}; })
+        .then((answer) => (entry.value = answer));
+      predictions.set(key, entry);
+    }
+    return entry;
+  }
+
+  // True labels: /runs' image_labels; logs without them (older servers) that logged labels
+  // explained the true class, so the explained class stands in for it.
+  function trueLabel(run, index, answer) {
+    const info = runs[run];
+    if (info.image_labels) {
+      const v = info.image_labels[String(index)];
+      return isNumber(v) ? v : null;
+    }
+    if (info.labeled && answer && answer[String(index)]) return answer[String(index)].explained;
+    return null;
+  }
+
+  return { inputs, maps, imageURL, inputFor, mapKey, mapFor, predictionsFor, trueLabel };
+}

@@ -1,0 +1,89 @@
+// The row order: the filters (true class, predicted class, correct or wrong) and the sort
+// (confidence, explained probability) of the grid's rows, from the first checked run's predictions
+// at the chosen epoch. The previous order stays until that epoch's predictions arrive.
+
+import { isNumber, options } from "./util.js";
+
+// `grid`: grid.js's grid (its view, rows and scrolling); `controls`: controls.js's filter selects
+// and row count.
+export function createOrder({ runs, state, store, grid, controls }) {
+  const { view, table, stepA, renderRows, scheduleRows, scrollToImage } = grid;
+  const { predictionsFor, trueLabel } = store;
+  const { filterTrue, filterPred, rowCount, filterNote } = controls;
+
+  function classOptions(select, run, current) {
+    const info = runs[run], values = new Set();
+    (info.class_names || []).forEach((_, k) => values.add(k));
+    for (const v of Object.values(info.image_labels || {})) if (isNumber(v)) values.add(v);
+    const answer = predictionsFor(run, stepA()).value;
+    for (const p of Object.values(answer || {})) if (p && isNumber(p.predicted)) values.add(p.predicted);
+    if (current !== "") values.add(Number(current));
+    const name = (k) => (info.class_names && info.class_names[k] !== undefined ? `${k}: ${info.class_names[k]}` : String(k));
+    const opts = [["", "any"], ...[...values].sort((x, y) => x - y).map((k) => [String(k), name(k)])];
+    if (select.options.length !== opts.length || opts.some(([v, t], k) => select.options[k].value !== v || select.options[k].text !== t)) {
+      select.replaceChildren(...options(opts));
+    }
+    select.value = current;
+  }
+
+  function computeOrder() {
+    const primary = view.groups.length ? view.groups[0].run : null;
+    const f = state.filters;
+    const info = primary ? runs[primary] : null;
+    const needs = primary !== null && (f.pred !== "" || f.show !== "all" || state.sort !== "index" || (f.true !== "" && !info.image_labels));
+    const step = stepA();
+    let answer = null;
+    if (needs) {
+      const entry = predictionsFor(primary, step);
+      if (!entry.value) {
+        const g = view.generation;
+        entry.promise.then(() => { if (g === view.generation) applyOrder(); });
+        return false;  // the previous order stays until this epoch's predictions arrive
+      }
+      answer = entry.value;
+    }
+    const p = (i) => (answer && answer[String(i)]) || {};
+    let indices = view.images;
+    if (f.true !== "") indices = indices.filter((i) => trueLabel(primary, i, answer) === Number(f.true));
+    if (f.pred !== "") indices = indices.filter((i) => p(i).predicted === Number(f.pred));
+    if (f.show !== "all") {
+      indices = indices.filter((i) => {
+        const truth = trueLabel(primary, i, answer), predicted = p(i).predicted;
+        if (!isNumber(truth) || !isNumber(predicted)) return false;  // unknown: only under "all"
+        return (truth === predicted) === (f.show === "correct");
+      });
+    }
+    if (state.sort !== "index") {
+      const field = state.sort.startsWith("conf") ? "predicted_probability" : "explained_probability";
+      const sign = state.sort.endsWith("asc") ? 1 : -1;
+      indices = [...indices].sort((x, y) => {
+        const a = p(x)[field], b = p(y)[field];
+        if (!isNumber(a) || !isNumber(b)) return (isNumber(a) ? -1 : 0) + (isNumber(b) ? 1 : 0) || x - y;  // unknown last
+        return sign * (a - b) || x - y;
+      });
+    }
+    view.order = indices;
+    view.orderReady = true;
+    table.dataset.rows = String(indices.length);
+    table.dataset.orderStep = needs ? String(step) : "";
+    rowCount.textContent = `${indices.length} of ${view.images.length} images`;
+    filterNote.textContent = view.groups.length > 1 ? `Filters and sort use ${primary}'s predictions.` : "";
+    if (primary) {
+      classOptions(filterTrue, primary, f.true);
+      classOptions(filterPred, primary, f.pred);
+    }
+    return true;
+  }
+
+  function applyOrder() {
+    if (!computeOrder()) return;
+    renderRows();
+    if (state.at !== null) {
+      scrollToImage(state.at);
+      state.at = null;
+      scheduleRows();
+    }
+  }
+
+  return { applyOrder };
+}

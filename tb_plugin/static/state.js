@@ -1,0 +1,119 @@
+// The view state (runs, epochs, methods shown, filters, sort, map settings, image size, the first
+// row in view) and its encoding in the URL.
+//
+// The view is one parameter, `ki`, in TensorBoard's own URL hash: TensorBoard parses its hash as
+// `#<tab>&key=value&...` and keeps keys it does not know, so `<tensorboard>/#keras_interp&ki=...`
+// opens this tab with this view (tried with TensorBoard 2.21: the hash survives a reload and a new
+// tab). It is written with history.replaceState on the (same-origin) parent: no hashchange event,
+// no history entry per slider move, and TensorBoard does not reload the tab. Opened on its own
+// (no TensorBoard parent), the page keeps the state in its own hash.
+
+import { DEFAULT_SETTINGS, SEQUENTIAL } from "./maps.js";
+import { isNumber } from "./util.js";
+
+export const SORTS = { index: "image index", "conf-desc": "confidence, high first", "conf-asc": "confidence, low first",
+  "expl-desc": "explained probability, high first", "expl-asc": "explained probability, low first" };
+
+export function hostWindow() {
+  try {
+    if (window.parent !== window && window.parent.location.href) return window.parent;
+  } catch { /* cross-origin parent */ }
+  return window;
+}
+
+function hashParts(hash) {
+  return hash.replace(/^#/, "").split("&").filter(Boolean);
+}
+
+function readURLState() {
+  const host = hostWindow();
+  for (const win of host === window ? [window] : [host, window]) {
+    const part = hashParts(win.location.hash).find((p) => p.startsWith("ki="));
+    if (part) {
+      try {
+        return new URLSearchParams(decodeURIComponent(part.slice(3)));
+      } catch { /* a malformed link: start from the defaults */ }
+    }
+  }
+  return new URLSearchParams();
+}
+
+function writeURLState(params) {
+  const host = hostWindow();
+  const parts = hashParts(host.location.hash).filter((p) => !p.startsWith("ki="));
+  const tab = parts.find((p) => !p.includes("="));
+  if (host !== window && tab && tab !== "keras_interp") return;  // another dashboard is shown now
+  if (host !== window && !tab) parts.unshift("keras_interp");
+  const value = params.toString();
+  if (value) parts.push(`ki=${encodeURIComponent(value)}`);
+  const url = new URL(host.location.href);
+  url.hash = parts.join("&");
+  if (url.href !== host.location.href) host.history.replaceState(host.history.state, "", url.href);
+}
+
+// The state a link asks for, each value checked against what exists (`runs`: /runs' answer).
+export function readState(runs, names) {
+  const url = readURLState();
+  const num = (key, fallback, lo = -Infinity, hi = Infinity) => {
+    const v = Number(url.get(key));
+    return url.has(key) && Number.isFinite(v) ? Math.max(lo, Math.min(hi, v)) : fallback;
+  };
+  const classParam = (key) => (url.has(key) && /^\d+$/.test(url.get(key)) ? url.get(key) : "");
+  const pick = (value, allowed, fallback) => (allowed.includes(value) ? value : fallback);
+  const state = {
+    runs: url.getAll("run").filter((r) => runs[r]),
+    step: url.has("step") ? num("step", null) : null,
+    stepB: url.has("cmp") ? num("cmp", null) : null,
+    compare: url.has("cmp"),
+    hidden: new Set(url.getAll("hide")),
+    filters: { true: classParam("true"), pred: classParam("pred"), show: pick(url.get("show"), ["all", "correct", "wrong"], "all") },
+    sort: pick(url.get("sort"), Object.keys(SORTS), "index"),
+    settings: {
+      polarity: pick(url.get("pol"), ["auto", "positive", "negative", "both"], DEFAULT_SETTINGS.polarity),
+      clip: [num("lo", DEFAULT_SETTINGS.clip[0], 0, 100), num("hi", DEFAULT_SETTINGS.clip[1], 0, 100)],
+      colormap: pick(url.get("cmap"), SEQUENTIAL, DEFAULT_SETTINGS.colormap),
+      opacity: num("op", DEFAULT_SETTINGS.opacity, 0, 1),
+      mode: pick(url.get("mode"), ["heat", "outline"], DEFAULT_SETTINGS.mode),
+    },
+    size: num("size", 128, 64, 320),
+    at: url.has("at") ? num("at", null) : null,
+  };
+  if (!state.runs.length) state.runs = [names[0]];
+  if (state.settings.clip[0] > state.settings.clip[1]) state.settings.clip.reverse();
+  return state;
+}
+
+// The URL parameters of a state; defaults are left out so links stay short. `at`: the image to
+// scroll to, null when the grid is at its top.
+export function urlParams(state, at) {
+  const p = new URLSearchParams();
+  for (const r of state.runs) p.append("run", r);
+  if (isNumber(state.step)) p.set("step", String(state.step));
+  if (state.compare && isNumber(state.stepB)) p.set("cmp", String(state.stepB));
+  for (const m of [...state.hidden].sort()) p.append("hide", m);
+  if (state.filters.true !== "") p.set("true", state.filters.true);
+  if (state.filters.pred !== "") p.set("pred", state.filters.pred);
+  if (state.filters.show !== "all") p.set("show", state.filters.show);
+  if (state.sort !== "index") p.set("sort", state.sort);
+  const s = state.settings, d = DEFAULT_SETTINGS;
+  if (s.polarity !== d.polarity) p.set("pol", s.polarity);
+  if (s.clip[0] !== d.clip[0]) p.set("lo", String(s.clip[0]));
+  if (s.clip[1] !== d.clip[1]) p.set("hi", String(s.clip[1]));
+  if (s.colormap !== d.colormap) p.set("cmap", s.colormap);
+  if (s.opacity !== d.opacity) p.set("op", String(s.opacity));
+  if (s.mode !== d.mode) p.set("mode", s.mode);
+  if (state.size !== 128) p.set("size", String(state.size));
+  if (at !== null) p.set("at", String(at));
+  return p;
+}
+
+// A debounced writer of params() into the URL (a slider drag is one write, not one per step).
+export function urlSaver(params) {
+  let urlTimer = 0;
+  return () => {
+    clearTimeout(urlTimer);
+    urlTimer = setTimeout(() => {
+      try { writeURLState(params()); } catch (error) { console.error(error); }
+    }, 150);
+  };
+}

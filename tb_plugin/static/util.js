@@ -1,0 +1,54 @@
+// Small helpers shared by the dashboard's modules: building elements (names from the logs only
+// ever go in as textContent, never as markup), requests relative to this module (so TensorBoard's
+// --path_prefix works), the tags summary.py writes, and a once-per-frame scheduler.
+
+export const base = (path) => new URL(path, import.meta.url).toString();
+export const NA = "n/a";
+
+export function el(tag, props = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === "style") Object.assign(node.style, v);
+    else if (k === "text") node.textContent = v;
+    else if (k === "dataset") Object.assign(node.dataset, v);
+    else node[k] = v;
+  }
+  for (const child of children) node.appendChild(child);
+  return node;
+}
+
+export const options = (pairs) => pairs.map(([value, text]) => el("option", { value, text }));
+
+export async function getJSON(path, params) {
+  const url = new URL(base(path));
+  for (const [k, v] of Object.entries(params || {})) url.searchParams.set(k, v);
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${path}: ${response.status}`);
+  return response.json();
+}
+
+export class Missing extends Error {}
+
+export async function fetchBlob(url, signal) {
+  const response = await fetch(url, { signal });
+  if (response.status === 404) throw new Missing(url);
+  if (!response.ok) throw new Error(`image: ${response.status}`);
+  return response.blob();
+}
+
+const pad = (i) => String(i).padStart(3, "0");  // 7 -> "007", 1000 -> "1000", as summary.py writes
+export const inputTag = (i) => `keras_interp/input/${pad(i)}`;
+export const mapTag = (method, i) => `keras_interp/map/${method}/${pad(i)}`;
+export const pictureTag = (kind, i) => `keras_interp/${kind}/${pad(i)}`;  // kinds come from /runs
+export const isNumber = (v) => typeof v === "number" && Number.isFinite(v);
+export const percent = (p) => (isNumber(p) ? `${(100 * p).toFixed(1)}%` : NA);
+
+// fn at most once per animation frame, however many events asked for it in between.
+export function oncePerFrame(fn) {
+  let scheduled = false;
+  return () => {
+    if (scheduled) return;
+    scheduled = true;
+    requestAnimationFrame(() => { scheduled = false; fn(); });
+  };
+}
