@@ -123,12 +123,13 @@ def get(url, timeout=30):
         return response.read()
 
 
-# In the frame: scroll the page by one screen, then resolve (ms) once the rows in view are drawn.
+# In the frame: scroll the page by one screen (or to the bottom), then resolve (ms) once the rows
+# in view are drawn.
 SCROLL = """
-const [done] = arguments;
+const [toBottom, done] = arguments;
 const t0 = performance.now();
 const scroller = document.scrollingElement;
-scroller.scrollTop += window.innerHeight;
+scroller.scrollTop = toBottom ? scroller.scrollHeight : scroller.scrollTop + window.innerHeight;
 function ready() {
   const rows = [...document.querySelectorAll('tr.image-row')].filter(r => {
     const b = r.getBoundingClientRect();
@@ -163,10 +164,10 @@ def measure(driver, url, epochs, scrolls, label):
     elapsed = time.perf_counter() - start
     state = drawn(last)
     requests = driver.execute_script(IMAGE_REQUESTS)
+    rows_in_dom = driver.execute_script("return document.querySelectorAll('tr.image-row').length")
     print(f"[{label}] page open to all {state['visible']} overlays in view drawn: {elapsed:.2f} s, of which "
           f"{in_frame:.2f} s from the dashboard frame's start (the rest is TensorBoard's own page); "
-          f"{requests} image requests, {driver.execute_script('return document.querySelectorAll(\'tr.image-row\').length')} "
-          f"rows in the DOM")
+          f"{requests} image requests, {rows_in_dom} rows in the DOM")
     latencies = []
     for epoch in (0, 50, 99, 25, 75, 10, 90, 60):
         epoch = min(epoch, last)
@@ -188,11 +189,14 @@ def measure(driver, url, epochs, scrolls, label):
     if scrolls:
         times, rows = [], []
         for _ in range(scrolls):
-            times.append(driver.execute_async_script(SCROLL) / 1000)
+            times.append(driver.execute_async_script(SCROLL, False) / 1000)
             rows.append(driver.execute_script("return document.querySelectorAll('tr.image-row').length"))
-        bottom = driver.execute_script("const s = document.scrollingElement; return s.scrollTop + window.innerHeight >= s.scrollHeight - 2")
+        bottom = driver.execute_async_script(SCROLL, True) / 1000
+        rows.append(driver.execute_script("return document.querySelectorAll('tr.image-row').length"))
+        last = driver.execute_script("const r = [...document.querySelectorAll('tr.image-row')]; "
+                                     "return Math.max(...r.map(x => Number(x.dataset.index)))")
         print(f"[{label}] scrolling {scrolls} screens: each drawn after mean {np.mean(times):.2f} s, max {np.max(times):.2f} s; "
-              f"rows in the DOM at most {max(rows)}; reached the bottom: {bottom}")
+              f"then to the bottom (image {last} in view): drawn after {bottom:.2f} s; rows in the DOM at most {max(rows)}")
     metrics = {m["name"]: m["value"] for m in driver.execute_cdp_cmd("Performance.getMetrics", {})["metrics"]}
     print(f"[{label}] memory: JS heap {metrics.get('JSHeapUsedSize', 0) / 2**20:.0f} MiB used of "
           f"{metrics.get('JSHeapTotalSize', 0) / 2**20:.0f} MiB (TensorBoard's page and the dashboard), "
