@@ -3,6 +3,7 @@ TensorBoard colours, dark mode, keyboard, deep links, the detail view, a 1,000-i
 logs, against a real `tensorboard` on logs written with keras_interp.summary (headless Chromium)."""
 
 import json
+import math
 import os
 import re
 import urllib.request
@@ -30,6 +31,10 @@ ALPHA, BETA, OLD = (f"{name}/{summary.SUBDIR}" for name in ("alpha", "beta", "ol
 rng = np.random.default_rng(0)
 INPUTS = rng.integers(0, 256, size=(len(LABELS), SIZE, SIZE, 3), dtype=np.uint8)
 RAMP = np.arange(SIZE, dtype=np.uint8)[None, :].repeat(SIZE, axis=0) * 23  # old map: 0 at the left, 253 at the right
+NAN = float("nan")
+# Per-image quality of the saliency maps per epoch (NaN: unknown); gradcam's are these reversed.
+DELETION = {0: [0.2, 0.4, 0.6, 0.8, 0.1, 0.3], 1: [0.9, 0.4, 0.1, NAN, 0.2, 0.3], 2: [0.5, 0.1, NAN, 0.3, 0.9, 0.2]}
+POINTING = {0: [0, 0, 0, 0, 0, 0], 1: [0, 1, 0, 1, NAN, 0], 2: [1, 0, 1, NAN, 0, 1]}
 
 
 def _legacy_map_metadata(method, index):
@@ -62,6 +67,8 @@ def _analysis_run(predicted_last, confidence_last):
                 summary.write_prediction(i, predicted, p, explained, 1 - p, epoch)
                 for method in ("gradcam", "saliency"):
                     summary.write_map(method, i, rng.normal(size=(SIZE, SIZE)), epoch)
+            for method, order in (("saliency", 1), ("gradcam", -1)):
+                summary.write_quality(method, {"pointing_game": POINTING[epoch][::order], "deletion_auc": DELETION[epoch][::order]}, epoch)
             write_class_models([epoch], labels=CLASSES)
     return body
 
@@ -350,6 +357,96 @@ def test_a_deep_link_restores_the_view(server, browser):  # noqa: F811
         assert before["settings"] == ["both", "50", "99", "viridis", "0.7", "outline", "96"]
     finally:
         browser.switch_to.default_content()
+
+
+def best_first(values, ascending):
+    """Image indices by value, best first (ties by index), the unknown (NaN) last."""
+    known = sorted((i for i, v in enumerate(values) if not math.isnan(v)), key=lambda i: (values[i] if ascending else -values[i], i))
+    return known + [i for i, v in enumerate(values) if math.isnan(v)]
+
+
+def test_sort_by_a_quality_measure_at_the_chosen_epoch_and_in_a_deep_link(server, browser):  # noqa: F811
+    open_dashboard(browser, server)
+    try:
+        wait_for(lambda: grid_state(browser)["loaded"] == 12, what="the grid")
+        sorts = browser.execute_script("return [...document.getElementById('sort').options].map(o => [o.value, o.text])")
+        assert sorts[5:] == [[f"quality/{m}/{q}", f"{m}: {q}"] for m in ("gradcam", "saliency") for q in ("pointing_game", "deletion_auc")]
+        # Deletion AUC: lower is more faithful, so low first; the unknown last.
+        assert rows_after(browser, "sort", "quality/saliency/deletion_auc") == best_first(DELETION[2], True) == [1, 5, 3, 0, 4, 2]
+        # Each cell's tooltip: its image's measures for its method at this epoch.
+        titles = browser.execute_script(
+            "return [1, 3].map(i => document.querySelector(`tr.image-row[data-index=\"${i}\"] td.cell:nth-child(3)`).title);")
+        assert titles == ["pointing_game: 0\ndeletion_auc: 0.1", "pointing_game: n/a\ndeletion_auc: 0.3"]
+        assert rows_after(browser, "sort", "quality/saliency/pointing_game") == best_first(POINTING[2], False) == [0, 2, 5, 1, 4, 3]
+        assert rows_after(browser, "sort", "quality/gradcam/deletion_auc") == best_first(DELETION[2][::-1], True) == [4, 0, 2, 5, 1, 3]
+        assert rows_after(browser, "sort", "quality/saliency/deletion_auc") == [1, 5, 3, 0, 4, 2]
+        # Another epoch: that epoch's values decide.
+        choose(browser, "epoch", 1, "input")
+        expected = best_first(DELETION[1], True)
+        assert expected == [2, 4, 5, 1, 0, 3]
+        wait_for(lambda: (s := grid_state(browser))["rows"] == expected and s["orderStep"] == "1", what="the rows at epoch 2")
+        browser.switch_to.default_content()
+        link = wait_for(lambda: (u := browser.current_url) and "sort%3Dquality" in u and "step%3D1" in u and u, what="the sort in the URL")
+
+        open_dashboard(browser, server, fragment="#" + link.split("#", 1)[1])
+        wait_for(lambda: (s := grid_state(browser))["rows"] == expected and s["orderStep"] == "1" and s["loaded"] == 12,
+                 what="the restored sort")
+        assert controls(browser)["filters"] == ["", "", "all", "quality/saliency/deletion_auc"]
+        assert controls(browser)["epoch"] == "2"
+    finally:
+        browser.switch_to.default_content()
+
+
+NO_STEPS = """
+const original = window.fetch;
+window.fetch = async function (input, init) {
+  const response = await original.call(this, input, init);
+  if (!String((input && input.url) || input).endsWith('/plugin/keras_interp/runs')) return response;
+  const body = await response.json();
+  for (const info of Object.values(body.runs)) {
+    info.steps = [];
+    for (const m of Object.keys(info.method_steps || {})) info.method_steps[m] = [];
+    for (const k of Object.keys(info.pictures || {})) info.pictures[k].steps = [];
+  }
+  return new Response(JSON.stringify(body), { status: 200, headers: { 'Content-Type': 'application/json' } });
+};
+"""
+
+
+def test_runs_without_steps_show_na_not_nan(server, browser):  # noqa: F811
+    # /runs answered with no steps (a run read while its first epoch is being written).
+    script = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": NO_STEPS})["identifier"]
+    try:
+        open_dashboard(browser, server)
+        state = wait_for(lambda: (s := grid_state(browser))["missing"] == 12 and s, what="the grid without steps")
+        assert state["step"] == "none" and state["columns"] == ["input", "gradcam @n/a", "saliency @n/a"]
+        text = browser.execute_script("return [document.getElementById('epoch-label').textContent,"
+                                      " document.querySelector('.strip-title').textContent, document.body.innerText]")
+        assert text[:2] == ["n/a", "class models: epoch n/a"] and "NaN" not in text[2]
+    finally:
+        browser.switch_to.default_content()
+        browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": script})
+
+
+def test_a_reloaded_frame_leaves_no_listener_on_tensorboards_window(server, browser):  # noqa: F811
+    open_dashboard(browser, server)
+    browser.switch_to.default_content()
+    # TensorBoard's window counts the hashchange listeners added to and removed from it from now on.
+    browser.execute_script(
+        "window.__hash = new Set(); const add = window.addEventListener, remove = window.removeEventListener;"
+        "window.addEventListener = function (type, fn, ...rest) { if (type === 'hashchange') window.__hash.add(fn); return add.call(this, type, fn, ...rest); };"
+        "window.removeEventListener = function (type, fn, ...rest) { if (type === 'hashchange') window.__hash.delete(fn); return remove.call(this, type, fn, ...rest); };"
+        "document.querySelector('iframe').contentWindow.location.reload();")
+    wait_for(lambda: browser.execute_script(
+        "const d = document.querySelector('iframe').contentDocument, g = d && d.getElementById('grid'); return g && g.dataset.step"),
+        what="the reloaded frame")
+    assert browser.execute_script("return window.__hash.size") == 1  # the new frame's
+    for reload in (True, False):  # a reload, then the frame removed, as TensorBoard may do
+        browser.execute_script("const f = document.querySelector('iframe'); arguments[0] ? f.contentWindow.location.reload() : f.remove();", reload)
+        wait_for(lambda: browser.execute_script(
+            "const f = document.querySelector('iframe'), g = f && f.contentDocument.getElementById('grid');"
+            "return window.__hash.size === (arguments[0] ? 1 : 0) && (!arguments[0] || (g && g.dataset.step));", reload),
+            what="one listener per frame shown")
 
 
 def test_clicking_a_cell_opens_the_detail_view_with_a_filmstrip_and_class_models(server, browser):  # noqa: F811

@@ -3,7 +3,7 @@
 // They only show the state; what a change does is wired by index.js.
 
 import { SEQUENTIAL } from "./maps.js";
-import { SORTS } from "./state.js";
+import { SORTS, ascending, qualitySorts } from "./state.js";
 import { el, options } from "./util.js";
 
 // `names`: the runs, sorted; `state`: the view state (state.js), read for the initial checks.
@@ -96,9 +96,24 @@ export function createControls(names, state) {
     if (!methods.length) methodList.replaceChildren(el("div", { className: "hint", text: "no maps logged" }));
   }
 
+  // The sorts: the fixed ones, then one per quality measure of each method the checked runs logged
+  // (best first). A sort no checked run offers any more falls back to the image index.
+  function listSorts(runs, label) {
+    const pairs = [...Object.entries(SORTS).map(([value, text]) => [value, text, ""]),
+      ...qualitySorts(runs, state.runs).map(([value, method, measure]) => {
+        const run = state.runs.find((r) => (runs[r].quality || {})[method]);
+        return [value, `${label(run, method)}: ${measure}`, ascending(measure) ? "lowest first" : "highest first"];
+      })];
+    const same = sortSelect.options.length === pairs.length
+      && pairs.every(([v, t], k) => sortSelect.options[k].value === v && sortSelect.options[k].text === t);
+    if (!same) sortSelect.replaceChildren(...pairs.map(([value, text, title]) => el("option", { value, text, title })));
+    if (!pairs.some(([v]) => v === state.sort)) state.sort = "index";
+    sortSelect.value = state.sort;
+  }
+
   return {
     sidebar, toolbar, runBoxes, methodList, sizeSlider, polarity, clipLow, clipHigh, colormap, opacity, mode, hoverBar,
     filterTrue, filterPred, filterShow, sortSelect, filterNote, slider, sliderB, epochLabel, epochLabelB, compare, rowCount,
-    download, showSettings, listMethods,
+    download, showSettings, listMethods, listSorts,
   };
 }

@@ -1,8 +1,8 @@
 // What the dashboard knows about the runs' images, and where it keeps it: image URLs, the decoded
 // inputs and maps in bounded caches (shared by the grid and the detail view, so settings changes
-// recolour without a request and scrolling back costs nothing), one /predictions answer per run and
-// step, and the true labels. Image URLs carry the run's version, so the browser may keep
-// step-addressed answers.
+// recolour without a request and scrolling back costs nothing), one /predictions and one /quality
+// answer per run and step, and the true labels. Image URLs carry the run's version, so the browser
+// may keep step-addressed answers.
 
 import { decodeInput, decodeMap } from "./maps.js";
 import { Missing, base, fetchBlob, getJSON, inputTag, isNumber, mapTag } from "./util.js";
@@ -10,11 +10,11 @@ import { Missing, base, fetchBlob, getJSON, inputTag, isNumber, mapTag } from ".
 // Client caches, bounded so that scrolling through 1,000 rows x 6 methods does not grow memory
 // without bound: at most 3,000 decoded maps and 96 MB of their values (maps.js may keep as much
 // again in sorted copies for the percentiles, dropped with the map), at most 1,500 decoded inputs
-// and 96 MB of their pixels (with their blob URLs, revoked when dropped). A viewport needs a few
-// hundred of each.
+// and 96 MB of their pixels (with their blob URLs, revoked once dropped and shown by no row). A
+// viewport needs a few hundred of each.
 const MAPS_CACHED = 3000, MAP_BYTES = 96 << 20;
 const INPUTS_CACHED = 1500, INPUT_BYTES = 96 << 20;
-const PREDICTIONS_CACHED = 256;  // /predictions answers kept (run x step)
+const PREDICTIONS_CACHED = 256;  // /predictions answers kept (run x step), and as many /quality answers
 
 // Least recently used first out, bounded by entries and by bytes (a value's size is given when set).
 class LRU {
@@ -57,9 +57,18 @@ class LRU {
 
 // The loaders and caches of one /runs answer (`runs`: run -> its info, with imageSet and methodSteps).
 export function createStore(runs) {
-  const inputs = new LRU(INPUTS_CACHED, INPUT_BYTES, (entry) => entry.url && URL.revokeObjectURL(entry.url));
+  // An input's blob URL is revoked once the cache dropped it and no row's <img> shows it (a row
+  // holds the entry from its creation: an input dropped while loading still reaches its row).
+  const revoke = (entry) => {
+    if (entry.dropped && !entry.users && entry.url) {
+      URL.revokeObjectURL(entry.url);
+      entry.url = null;
+    }
+  };
+  const inputs = new LRU(INPUTS_CACHED, INPUT_BYTES, (entry) => { entry.dropped = true; revoke(entry); });
   const maps = new LRU(MAPS_CACHED, MAP_BYTES);  // key -> decoded map, or null when not logged (404)
   const predictions = new LRU(PREDICTIONS_CACHED, Infinity);  // run + step -> {promise, value}
+  const quality = new LRU(PREDICTIONS_CACHED, Infinity);  // run + step -> {promise, value}
 
   function imageURL(run, tag, step) {
     const u = new URL(base("./image"));
@@ -70,18 +79,19 @@ export function createStore(runs) {
     return u.toString();
   }
 
-  // {promise, value (once decoded), url (a blob URL the <img> shows)}; one request per input.
+  // {promise, value (once decoded), url (a blob URL the <img> shows)}; one request per input. A
+  // row that shows entry.url holds the entry (holdInput) until it is disposed (releaseInput).
   function inputFor(run, index) {
     const key = `${run}\n${index}`;
     let entry = inputs.get(key);
     if (!entry) {
-      entry = { value: null, url: null };
+      entry = { value: null, url: null, users: 0, dropped: false };
       entry.promise = (async () => {
         const blob = await fetchBlob(imageURL(run, inputTag(index), runs[run].steps[0] ?? 0));
         entry.value = await decodeInput(blob);
         entry.url = URL.createObjectURL(blob);
         if (inputs.get(key) === entry) inputs.set(key, entry, entry.value.pixels.byteLength);
-        else URL.revokeObjectURL(entry.url);  // evicted while loading
+        else revoke(entry);  // dropped while loading: kept while a row holds it
         return entry;
       })();
       entry.promise.catch(() => { if (inputs.get(key) === entry) inputs.delete(key); });
@@ -107,17 +117,31 @@ export function createStore(runs) {
     }
   }
 
-  function predictionsFor(run, step) {
+  const holdInput = (entry) => { entry.users += 1; };
+  const releaseInput = (entry) => { entry.users -= 1; revoke(entry); };
+
+  // One answer per run and step, {promise, value (once answered; {} when it failed)}; no request
+  // where there is nothing to ask (no step, or a run that logged no quality).
+  function perStep(cache, route, run, step, asked = true) {
     const key = `${run}\n${step}`;
-    let entry = predictions.get(key);
+    let entry = cache.get(key);
     if (!entry) {
-      entry = { value: null };
-      entry.promise = getJSON("./predictions", { run, step }).catch((error) => { console.error(error); return {}; })
-        .then((answer) => (entry.value = answer));
-      predictions.set(key, entry);
+      if (!isNumber(step) || !asked) {
+        entry = { value: {} };
+        entry.promise = Promise.resolve(entry.value);
+      } else {
+        entry = { value: null };
+        entry.promise = getJSON(route, { run, step }).catch((error) => { console.error(error); return {}; })
+          .then((answer) => (entry.value = answer));
+      }
+      cache.set(key, entry);
     }
     return entry;
   }
+  // run's /predictions at step: str(index) -> {predicted, predicted_probability, explained, explained_probability}
+  const predictionsFor = (run, step) => perStep(predictions, "./predictions", run, step);
+  // run's /quality at step: method -> {measure: [value or null per image index]}
+  const qualityFor = (run, step) => perStep(quality, "./quality", run, step, Object.keys(runs[run].quality || {}).length > 0);
 
   // True labels: /runs' image_labels; logs without them (older servers) that logged labels
   // explained the true class, so the explained class stands in for it.
@@ -131,5 +155,5 @@ export function createStore(runs) {
     return null;
   }
 
-  return { inputs, maps, imageURL, inputFor, mapKey, mapFor, predictionsFor, trueLabel };
+  return { inputs, maps, imageURL, inputFor, holdInput, releaseInput, mapKey, mapFor, predictionsFor, qualityFor, trueLabel };
 }

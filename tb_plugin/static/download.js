@@ -3,7 +3,7 @@
 // they are painted now (a cell still loading shows "…", a missing one n/a).
 
 import { CAPTION_LINES, LINE, TOOLBAR } from "./theme.js";
-import { NA, el } from "./util.js";
+import { NA, el, epochText, isNumber } from "./util.js";
 
 // `view`, `stepA`, `stepB`: grid.js's; `colorOf`: a run's colour (theme.js). Resolves to what was
 // drawn: {width, height, rows: image indices}.
@@ -29,7 +29,7 @@ export async function downloadPNG({ view, state, stepA, stepB, colorOf }) {
   ctx.textBaseline = "top";
   ctx.font = `500 14px Roboto, "Helvetica Neue", Arial, sans-serif`;
   ctx.fillStyle = colour("--ki-fg");
-  ctx.fillText(`Explanations, epoch ${stepA() + 1}${state.compare ? ` vs ${stepB() + 1}` : ""}`, gap, 6);
+  ctx.fillText(`Explanations, epoch ${epochText(stepA())}${state.compare ? ` vs ${epochText(stepB())}` : ""}`, gap, 6);
   const fit = (text, w) => {
     if (ctx.measureText(text).width <= w) return text;
     while (text && ctx.measureText(`${text}…`).width > w) text = text.slice(0, -1);
@@ -91,7 +91,7 @@ export async function downloadPNG({ view, state, stepA, stepB, colorOf }) {
   });
   const blob = await new Promise((done) => canvas.toBlob(done, "image/png"));
   const href = URL.createObjectURL(blob);
-  const a = el("a", { href, download: `explanations_epoch_${stepA() + 1}.png` });
+  const a = el("a", { href, download: `explanations_epoch_${isNumber(stepA()) ? stepA() + 1 : "none"}.png` });
   document.body.appendChild(a);
   a.click();
   a.remove();

@@ -23,7 +23,7 @@ const OVERSCAN = 4;          // rows kept beyond each edge of the viewport
 // a method's name as its run logged it; `slider`/`sliderB`: the epoch sliders; `hoverBar`: where the
 // hovered map's colour bar goes.
 export function createGrid({ runs, state, store, label, slider, sliderB, hoverBar }) {
-  const { inputs, maps, imageURL, inputFor, mapKey, predictionsFor, trueLabel } = store;
+  const { inputs, maps, imageURL, inputFor, holdInput, releaseInput, mapKey, predictionsFor, qualityFor, trueLabel } = store;
   const grid = el("table", { id: "grid" });
   const thead = el("thead"), tbody = el("tbody");
   const topSpacer = el("tr", { className: "spacer" }, [el("td")]);
@@ -102,6 +102,7 @@ export function createGrid({ runs, state, store, label, slider, sliderB, hoverBa
     const key = logged ? mapKey(run, method, index, step) : `missing\n${step}`;
     if (cell.want.key === key) return;
     cell.want = { key, run, method, index, step };
+    showQuality(cell);
     if (cell.pending && cell.pending.key !== key) {
       cell.pending.controller.abort();
       cell.pending = null;
@@ -124,6 +125,20 @@ export function createGrid({ runs, state, store, label, slider, sliderB, hoverBa
       show(cell, "loading", step);
       loadCell(cell);
     }
+  }
+
+  // The cell's tooltip: its image's quality measures for its method and epoch, where logged.
+  function showQuality(cell) {
+    const { key, run, method, index, step } = cell.want;
+    const entry = qualityFor(run, step);
+    if (!entry.value) {
+      cell.td.title = "";
+      entry.promise.then(() => { if (!cell.dead && cell.want.key === key) showQuality(cell); });
+      return;
+    }
+    const measures = Object.entries(entry.value[method] || {}).filter(([, values]) => Array.isArray(values));
+    const known = measures.some(([, values]) => isNumber(values[index]));
+    cell.td.title = known ? measures.map(([name, values]) => `${name}: ${isNumber(values[index]) ? formatValue(values[index]) : NA}`).join("\n") : "";
   }
 
   function captionOf(run, index) {
@@ -150,7 +165,7 @@ export function createGrid({ runs, state, store, label, slider, sliderB, hoverBa
 
   function makeRow(index) {
     const tr = el("tr", { className: "image-row", dataset: { index: String(index) } });
-    const row = { index, tr, groups: [], cells: [], dead: false };
+    const row = { index, tr, groups: [], cells: [], held: [], dead: false };
     for (const group of view.groups) {
       const { run } = group, has = runs[run].imageSet.has(index);
       const img = el("img", { className: "input", alt: `input ${index}` });
@@ -166,6 +181,8 @@ export function createGrid({ runs, state, store, label, slider, sliderB, hoverBa
       row.groups.push(g);
       if (has) {
         const entry = inputFor(run, index);
+        holdInput(entry);  // its blob URL stays valid while this row may show it
+        row.held.push(entry);
         const showInput = () => { img.src = entry.url; img.style.display = ""; };
         if (entry.url) showInput();
         else entry.promise.then(() => { if (!row.dead) showInput(); }).catch(() => { if (!row.dead) na.style.display = ""; });
@@ -188,6 +205,8 @@ export function createGrid({ runs, state, store, label, slider, sliderB, hoverBa
 
   function dispose(row) {
     row.dead = true;
+    for (const entry of row.held) releaseInput(entry);
+    row.held = [];
     for (const cell of row.cells) {
       cell.dead = true;
       if (cell.pending) cell.pending.controller.abort();

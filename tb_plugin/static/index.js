@@ -6,10 +6,10 @@
 //   util.js      small helpers: elements, requests, tags
 //   theme.js     the stylesheet, dark mode following TensorBoard's, run colours
 //   state.js     the view state and its encoding in TensorBoard's URL hash
-//   data.js      image URLs, bounded caches of decoded inputs and maps, predictions, true labels
+//   data.js      image URLs, bounded caches of decoded inputs and maps, predictions, quality, true labels
 //   controls.js  the left pane and the toolbar
 //   grid.js      the virtual grid, its cells and their drawing model, the value under the cursor
-//   order.js     the rows' filters and sort
+//   order.js     the rows' filters and sort (by confidence or by a quality measure)
 //   strips.js    the picture strips (class models, ...)
 //   charts.js    the scalars card
 //   download.js  the PNG of the grid as shown
@@ -26,7 +26,7 @@ import { createOrder } from "./order.js";
 import { hostWindow, readState, urlParams, urlSaver } from "./state.js";
 import { createStrips } from "./strips.js";
 import { injectStyle, runColours } from "./theme.js";
-import { NA, el, getJSON, isNumber, oncePerFrame, pictureTag } from "./util.js";
+import { el, epochText, getJSON, isNumber, oncePerFrame, pictureTag, whileShown } from "./util.js";
 
 export async function render() {
   injectStyle();
@@ -74,6 +74,7 @@ export async function render() {
   function build() {
     grid.build();
     controls.listMethods(runs, label, rebuild);
+    controls.listSorts(runs, label);
     strips.build();
     charts.build();
     colours.refresh();
@@ -101,13 +102,13 @@ export async function render() {
     sliderB.disabled = !state.compare;
     sliderB.style.display = epochLabelB.style.display = state.compare ? "" : "none";
     const a = stepA(), b = stepB();
-    epochLabel.textContent = isNumber(a) ? `${a + 1}` : NA;
-    epochLabelB.textContent = state.compare && isNumber(b) ? `${b + 1}` : "";
+    epochLabel.textContent = epochText(a);
+    epochLabelB.textContent = state.compare ? epochText(b) : "";
     for (const group of view.groups) {
-      for (const c of group.columns) c.th.textContent = `${label(group.run, c.method)} @${(c.which === "a" ? a : b) + 1}`;
+      for (const c of group.columns) c.th.textContent = `${label(group.run, c.method)} @${epochText(c.which === "a" ? a : b)}`;
     }
     for (const row of view.rows.values()) for (const cell of row.cells) grid.want(cell, row.index);
-    grid.table.dataset.step = String(a);  // set once the cells want the new step, so tests can wait on it
+    grid.table.dataset.step = isNumber(a) ? String(a) : "none";  // set once the cells want the new step, so tests can wait on it
     strips.update();
     for (const run of state.runs) {
       const entry = store.predictionsFor(run, a);
@@ -139,7 +140,7 @@ export async function render() {
   grid.tbody.addEventListener("click", (event) => {
     const td = event.target.closest && event.target.closest("td.cell");
     const cell = td && grid.cellOf.get(td);
-    if (!cell || !cell.want.run) return;
+    if (!cell || !cell.want.run || !isNumber(cell.want.step)) return;  // no epoch logged: nothing to open
     const { run, method, index, step } = cell.want;
     const info = runs[run];
     const caption = grid.captionOf(run, index);
@@ -218,7 +219,11 @@ export async function render() {
   download.onclick = () => { downloadPNG({ view, state, stepA, stepB, colorOf }).catch((error) => console.error(error)); };
   window.addEventListener("scroll", () => { grid.scheduleRows(); saveURL(); }, { passive: true });
   // Back on this tab, TensorBoard writes a bare `#keras_interp`: put the view back into it.
-  hostWindow().addEventListener("hashchange", saveURL);
+  const host = hostWindow();
+  whileShown(() => {
+    host.addEventListener("hashchange", saveURL);
+    return () => host.removeEventListener("hashchange", saveURL);
+  });
   window.addEventListener("resize", grid.scheduleRows);
 
   // Left/right move the epoch, except where the key edits a control (text, number, select, slider).

@@ -1,14 +1,16 @@
 // The row order: the filters (true class, predicted class, correct or wrong) and the sort
-// (confidence, explained probability) of the grid's rows, from the first checked run's predictions
-// at the chosen epoch. The previous order stays until that epoch's predictions arrive.
+// (confidence, explained probability, a quality measure of one method's maps) of the grid's rows,
+// from the first checked run's predictions and quality at the chosen epoch. The previous order
+// stays until that epoch's answers arrive.
 
+import { ascending, parseQualitySort } from "./state.js";
 import { isNumber, options } from "./util.js";
 
 // `grid`: grid.js's grid (its view, rows and scrolling); `controls`: controls.js's filter selects
 // and row count.
 export function createOrder({ runs, state, store, grid, controls }) {
   const { view, table, stepA, renderRows, scheduleRows, scrollToImage } = grid;
-  const { predictionsFor, trueLabel } = store;
+  const { predictionsFor, qualityFor, trueLabel } = store;
   const { filterTrue, filterPred, rowCount, filterNote } = controls;
 
   function classOptions(select, run, current) {
@@ -30,18 +32,20 @@ export function createOrder({ runs, state, store, grid, controls }) {
     const primary = view.groups.length ? view.groups[0].run : null;
     const f = state.filters;
     const info = primary ? runs[primary] : null;
-    const needs = primary !== null && (f.pred !== "" || f.show !== "all" || state.sort !== "index" || (f.true !== "" && !info.image_labels));
+    const byQuality = parseQualitySort(state.sort);
+    const needsPredictions = primary !== null
+      && (f.pred !== "" || f.show !== "all" || (state.sort !== "index" && !byQuality) || (f.true !== "" && !info.image_labels));
+    const needsQuality = primary !== null && byQuality !== null;
+    const needs = needsPredictions || needsQuality;
     const step = stepA();
-    let answer = null;
-    if (needs) {
-      const entry = predictionsFor(primary, step);
-      if (!entry.value) {
-        const g = view.generation;
-        entry.promise.then(() => { if (g === view.generation) applyOrder(); });
-        return false;  // the previous order stays until this epoch's predictions arrive
-      }
-      answer = entry.value;
+    const entries = [needsPredictions ? predictionsFor(primary, step) : null, needsQuality ? qualityFor(primary, step) : null];
+    const waiting = entries.filter((entry) => entry && !entry.value);
+    if (waiting.length) {
+      const g = view.generation;
+      Promise.all(waiting.map((entry) => entry.promise)).then(() => { if (g === view.generation) applyOrder(); });
+      return false;  // the previous order stays until this epoch's answers arrive
     }
+    const [answer, quality] = entries.map((entry) => (entry ? entry.value : null));
     const p = (i) => (answer && answer[String(i)]) || {};
     let indices = view.images;
     if (f.true !== "") indices = indices.filter((i) => trueLabel(primary, i, answer) === Number(f.true));
@@ -54,10 +58,18 @@ export function createOrder({ runs, state, store, grid, controls }) {
       });
     }
     if (state.sort !== "index") {
-      const field = state.sort.startsWith("conf") ? "predicted_probability" : "explained_probability";
-      const sign = state.sort.endsWith("asc") ? 1 : -1;
+      let value, sign;
+      if (byQuality) {
+        const values = ((quality || {})[byQuality.method] || {})[byQuality.measure] || [];
+        value = (i) => values[i];
+        sign = ascending(byQuality.measure) ? 1 : -1;
+      } else {
+        const field = state.sort.startsWith("conf") ? "predicted_probability" : "explained_probability";
+        value = (i) => p(i)[field];
+        sign = state.sort.endsWith("asc") ? 1 : -1;
+      }
       indices = [...indices].sort((x, y) => {
-        const a = p(x)[field], b = p(y)[field];
+        const a = value(x), b = value(y);
         if (!isNumber(a) || !isNumber(b)) return (isNumber(a) ? -1 : 0) + (isNumber(b) ? 1 : 0) || x - y;  // unknown last
         return sign * (a - b) || x - y;
       });
@@ -67,7 +79,7 @@ export function createOrder({ runs, state, store, grid, controls }) {
     table.dataset.rows = String(indices.length);
     table.dataset.orderStep = needs ? String(step) : "";
     rowCount.textContent = `${indices.length} of ${view.images.length} images`;
-    filterNote.textContent = view.groups.length > 1 ? `Filters and sort use ${primary}'s predictions.` : "";
+    filterNote.textContent = view.groups.length > 1 ? `Filters and sort use ${primary}'s ${byQuality ? "predictions and quality" : "predictions"}.` : "";
     if (primary) {
       classOptions(filterTrue, primary, f.true);
       classOptions(filterPred, primary, f.pred);

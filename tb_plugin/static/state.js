@@ -14,6 +14,29 @@ import { isNumber } from "./util.js";
 export const SORTS = { index: "image index", "conf-desc": "confidence, high first", "conf-asc": "confidence, low first",
   "expl-desc": "explained probability, high first", "expl-asc": "explained probability, low first" };
 
+// Sorts by a quality measure of one method's maps (/runs' `quality`), named `quality/<method>/<measure>`:
+// a method has no "/" (it is one segment of its tags), so the measure is the rest.
+export const qualitySort = (method, measure) => `quality/${method}/${measure}`;
+export function parseQualitySort(sort) {
+  const match = /^quality\/([^/]+)\/(.+)$/.exec(sort || "");
+  return match ? { method: match[1], measure: match[2] } : null;
+}
+// Best first: a lower deletion AUC is the more faithful map; higher is better for the pointing
+// game, the energy share and the insertion AUC (and, by default, for measures added later).
+export const ascending = (measure) => measure === "deletion_auc";
+// The quality sorts the checked runs offer: [[sort, method, measure]], methods sorted, measures in
+// the order they were logged.
+export function qualitySorts(runs, checked) {
+  const seen = new Map();
+  for (const run of checked) {
+    for (const [method, measures] of Object.entries(runs[run].quality || {})) {
+      for (const measure of measures) seen.set(qualitySort(method, measure), [method, measure]);
+    }
+  }
+  return [...seen].map(([sort, [method, measure]]) => [sort, method, measure])
+    .sort((a, b) => (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
+}
+
 export function hostWindow() {
   try {
     if (window.parent !== window && window.parent.location.href) return window.parent;
@@ -67,7 +90,7 @@ export function readState(runs, names) {
     compare: url.has("cmp"),
     hidden: new Set(url.getAll("hide")),
     filters: { true: classParam("true"), pred: classParam("pred"), show: pick(url.get("show"), ["all", "correct", "wrong"], "all") },
-    sort: pick(url.get("sort"), Object.keys(SORTS), "index"),
+    sort: url.get("sort") || "index",  // checked below, against the chosen runs' quality measures
     settings: {
       polarity: pick(url.get("pol"), ["auto", "positive", "negative", "both"], DEFAULT_SETTINGS.polarity),
       clip: [num("lo", DEFAULT_SETTINGS.clip[0], 0, 100), num("hi", DEFAULT_SETTINGS.clip[1], 0, 100)],
@@ -79,6 +102,7 @@ export function readState(runs, names) {
     at: url.has("at") ? num("at", null) : null,
   };
   if (!state.runs.length) state.runs = [names[0]];
+  if (!Object.hasOwn(SORTS, state.sort) && !qualitySorts(runs, state.runs).some(([sort]) => sort === state.sort)) state.sort = "index";
   if (state.settings.clip[0] > state.settings.clip[1]) state.settings.clip.reverse();
   return state;
 }

@@ -3,7 +3,7 @@
 // index, step) picture, loads when in view, and paints only the answer it still wants (an answer
 // it no longer wants is aborted or dropped).
 
-import { NA, el, fetchBlob, pictureTag } from "./util.js";
+import { NA, el, epochText, fetchBlob, isNumber, pictureTag } from "./util.js";
 
 // `stepA`/`stepB`: the chosen epoch and the compare epoch (grid.js).
 export function createStrips({ runs, state, store, stepA, stepB }) {
@@ -104,10 +104,10 @@ export function createStrips({ runs, state, store, stepA, stepB }) {
     for (const s of strip.strips) {
       const step = s.which === "a" ? stepA() : stepB();
       const kind = runs[s.run].pictures[s.kind], logged = kind.steps.includes(step);
-      s.div.dataset.step = String(step);
+      s.div.dataset.step = isNumber(step) ? String(step) : "none";
       s.div.dataset.state = logged ? "shown" : "missing";
-      s.title.textContent = `${kind.title}: epoch ${step + 1}${s.which === "b" ? " (compare)" : ""}`;
-      s.note.textContent = logged ? "" : `${NA}: no ${kind.title} logged at epoch ${step + 1}`;
+      s.title.textContent = `${kind.title}: epoch ${epochText(step)}${s.which === "b" ? " (compare)" : ""}`;
+      s.note.textContent = logged ? "" : `${NA}: no ${kind.title} logged${isNumber(step) ? ` at epoch ${epochText(step)}` : ""}`;
       s.note.style.display = logged ? "none" : "";
       s.row.style.display = logged ? "" : "none";
       const key = String(step);

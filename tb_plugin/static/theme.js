@@ -3,7 +3,7 @@
 // (--ki-*) the other modules and the PNG download read; the theme follows TensorBoard's; runs get
 // TensorBoard's own run colours.
 
-import { el } from "./util.js";
+import { el, whileShown } from "./util.js";
 
 // Layout in pixels, shared with the grid (fixed row heights for the virtual rows) and the PNG.
 export const CAPTION_LINES = 3, LINE = 14, INDEX_LINE = 15, PAD = 4, TOOLBAR = 48;
@@ -107,7 +107,14 @@ function watchTheme(onChange) {
     document.documentElement.dataset.theme = theme;
     onChange(dark);
   };
-  if (body) new MutationObserver(apply).observe(body, { attributes: true, attributeFilter: ["class"] });
+  if (body) {
+    whileShown(() => {
+      const observer = new MutationObserver(apply);
+      observer.observe(body, { attributes: true, attributeFilter: ["class"] });
+      apply();  // the theme may have changed while the page was in the bfcache
+      return () => observer.disconnect();
+    });
+  }
   media.addEventListener("change", apply);
   apply();
 }

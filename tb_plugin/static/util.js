@@ -42,6 +42,17 @@ export const mapTag = (method, i) => `keras_interp/map/${method}/${pad(i)}`;
 export const pictureTag = (kind, i) => `keras_interp/${kind}/${pad(i)}`;  // kinds come from /runs
 export const isNumber = (v) => typeof v === "number" && Number.isFinite(v);
 export const percent = (p) => (isNumber(p) ? `${(100 * p).toFixed(1)}%` : NA);
+// Epochs are labelled step + 1; runs with no logged step have no epoch to name.
+export const epochText = (step) => (isNumber(step) ? String(step + 1) : NA);
+
+// A hook on TensorBoard's window (a listener, an observer) lives as long as this frame is shown:
+// TensorBoard may re-create the plugin's iframe, and each hook left on the parent would keep a dead
+// frame alive and running. attach() installs it and returns what removes it.
+export function whileShown(attach) {
+  let detach = attach();
+  window.addEventListener("pagehide", () => { if (detach) detach(); detach = null; });
+  window.addEventListener("pageshow", (event) => { if (event.persisted && !detach) detach = attach(); });  // back from the bfcache
+}
 
 // fn at most once per animation frame, however many events asked for it in between.
 export function oncePerFrame(fn) {
