@@ -15,9 +15,8 @@ import tensorflow as tf
 import tensorboard
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
-from tensorboard.compat.proto import summary_pb2
 from test_tb_browser import _serve, browser, select_runs, wait_for  # noqa: F401 - fixtures
-from test_tb_plugin import write_class_models
+from test_tb_plugin import legacy_map_metadata, write_class_models
 
 from keras_interp import summary
 
@@ -35,16 +34,6 @@ NAN = float("nan")
 # Per-image quality of the saliency maps per epoch (NaN: unknown); gradcam's are these reversed.
 DELETION = {0: [0.2, 0.4, 0.6, 0.8, 0.1, 0.3], 1: [0.9, 0.4, 0.1, NAN, 0.2, 0.3], 2: [0.5, 0.1, NAN, 0.3, 0.9, 0.2]}
 POINTING = {0: [0, 0, 0, 0, 0, 0], 1: [0, 1, 0, 1, NAN, 0], 2: [1, 0, 1, NAN, 0, 1]}
-
-
-def _legacy_map_metadata(method, index):
-    """A map's metadata as the logger wrote it before metadata version 3 (a grey min-max scaled PNG)."""
-    metadata = summary_pb2.SummaryMetadata()
-    metadata.plugin_data.plugin_name = summary.PLUGIN_NAME
-    metadata.plugin_data.content = json.dumps(
-        {"version": 2, "kind": "map", "method": method, "index": index, "label": method}).encode("utf-8")
-    metadata.data_class = summary_pb2.DATA_CLASS_BLOB_SEQUENCE
-    return metadata
 
 
 def _write(logdir, run, body):
@@ -86,7 +75,7 @@ def server(tmp_path_factory):
         for i in range(2):
             summary.write_input(i, INPUTS[i], 0, label=LABELS[i], class_names=CLASSES)
             tf.summary.write(summary.map_tag("saliency", i), tf.constant([summary.encode_png(RAMP)]), step=0,
-                             metadata=_legacy_map_metadata("saliency", i))
+                             metadata=legacy_map_metadata("saliency", i))
     _write(path, OLD, old)
     yield from _serve(path, "true", "", runs=3)
 

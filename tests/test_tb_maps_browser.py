@@ -13,8 +13,8 @@ import tensorflow as tf
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from tensorboard.compat.proto import summary_pb2
 from test_tb_browser import _serve, browser, wait_for  # noqa: F401 - fixtures
+from test_tb_plugin import legacy_map_metadata
 
 from keras_interp import summary
 
@@ -34,16 +34,6 @@ def class_model(k, epoch):
     return np.full((8, 8, 3), (60 * k + 10, 10 * epoch + 5, 200), np.uint8)
 
 
-def _legacy_metadata(method, index):
-    """A map's metadata as version 2 of the logger wrote it (no encoding: a grey min-max scaled PNG)."""
-    metadata = summary_pb2.SummaryMetadata()
-    metadata.plugin_data.plugin_name = summary.PLUGIN_NAME
-    metadata.plugin_data.content = json.dumps(
-        {"version": 2, "kind": "map", "method": method, "index": index, "label": method}).encode("utf-8")
-    metadata.data_class = summary_pb2.DATA_CLASS_BLOB_SEQUENCE
-    return metadata
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("maps_logs"))
@@ -53,7 +43,7 @@ def server(tmp_path_factory):
         summary.write_map("signed", 0, SIGNED, 0)
         summary.write_map("unsigned", 0, UNSIGNED, 0)
         tf.summary.write(summary.map_tag("legacy", 0), tf.constant([summary.encode_png(LEGACY)]), step=0,
-                         metadata=_legacy_metadata("legacy", 0))
+                         metadata=legacy_map_metadata("legacy", 0))
         for epoch, values in enumerate(FILM):
             summary.write_map("film", 0, values, epoch)
             for k, label in enumerate(("cat", "dog")):

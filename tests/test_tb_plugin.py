@@ -47,6 +47,16 @@ def write_class_models(index_epochs, labels=CLASS_NAMES):
             summary.write_picture("class_model", k, class_model_picture(k, epoch), epoch, label=label)
 
 
+def legacy_map_metadata(method, index):
+    """A map's metadata as the logger wrote it before metadata version 3 (a grey min-max scaled PNG)."""
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = summary.PLUGIN_NAME
+    metadata.plugin_data.content = json.dumps(
+        {"version": 2, "kind": "map", "method": method, "index": index, "label": method}).encode("utf-8")
+    metadata.data_class = summary_pb2.DATA_CLASS_BLOB_SEQUENCE
+    return metadata
+
+
 def write_logs(logdir, runs=("good", HOSTILE), epochs=2, dropped=None, pictures=None):
     """A run per name as the logger writes it: 2 images, saliency + gradcam maps, predictions, scalars.
 

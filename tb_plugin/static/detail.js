@@ -8,20 +8,9 @@
 // the grid; data-step attributes keep the logged step.
 
 import { DEFAULT_SETTINGS, colorBar, formatValue, paint, valueAt } from "./maps.js";
+import { el } from "./util.js";
 
 const BIG = "320px", FRAME = "64px", PICTURE = "96px";
-
-function el(tag, props = {}, children = []) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k === "style") Object.assign(node.style, v);
-    else if (k === "text") node.textContent = v;
-    else if (k === "dataset") Object.assign(node.dataset, v);
-    else node[k] = v;
-  }
-  for (const child of children) node.appendChild(child);
-  return node;
-}
 
 const panelStyle = {
   background: "var(--ki-card, #fff)", color: "var(--ki-fg, #212121)", border: "1px solid var(--ki-border, #ddd)",

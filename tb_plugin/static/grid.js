@@ -15,7 +15,7 @@
 
 import { colorBar, decodeMap, formatValue, paint, valueAt } from "./maps.js";
 import { CAPTION_LINES, INDEX_LINE, LINE, PAD, TOOLBAR } from "./theme.js";
-import { Missing, NA, el, fetchBlob, isNumber, mapTag, oncePerFrame, percent } from "./util.js";
+import { Missing, NA, el, fetchBlob, isNumber, mapTag, oncePerFrame, percent, showState } from "./util.js";
 
 const OVERSCAN = 4;          // rows kept beyond each edge of the viewport
 
@@ -49,12 +49,7 @@ export function createGrid({ runs, state, store, label, slider, sliderB, hoverBa
   const stepB = () => view.steps[Number(sliderB.value)];
 
   function show(cell, status, step) {
-    cell.td.dataset.state = status;
-    cell.canvas.dataset.loaded = status === "loaded" ? "1" : "0";
-    if (status === "loaded") cell.canvas.dataset.step = String(step);
-    cell.canvas.style.display = status === "missing" ? "none" : "";
-    cell.canvas.style.opacity = status === "loading" ? "0.4" : "1";
-    cell.na.style.display = status === "missing" ? "" : "none";
+    showState(cell.td, cell.canvas, cell.na, status, step);
   }
 
   function draw(cell, input, map, step) {

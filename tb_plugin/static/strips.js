@@ -3,7 +3,7 @@
 // index, step) picture, loads when in view, and paints only the answer it still wants (an answer
 // it no longer wants is aborted or dropped).
 
-import { NA, el, epochText, fetchBlob, isNumber, pictureTag } from "./util.js";
+import { NA, el, epochText, fetchBlob, isNumber, pictureTag, showState } from "./util.js";
 
 // `stepA`/`stepB`: the chosen epoch and the compare epoch (grid.js).
 export function createStrips({ runs, state, store, stepA, stepB }) {
@@ -12,12 +12,7 @@ export function createStrips({ runs, state, store, stepA, stepB }) {
   let strip = { items: [], strips: [], observer: null, visible: new Set() };
 
   function showPicture(item, status, step) {
-    item.figure.dataset.state = status;
-    item.img.dataset.loaded = status === "loaded" ? "1" : "0";
-    if (status === "loaded") item.img.dataset.step = String(step);
-    item.img.style.display = status === "missing" ? "none" : "";
-    item.img.style.opacity = status === "loading" ? "0.4" : "1";
-    item.na.style.display = status === "missing" ? "" : "none";
+    showState(item.figure, item.img, item.na, status, step);
   }
 
   async function loadPicture(item) {

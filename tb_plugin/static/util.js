@@ -17,6 +17,17 @@ export function el(tag, props = {}, children = []) {
   return node;
 }
 
+// A grid cell or strip picture shows "loaded", "loading" (the previous picture dimmed) or
+// "missing" (n/a): `box` carries the state, `picture` the drawn step, `na` the n/a text.
+export function showState(box, picture, na, status, step) {
+  box.dataset.state = status;
+  picture.dataset.loaded = status === "loaded" ? "1" : "0";
+  if (status === "loaded") picture.dataset.step = String(step);
+  picture.style.display = status === "missing" ? "none" : "";
+  picture.style.opacity = status === "loading" ? "0.4" : "1";
+  na.style.display = status === "missing" ? "" : "none";
+}
+
 export const options = (pairs) => pairs.map(([value, text]) => el("option", { value, text }));
 
 export async function getJSON(path, params) {
