@@ -12,7 +12,7 @@ from keras_interp import metrics, summary
 from keras_interp.explainers.base import Explainer, check_images, check_inputs, choose_input
 from keras_interp.explainers.cam import CAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
 from keras_interp.explainers.deconv import Deconvnet, GuidedBackprop
-from keras_interp.explainers.gradients import IntegratedGradients, Saliency, SmoothGrad
+from keras_interp.explainers.gradients import IntegratedGradients, Saliency, SmoothGrad, sum_over_channels
 from keras_interp.explainers.occlusion import Occlusion
 from keras_interp.targets import Scorer
 from keras_interp.visualize.class_model import ClassModelVisualization, _indices
@@ -51,12 +51,21 @@ def _factory(cls, drawn=False, seeded=False, **settings):
     return make
 
 
+class _SignedIntegratedGradients(IntegratedGradients):
+    """The logger's Integrated Gradients map keeps its sign (the channel sum of the attribution,
+    which still sums to the score's change from the baseline), so the dashboard can show the
+    evidence for the class and against it; `IntegratedGradients.explain` is |that sum|."""
+
+    reduce = staticmethod(sum_over_channels)
+    signed = True
+
+
 # Method name -> factory(model, seed, output=None, input=None) -> explainer. A new method is one
 # more entry.
 METHODS = {
     "saliency": _factory(Saliency),
     "smoothgrad": _factory(SmoothGrad, seeded=True),
-    "integrated_gradients": _factory(IntegratedGradients),
+    "integrated_gradients": _factory(_SignedIntegratedGradients),
     "occlusion": _factory(Occlusion, drawn=True),
     "cam": _cam_or_gradcam,
     "gradcam": _factory(GradCAM, drawn=True),
@@ -482,8 +491,11 @@ class ExplanationLogger(keras.callbacks.Callback):
 
     def _write_method(self, name, maps, step):
         label = self._labels_of.get(name)
+        explainer = self._explainers.get(name)
+        signed, clip = getattr(explainer, "signed", None), getattr(explainer, "display_clip", None)
         self._guarded(f"writing the {name!r} maps", lambda: [
-            summary.write_map(name, i, render.flat_map(map_), step, label=label) for i, map_ in enumerate(maps)
+            summary.write_map(name, i, render.flat_map(map_), step, label=label, signed=signed, clip=clip)
+            for i, map_ in enumerate(maps)
         ])
         # Per-image values of each quality measure; the scalar of the epoch is their mean.
         measures = []

@@ -20,7 +20,8 @@ The metadata content (JSON) of each tag holds `kind` and `index`; inputs add the
 "Grad-CAM (cam fallback: no GAP head)"); predictions add `fields`, the names of the vector's
 entries. Older logs (metadata version 1) hold 3 values with fields ["predicted_class",
 "confidence", "explained_class"], "confidence" being the explained class's probability, and maps
-without a label; the plugin reads both. Maps of metadata version 3 add `encoding` ("rg16"); older
+without a label; the plugin reads both. Maps also hold `signed` (whether the method's maps can be
+negative) and `clip` (its default percentile clip), or null where unknown. Maps of metadata version 3 add `encoding` ("rg16"); older
 ones are grey PNGs of the min-max scaled map without its range (`decode_map` reads both, the
 dashboard too). Pictures add `label` (e.g. the class name) and `title`
 (the kind's display name, from PICTURE_KINDS). A new kind of picture is one entry in
@@ -170,11 +171,13 @@ def decode_map(png):
     return info["lo"] + (rgb[..., 0] * 256 + rgb[..., 1]) / _LEVELS * (info["hi"] - info["lo"])
 
 
-def write_map(method, index, map_, step, label=None):
+def write_map(method, index, map_, step, label=None, signed=None, clip=None):
     """A raw (H, W) map as a PNG holding its real values (`encode_map`; `decode_map` reads it back).
 
     `label` is the display name of the method's column in the dashboard (None: the method name).
-    Non-finite maps raise a ValueError: they have no meaningful picture.
+    `signed` says whether the method's maps can be negative and `clip` its default (low, high)
+    percentile clip (an explainer's `signed` and `display_clip`); None leaves the viewer to judge
+    from each map. Non-finite maps raise a ValueError: they have no meaningful picture.
     """
     values = np.asarray(map_, dtype=np.float64)
     if values.ndim != 2 or values.size == 0:
@@ -185,8 +188,13 @@ def write_map(method, index, map_, step, label=None):
             f"write_map: the {method!r} map of image {index} has {int((~finite).sum())} non-finite values "
             f"(NaN or inf) of {values.size}; only finite maps can be written."
         )
+    if clip is not None:
+        clip = [float(c) for c in clip]
+        if len(clip) != 2 or not 0 <= clip[0] < clip[1] <= 100:
+            raise ValueError(f"clip must be two percentiles 0 <= low < high <= 100; received {clip!r}.")
     meta = _metadata("map", summary_pb2.DATA_CLASS_BLOB_SEQUENCE, method=method, index=_index(index),
-                     label=str(method) if label is None else str(label), encoding=MAP_ENCODING)
+                     label=str(method) if label is None else str(label), encoding=MAP_ENCODING,
+                     signed=None if signed is None else bool(signed), clip=clip)
     tf.summary.write(map_tag(method, index), tf.constant([encode_map(values)]), step=step, metadata=meta)
 
 

@@ -9,7 +9,8 @@ Routes (all JSON is strict: non-finite numbers are sent as null):
 
 - /index.js and every other module in static/ (/maps.js, /detail.js): the frontend.
 - /runs: per run with maps or pictures, the image indices, methods, `labels` (method -> column
-  name from the map tags' metadata), `image_labels` (str(index) -> the true class or null),
+  name from the map tags' metadata), `signed` (method -> whether its maps can be negative, null
+  when unknown), `clip` (method -> its default percentile clip [low, high], or null), `image_labels` (str(index) -> the true class or null),
   `version` (the run's first write time: changes when the run is written again), `steps` (the union of the steps of every method and picture
   kind), `method_steps` (method -> its steps), `class_names`, `labeled` (whether true labels were
   logged) and `pictures`: kind -> {title (its display name), indices, labels (str(index) -> caption,
@@ -127,6 +128,18 @@ def _content(meta):
     except (ValueError, UnicodeDecodeError):
         return {}
     return content if isinstance(content, dict) else {}
+
+
+def _signed(value):
+    return value if isinstance(value, bool) else None
+
+
+def _clip(value):
+    """A map's default percentile clip [low, high] from its metadata, or None."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        return None
+    low, high = (_finite(v) for v in value)
+    return [low, high] if low is not None and high is not None and 0 <= low < high <= 100 else None
 
 
 def _class(value):
@@ -253,7 +266,7 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
         result = {}
         for run, tags in self._blob_series(request).items():
             images, class_names, labeled, image_labels = set(), [], False, {}
-            method_tags, labels = {}, {}  # method -> {index: tag}; method -> display label
+            method_tags, labels, reading = {}, {}, {}  # method -> {index: tag}; -> display label; -> (signed, clip)
             picture_tags, pictures = {}, {}  # kind -> {index: tag}; kind -> {"title", "labels"}
             for tag, meta in tags.items():
                 if match := INPUT_TAG.match(tag):
@@ -265,9 +278,12 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
                 elif match := MAP_TAG.match(tag):
                     method, index = match.group(1), int(match.group(2))
                     method_tags.setdefault(method, {})[index] = tag
-                    label = _content(meta).get("label")
+                    content = _content(meta)
+                    label = content.get("label")
                     if isinstance(label, str) and label and method not in labels:
                         labels[method] = label
+                    if method not in reading:
+                        reading[method] = (_signed(content.get("signed")), _clip(content.get("clip")))
                 elif match := PICTURE_TAG.match(tag):
                     kind, index = match.group(1), int(match.group(2))
                     picture_tags.setdefault(kind, {})[index] = tag
@@ -295,6 +311,8 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
                 "images": sorted(images),
                 "methods": methods,
                 "labels": {method: labels.get(method, method) for method in methods},
+                "signed": {method: reading.get(method, (None, None))[0] for method in methods},
+                "clip": {method: reading.get(method, (None, None))[1] for method in methods},
                 "steps": sorted(set().union(*steps.values())),
                 "method_steps": method_steps,
                 "class_names": class_names,

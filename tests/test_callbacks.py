@@ -371,7 +371,7 @@ def test_failures_outside_explain_are_skipped(tmp_path, monkeypatch, broken):
         raise RuntimeError(f"{broken} broke")
 
     if broken == "metrics":
-        monkeypatch.setattr(callbacks.metrics, "pointing_game", boom)
+        monkeypatch.setattr(callbacks.metrics, "pointing_hits", boom)
     elif broken == "rendering":
         monkeypatch.setattr(callbacks.render, "overlay", boom)
     else:
@@ -581,3 +581,25 @@ def test_several_inputs_log_the_chosen_input_and_output(tmp_path):
     with pytest.raises(ValueError, match=r"has 2 outputs \['cls', 'aux'\]; pass output="):
         model.fit([images, vectors], [rng.integers(0, 3, 6), rng.integers(0, 2, 6)], epochs=1, verbose=0,
                   callbacks=[ki.ExplanationLogger((images[:2], vectors[:2]), tmp_path, methods=("saliency",))])
+
+
+def test_logged_maps_say_how_to_read_them_and_integrated_gradients_keeps_its_sign(tmp_path):
+    model = tiny_cnn()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y, _ = _data()
+    logger = ki.ExplanationLogger(x[:3], tmp_path, methods=("integrated_gradients", "gradcam", "occlusion", "saliency"),
+                                  labels=y[:3], overlays=False)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[logger])
+    events = _events(str(tmp_path))
+    content = {m: json.loads(events[summary.map_tag(m, 0)][0][1].metadata.plugin_data.content)
+               for m in ("integrated_gradients", "gradcam", "occlusion", "saliency")}
+    assert {m: (c["signed"], c["clip"]) for m, c in content.items()} == {
+        "integrated_gradients": (True, [62.0, 99.9]), "gradcam": (False, [0.0, 99.9]),
+        "occlusion": (True, [0.0, 99.9]), "saliency": (False, [62.0, 99.9])}
+    # IG's logged map is the signed channel sum of its attribution (completeness holds for it).
+    attribution = ki.IntegratedGradients(model).attribute(x[:3], target=y[:3])
+    for i in range(3):
+        logged = summary.decode_map(tf.make_ndarray(events[summary.map_tag("integrated_gradients", i)][0][1].tensor)[0])
+        want = attribution[i].sum(axis=-1)
+        np.testing.assert_allclose(logged, want, atol=2e-4 * (want.max() - want.min()) + 1e-7)
+    assert logged.min() < 0 < logged.max()

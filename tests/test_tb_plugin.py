@@ -18,6 +18,7 @@ from tensorboard.backend.event_processing import data_provider, plugin_event_mul
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins import base_plugin
 
+import keras_interp as ki
 from keras_interp import summary
 from tb_plugin import plugin as tb
 
@@ -132,6 +133,7 @@ def test_runs_lists_images_methods_labels_steps_and_names(client):
                         "labels": {"gradcam": "Grad-CAM (cam fallback: no GAP head)", "saliency": "saliency"},
                         "steps": [0, 1], "method_steps": {"gradcam": [0, 1], "saliency": [0, 1]},
                         "class_names": CLASS_NAMES, "labeled": True, "quality": {},
+                        "signed": {"gradcam": None, "saliency": None}, "clip": {"gradcam": None, "saliency": None},
                         "pictures": {"class_model": {"title": "class models", "indices": [0, 1, 2],
                                                      "labels": {"0": "a", "1": "b", "2": HOSTILE}, "steps": [0, 1]}}}
 
@@ -166,7 +168,7 @@ def test_runs_lists_a_run_with_pictures_only_and_steps_are_the_union_with_the_ma
     assert runs["only/explanations"].pop("version") != "0"
     assert runs["only/explanations"] == {
         "images": [], "methods": [], "labels": {}, "steps": [1, 3], "method_steps": {}, "class_names": [],
-        "labeled": False, "image_labels": {}, "quality": {}, "pictures": {"class_model": {"title": "class models", "indices": [0, 1, 2],
+        "labeled": False, "image_labels": {}, "quality": {}, "signed": {}, "clip": {}, "pictures": {"class_model": {"title": "class models", "indices": [0, 1, 2],
                                                        "labels": {"0": "cat", "1": "dog", "2": "2"}, "steps": [1, 3]}},
     }
     mixed = runs["mixed/explanations"]
@@ -641,6 +643,39 @@ def test_quality_per_image_is_listed_and_served_per_step_as_strict_json(tmp_path
         summary.write_quality("gradcam", {"energy": [1.0], "pointing_game": [1.0, 0.0]}, 0)
     with pytest.raises(ValueError):
         summary.picture_tag("quality", 0)  # a picture kind may not take the quality family's name
+
+
+def test_how_to_read_each_method_reaches_runs_from_the_first_map_and_bad_values_are_refused(tmp_path):
+    writer = tf.summary.create_file_writer(os.path.join(str(tmp_path), "r", summary.SUBDIR))
+    with writer.as_default():
+        summary.write_map("occlusion", 0, np.eye(3), 0, signed=True, clip=(0, 99.9))
+        summary.write_map("saliency", 0, np.eye(3), 0, signed=False, clip=[62, 99.9])
+        summary.write_map("custom", 0, np.eye(3), 0)
+        for bad in ((50, 10), (0, 101), (1, 2, 3)):
+            with pytest.raises(ValueError, match="clip must be two percentiles"):
+                summary.write_map("saliency", 1, np.eye(3), 0, clip=bad)
+    writer.close()
+    info = strict_json(get(make_client(str(tmp_path)), "runs"))["runs"]["r/explanations"]
+    assert info["signed"] == {"custom": None, "occlusion": True, "saliency": False}
+    assert info["clip"] == {"custom": None, "occlusion": [0, 99.9], "saliency": [62, 99.9]}
+
+
+def test_explainers_declare_how_their_maps_read():
+    from conftest import tiny_cnn
+
+    model = tiny_cnn()
+    assert ki.CAM(model).signed and ki.Occlusion(model).signed and ki.GradCAM(model, relu=False).signed
+    for explainer in (ki.Saliency(model), ki.SmoothGrad(model), ki.IntegratedGradients(model), ki.GradCAM(model),
+                      ki.GradCAMPlusPlus(model), ki.LayerCAM(model), ki.ScoreCAM(model), ki.Deconvnet(model),
+                      ki.GuidedBackprop(model)):
+        assert not explainer.signed, type(explainer).__name__
+    assert ki.CAM(model).display_clip == ki.Occlusion(model).display_clip == ki.ScoreCAM(model).display_clip == (0.0, 99.9)
+    assert ki.Saliency(model).display_clip == ki.IntegratedGradients(model).display_clip == (62.0, 99.9)
+    # What an unsigned declaration promises: a ReLU'd or absolute map is never negative.
+    x = np.random.default_rng(0).normal(size=(3, 12, 12, 3)).astype("float32")
+    for explainer in (ki.Saliency(model), ki.GradCAM(model), ki.ScoreCAM(model), ki.IntegratedGradients(model)):
+        assert explainer.explain(x).min() >= 0, type(explainer).__name__
+    assert ki.GradCAM(model, relu=False).explain(x).min() < 0 and ki.CAM(model).explain(x).min() < 0
 
 
 def test_the_run_version_changes_when_the_run_is_written_again(tmp_path):

@@ -360,6 +360,12 @@ class Explainer:
     """
 
     xla_changes_draws = False
+    # How a viewer should read this explainer's maps (the logger writes both next to each map):
+    # whether they can be negative (a viewer then draws both signs, diverging around zero), and
+    # the default percentile clip of their magnitude: pixel attributions hide the weakest 62%
+    # (Vertex AI's default), region maps (CAM family, occlusion) keep every nonzero cell.
+    signed = False
+    display_clip = (62.0, 99.9)
 
     def __init__(self, model, batch_size=128, output=None, jit_compile=None):
         if not isinstance(batch_size, int) or batch_size < 1:

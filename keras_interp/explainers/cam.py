@@ -64,6 +64,8 @@ class _FeatureMapExplainer(Explainer):
     the output (see keras_interp.graph.last_spatial_site). `self.layer` is the chosen path.
     """
 
+    display_clip = (0.0, 99.9)  # coarse regions: a pixel-attribution cut would hide most of them
+
     def __init__(self, model, layer=None, batch_size=128, output=None, input=None, jit_compile=None):
         super().__init__(model, batch_size=batch_size, output=output, jit_compile=jit_compile)
         # The input the maps are drawn on (and Score-CAM masks): with several inputs, `input=`
@@ -159,6 +161,10 @@ class GradCAM(_FeatureMapExplainer):
     def __init__(self, model, layer=None, relu=True, batch_size=128, output=None, input=None, jit_compile=None):
         super().__init__(model, layer, batch_size=batch_size, output=output, input=input, jit_compile=jit_compile)
         self.relu = bool(relu)
+
+    @property
+    def signed(self):
+        return not self.relu
 
     def _trace_key(self):
         return super()._trace_key() + (self.relu,)
@@ -264,6 +270,8 @@ class CAM(_FeatureMapExplainer):
     Example:
         >>> maps = ki.CAM(model).explain(images)                # (B, H, W)
     """
+
+    signed = True  # the class's weighted feature sum, negative where features vote against it
 
     def __init__(self, model, output=None, input=None, jit_compile=None):
         # The scorer checks the model (a keras.Model, built) before the head is looked for.

@@ -21,6 +21,12 @@ def max_abs_over_channels(attributions):
     return tf.reduce_max(tf.abs(attributions), axis=-1)
 
 
+def sum_over_channels(attributions):
+    """The signed channel sum: for Integrated Gradients the map then still sums to the score's
+    change from the baseline (completeness), and shows evidence against the class as negative."""
+    return tf.reduce_sum(attributions, axis=-1)
+
+
 def _map(fn, x, *rest):
     """fn over one input or each of a tuple of inputs (with the matching entries of `rest`)."""
     if isinstance(x, (tuple, list)):

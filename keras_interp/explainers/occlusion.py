@@ -76,6 +76,9 @@ class Occlusion(Explainer):
         >>> maps = ki.Occlusion(model, patch_size=8, stride=4).explain(images)   # (B, H, W)
     """
 
+    signed = True  # occluding a region can raise the score
+    display_clip = (0.0, 99.9)
+
     def __init__(self, model, patch_size=8, stride=4, baseline=0.0, batch_size=256, output=None, input=None,
                  jit_compile=None):
         super().__init__(model, batch_size=batch_size, output=output, jit_compile=jit_compile)
