@@ -6,6 +6,8 @@ import json
 import math
 import os
 import re
+import time
+import urllib.parse
 import urllib.request
 import zipfile
 
@@ -27,6 +29,7 @@ LABELS = [0, 1, 2, 0, 1, None]  # true classes of images 0-5 (image 5: unknown)
 PREDICTED = [0, 2, 2, 1, 1, 0]
 CONFIDENCE = [0.9, 0.3, 0.6, 0.5, 0.8, 0.7]
 ALPHA, BETA, OLD = (f"{name}/{summary.SUBDIR}" for name in ("alpha", "beta", "old"))
+GAMMA, LIVE = (f"{name}/{summary.SUBDIR}" for name in ("gamma", "live"))
 rng = np.random.default_rng(0)
 INPUTS = rng.integers(0, 256, size=(len(LABELS), SIZE, SIZE, 3), dtype=np.uint8)
 RAMP = np.arange(SIZE, dtype=np.uint8)[None, :].repeat(SIZE, axis=0) * 23  # old map: 0 at the left, 253 at the right
@@ -41,6 +44,36 @@ def _write(logdir, run, body):
     with writer.as_default():
         body()
     writer.close()
+
+
+# Run "gamma": maps of methods that declare their sign and default clip, over black inputs (a drawn
+# pixel is the colour itself). CAM: a relu'd map with zeros; occlusion, declared signed: image 0's
+# minimum is exactly 0, image 1 has negative values; saliency: positive everywhere.
+_relu = np.maximum(rng.normal(size=(2, SIZE, SIZE)), 0)
+_occlusion = rng.uniform(0, 1, size=(2, SIZE, SIZE))
+_occlusion[0] -= _occlusion[0].min()
+_occlusion[1] -= 0.4
+DECLARED = {  # method -> (signed, clip, maps of images 0 and 1)
+    "gradcam": (False, [0, 99.9], _relu),
+    "occlusion": (True, [0, 99.9], _occlusion),
+    "saliency": (False, [62, 99.9], rng.uniform(0.1, 1, size=(2, SIZE, SIZE))),
+}
+
+
+def _declared_run():
+    for i in range(2):
+        summary.write_input(i, np.zeros((SIZE, SIZE, 3), np.uint8), 0, label=0, class_names=CLASSES)
+        for method, (signed, clip, maps) in DECLARED.items():
+            summary.write_map(method, i, maps[i], 0, signed=signed, clip=clip)
+
+
+LIVE_MAPS = rng.normal(size=(6, SIZE, SIZE))
+
+
+def _live_epoch(epoch):
+    if epoch == 0:
+        summary.write_input(0, INPUTS[0], 0, label=0, class_names=CLASSES)
+    summary.write_map("saliency", 0, LIVE_MAPS[epoch], epoch)
 
 
 def _analysis_run(predicted_last, confidence_last):
@@ -77,7 +110,11 @@ def server(tmp_path_factory):
             tf.summary.write(summary.map_tag("saliency", i), tf.constant([summary.encode_png(RAMP)]), step=0,
                              metadata=legacy_map_metadata("saliency", i))
     _write(path, OLD, old)
-    yield from _serve(path, "true", "", runs=3)
+    _write(path, GAMMA, _declared_run)
+    _write(path, LIVE, lambda: [_live_epoch(e) for e in range(2)])
+    for url in _serve(path, "true", "", runs=5):
+        url.logdir = path
+        yield url
 
 
 BIG_IMAGES = 1000
@@ -286,9 +323,10 @@ def test_arrow_keys_move_the_epoch_except_in_a_control(server, browser):  # noqa
         state = wait_for(lambda: (s := grid_state(browser))["step"] == "1" and s["loaded"] == 12 and s, what="epoch 2 again")
         assert browser.execute_script("return document.getElementById('epoch-label').textContent") == "2"
         # In a slider of the settings, arrows move that slider, not the epoch.
-        browser.execute_script("document.getElementById('clip-low').focus()")
+        low = float(browser.execute_script("const e = document.getElementById('clip-low'); e.focus(); return e.value"))
         ActionChains(browser).send_keys(Keys.ARROW_RIGHT).perform()
-        wait_for(lambda: browser.execute_script("return document.getElementById('clip-low').value") == "62.1", what="clip-low")
+        wait_for(lambda: float(browser.execute_script("return document.getElementById('clip-low').value")) == round(low + 0.1, 1),
+                 what="clip-low")
         assert grid_state(browser)["step"] == state["step"] == "1"
     finally:
         browser.switch_to.default_content()
@@ -326,19 +364,21 @@ def test_a_deep_link_restores_the_view(server, browser):  # noqa: F811
                                          ("colormap", "viridis", "change"), ("opacity", 0.7, "input"), ("mode", "outline", "change"),
                                          ("size", 96, "input")):
             choose(browser, element_id, value, event)
+        browser.execute_script("document.getElementById('charts-details').open = false")  # the Scalars card closed
         before = controls(browser)
         assert before["runs"] == [ALPHA, BETA] and before["settings"][-1] == "96" and before["boxWidth"] == 96
         # At epoch 2 every image was predicted cat: the wrong ones are those whose class is not cat.
         wrong = [i for i, label in enumerate(LABELS) if label not in (None, 0)]
         wait_for(lambda: (s := grid_state(browser))["rows"] == wrong and s["orderStep"] == "1", what="the filtered rows")
         browser.switch_to.default_content()
-        link = wait_for(lambda: (u := browser.current_url) and "size%3D96" in u and u, what="the view in the URL")
+        link = wait_for(lambda: (u := browser.current_url) and "size%3D96" in u and "scalars%3D0" in u and u, what="the view in the URL")
         assert link.split("#")[1].startswith("keras_interp&ki=")
 
         open_dashboard(browser, server, fragment="#" + link.split("#", 1)[1], query="?" + link.split("?", 1)[1].split("#")[0])
         state = wait_for(lambda: (s := grid_state(browser))["rows"] == wrong and s["orderStep"] == "1"
                          and s["loaded"] == 4 * len(wrong) and s, what="the restored view")
         assert controls(browser) == before
+        assert browser.execute_script("return document.getElementById('charts-details').open") is False
         assert state["groups"] == [ALPHA, BETA] and state["columns"] == ["input", "saliency @2", "saliency @1"] * 2
         assert before["epoch"] == "2" and before["epochB"] == "1" and before["compare"]
         assert before["methods"] == [["gradcam", False], ["saliency", True]]
@@ -457,6 +497,10 @@ def test_clicking_a_cell_opens_the_detail_view_with_a_filmstrip_and_class_models
         assert detail["frames"] == [str(s) for s in range(EPOCHS)]
         assert detail["pictures"] == [f"keras_interp/class_model/{k:03d}@2" for k in range(3)]
         assert detail["caption"] == "predicted bird (30.0%), explaining dog (70.0%)"
+        # The caption follows the epoch selected in the view: at epoch 1 every image was predicted cat at 50%.
+        browser.find_element("css selector", '#detail .frame[data-step="0"]').click()
+        wait_for(lambda: browser.execute_script("return document.getElementById('detail-caption').textContent")
+                 == "predicted cat (50.0%), explaining dog (50.0%)", what="epoch 1's caption")
         ActionChains(browser).send_keys(Keys.ESCAPE).perform()
         wait_for(lambda: browser.execute_script("return !document.getElementById('detail')"), what="the view to close")
     finally:
@@ -475,6 +519,9 @@ def test_download_png_draws_the_rows_in_view(server, browser):  # noqa: F811
             "document.getElementById('download').click();")
         name, href = wait_for(lambda: browser.execute_script("return window.__downloads[0]"), what="the download")
         assert name == "explanations_epoch_3.png"
+        # The line under the title says how the picture was drawn.
+        line = wait_for(lambda: browser.execute_script("return document.getElementById('download').dataset.settings"), what="the settings")
+        assert line == "epoch 3 · polarity auto · clip per method · colormap jet · heat (opacity 0.5) · filters: none"
         picture = browser.execute_async_script(
             """
             const done = arguments[arguments.length - 1], blob = window.__blobs.get(arguments[0]);
@@ -554,3 +601,153 @@ def test_a_thousand_images_scroll_to_the_bottom_with_few_rows_in_the_dom(big_ser
                  what="the bottom rows in a new page")
     finally:
         browser.switch_to.default_content()
+
+
+CELL_PIXELS = """
+return [...document.querySelectorAll('tr.image-row')].map((row) => [...row.querySelectorAll('td.cell')].map((td) => {
+  const c = td.querySelector('canvas');
+  return [td.dataset.state, [...c.getContext('2d').getImageData(0, 0, c.width, c.height).data]];
+}));
+"""
+
+
+def painted(flat):
+    """RGB of a cell painted over a black input, and the mask of the pixels drawn."""
+    rgb = np.asarray(flat, np.int64).reshape(SIZE, SIZE, 4)[..., :3]
+    return rgb, rgb.any(axis=-1)
+
+
+def parent_ki(driver):
+    hash_ = driver.execute_script("return window.parent.location.hash")
+    part = next((p for p in hash_.lstrip("#").split("&") if p.startswith("ki=")), "ki=")
+    return urllib.parse.parse_qs(urllib.parse.unquote(part[3:]))
+
+
+def test_each_method_draws_with_its_own_polarity_and_clip(server, browser):  # noqa: F811
+    open_dashboard(browser, server)
+    try:
+        select_runs(browser, [GAMMA])
+        wait_for(lambda: (s := grid_state(browser))["loaded"] == 6 and s["columns"] == ["input", "gradcam @1", "occlusion @1", "saliency @1"],
+                 what="the declared run")
+        rows = browser.execute_script(CELL_PIXELS)
+        for i in range(2):
+            cam, occlusion, saliency = (painted(cell[1]) for cell in rows[i])
+            relu, occ, sal = (DECLARED[m][2][i] for m in ("gradcam", "occlusion", "saliency"))
+            # CAM: its default clip [0, 99.9] draws every nonzero pixel; saliency's [62, 99.9] about 38%.
+            np.testing.assert_array_equal(cam[1], relu > 0)
+            assert abs(int(saliency[1].sum()) - int((sal > np.percentile(sal, 62)).sum())) <= 1 and 0.3 < saliency[1].mean() < 0.45
+            # Occlusion is declared signed: diverging on both images, image 0 (minimum exactly 0) included.
+            rgb, mask = occlusion
+            positive, negative = rgb[mask & (occ > 0)], rgb[mask & (occ < 0)]
+            assert len(positive) and (positive[:, 0] > positive[:, 1]).all() and (positive[:, 0] > positive[:, 2]).all(), f"image {i}: red"
+            assert (negative[:, 2] > negative[:, 0]).all() and len(negative) == (i == 1) * len(negative)
+        mode = lambda: browser.execute_script(
+            "return [document.getElementById('clip-mode').textContent, document.getElementById('clip-low').value,"
+            " document.getElementById('clip-high').value, document.getElementById('clip-reset').disabled]")
+        assert mode() == ["clip: per method (each its default) ", "0", "99.9", True]  # the first column's (gradcam's)
+        browser.switch_to.default_content()
+        assert "lo%3D" not in browser.current_url
+        browser.switch_to.frame(browser.find_elements("css selector", "iframe")[0])
+        # Moving a handle: one clip for all columns, in the URL; reset: each method's own again.
+        choose(browser, "clip-low", 62, "input")
+        cams = lambda: [painted(row[0][1])[1].sum() for row in browser.execute_script(CELL_PIXELS)]
+        expected = [int((DECLARED["gradcam"][2][i] > np.percentile(DECLARED["gradcam"][2][i], 62)).sum()) for i in range(2)]
+        wait_for(lambda: all(abs(a - b) <= 1 for a, b in zip(cams(), expected)), what="gradcam clipped at 62")
+        assert mode()[0] == "clip: all methods " and mode()[3] is False
+        wait_for(lambda: parent_ki(browser).get("lo") == ["62"] and parent_ki(browser).get("hi") == ["99.9"], what="the clip in the URL")
+        # The detail view draws as its cell does.
+        browser.find_element("css selector", 'tr.image-row[data-index="0"] td.cell').click()
+        detail = wait_for(lambda: browser.execute_script(
+            "const d = document.getElementById('detail'), c = document.getElementById('detail-overlay');"
+            "return d && d.dataset.state === 'loaded' && [...c.getContext('2d').getImageData(0, 0, c.width, c.height).data];"),
+            what="the detail view")
+        assert detail == browser.execute_script(CELL_PIXELS)[0][0][1]
+        browser.execute_script("document.getElementById('clip-reset').click()")
+        wait_for(lambda: cams() == [int((DECLARED["gradcam"][2][i] > 0).sum()) for i in range(2)], what="per method again")
+        wait_for(lambda: browser.execute_script(
+            "const c = document.getElementById('detail-overlay'); return [...c.getContext('2d').getImageData(0, 0, c.width, c.height).data];")
+            == browser.execute_script(CELL_PIXELS)[0][0][1], what="the detail view per method again")
+        wait_for(lambda: "lo" not in parent_ki(browser), what="no clip in the URL")
+        ActionChains(browser).send_keys(Keys.ESCAPE).perform()
+    finally:
+        browser.switch_to.default_content()
+
+
+def test_new_epochs_appear_in_an_open_page(server, browser):  # noqa: F811
+    script = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": "window.__kiPoll = 300;"})["identifier"]
+    try:
+        open_dashboard(browser, server)
+        select_runs(browser, [LIVE])
+        wait_for(lambda: (s := grid_state(browser))["step"] == "1" and s["loaded"] == 1, what="the live run at its last epoch")
+        _write(server.logdir, LIVE, lambda: _live_epoch(2))
+        # The slider was on the last epoch: it follows the new one, and the link does not pin it.
+        wait_for(lambda: (s := grid_state(browser))["step"] == "2" and s["loaded"] == 1 and browser.execute_script(
+            "return document.querySelector('td.cell canvas').dataset.step") == "2", timeout=30, what="epoch 3 in the open page")
+        assert browser.execute_script("return document.getElementById('epoch-label').textContent") == "3"
+        wait_for(lambda: parent_ki(browser).get("run") == [LIVE], what="the URL")
+        assert "step" not in parent_ki(browser)
+        # Not on the last epoch: the slider stays where it is, and the link keeps the epoch.
+        choose(browser, "epoch", 0, "input")
+        wait_for(lambda: parent_ki(browser).get("step") == ["0"], what="epoch 1 in the URL")
+        _write(server.logdir, LIVE, lambda: _live_epoch(3))
+        wait_for(lambda: browser.execute_script("return document.getElementById('epoch').max") == "3", timeout=30, what="epoch 4 merged")
+        assert grid_state(browser)["step"] == "0" and parent_ki(browser).get("step") == ["0"]
+    finally:
+        browser.switch_to.default_content()
+        browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": script})
+
+
+def test_a_link_pasted_into_an_open_tab_applies(server, browser):  # noqa: F811
+    open_dashboard(browser, server)
+    try:
+        wait_for(lambda: (s := grid_state(browser))["loaded"] == 12 and s["groups"] == [ALPHA], what="the default view")
+        wait_for(lambda: parent_ki(browser).get("run") == [ALPHA], what="the view in the URL")
+        browser.execute_script("window.__same = true")  # the frame is not reloaded: the page applies the link itself
+        browser.switch_to.default_content()
+        link = urllib.parse.urlencode([("run", BETA), ("step", "0"), ("pol", "negative"), ("show", "wrong"), ("hide", "gradcam")])
+        browser.execute_script("location.hash = '#keras_interp&ki=' + encodeURIComponent(arguments[0])", link)  # as a pasted link does
+        browser.switch_to.frame(wait_for(lambda: browser.find_elements("css selector", "iframe"), what="the frame")[0])
+        wrong = [i for i, label in enumerate(LABELS) if label not in (None, 0)]  # at epoch 1 every image was predicted cat
+        state = wait_for(lambda: (s := grid_state(browser))["groups"] == [BETA] and s["step"] == "0" and s["rows"] == wrong and s,
+                         what="the pasted view")
+        assert state["columns"] == ["input", "saliency @1"] and browser.execute_script("return window.__same") is True
+        assert browser.execute_script("return [document.getElementById('polarity').value, document.getElementById('filter-correct').value]") \
+            == ["negative", "wrong"]
+        time.sleep(0.5)  # the old view is not written back over it
+        ki = parent_ki(browser)
+        assert ki["run"] == [BETA] and ki["pol"] == ["negative"] and ki["step"] == ["0"]
+    finally:
+        browser.switch_to.default_content()
+
+
+FAIL = """
+const original = window.fetch;
+window.__fail = true;
+window.fetch = async function (input, init) {
+  const url = new URL(String((input && input.url) || input), location.href);
+  const tag = url.searchParams.get('tag');
+  if (url.pathname.endsWith('/image') && window.__fail && tag === 'keras_interp/map/saliency/001') return new Response('', { status: 500 });
+  if (url.pathname.endsWith('/image') && tag === 'keras_interp/map/gradcam/002') return new Response('', { status: 404 });
+  return original.call(this, input, init);
+};
+"""
+
+
+def test_a_failed_request_shows_error_and_is_asked_again(server, browser):  # noqa: F811
+    script = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FAIL})["identifier"]
+    cell = lambda i, k: browser.execute_script(
+        "const td = document.querySelector(`tr.image-row[data-index='${arguments[0]}']`).querySelectorAll('td.cell')[arguments[1]];"
+        "const na = td.querySelector('.na'); return [td.dataset.state, na.style.display !== 'none' && na.textContent, na.title];", i, k)
+    try:
+        open_dashboard(browser, server)
+        wait_for(lambda: grid_state(browser)["loaded"] == 10, what="the grid")
+        assert cell(1, 1) == ["error", "error", "error: HTTP 500"]
+        assert cell(2, 0) == ["missing", "n/a", "not logged at this epoch"]
+        browser.execute_script("window.__fail = false")
+        choose(browser, "epoch", 1, "input")
+        choose(browser, "epoch", 2, "input")
+        wait_for(lambda: cell(1, 1)[0] == "loaded", what="the failed map asked again")
+        assert cell(2, 0)[0] == "missing"
+    finally:
+        browser.switch_to.default_content()
+        browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": script})

@@ -4,6 +4,7 @@ Pixels are read back from the canvases they paint."""
 
 import json
 import os
+import time
 import urllib.parse
 import urllib.request
 
@@ -27,6 +28,8 @@ SIGNED = np.where(_columns < SIZE // 2, -(1 + rng.uniform(size=(SIZE, SIZE))), 2
 UNSIGNED = rng.uniform(0, 3, size=(SIZE, SIZE))
 LEGACY = np.round((UNSIGNED - UNSIGNED.min()) / np.ptp(UNSIGNED) * 255).astype(np.uint8)
 FILM = [rng.normal(size=(SIZE, SIZE)) for _ in range(EPOCHS)]
+ZERO_MIN = UNSIGNED - UNSIGNED.min()  # non-negative, its minimum exactly 0
+CONSTANT = np.full((SIZE, SIZE), 0.25)
 
 
 def class_model(k, epoch):
@@ -42,6 +45,8 @@ def server(tmp_path_factory):
         summary.write_input(0, INPUT, 0, label=0, class_names=["cat", "dog"])
         summary.write_map("signed", 0, SIGNED, 0)
         summary.write_map("unsigned", 0, UNSIGNED, 0)
+        summary.write_map("zero_min", 0, ZERO_MIN, 0)
+        summary.write_map("constant", 0, CONSTANT, 0)
         tf.summary.write(summary.map_tag("legacy", 0), tf.constant([summary.encode_png(LEGACY)]), step=0,
                          metadata=legacy_map_metadata("legacy", 0))
         for epoch, values in enumerate(FILM):
@@ -307,3 +312,105 @@ def test_detail_view_filmstrip_selects_epochs_and_closes_on_escape(page, server)
     ActionChains(page).send_keys(Keys.ESCAPE).perform()
     wait_for(lambda: page.execute_script("return !document.getElementById('detail') && window.__closed"),
              timeout=5, what="Escape to close the detail view")
+
+
+def drawn_of(flat, source):
+    """The painted pixels (RGB) of a picture and the mask of where they differ from the input."""
+    picture = pixels(flat)
+    mask = (picture != source).any(axis=-1)
+    return picture[..., :3][mask].astype(int), mask
+
+
+def test_auto_polarity_follows_the_columns_declaration(page, server):
+    result = js(page, server, """
+      const [inp, zero, signed] = await Promise.all([input(), map("zero_min"), map("signed")]);
+      const scale = (m, declared) => { const s = M.scaleOf(m, {signed: declared}); return [s.polarity, s.diverging]; };
+      return {
+        input: [...inp.pixels],
+        declared: scale(zero, true), unknown: scale(zero, null), unsigned: scale(zero, false), absent: scale(zero, undefined),
+        negativesAnyway: scale(signed, false), signedUnknown: scale(signed, null),
+        painted: painted(inp, zero, {signed: true, clip: [0, 100], opacity: 1}),
+        jet: painted(inp, zero, {signed: false, clip: [0, 100], opacity: 1}),
+        bar: M.colorBar(zero, {signed: true}).dataset.diverging,
+      };
+    """)
+    # A signed column draws a map whose minimum is exactly 0 diverging, like its other maps.
+    assert result["declared"] == ["both", True] and result["bar"] == "true"
+    # Unknown: per map, as before; declared unsigned: one polarity, except a map with negative values.
+    assert result["unknown"] == result["absent"] == result["unsigned"] == ["positive", False]
+    assert result["negativesAnyway"] == result["signedUnknown"] == ["both", True]
+    source = pixels(result["input"])
+    red, mask = drawn_of(result["painted"], source)
+    assert mask.sum() == (ZERO_MIN > 0).sum()
+    assert (red[:, 0] - red[:, 2] >= 100).all() and (red[:, 0] > red[:, 1]).all(), "all red: the positive half"
+    jet, _ = drawn_of(result["jet"], source)
+    assert (jet[:, 2] > jet[:, 0]).any(), "the sequential jet has blue low values"
+
+
+def test_negative_polarity_is_blue_and_the_diverging_ramps_start_saturated(page, server):
+    result = js(page, server, """
+      const [inp, m] = await Promise.all([input(), map("signed")]);
+      const out = {input: [...inp.pixels], both: painted(inp, m, {polarity: "both", clip: [0, 100], opacity: 1})};
+      for (const colormap of M.SEQUENTIAL) out[colormap] = painted(inp, m, {polarity: "negative", colormap, clip: [0, 100], opacity: 1});
+      return out;
+    """)
+    source, half = pixels(result["input"]), SIZE // 2
+    for colormap in ("jet", "inferno", "viridis", "grey"):
+        blue, mask = drawn_of(result[colormap], source)
+        assert not mask[:, half:].any() and mask[:, :half].sum() >= half * SIZE - 1
+        # RdBu's blue half, whatever the colormap: from [146, 197, 222] at the low cut to [33, 102, 172].
+        assert (blue[:, 2] - blue[:, 0] >= 70).all(), colormap
+    both = pixels(result["both"])[..., :3].astype(int)
+    cut = lambda side: both[:, side][(both[:, side] != source[:, side, :3]).any(axis=-1)]
+    left, right = cut(slice(0, half)), cut(slice(half, SIZE))
+    # No grey wash at the low cut: even the weakest drawn values are clearly red or blue.
+    assert (right[:, 0] - right[:, 2] >= 100).all() and (left[:, 2] - left[:, 0] >= 70).all()
+    palest = left[np.argmax(left.sum(axis=1))]  # the weakest negative value, just above the low cut
+    assert np.abs(palest - [146, 197, 222]).max() <= 6
+
+
+def test_a_constant_map_draws_nothing_and_says_so(page, server):
+    result = js(page, server, """
+      const [inp, m] = await Promise.all([input(), map("constant")]);
+      const bar = M.colorBar(m, {});
+      return {input: [...inp.pixels], painted: painted(inp, m, {clip: [0, 100]}), lo: m.lo, hi: m.hi,
+              notes: [...bar.querySelectorAll(".colorbar-note")].map((n) => n.textContent)};
+    """)
+    assert result["lo"] == result["hi"] == 0.25
+    np.testing.assert_array_equal(pixels(result["painted"]), pixels(result["input"]))
+    assert result["notes"] == ["constant map (0.25)"]
+
+
+def test_detail_caption_follows_the_epoch_and_failed_frames_say_error(page, server):
+    js(page, server, """
+      window.__captions = [];
+      const inp = input();
+      window.__detail = D.openDetail({
+        title: "image 0 / film", steps: [0, 1, 2, 3], step: 0,
+        // epoch 2's caption answers late: it must not overwrite the epoch selected after it.
+        caption: (step) => { window.__captions.push(step);
+          return new Promise((done) => setTimeout(() => done(`<i>caption</i> ${step + 1}`), step === 1 ? 400 : 10)); },
+        loadInput: () => inp,
+        loadMap: (step) => (step === 2 ? null : step === 3 ? Promise.reject(new Error("HTTP 500")) : map("film", step)),
+      });
+      return true;
+    """)
+    state = lambda: page.execute_script("""
+      const d = document.getElementById('detail');
+      return d && {step: d.dataset.step, state: d.dataset.state, caption: document.getElementById('detail-caption').textContent,
+        frames: [...d.querySelectorAll('.frame')].map((f) => [f.dataset.state, f.querySelector('div').textContent, f.querySelector('div').title])};
+    """)
+    wait_for(lambda: (s := state()) and s["caption"] == "<i>caption</i> 1" and s["state"] == "loaded", timeout=10, what="epoch 1's caption")
+    frames = wait_for(lambda: (s := state()) and all(f[0] not in ("idle", "loading") for f in s["frames"]) and s["frames"],
+                      timeout=10, what="the frames")
+    assert [f[0] for f in frames] == ["loaded", "loaded", "missing", "error"]
+    assert frames[2][1:] == ["n/a", "not logged at this epoch"] and frames[3][1:] == ["error", "error: HTTP 500"]
+    page.execute_script("window.__detail.select(1); setTimeout(() => window.__detail.select(2), 50);")
+    s = wait_for(lambda: (s := state()) and s["caption"] == "<i>caption</i> 3" and s, timeout=10, what="epoch 3's caption")
+    assert s["state"] == "missing"
+    time.sleep(0.6)  # epoch 2's late answer comes, and is dropped
+    assert state()["caption"] == "<i>caption</i> 3"
+    page.execute_script("window.__detail.select(3)")
+    s = wait_for(lambda: (s := state()) and s["step"] == "3" and s["state"] == "error" and s, timeout=10, what="the failed epoch")
+    assert s["caption"] == "<i>caption</i> 4"
+    page.execute_script("window.__detail.close()")

@@ -3,11 +3,22 @@
 
 import { NA, el, getJSON, isNumber } from "./util.js";
 
-// `refreshColours`: gives the new lines their run colours (theme.js).
-export function createCharts({ state, refreshColours }) {
+// `refreshColours`: gives the new lines their run colours (theme.js); `onToggle`: after the card
+// was opened or closed (state.scalarsOpen, kept in the URL).
+export function createCharts({ state, refreshColours, onToggle = () => {} }) {
   const scalars = new Map();
   const charts = el("div", { id: "charts", className: "card-body" });
-  const chartsCard = el("div", { className: "card", id: "charts-card" }, [el("div", { className: "card-title", text: "Scalars" }), charts]);
+  // Collapsible: a long list of sparklines pushes the grid down; closed, it stays one line.
+  const details = el("details", { id: "charts-details", open: state.scalarsOpen !== false },
+    [el("summary", { className: "card-title", text: "Scalars" }), charts]);
+  details.addEventListener("toggle", () => {
+    if (state.scalarsOpen === details.open) return;
+    state.scalarsOpen = details.open;
+    onToggle();
+  });
+  const chartsCard = el("div", { className: "card", id: "charts-card" }, [details]);
+  // The state changed under the card (a link applied): show it.
+  const show = () => { details.open = state.scalarsOpen !== false; };
 
   function sparkline(tag, series) {
     const width = 180, height = 48, ns = "http://www.w3.org/2000/svg";
@@ -61,5 +72,5 @@ export function createCharts({ state, refreshColours }) {
     });
   }
 
-  return { card: chartsCard, build: buildCharts };
+  return { card: chartsCard, build: buildCharts, show };
 }

@@ -28,6 +28,11 @@ export function createControls(names, state) {
   const clipHigh = el("input", { id: "clip-high", type: "range", min: 0, max: 100, step: 0.1,
     title: "percentile of the map's magnitude above which the colour saturates" });
   const clipLowValue = el("span", { className: "value" }), clipHighValue = el("span", { className: "value" });
+  // While the user has not moved a handle each method uses its own default clip; the handles then
+  // show the first column's, and this line says so. "reset" goes back to the per-method defaults.
+  const clipMode = el("span", { id: "clip-mode" });
+  const clipReset = el("button", { id: "clip-reset", type: "button", text: "reset", title: "each method's own default clip" });
+  const clipLine = el("div", { className: "hint clip-line" }, [clipMode, clipReset]);
   const colormap = el("select", { id: "colormap" }, options(SEQUENTIAL.map((n) => [n, n])));
   const opacity = el("input", { id: "opacity", type: "range", min: 0, max: 1, step: 0.05 });
   const opacityValue = el("span", { className: "value" });
@@ -51,7 +56,7 @@ export function createControls(names, state) {
     section("Runs", [runList], "runs"),
     section("Methods", [methodList], "methods"),
     section("Image size", [field("size", sizeSlider, sizeValue)], "size"),
-    section("Map", [field("polarity", polarity), field("clip low", clipLow, clipLowValue), field("clip high", clipHigh, clipHighValue),
+    section("Map", [field("polarity", polarity), field("clip low", clipLow, clipLowValue), field("clip high", clipHigh, clipHighValue), clipLine,
       field("colormap", colormap), field("opacity", opacity, opacityValue), field("draw", mode), hoverBar], "map"),
     section("Filter", [field("true class", filterTrue), field("predicted", filterPred), field("show", filterShow), filterNote], "filter"),
     section("Sort", [field("by", sortSelect)], "sort"),
@@ -62,13 +67,17 @@ export function createControls(names, state) {
     rowCount, download,
   ]);
 
-  function showSettings() {
-    const s = state.settings;
+  // `perMethod`: the clip the handles show while each method uses its own (the first column's).
+  function showSettings(perMethod) {
+    const s = state.settings, clip = s.clip || perMethod || [0, 100];
     polarity.value = s.polarity;
-    clipLow.value = String(s.clip[0]);
-    clipHigh.value = String(s.clip[1]);
-    clipLowValue.textContent = `${s.clip[0]}%`;
-    clipHighValue.textContent = `${s.clip[1]}%`;
+    clipLow.value = String(clip[0]);
+    clipHigh.value = String(clip[1]);
+    clipLowValue.textContent = `${clip[0]}%`;
+    clipHighValue.textContent = `${clip[1]}%`;
+    clipLine.dataset.mode = s.clip ? "global" : "per-method";
+    clipMode.textContent = s.clip ? "clip: all methods " : "clip: per method (each its default) ";
+    clipReset.disabled = !s.clip;
     colormap.value = s.colormap;
     opacity.value = String(s.opacity);
     opacityValue.textContent = s.opacity.toFixed(2);
@@ -78,6 +87,8 @@ export function createControls(names, state) {
     document.documentElement.style.setProperty("--ki-size", `${state.size}px`);
     filterShow.value = state.filters.show;
     sortSelect.value = state.sort;
+    compare.checked = state.compare;
+    for (const { name, box } of runBoxes) box.checked = state.runs.includes(name);
   }
 
   // The methods of the checked runs, on/off; onToggle() after a change of state.hidden.
@@ -112,7 +123,7 @@ export function createControls(names, state) {
   }
 
   return {
-    sidebar, toolbar, runBoxes, methodList, sizeSlider, polarity, clipLow, clipHigh, colormap, opacity, mode, hoverBar,
+    sidebar, toolbar, runBoxes, methodList, sizeSlider, polarity, clipLow, clipHigh, clipReset, colormap, opacity, mode, hoverBar,
     filterTrue, filterPred, filterShow, sortSelect, filterNote, slider, sliderB, epochLabel, epochLabelB, compare, rowCount,
     download, showSettings, listMethods, listSorts,
   };

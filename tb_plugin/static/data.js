@@ -131,7 +131,12 @@ export function createStore(runs) {
         entry.promise = Promise.resolve(entry.value);
       } else {
         entry = { value: null };
-        entry.promise = getJSON(route, { run, step }).catch((error) => { console.error(error); return {}; })
+        entry.promise = getJSON(route, { run, step })
+          .catch((error) => {
+            console.error(error);
+            if (cache.get(key) === entry) cache.delete(key);  // a failure is not an answer: asked again next time
+            return {};
+          })
           .then((answer) => (entry.value = answer));
       }
       cache.set(key, entry);
@@ -155,5 +160,12 @@ export function createStore(runs) {
     return null;
   }
 
-  return { inputs, maps, imageURL, inputFor, holdInput, releaseInput, mapKey, mapFor, predictionsFor, qualityFor, trueLabel };
+  // A run written again (a new `version` in /runs): what was cached of it is another run's.
+  function forget(run) {
+    for (const cache of [inputs, maps, predictions, quality]) {
+      for (const key of [...cache.map.keys()]) if (key.startsWith(`${run}\n`)) cache.delete(key);
+    }
+  }
+
+  return { forget, inputs, maps, imageURL, inputFor, holdInput, releaseInput, mapKey, mapFor, predictionsFor, qualityFor, trueLabel };
 }

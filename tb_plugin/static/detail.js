@@ -8,7 +8,7 @@
 // the grid; data-step attributes keep the logged step.
 
 import { DEFAULT_SETTINGS, colorBar, formatValue, paint, valueAt } from "./maps.js";
-import { el } from "./util.js";
+import { NOT_LOGGED, el, failure } from "./util.js";
 
 const BIG = "320px", FRAME = "64px", PICTURE = "96px";
 
@@ -18,6 +18,9 @@ const panelStyle = {
   maxWidth: "95vw", maxHeight: "95vh", overflow: "auto", boxSizing: "border-box", fontFamily: "Roboto, sans-serif",
 };
 
+// options.caption: a string, or (step) => string | Promise<string>: the caption of the selected
+// epoch (predictions change during training). options.settings: the settings of the cell's column
+// (its clip and signedness resolved, see state.js's columnSettings).
 export function openDetail(options) {
   const opts = { steps: [], pictures: () => [], onClose: () => {}, ...options };
   let settings = { ...DEFAULT_SETTINGS, ...(opts.settings || {}) };
@@ -40,7 +43,7 @@ export function openDetail(options) {
   const stepLabel = el("div", { id: "detail-step", style: { fontSize: "12px", margin: "4px 0" } });
   const barSlot = el("div", { id: "detail-colorbar", style: { minHeight: "28px" } });
   const readout = el("div", { id: "detail-value", text: "\u00a0", style: { fontSize: "12px", fontFamily: "monospace", minHeight: "1.2em" } });
-  const caption = el("div", { id: "detail-caption", text: opts.caption ?? "", style: { fontSize: "12px", maxWidth: "660px", margin: "6px 0", whiteSpace: "pre-wrap" } });
+  const caption = el("div", { id: "detail-caption", text: typeof opts.caption === "function" ? "" : opts.caption ?? "", style: { fontSize: "12px", maxWidth: "660px", margin: "6px 0", whiteSpace: "pre-wrap" } });
   const figure = (label, children) => el("div", { style: { display: "inline-block", verticalAlign: "top", marginRight: "12px" } },
     [el("div", { text: label, style: { fontSize: "12px", marginBottom: "2px" } }), ...children]);
   const pictures = el("div", { id: "detail-pictures", style: { display: "inline-block", verticalAlign: "top", maxWidth: "360px" } });
@@ -92,15 +95,23 @@ export function openDetail(options) {
       const [inp, map] = await Promise.all([inputPromise, mapFor(frame.step)]);
       if (closed) return;
       frame.map = map;
-      if (!map) throw new Error("missing");
-      paint(frame.canvas, inp, map, settings);
-      frame.node.dataset.state = "loaded";
-    } catch {
+      if (map) {
+        paint(frame.canvas, inp, map, settings);
+        frame.canvas.style.display = "block";
+        frame.na.style.display = "none";
+        frame.node.dataset.state = "loaded";
+      } else showFrame(frame, "missing", NOT_LOGGED);
+    } catch (error) {
       if (closed) return;
-      frame.canvas.style.display = "none";
-      frame.na.style.display = "";
-      frame.node.dataset.state = "missing";
+      frame.requested = false;  // asked again when selected
+      showFrame(frame, "error", failure(error));
     }
+  }
+  function showFrame(frame, status, why) {
+    frame.canvas.style.display = "none";
+    Object.assign(frame.na, { textContent: status === "error" ? "error" : "n/a", title: why });
+    frame.na.style.display = "";
+    frame.node.dataset.state = status;
   }
   // Frames load when they come into the strip's view (and a little beyond, so scrolling is smooth).
   const observer = new IntersectionObserver((entries) => {
@@ -150,16 +161,20 @@ export function openDetail(options) {
       f.node.style.borderColor = on ? (opts.runColor || "var(--ki-fg, #212121)") : "transparent";
     }
     const frame = frames.find((f) => f.step === step);
-    if (frame) frame.node.scrollIntoView({ block: "nearest", inline: "nearest" });
+    if (frame) {
+      frame.node.scrollIntoView({ block: "nearest", inline: "nearest" });
+      if (frame.node.dataset.state === "error") loadFrame(frame);
+    }
     stepLabel.textContent = `epoch ${step + 1}`;
     root.dataset.step = String(step);
     renderPictures(step);
+    showCaption(step);
     overlay.style.opacity = "0.4";
-    let map = null;
+    let map = null, error = null;
     try {
       [input, map] = await Promise.all([inputPromise, mapFor(step)]);
-    } catch (error) {
-      console.error(error);
+    } catch (e) {
+      error = e;
     }
     if (closed || selected !== step) return;  // moved on while this was in flight
     overlay.style.opacity = "1";
@@ -172,9 +187,21 @@ export function openDetail(options) {
     shownMap = map;
     overlay.style.display = map ? "block" : "none";
     overlayNA.style.display = map ? "none" : "";
-    root.dataset.state = map ? "loaded" : "missing";
+    Object.assign(overlayNA, error ? { textContent: "error", title: failure(error) } : { textContent: "n/a", title: NOT_LOGGED });
+    root.dataset.state = map ? "loaded" : error ? "error" : "missing";
     if (map) drawBig();
     else barSlot.replaceChildren();
+  }
+
+  // The caption of the selected epoch; a late answer for an epoch no longer selected is dropped.
+  function showCaption(step) {
+    if (typeof opts.caption !== "function") return;
+    caption.dataset.step = "";
+    Promise.resolve().then(() => opts.caption(step)).then((text) => {
+      if (closed || selected !== step) return;
+      caption.textContent = text ?? "";
+      caption.dataset.step = String(step);
+    }, (error) => console.error(error));
   }
 
   overlay.addEventListener("mousemove", (event) => {

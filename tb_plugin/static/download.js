@@ -1,9 +1,20 @@
 // "Download PNG": the grid as shown, drawn again on one canvas: the rows in view, their run
 // headers, column titles and captions, in the theme's colours (its CSS variables), the cells as
-// they are painted now (a cell still loading shows "…", a missing one n/a).
+// they are painted now (a cell still loading shows "…", a missing one n/a), and under the title the
+// settings it was drawn with.
 
 import { CAPTION_LINES, LINE, TOOLBAR } from "./theme.js";
 import { NA, el, epochText, isNumber } from "./util.js";
+
+// How the picture was drawn, in one line under its title.
+export function settingsLine(state, stepA, stepB) {
+  const s = state.settings, f = state.filters;
+  const filters = [f.true !== "" ? `true class ${f.true}` : "", f.pred !== "" ? `predicted ${f.pred}` : "",
+    f.show !== "all" ? f.show : "", state.sort !== "index" ? `sort ${state.sort}` : ""].filter(Boolean);
+  return [`epoch ${epochText(stepA())}${state.compare ? ` vs ${epochText(stepB())}` : ""}`,
+    `polarity ${s.polarity}`, s.clip ? `clip ${s.clip[0]}-${s.clip[1]}%` : "clip per method",
+    `colormap ${s.colormap}`, `${s.mode} (opacity ${s.opacity})`, `filters: ${filters.length ? filters.join(", ") : "none"}`].join(" · ");
+}
 
 // `view`, `stepA`, `stepB`: grid.js's; `colorOf`: a run's colour (theme.js). Resolves to what was
 // drawn: {width, height, rows: image indices}.
@@ -19,7 +30,7 @@ export async function downloadPNG({ view, state, stepA, stepB, colorOf }) {
   const font = '12px Roboto, "Helvetica Neue", Arial, sans-serif';
   const widths = view.groups.map((g) => inputWidth + gap + g.columns.length * (size + gap));
   const width = Math.max(200, gap + widths.reduce((a, b) => a + b, 0));
-  const headH = 48, rowH = size + captionH + 24, title = 24;
+  const headH = 48, rowH = size + captionH + 24, title = 42;
   const canvas = document.createElement("canvas");
   canvas.width = width;
   canvas.height = title + headH + rows.length * rowH + gap;
@@ -35,6 +46,10 @@ export async function downloadPNG({ view, state, stepA, stepB, colorOf }) {
     while (text && ctx.measureText(`${text}…`).width > w) text = text.slice(0, -1);
     return `${text}…`;
   };
+  ctx.font = font;
+  ctx.fillStyle = colour("--ki-muted");
+  const line = settingsLine(state, stepA, stepB);
+  ctx.fillText(fit(line, width - 2 * gap), gap, 24);
   const wrap = (text, w, lines) => {
     const out = [];
     let line = "";
@@ -83,7 +98,8 @@ export async function downloadPNG({ view, state, stepA, stepB, colorOf }) {
         if (c.td.dataset.state === "loaded") drawFit(c.canvas, c.canvas.width, c.canvas.height, cx, y);
         else {
           ctx.fillStyle = colour("--ki-muted");
-          ctx.fillText(c.td.dataset.state === "missing" ? NA : "…", cx + size / 2 - 8, y + size / 2 - 6);
+          const state_ = c.td.dataset.state;
+          ctx.fillText(state_ === "missing" ? NA : state_ === "error" ? "error" : "…", cx + size / 2 - 8, y + size / 2 - 6);
         }
       });
       x0 += widths[k];
@@ -96,5 +112,5 @@ export async function downloadPNG({ view, state, stepA, stepB, colorOf }) {
   a.click();
   a.remove();
   setTimeout(() => URL.revokeObjectURL(href), 60_000);
-  return { width: canvas.width, height: canvas.height, rows: rows.map((row) => row.index) };
+  return { width: canvas.width, height: canvas.height, rows: rows.map((row) => row.index), settings: line };
 }

@@ -14,8 +14,9 @@
 // run and step, /runs and /scalars one per page.
 
 import { colorBar, decodeMap, formatValue, paint, valueAt } from "./maps.js";
+import { columnSettings } from "./state.js";
 import { CAPTION_LINES, INDEX_LINE, LINE, PAD, TOOLBAR } from "./theme.js";
-import { Missing, NA, el, fetchBlob, isNumber, mapTag, oncePerFrame, percent, showState } from "./util.js";
+import { Missing, NA, el, failure, fetchBlob, isNumber, mapTag, oncePerFrame, percent, showState } from "./util.js";
 
 const OVERSCAN = 4;          // rows kept beyond each edge of the viewport
 
@@ -48,13 +49,16 @@ export function createGrid({ runs, state, store, label, slider, sliderB, hoverBa
   const stepA = () => view.steps[Number(slider.value)];
   const stepB = () => view.steps[Number(sliderB.value)];
 
-  function show(cell, status, step) {
-    showState(cell.td, cell.canvas, cell.na, status, step);
+  function show(cell, status, step, why) {
+    showState(cell.td, cell.canvas, cell.na, status, step, why);
   }
+
+  // A column's settings: the view's, with its method's clip default and signedness (state.js).
+  const settingsOf = (column) => columnSettings(runs, state, column.run, column.method);
 
   function draw(cell, input, map, step) {
     cell.data = { input, map };
-    paint(cell.canvas, input, map, state.settings);
+    paint(cell.canvas, input, map, settingsOf(cell.column));
     show(cell, "loaded", step);
   }
 
@@ -82,8 +86,14 @@ export function createGrid({ runs, state, store, label, slider, sliderB, hoverBa
       else show(cell, "missing", step);
     } catch (error) {
       if (error.name === "AbortError" || cell.dead || cell.want.key !== key) return;
-      cell.drawn = { key, step, status: "missing" };  // e.g. the input is missing: nothing to draw on
-      show(cell, "missing", step);
+      if (error instanceof Missing) {  // the input is not logged: nothing to draw on
+        cell.drawn = { key, step, status: "missing" };
+        show(cell, "missing", step);
+      } else {
+        // Not remembered as drawn: the next want (a slider move, the next poll) asks again.
+        cell.drawn = null;
+        show(cell, "error", step, failure(error));
+      }
     } finally {
       if (cell.pending && cell.pending.key === key) cell.pending = null;
     }
@@ -95,7 +105,7 @@ export function createGrid({ runs, state, store, label, slider, sliderB, hoverBa
     const step = which === "b" ? stepB() : stepA();
     const logged = runs[run].imageSet.has(index) && runs[run].methodSteps[method].has(step);
     const key = logged ? mapKey(run, method, index, step) : `missing\n${step}`;
-    if (cell.want.key === key) return;
+    if (cell.want.key === key && cell.td.dataset.state !== "error") return;
     cell.want = { key, run, method, index, step };
     showQuality(cell);
     if (cell.pending && cell.pending.key !== key) {
@@ -136,8 +146,9 @@ export function createGrid({ runs, state, store, label, slider, sliderB, hoverBa
     cell.td.title = known ? measures.map(([name, values]) => `${name}: ${isNumber(values[index]) ? formatValue(values[index]) : NA}`).join("\n") : "";
   }
 
-  function captionOf(run, index) {
-    const info = runs[run], answer = predictionsFor(run, stepA()).value;
+  // The caption of an image at a step (the chosen epoch by default), or null until /predictions answered.
+  function captionOf(run, index, step = stepA()) {
+    const info = runs[run], answer = predictionsFor(run, step).value;
     if (!answer) return null;
     const p = answer[String(index)];
     if (!p) return { text: "", correct: null };
@@ -180,7 +191,13 @@ export function createGrid({ runs, state, store, label, slider, sliderB, hoverBa
         row.held.push(entry);
         const showInput = () => { img.src = entry.url; img.style.display = ""; };
         if (entry.url) showInput();
-        else entry.promise.then(() => { if (!row.dead) showInput(); }).catch(() => { if (!row.dead) na.style.display = ""; });
+        else {
+          entry.promise.then(() => { if (!row.dead) showInput(); }).catch((error) => {
+            if (row.dead) return;
+            na.style.display = "";
+            if (!(error instanceof Missing)) Object.assign(na, { textContent: "error", title: failure(error) });
+          });
+        }
         showCaption(g, run, index);
       }
       for (const column of group.columns) {
@@ -265,6 +282,11 @@ export function createGrid({ runs, state, store, label, slider, sliderB, hoverBa
     return state.size + 4 + CAPTION_LINES * LINE + INDEX_LINE + 2 * PAD + 1;  // box, caption, index, padding, border
   }
 
+  // The slider's positions: the union of the checked runs' steps (again when /runs brings new ones).
+  function refreshSteps() {
+    view.steps = [...new Set(state.runs.flatMap((r) => runs[r].steps))].sort((a, b) => a - b);
+  }
+
   // Rows, header and spacers for the checked runs and shown methods; the rows in view come with
   // the next renderRows().
   function build() {
@@ -280,7 +302,7 @@ export function createGrid({ runs, state, store, label, slider, sliderB, hoverBa
       return { run, columns };
     });
     view.images = [...new Set(state.runs.flatMap((r) => runs[r].images))].sort((a, b) => a - b);
-    view.steps = [...new Set(state.runs.flatMap((r) => runs[r].steps))].sort((a, b) => a - b);
+    refreshSteps();
     view.rowHeight = rowHeightEstimate();
     const groupRow = el("tr", { className: "groups" }, view.groups.map((g) => el("th", {
       className: "run-group run-colored", colSpan: 1 + g.columns.length, title: g.run, dataset: { run: g.run },
@@ -307,9 +329,9 @@ export function createGrid({ runs, state, store, label, slider, sliderB, hoverBa
   // Recolour the decoded maps in the DOM (settings changes): no request.
   function repaint() {
     for (const row of view.rows.values()) for (const cell of row.cells) if (cell.data && cell.td.dataset.state === "loaded") {
-      paint(cell.canvas, cell.data.input, cell.data.map, state.settings);
+      paint(cell.canvas, cell.data.input, cell.data.map, settingsOf(cell.column));
     }
-    if (hovered && hovered.data) hoverBar.replaceChildren(colorBar(hovered.data.map, state.settings));
+    if (hovered && hovered.data) hoverBar.replaceChildren(colorBar(hovered.data.map, settingsOf(hovered.column)));
   }
 
   tbody.addEventListener("mousemove", (event) => {
@@ -327,13 +349,13 @@ export function createGrid({ runs, state, store, label, slider, sliderB, hoverBa
     if (hovered !== cell || hoverBar.dataset.key !== cell.drawn.key) {
       hovered = cell;
       hoverBar.dataset.key = cell.drawn.key;
-      hoverBar.replaceChildren(colorBar(cell.data.map, state.settings));
+      hoverBar.replaceChildren(colorBar(cell.data.map, settingsOf(cell.column)));
     }
   });
   tbody.addEventListener("mouseleave", () => { valueTip.style.display = "none"; });
 
   return {
     view, card: gridCard, table: grid, valueTip, tbody, cellOf, stepA, stepB,
-    want, captionOf, showCaption, renderRows, scheduleRows, firstRowInView, scrollToImage, rowHeightEstimate, build, repaint,
+    want, captionOf, showCaption, settingsOf, refreshSteps, renderRows, scheduleRows, firstRowInView, scrollToImage, rowHeightEstimate, build, repaint,
   };
 }

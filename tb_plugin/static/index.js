@@ -14,7 +14,8 @@
 //   charts.js    the scalars card
 //   download.js  the PNG of the grid as shown
 //   maps.js      one map: decoding, painting, colour bar; detail.js: the detail view of one cell
-// What a control changes (update, rebuild, repaint) is decided here.
+// What a control changes (update, rebuild, repaint) is decided here, and how the page follows the
+// training (/runs polled) and links pasted into its tab (TensorBoard's hash).
 
 import { openDetail } from "./detail.js";
 import { createCharts } from "./charts.js";
@@ -23,10 +24,21 @@ import { createStore } from "./data.js";
 import { downloadPNG } from "./download.js";
 import { createGrid } from "./grid.js";
 import { createOrder } from "./order.js";
-import { hostWindow, readState, urlParams, urlSaver } from "./state.js";
+import { DEFAULT_SETTINGS } from "./maps.js";
+import { hostWindow, linkedElsewhere, methodClip, readState, urlParams, urlSaver } from "./state.js";
 import { createStrips } from "./strips.js";
 import { injectStyle, runColours } from "./theme.js";
 import { el, epochText, getJSON, isNumber, oncePerFrame, pictureTag, whileShown } from "./util.js";
+
+// TensorBoard's own reload period; a test may shorten it (window.__kiPoll, in ms, read once).
+const POLL_MS = 30_000;
+
+// The derived sets of a run's /runs entry.
+function prepare(info) {
+  info.imageSet = new Set(info.images);
+  info.methodSteps = Object.fromEntries(info.methods.map((m) => [m, new Set((info.method_steps || {})[m] || info.steps)]));
+  return info;
+}
 
 export async function render() {
   injectStyle();
@@ -40,11 +52,7 @@ export async function render() {
       style: { margin: "16px" } }));
     return;
   }
-  for (const name of names) {
-    const info = runs[name];
-    info.imageSet = new Set(info.images);
-    info.methodSteps = Object.fromEntries(info.methods.map((m) => [m, new Set((info.method_steps || {})[m] || info.steps)]));
-  }
+  for (const name of names) prepare(runs[name]);
   const colours = runColours(order, names);
   const { colorOf } = colours;
   const label = (run, method) => (runs[run].labels && runs[run].labels[method]) || method;
@@ -58,7 +66,7 @@ export async function render() {
   const grid = createGrid({ runs, state, store, label, slider, sliderB, hoverBar: controls.hoverBar });
   const { view, stepA, stepB } = grid;
   const strips = createStrips({ runs, state, store, stepA, stepB });
-  const charts = createCharts({ state, refreshColours: colours.refresh });
+  const charts = createCharts({ state, refreshColours: colours.refresh, onToggle: () => saveURL() });
   const { applyOrder } = createOrder({ runs, state, store, grid, controls });
   const main = el("main", { id: "main" }, [controls.toolbar, charts.card, strips.element, grid.card]);
   document.body.append(el("div", { id: "app" }, [controls.sidebar, main]), grid.valueTip);
@@ -66,9 +74,16 @@ export async function render() {
 
   const saveURL = urlSaver(() => {
     const at = grid.firstRowInView();
-    return urlParams(state, at !== null && at !== view.order[0] ? at : null);
+    return urlParams(state, at !== null && at !== view.order[0] ? at : null, view.steps.length ? view.steps[view.steps.length - 1] : null);
   });
-  let detail = null;
+  let detail = null, detailColumn = null;  // the open detail view and its cell's column {run, method}
+  const detailSettings = () => grid.settingsOf(detailColumn);
+  // The clip the handles show while each method uses its own: the first column's.
+  const shownClip = () => {
+    const column = view.groups.flatMap((g) => g.columns)[0];
+    return column ? methodClip(runs, column.run, column.method) : [...DEFAULT_SETTINGS.clip];
+  };
+  const showSettings = () => controls.showSettings(shownClip());
 
   // ---- building the columns (runs, methods, compare) ----
   function build() {
@@ -79,6 +94,7 @@ export async function render() {
     charts.build();
     colours.refresh();
     slider.max = sliderB.max = Math.max(0, view.steps.length - 1);
+    showSettings();  // the handles follow the first column while the clip is per method
   }
 
   // The slider positions of the chosen steps (the nearest when a run set lacks one).
@@ -119,7 +135,7 @@ export async function render() {
       else entry.promise.then(() => { if (g === view.generation) refresh(); });
     }
     applyOrder();
-    if (detail && detail.setSettings) detail.setSettings(state.settings);
+    if (detail && detail.setSettings) detail.setSettings(detailSettings());
     saveURL();
   }
 
@@ -132,7 +148,7 @@ export async function render() {
   // Recolour the decoded maps in the DOM (settings changes): no request.
   const schedulePaint = oncePerFrame(() => {
     grid.repaint();
-    if (detail && detail.setSettings) detail.setSettings(state.settings);
+    if (detail && detail.setSettings) detail.setSettings(detailSettings());
     saveURL();
   });
 
@@ -143,15 +159,19 @@ export async function render() {
     if (!cell || !cell.want.run || !isNumber(cell.want.step)) return;  // no epoch logged: nothing to open
     const { run, method, index, step } = cell.want;
     const info = runs[run];
-    const caption = grid.captionOf(run, index);
     if (detail) detail.close();
+    detailColumn = { run, method };
     detail = openDetail({
       title: `${run} · ${label(run, method)} · image ${index}`,
-      caption: caption ? caption.text : "",
+      // The selected epoch's predictions (one cached /predictions answer per run and step).
+      caption: (s) => store.predictionsFor(run, s).promise.then(() => {
+        const caption = grid.captionOf(run, index, s);
+        return caption ? caption.text : "";
+      }),
       runColor: colorOf(run),
       steps: [...info.methodSteps[method]].sort((x, y) => x - y),
       step,
-      settings: { ...state.settings },
+      settings: detailSettings(),
       loadInput: () => store.inputFor(run, index).promise.then((entry) => entry.value),
       loadMap: (s) => store.mapFor(run, method, index, s),
       pictures: (s) => Object.keys(info.pictures || {}).sort()
@@ -163,7 +183,7 @@ export async function render() {
             url: store.imageURL(run, pictureTag(kind, k), s),
           })),
         })),
-      onClose: () => { detail = null; },
+      onClose: () => { detail = null; detailColumn = null; },
     });
   });
 
@@ -185,23 +205,25 @@ export async function render() {
     placeSliders();
     update();
   };
-  const setting = (fn) => () => { fn(); controls.showSettings(); schedulePaint(); };
+  const setting = (fn) => () => { fn(); showSettings(); schedulePaint(); };
   polarity.onchange = setting(() => { state.settings.polarity = polarity.value; });
   colormap.onchange = setting(() => { state.settings.colormap = colormap.value; });
   mode.onchange = setting(() => { state.settings.mode = mode.value; });
   opacity.oninput = setting(() => { state.settings.opacity = Number(opacity.value); });
+  // Moving a handle sets one clip for all columns (from the values shown); reset: per method again.
   clipLow.oninput = setting(() => {
-    const v = Number(clipLow.value);
-    state.settings.clip = [v, Math.max(v, state.settings.clip[1])];
+    const v = Number(clipLow.value), clip = state.settings.clip || shownClip();
+    state.settings.clip = [v, Math.max(v, clip[1])];
   });
   clipHigh.oninput = setting(() => {
-    const v = Number(clipHigh.value);
-    state.settings.clip = [Math.min(v, state.settings.clip[0]), v];
+    const v = Number(clipHigh.value), clip = state.settings.clip || shownClip();
+    state.settings.clip = [Math.min(v, clip[0]), v];
   });
+  controls.clipReset.onclick = setting(() => { state.settings.clip = null; });
   sizeSlider.oninput = () => {
     const at = grid.firstRowInView();
     state.size = Number(sizeSlider.value);
-    controls.showSettings();
+    showSettings();
     view.rowHeight = grid.rowHeightEstimate();
     grid.renderRows();
     if (at !== null) grid.scrollToImage(at);
@@ -216,14 +238,68 @@ export async function render() {
     saveURL();
   };
   filterTrue.onchange = filterPred.onchange = filterShow.onchange = sortSelect.onchange = refilter;
-  download.onclick = () => { downloadPNG({ view, state, stepA, stepB, colorOf }).catch((error) => console.error(error)); };
+  download.onclick = () => {
+    downloadPNG({ view, state, stepA, stepB, colorOf })
+      .then((drawn) => { download.dataset.settings = drawn.settings; })  // what the picture says it was drawn with
+      .catch((error) => console.error(error));
+  };
   window.addEventListener("scroll", () => { grid.scheduleRows(); saveURL(); }, { passive: true });
-  // Back on this tab, TensorBoard writes a bare `#keras_interp`: put the view back into it.
+  // Back on this tab, TensorBoard writes a bare `#keras_interp`: put the view back into it. A link
+  // pasted into this tab changes only the hash (the frame is not reloaded): its view is applied.
   const host = hostWindow();
+  const onHash = () => {
+    if (!linkedElsewhere()) { saveURL(); return; }
+    applyLink();
+  };
   whileShown(() => {
-    host.addEventListener("hashchange", saveURL);
-    return () => host.removeEventListener("hashchange", saveURL);
+    host.addEventListener("hashchange", onHash);
+    return () => host.removeEventListener("hashchange", onHash);
   });
+
+  function applyLink() {
+    if (detail) detail.close();
+    Object.assign(state, readState(runs, names));
+    charts.show();
+    window.scrollTo(window.scrollX, 0);  // the link's `at`, if any, scrolls once the rows are ordered
+    rebuild();
+  }
+
+  // ---- following the training: /runs again every POLL_MS, new epochs merged in ----
+  const pollMs = Number(window.__kiPoll) > 0 ? Number(window.__kiPoll) : POLL_MS;
+  const FIELDS = ["images", "methods", "labels", "steps", "method_steps", "class_names", "labeled", "image_labels", "pictures",
+    "quality", "signed", "clip", "version"];
+  const fingerprint = (info) => JSON.stringify(FIELDS.map((k) => info[k] ?? null));
+  async function poll() {
+    if (document.hidden) return;
+    const answer = (await getJSON("./runs")).runs || {};
+    const atLast = Number(slider.value) >= view.steps.length - 1;
+    let changed = false, columns = false;
+    for (const name of names) {  // runs that appear later need a reload (their checkboxes are built once)
+      const info = runs[name], next = answer[name];
+      if (!next || fingerprint(info) === fingerprint(next)) continue;
+      changed = true;
+      if (next.version !== info.version) store.forget(name);  // written again: another run under the same name
+      if (state.runs.includes(name) && (next.version !== info.version
+        || ["images", "methods", "labels", "pictures", "quality"].some((k) => JSON.stringify(info[k]) !== JSON.stringify(next[k])))) columns = true;
+      for (const k of FIELDS) info[k] = next[k];
+      prepare(info);
+    }
+    if (!changed) return;
+    if (atLast) state.step = null;  // the slider was on the last epoch: it follows the new last one
+    if (columns) {
+      const at = grid.firstRowInView();
+      if (at !== null && at !== view.order[0]) state.at = at;
+      build();
+    } else {
+      grid.refreshSteps();
+      slider.max = sliderB.max = Math.max(0, view.steps.length - 1);
+    }
+    placeSliders();
+    update();
+  }
+  (function schedule() {
+    setTimeout(() => poll().catch((error) => console.error(error)).finally(schedule), pollMs);
+  })();
   window.addEventListener("resize", grid.scheduleRows);
 
   // Left/right move the epoch, except where the key edits a control (text, number, select, slider).
@@ -240,7 +316,7 @@ export async function render() {
     update();
   });
 
-  controls.showSettings();
+  showSettings();
   build();
   placeSliders();
   update();

@@ -7,6 +7,8 @@
 
 export const SEQUENTIAL = ["jet", "inferno", "viridis", "grey"];
 export const DEFAULT_SETTINGS = Object.freeze({ polarity: "auto", clip: [62, 99.9], colormap: "jet", opacity: 0.5, mode: "heat" });
+// Settings may also carry `signed`: the column's declaration (true, false, or null = unknown), which
+// "auto" polarity follows (see resolve); the caller resolves `clip` per method (state.js).
 
 // Polynomial fits of matplotlib's inferno and viridis (mattz, CC0): within a few levels of the
 // tables, without shipping them.
@@ -43,11 +45,13 @@ function lutOf(f) {
   return lut;
 }
 const LUTS = Object.fromEntries(Object.entries(COLORMAPS).map(([name, f]) => [name, lutOf(f)]));
-// Diverging halves (ColorBrewer RdBu ends): light near the low cut, saturated at the high cut, so
-// the sign reads at a glance and strength by depth of colour.
+// Diverging halves (ColorBrewer RdBu): from its mid colours at the low cut to its ends at the high
+// cut, so the sign reads at a glance and strength by depth of colour. RdBu's palest colours would
+// read as a grey wash at half opacity. Red always means positive, blue negative: "negative" uses
+// the blue half whatever the sequential colormap.
 const ramp = (a, b) => (t) => a.map((x, k) => (x + (b[k] - x) * t) / 255);
-const RED = lutOf(ramp([253, 219, 199], [178, 24, 43]));
-const BLUE = lutOf(ramp([209, 229, 240], [33, 102, 172]));
+const RED = lutOf(ramp([244, 165, 130], [178, 24, 43]));
+const BLUE = lutOf(ramp([146, 197, 222], [33, 102, 172]));
 
 // ---- decoding -------------------------------------------------------------------------------
 
@@ -117,8 +121,15 @@ export async function decodeMap(blob) {
 // ---- scale ----------------------------------------------------------------------------------
 
 const settingsOf = (settings) => ({ ...DEFAULT_SETTINGS, ...(settings || {}) });
-const resolve = (map, polarity) => (polarity === "positive" || polarity === "negative" || polarity === "both"
-  ? polarity : (map.signed ? "both" : "positive"));
+// "auto" follows the column's declaration (settings.signed: whether the method's maps can be
+// negative; null or absent: unknown), so a column does not mix diverging and sequential maps when
+// one map's minimum happens to be 0. A map with negative values is never drawn one-sided by "auto",
+// whatever was declared: values are not hidden silently.
+function resolve(map, s) {
+  const { polarity } = s;
+  if (polarity === "positive" || polarity === "negative" || polarity === "both") return polarity;
+  return s.signed === true || map.signed ? "both" : "positive";
+}
 const MAGNITUDE = {
   positive: (x) => (x > 0 ? x : 0),
   negative: (x) => (x < 0 ? -x : 0),
@@ -148,30 +159,37 @@ function percentile(sorted, q) {
 // low and high are cuts on the polarity's magnitude (for "negative", of -x).
 export function scaleOf(map, settings) {
   const s = settingsOf(settings);
-  const polarity = resolve(map, s.polarity);
+  const polarity = resolve(map, s);
   const sorted = sortedMagnitudes(map, polarity);
   const [a, b] = s.clip || DEFAULT_SETTINGS.clip;
   const low = percentile(sorted, Math.min(a, b)), high = percentile(sorted, Math.max(a, b));
-  return { polarity, low, high, diverging: polarity === "both" && map.signed };
+  return { polarity, low, high, diverging: polarity === "both" && (map.signed || s.signed === true) };
+}
+
+// The table of a value: the sign's half of the diverging map on a diverging scale, the blue half
+// for "negative" (blue is negative everywhere), the chosen colormap otherwise.
+function tableOf(scale, lut, x) {
+  if (scale.diverging) return x < 0 ? BLUE : RED;
+  return scale.polarity === "negative" ? BLUE : lut;
 }
 
 // Colour of value x under a scale, or null where it is not drawn (the input shows through).
 function colorer(scale, colormap) {
-  const { polarity, low, high, diverging } = scale;
+  const { polarity, low, high } = scale;
   const m = MAGNITUDE[polarity], lut = LUTS[colormap] || LUTS.jet, span = high - low;
   return (x) => {
     const v = m(x);
     if (v <= low || v === 0) return null;
     const t = span > 0 ? Math.min(1, (v - low) / span) : 1;
     const i = 3 * Math.round(255 * t);
-    const table = diverging ? (x < 0 ? BLUE : RED) : lut;
+    const table = tableOf(scale, lut, x);
     return [table[i], table[i + 1], table[i + 2]];
   };
 }
 
 // Solid colour of an outline: the colormap's top, or the sign's colour on a diverging scale.
 function outlineColor(scale, colormap, x) {
-  const table = scale.diverging ? (x < 0 ? BLUE : RED) : (LUTS[colormap] || LUTS.jet);
+  const table = tableOf(scale, LUTS[colormap] || LUTS.jet, x);
   return [table[765], table[766], table[767]];
 }
 
@@ -241,7 +259,8 @@ export function paint(canvas, input, map, settings) {
     }
   } else {
     // colorer's rule, inlined: no allocation per pixel when 1,000 cells recolour on a slider move.
-    const { low, high, diverging } = scale, m = MAGNITUDE[scale.polarity], lut = LUTS[s.colormap] || LUTS.jet;
+    const { low, high, diverging } = scale, m = MAGNITUDE[scale.polarity];
+    const lut = scale.polarity === "negative" ? BLUE : LUTS[s.colormap] || LUTS.jet;
     const span = high - low, a = Math.max(0, Math.min(1, Number(s.opacity))), b = 1 - a;
     for (let p = 0, o = 0; p < w * h; p++, o += 4) {
       const x = values[p], v = m(x);
@@ -307,14 +326,17 @@ export function colorBar(map, settings) {
   bar.dataset.diverging = String(scale.diverging);
   Object.assign(bar.style, { display: "inline-block", color: "var(--ki-fg, #212121)" });
   bar.append(canvas, ticks);
-  if (!map.exact) {
-    const note = document.createElement("div");
-    note.className = "colorbar-note";
-    note.textContent = "scaled 0-1";
-    note.title = "logged by an older version: the real range is unknown";
-    Object.assign(note.style, { fontSize: "10px", opacity: "0.7" });
-    bar.appendChild(note);
-  }
+  const note = (text, title) => {
+    const div = document.createElement("div");
+    div.className = "colorbar-note";
+    div.textContent = text;
+    div.title = title;
+    Object.assign(div.style, { fontSize: "10px", opacity: "0.7" });
+    bar.appendChild(div);
+  };
+  if (!map.exact) note("scaled 0-1", "logged by an older version: the real range is unknown");
+  // Nothing is drawn for a map without contrast: say so, or the blank overlay reads as a bug.
+  else if (hi === lo) note(`constant map (${formatValue(lo)})`, "every value of this map is the same: nothing to draw");
   return bar;
 }
 

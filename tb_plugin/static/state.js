@@ -37,6 +37,21 @@ export function qualitySorts(runs, checked) {
     .sort((a, b) => (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
 }
 
+// The settings one column's maps are drawn with: the view's, with the clip of the method's own
+// default while the user has not set one (state.settings.clip null: "per method"; /runs' `clip`,
+// e.g. [0, 99.9] for CAM and occlusion maps whose coarse regions a 62% cut would mostly hide), and
+// whether the method declared its maps signed (/runs' `signed`: true, false or null = unknown),
+// which "auto" polarity follows.
+export function methodClip(runs, run, method) {
+  const clip = ((runs[run] || {}).clip || {})[method];
+  return Array.isArray(clip) && clip.length === 2 && clip.every((v) => isNumber(v)) ? [...clip] : [...DEFAULT_SETTINGS.clip];
+}
+export function columnSettings(runs, state, run, method) {
+  const signed = ((runs[run] || {}).signed || {})[method];
+  return { ...state.settings, clip: state.settings.clip ? [...state.settings.clip] : methodClip(runs, run, method),
+    signed: typeof signed === "boolean" ? signed : null };
+}
+
 export function hostWindow() {
   try {
     if (window.parent !== window && window.parent.location.href) return window.parent;
@@ -47,6 +62,17 @@ export function hostWindow() {
 function hashParts(hash) {
   return hash.replace(/^#/, "").split("&").filter(Boolean);
 }
+
+// The `ki` value this page last wrote into the URL: a hash change that brings another one is a
+// link pasted into this tab, to be applied rather than overwritten.
+let lastWritten = null;
+
+// The `ki` value in TensorBoard's URL now, if any (encoded as it stands in the hash).
+export function urlValue() {
+  const part = hashParts(hostWindow().location.hash).find((p) => p.startsWith("ki="));
+  return part ? part.slice(3) : null;
+}
+export const linkedElsewhere = () => { const v = urlValue(); return v !== null && v !== lastWritten; };
 
 function readURLState() {
   const host = hostWindow();
@@ -68,7 +94,8 @@ function writeURLState(params) {
   if (host !== window && tab && tab !== "keras_interp") return;  // another dashboard is shown now
   if (host !== window && !tab) parts.unshift("keras_interp");
   const value = params.toString();
-  if (value) parts.push(`ki=${encodeURIComponent(value)}`);
+  lastWritten = value ? encodeURIComponent(value) : null;
+  if (value) parts.push(`ki=${lastWritten}`);
   const url = new URL(host.location.href);
   url.hash = parts.join("&");
   if (url.href !== host.location.href) host.history.replaceState(host.history.state, "", url.href);
@@ -93,26 +120,29 @@ export function readState(runs, names) {
     sort: url.get("sort") || "index",  // checked below, against the chosen runs' quality measures
     settings: {
       polarity: pick(url.get("pol"), ["auto", "positive", "negative", "both"], DEFAULT_SETTINGS.polarity),
-      clip: [num("lo", DEFAULT_SETTINGS.clip[0], 0, 100), num("hi", DEFAULT_SETTINGS.clip[1], 0, 100)],
+      // null: each method's own default; a link with lo or hi sets one clip for all columns.
+      clip: url.has("lo") || url.has("hi") ? [num("lo", DEFAULT_SETTINGS.clip[0], 0, 100), num("hi", DEFAULT_SETTINGS.clip[1], 0, 100)] : null,
       colormap: pick(url.get("cmap"), SEQUENTIAL, DEFAULT_SETTINGS.colormap),
       opacity: num("op", DEFAULT_SETTINGS.opacity, 0, 1),
       mode: pick(url.get("mode"), ["heat", "outline"], DEFAULT_SETTINGS.mode),
     },
     size: num("size", 128, 64, 320),
     at: url.has("at") ? num("at", null) : null,
+    scalarsOpen: url.get("scalars") !== "0",
   };
   if (!state.runs.length) state.runs = [names[0]];
   if (!Object.hasOwn(SORTS, state.sort) && !qualitySorts(runs, state.runs).some(([sort]) => sort === state.sort)) state.sort = "index";
-  if (state.settings.clip[0] > state.settings.clip[1]) state.settings.clip.reverse();
+  if (state.settings.clip && state.settings.clip[0] > state.settings.clip[1]) state.settings.clip.reverse();
   return state;
 }
 
 // The URL parameters of a state; defaults are left out so links stay short. `at`: the image to
-// scroll to, null when the grid is at its top.
-export function urlParams(state, at) {
+// scroll to, null when the grid is at its top. `last`: the last logged step: a view at the last
+// epoch does not pin it, so the link follows the training as it goes on.
+export function urlParams(state, at, last = null) {
   const p = new URLSearchParams();
   for (const r of state.runs) p.append("run", r);
-  if (isNumber(state.step)) p.set("step", String(state.step));
+  if (isNumber(state.step) && state.step !== last) p.set("step", String(state.step));
   if (state.compare && isNumber(state.stepB)) p.set("cmp", String(state.stepB));
   for (const m of [...state.hidden].sort()) p.append("hide", m);
   if (state.filters.true !== "") p.set("true", state.filters.true);
@@ -121,13 +151,16 @@ export function urlParams(state, at) {
   if (state.sort !== "index") p.set("sort", state.sort);
   const s = state.settings, d = DEFAULT_SETTINGS;
   if (s.polarity !== d.polarity) p.set("pol", s.polarity);
-  if (s.clip[0] !== d.clip[0]) p.set("lo", String(s.clip[0]));
-  if (s.clip[1] !== d.clip[1]) p.set("hi", String(s.clip[1]));
+  if (s.clip) {  // set by the user: one clip for all columns, both ends
+    p.set("lo", String(s.clip[0]));
+    p.set("hi", String(s.clip[1]));
+  }
   if (s.colormap !== d.colormap) p.set("cmap", s.colormap);
   if (s.opacity !== d.opacity) p.set("op", String(s.opacity));
   if (s.mode !== d.mode) p.set("mode", s.mode);
   if (state.size !== 128) p.set("size", String(state.size));
   if (at !== null) p.set("at", String(at));
+  if (state.scalarsOpen === false) p.set("scalars", "0");
   return p;
 }
 

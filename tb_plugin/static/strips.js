@@ -3,7 +3,7 @@
 // index, step) picture, loads when in view, and paints only the answer it still wants (an answer
 // it no longer wants is aborted or dropped).
 
-import { NA, el, epochText, fetchBlob, isNumber, pictureTag, showState } from "./util.js";
+import { Missing, NA, el, epochText, failure, fetchBlob, isNumber, pictureTag, showState } from "./util.js";
 
 // `stepA`/`stepB`: the chosen epoch and the compare epoch (grid.js).
 export function createStrips({ runs, state, store, stepA, stepB }) {
@@ -11,8 +11,8 @@ export function createStrips({ runs, state, store, stepA, stepB }) {
   const strips = el("div", { id: "pictures" });
   let strip = { items: [], strips: [], observer: null, visible: new Set() };
 
-  function showPicture(item, status, step) {
-    showState(item.figure, item.img, item.na, status, step);
+  function showPicture(item, status, step, why) {
+    showState(item.figure, item.img, item.na, status, step, why);
   }
 
   async function loadPicture(item) {
@@ -43,8 +43,13 @@ export function createStrips({ runs, state, store, stepA, stepB }) {
       showPicture(item, "loaded", step);
     } catch (error) {
       if (error.name === "AbortError" || item.dead || item.want.key !== key) return;
-      item.drawn = { key, step, status: "missing" };  // e.g. no picture of this class at this step
-      showPicture(item, "missing", step);
+      if (error instanceof Missing) {  // e.g. no picture of this class at this step
+        item.drawn = { key, step, status: "missing" };
+        showPicture(item, "missing", step);
+      } else {
+        item.drawn = null;  // asked again on the next update
+        showPicture(item, "error", step, failure(error));
+      }
     } finally {
       if (item.pending && item.pending.key === key) item.pending = null;
     }
@@ -107,7 +112,7 @@ export function createStrips({ runs, state, store, stepA, stepB }) {
       s.row.style.display = logged ? "" : "none";
       const key = String(step);
       for (const item of s.items) {
-        if (item.want.key === key) continue;
+        if (item.want.key === key && item.figure.dataset.state !== "error") continue;
         item.want = { key, step };
         if (item.pending && item.pending.key !== key) {
           item.pending.controller.abort();

@@ -88,6 +88,11 @@ td.cell .box { cursor: zoom-in; }
 .picture-item .na { width: 96px; height: 96px; line-height: 96px; text-align: center; }
 .picture-caption { font-size: 11px; width: 96px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 #hover-bar { min-height: 30px; margin-top: 6px; }
+#charts-details > summary { cursor: pointer; user-select: none; }
+#charts-details:not([open]) > summary { padding-bottom: 10px; }
+.clip-line { display: flex; align-items: center; justify-content: space-between; gap: 6px; margin: 0 0 4px; }
+.clip-line button { padding: 0 6px; font-size: 11px; }
+.clip-line button:disabled { opacity: 0.5; cursor: default; }
 .hint { color: var(--ki-muted); font-size: 11px; }
 `;
 

@@ -17,16 +17,24 @@ export function el(tag, props = {}, children = []) {
   return node;
 }
 
-// A grid cell or strip picture shows "loaded", "loading" (the previous picture dimmed) or
-// "missing" (n/a): `box` carries the state, `picture` the drawn step, `na` the n/a text.
-export function showState(box, picture, na, status, step) {
+// A grid cell or strip picture shows "loaded", "loading" (the previous picture dimmed), "missing"
+// (n/a: not logged) or "error" (the request failed: `why` says how; asked again on the next
+// want): `box` carries the state, `picture` the drawn step, `na` the n/a or error text.
+export function showState(box, picture, na, status, step, why = "") {
   box.dataset.state = status;
   picture.dataset.loaded = status === "loaded" ? "1" : "0";
   if (status === "loaded") picture.dataset.step = String(step);
-  picture.style.display = status === "missing" ? "none" : "";
+  const blank = status === "missing" || status === "error";
+  picture.style.display = blank ? "none" : "";
   picture.style.opacity = status === "loading" ? "0.4" : "1";
-  na.style.display = status === "missing" ? "" : "none";
+  na.style.display = blank ? "" : "none";
+  na.textContent = status === "error" ? "error" : NA;
+  na.title = status === "error" ? why : status === "missing" ? NOT_LOGGED : "";
 }
+export const NOT_LOGGED = "not logged at this epoch";
+
+// What a failed request tells the user: the HTTP status, or that the server could not be reached.
+export const failure = (error) => (error instanceof HTTPError ? `error: HTTP ${error.status}` : `error: ${error && error.message ? error.message : error}`);
 
 export const options = (pairs) => pairs.map(([value, text]) => el("option", { value, text }));
 
@@ -38,12 +46,21 @@ export async function getJSON(path, params) {
   return response.json();
 }
 
-export class Missing extends Error {}
+export class HTTPError extends Error {
+  constructor(url, status) {
+    super(`HTTP ${status}`);
+    Object.assign(this, { url, status });
+  }
+}
+// 404: not logged (n/a); any other failure is an error, not to be remembered as an answer.
+export class Missing extends HTTPError {
+  constructor(url) { super(url, 404); }
+}
 
 export async function fetchBlob(url, signal) {
   const response = await fetch(url, { signal });
   if (response.status === 404) throw new Missing(url);
-  if (!response.ok) throw new Error(`image: ${response.status}`);
+  if (!response.ok) throw new HTTPError(url, response.status);
   return response.blob();
 }
 
