@@ -216,7 +216,7 @@ def test_dashboard_loads_every_image_and_the_slider_changes_the_epoch(tensorboar
         )
         wait_for(lambda: (s := _frame_state(browser))["step"] == "2" and s["loaded"] == 4 and s["canvasSteps"] == ["2"],
                  what="epoch 3 to show")
-        # KERAS_INTERP_SCREENSHOTS=folder keeps the picture (the README's comes from here).
+        # KERAS_INTERP_SCREENSHOTS=folder keeps the picture (the README's come from examples/dashboard_screenshots.py).
         folder = os.environ.get("KERAS_INTERP_SCREENSHOTS", str(tmp_path))
         os.makedirs(folder, exist_ok=True)
         name = f"load_fast_{tensorboard_server.load_fast}{'_prefix' if 'prefix' in tensorboard_server else ''}"
