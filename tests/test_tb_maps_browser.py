@@ -411,6 +411,7 @@ def test_detail_caption_follows_the_epoch_and_failed_frames_say_error(page, serv
     time.sleep(0.6)  # epoch 2's late answer comes, and is dropped
     assert state()["caption"] == "<i>caption</i> 3"
     page.execute_script("window.__detail.select(3)")
-    s = wait_for(lambda: (s := state()) and s["step"] == "3" and s["state"] == "error" and s, timeout=10, what="the failed epoch")
-    assert s["caption"] == "<i>caption</i> 4"
+    # The failed epoch still gets its caption (answered 10 ms later than its frame's state).
+    wait_for(lambda: (s := state()) and s["step"] == "3" and s["state"] == "error" and s["caption"] == "<i>caption</i> 4",
+             timeout=10, what="the failed epoch with its caption")
     page.execute_script("window.__detail.close()")
