@@ -10,9 +10,10 @@ Routes (all JSON is strict: non-finite numbers are sent as null):
 - /index.js and every other module in static/ (/maps.js, /detail.js): the frontend.
 - /runs: per run with maps or pictures, the image indices, methods, `labels` (method -> column
   name from the map tags' metadata), `signed` (method -> whether its maps can be negative, null
-  when unknown), `clip` (method -> its default percentile clip [low, high], or null), `image_labels` (str(index) -> the true class or null),
-  `version` (the run's first write time: changes when the run is written again), `steps` (the union of the steps of every method and picture
-  kind), `method_steps` (method -> its steps), `class_names`, `labeled` (whether true labels were
+  when unknown), `clip` (method -> its default percentile clip [low, high], or null),
+  `image_labels` (str(index) -> the true class or null), `version` (the run's first write time:
+  changes when the run is written again), `steps` (the union of the steps of every method and
+  picture kind), `method_steps` (method -> its steps), `class_names`, `labeled` (whether true labels were
   logged) and `pictures`: kind -> {title (its display name), indices, labels (str(index) -> caption,
   e.g. the class name), steps}, for each kind of PICTURE_KINDS the run logged ({} when none).
 - /image?run&tag&step[&v]: one PNG of an input, map or picture tag, read through that tag alone
@@ -274,7 +275,7 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
                     content = _content(meta)
                     class_names = class_names or [str(n) for n in content.get("class_names") or []]
                     labeled = labeled or content.get("label") is not None
-                    image_labels[str(int(match.group(1)))] = _class(content.get("label"))
+                    image_labels[int(match.group(1))] = _class(content.get("label"))
                 elif match := MAP_TAG.match(tag):
                     method, index = match.group(1), int(match.group(2))
                     method_tags.setdefault(method, {})[index] = tag
@@ -311,13 +312,13 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
                 "images": sorted(images),
                 "methods": methods,
                 "labels": {method: labels.get(method, method) for method in methods},
-                "signed": {method: reading.get(method, (None, None))[0] for method in methods},
-                "clip": {method: reading.get(method, (None, None))[1] for method in methods},
+                "signed": {method: reading[method][0] for method in methods},
+                "clip": {method: reading[method][1] for method in methods},
                 "steps": sorted(set().union(*steps.values())),
                 "method_steps": method_steps,
                 "class_names": class_names,
                 "labeled": labeled,
-                "image_labels": {str(i): image_labels.get(str(i)) for i in sorted(images)},
+                "image_labels": {str(i): image_labels[i] for i in sorted(images)},
                 "version": repr(min(times)) if times else "0",
                 "pictures": {kind: {"title": pictures[kind]["title"] or PICTURE_KINDS[kind],
                                     "indices": sorted(picture_tags[kind]),

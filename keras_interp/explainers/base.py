@@ -465,7 +465,7 @@ class Explainer:
         choices = self._shared().setdefault("chunks", {})
         if key not in choices:
             choices[key] = self._measure_chunk(example)
-            self.chunk_choices[key[1]] = choices[key]
+        self.chunk_choices[key[1]] = choices[key]
         return choices[key]["images"]
 
     def _measure_chunk(self, example):
@@ -494,7 +494,8 @@ class Explainer:
     @property
     def chunk_choices(self):
         """{input shapes: {"images": kept, "seconds_per_image": {size: t}}} of the forward-pass
-        sizes this explainer measured (see _chunk_images)."""
+        sizes this explainer used, measured by it or by another explainer of the model (see
+        _chunk_images)."""
         return self.__dict__.setdefault("_chunk_choices", {})
 
     @property

@@ -101,13 +101,14 @@ export function createStore(runs) {
   }
 
   const mapKey = (run, method, index, step) => `${run}\n${method}\n${index}\n${step}`;
-  // The decoded map, or null when that map was not logged. No abort: for the detail view.
-  async function mapFor(run, method, index, step) {
+  // The decoded map, or null when that map was not logged; `signal` aborts the request (a grid
+  // cell that moved on).
+  async function mapFor(run, method, index, step, signal) {
     const key = mapKey(run, method, index, step);
     if (maps.has(key)) return maps.get(key);
     if (!runs[run].methodSteps[method] || !runs[run].methodSteps[method].has(step)) return null;
     try {
-      const map = await decodeMap(await fetchBlob(imageURL(run, mapTag(method, index), step)));
+      const map = await decodeMap(await fetchBlob(imageURL(run, mapTag(method, index), step), signal));
       maps.set(key, map, map.values.byteLength);
       return map;
     } catch (error) {

@@ -13,10 +13,10 @@
 // grow with the run's size: the rows in view fetch their images, /predictions is one request per
 // run and step, /runs and /scalars one per page.
 
-import { colorBar, decodeMap, formatValue, paint, valueAt } from "./maps.js";
+import { colorBar, formatValue, paint, valueAt } from "./maps.js";
 import { columnSettings } from "./state.js";
 import { CAPTION_LINES, INDEX_LINE, LINE, PAD, TOOLBAR } from "./theme.js";
-import { Missing, NA, el, failure, fetchBlob, isNumber, mapTag, oncePerFrame, percent, showState } from "./util.js";
+import { Missing, NA, el, failure, isNumber, oncePerFrame, percent, showState } from "./util.js";
 
 const OVERSCAN = 4;          // rows kept beyond each edge of the viewport
 
@@ -24,7 +24,7 @@ const OVERSCAN = 4;          // rows kept beyond each edge of the viewport
 // a method's name as its run logged it; `slider`/`sliderB`: the epoch sliders; `hoverBar`: where the
 // hovered map's colour bar goes.
 export function createGrid({ runs, state, store, label, slider, sliderB, hoverBar }) {
-  const { inputs, maps, imageURL, inputFor, holdInput, releaseInput, mapKey, predictionsFor, qualityFor, trueLabel } = store;
+  const { inputs, maps, inputFor, mapFor, holdInput, releaseInput, mapKey, predictionsFor, qualityFor, trueLabel } = store;
   const grid = el("table", { id: "grid" });
   const thead = el("thead"), tbody = el("tbody");
   const topSpacer = el("tr", { className: "spacer" }, [el("td")]);
@@ -69,16 +69,9 @@ export function createGrid({ runs, state, store, label, slider, sliderB, hoverBa
     const controller = new AbortController();
     cell.pending = { key, controller };
     try {
-      let map = maps.get(key);
-      const [input] = await Promise.all([
+      const [input, map] = await Promise.all([
         inputFor(run, index).promise.then((entry) => entry.value),
-        map !== undefined ? null : fetchBlob(imageURL(run, mapTag(method, index), step), controller.signal)
-          .then(decodeMap).then((decoded) => { map = decoded; maps.set(key, map, map.values.byteLength); })
-          .catch((error) => {
-            if (!(error instanceof Missing)) throw error;
-            map = null;
-            maps.set(key, null, 0);
-          }),
+        mapFor(run, method, index, step, controller.signal),
       ]);
       if (cell.dead || cell.want.key !== key) return;  // the cell moved on while this was in flight
       cell.drawn = { key, step, status: map ? "loaded" : "missing" };
