@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 
 from keras_interp.explainers.base import (
-    Explainer, batch_of, broadcast_baseline, choose_input, chunk_indices, merge_leading, plan_chunks,
+    Explainer, batch_of, broadcast_baseline, choose_input, chunk_indices, fused, merge_leading, plan_chunks,
     spatial_axes,
 )
 from keras_interp.graph import FORMS, Cursor, depends_on_input, last_spatial_site, no_graph_error, spatial_layers
@@ -49,6 +49,23 @@ def upsample_maps(maps, size):
     """(B, h, w) -> (B, H, W), bilinear with half-pixel centres (alignment-preserving); (B, l)
     and (B, d, h, w) maps likewise, linearly along each axis."""
     return resize_nd(maps[..., None], size)[..., 0]
+
+
+@fused
+def _masked_copies(up, x, baseline):
+    """Score-CAM's perturbed copies: (B, *spatial, k) upsampled activations, (B, *spatial, C)
+    examples and baselines -> ((k * B, *spatial, C) copies, k-major, (B, k) whether each map
+    varies). Each map is min-max normalised over its spatial axes to a mask M in [0, 1] (a
+    constant map gives 0) and the copy is baseline + M (x - baseline)."""
+    axes = spatial_axes(up)
+    last = len(up.shape) - 1
+    lo = tf.reduce_min(up, axis=axes, keepdims=True)
+    hi = tf.reduce_max(up, axis=axes, keepdims=True)
+    masks = tf.math.divide_no_nan(up - lo, hi - lo)
+    # (B, ..., k) -> (k, B, ..., 1): one masked copy of every example per channel.
+    masks = tf.transpose(masks, [last] + list(range(last)))[..., None]
+    varies = tf.reshape(hi > lo, [tf.shape(up)[0], tf.shape(up)[last]])
+    return merge_leading(baseline[None] + masks * (x - baseline)[None]), varies
 
 
 def _weighted_sum(features, weights):
@@ -396,16 +413,10 @@ class ScoreCAM(_FeatureMapExplainer):
             tf.autograph.experimental.set_loop_options(parallel_iterations=1)
             ids, valid = chunk_indices(chunk, per, count)
             up = resize_nd(tf.gather(features, ids, axis=last), shape[1:-1])
-            lo = tf.reduce_min(up, axis=axes, keepdims=True)
-            hi = tf.reduce_max(up, axis=axes, keepdims=True)
-            masks = tf.math.divide_no_nan(up - lo, hi - lo)
-            # (B, ..., k) -> (k, B, ..., 1): one masked copy of every example per channel.
-            masks = tf.transpose(masks, [last] + list(range(last)))[..., None]
-            masked = baseline[None] + masks * (xi - baseline)[None]
-            confidence = self._confidence(self._logits_with(merge_leading(masked), others), tiled, score_fn)
+            masked, varies = _masked_copies(up, xi, baseline)
+            confidence = self._confidence(self._logits_with(masked, others), tiled, score_fn)
             scores = scores.write(chunk, tf.transpose(tf.reshape(confidence, (per, batch))))
-            spread = tf.reshape(hi, (batch, per)) > tf.reshape(lo, (batch, per))
-            varying = varying.write(chunk, tf.cast(spread, tf.float32) * valid[None])
+            varying = varying.write(chunk, tf.cast(varies, tf.float32) * valid[None])
         # (chunks, B, per) -> (B, channels): chunk c holds channels c * per ... c * per + per - 1.
         scores = tf.reshape(tf.transpose(scores.stack(), (1, 0, 2)), (batch, -1))[:, :count]
         varying = tf.reshape(tf.transpose(varying.stack(), (1, 0, 2)), (batch, -1))[:, :count]

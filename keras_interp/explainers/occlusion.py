@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_interp.explainers.base import (
-    Explainer, batch_of, broadcast_baseline, choose_input, chunk_indices, merge_leading, plan_chunks,
+    Explainer, batch_of, broadcast_baseline, choose_input, chunk_indices, fused, merge_leading, plan_chunks,
 )
 from keras_interp.targets import select_scores
 
@@ -45,6 +45,13 @@ def window_positions(size, patch, stride):
     if starts[-1] != size - patch:
         starts.append(size - patch)
     return starts, patch
+
+
+@fused
+def _occluded_copies(x, baseline, inside):
+    """(B, *spatial, C) examples, their baselines and (k, *spatial) bool windows ->
+    (k * B, *spatial, C): every example with every window replaced by its baseline, k-major."""
+    return merge_leading(tf.where(inside[:, None, ..., None], baseline[None], x[None]))
 
 
 class Occlusion(Explainer):
@@ -142,18 +149,18 @@ class Occlusion(Explainer):
             tf.autograph.experimental.set_loop_options(parallel_iterations=1)
             ids, valid = chunk_indices(chunk, per, count)
             window = tf.gather(corners, ids)
-            # (per, *spatial): the product of one 0/1 interval per axis.
-            mask = tf.ones([per] + [1] * axes)
+            # (per, *spatial): the product of one interval per axis.
+            inside = tf.ones([per] + [1] * axes, tf.bool)
             for a in range(axes):
                 positions = tf.reshape(tf.range(shape[1 + a]), [1] + [-1 if b == a else 1 for b in range(axes)])
                 start = tf.reshape(window[:, a], [-1] + [1] * axes)
-                mask *= tf.cast((positions >= start) & (positions < start + patch[a]), tf.float32)
-            m = mask[:, None, ..., None]
-            occluded = xi[None] * (1.0 - m) + baseline[None] * m
-            logits = self._logits_with(merge_leading(occluded), others)
+                inside &= (positions >= start) & (positions < start + patch[a])
+            logits = self._logits_with(_occluded_copies(xi, baseline, inside), others)
             occluded_scores, _ = select_scores(logits, tiled, score_fn)
             drop = (scores[None] - tf.reshape(occluded_scores, (per, -1))) * valid[:, None]
-            heat += tf.einsum("kb,k...->b...", drop, mask)
+            # sum_k drop[k, b] inside[k]: a (B, per) x (per, pixels) product (einsum transposes).
+            cover = tf.reshape(tf.cast(inside, tf.float32), [per, -1])
+            heat += tf.reshape(tf.matmul(drop, cover, transpose_a=True), shape[:-1])
         return heat
 
     def explain(self, inputs, target=None):
