@@ -49,6 +49,24 @@ def paired(fn, measure_limit, rounds=3):
     return best, limit
 
 
+def round_ratios(fn, measure_limit, rounds=5):
+    """fn's time / the limit's in each of `rounds` rounds that run the two back to back (after
+    one untimed run of fn).
+
+    A slow spell of the machine slows both sides of one round alike, so the median of these
+    ratios is steadier than best / best over all rounds (whose two minima can come from
+    different spells).
+    """
+    fn()
+    ratios = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        seconds = time.perf_counter() - start
+        ratios.append(seconds / measure_limit())
+    return ratios
+
+
 def forward_backward_step(model, jit_compile=None):
     """A compiled forward+backward of a batch: the gradient of the first output's sum."""
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 from keras_interp.graph import FORMS
 from keras_interp.targets import Scorer, resolve_target
 
-__all__ = ["Explainer", "check_images", "check_inputs", "pack", "choose_input", "plan_chunks", "chunk_indices",
+__all__ = ["Explainer", "check_images", "check_inputs", "pack", "choose_input", "plan_chunks", "over_chunks",
            "merge_leading", "broadcast_baseline", "spatial_axes", "fused"]
 
 
@@ -185,31 +185,36 @@ def broadcast_baseline(baseline, x, name="baseline", names=None):
 
 
 def plan_chunks(count, batch, batch_size):
-    """Split `count` perturbations of a batch of `batch` images into equal chunks.
+    """Perturbations per forward pass for `count` perturbations of a batch of `batch` examples:
+    as many as fit in max(batch, batch_size) images, at most `count`."""
+    return min(count, max(1, batch_size // batch))  # batch <= batch_size: Explainer._batched splits larger ones
 
-    Returns (per_chunk, num_chunks): each forward pass sees per_chunk * batch images, at most
-    max(batch, batch_size). Chunks are evened out so the padded tail wastes at most
-    num_chunks - 1 perturbations.
 
-    The compiled loops over chunks set `parallel_iterations=1`: a chunk's forward pass does not
-    depend on the previous chunk's result (only the sum does), so TensorFlow's default of 10
-    iterations in flight could keep up to 10 chunks' activations alive at once, how many
-    depending on thread timing. That made the peak memory of identical runs differ by 3.6x
-    (SmoothGrad, 400 samples: 408-1472 MiB); with one chunk in flight it is 198-216 MiB.
+def over_chunks(body, state, count, per):
+    """The state after `body(state, index, ids) -> state` has seen `count` perturbations, `per`
+    at a time (`index`: the chunk's number; `ids`: its perturbation indices, int32 of static
+    length).
+
+    The full chunks run in a compiled loop, then the remainder (count % per) as one smaller
+    chunk: no pass computes padding (SmoothGrad's 25 samples in chunks of 4 would otherwise
+    compute 28). The loop keeps one chunk in flight (`parallel_iterations=1`): a chunk's
+    forward pass does not depend on the previous chunk's result (only the sum does), so
+    TensorFlow's default of 10 iterations in flight could keep up to 10 chunks' activations
+    alive at once, how many depending on thread timing. That made the peak memory of identical
+    runs differ by 3.6x (SmoothGrad, 400 samples: 408-1472 MiB); with one chunk in flight it is
+    198-216 MiB.
     """
-    per = max(1, batch_size // batch)  # batch <= batch_size: Explainer._batched splits larger ones
-    num_chunks = math.ceil(count / per)
-    return math.ceil(count / num_chunks), num_chunks
-
-
-def chunk_indices(chunk, per, count):
-    """Perturbation indices of one chunk and their 0/1 validity.
-
-    The last chunk is padded by repeating index count - 1; its padded entries get validity 0,
-    so every chunk has the same static size and the compiled loop is traced once.
-    """
-    ids = chunk * per + tf.range(per)
-    return tf.minimum(ids, count - 1), tf.cast(ids < count, tf.float32)
+    full, tail = divmod(count, per)
+    if full:
+        _, state = tf.while_loop(
+            lambda i, _: i < full,
+            lambda i, s: (i + 1, body(s, i, i * per + tf.range(per))),
+            (tf.constant(0), state),
+            parallel_iterations=1,
+        )
+    if tail:
+        state = body(state, tf.constant(full), full * per + tf.range(tail))
+    return state
 
 
 def merge_leading(t):

@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 
 from keras_interp.explainers.base import (
-    Explainer, batch_of, broadcast_baseline, choose_input, chunk_indices, fused, merge_leading, plan_chunks,
+    Explainer, batch_of, broadcast_baseline, choose_input, fused, merge_leading, over_chunks, plan_chunks,
     spatial_axes,
 )
 from keras_interp.graph import FORMS, Cursor, depends_on_input, last_spatial_site, no_graph_error, spatial_layers
@@ -385,14 +385,14 @@ class ScoreCAM(_FeatureMapExplainer):
     def _extra(self, x, baseline):
         channels = self._channels
         count = channels if self.max_channels is None else min(self.max_channels, channels)
-        return (baseline, count) + plan_chunks(count, batch_of(x), self._chunk_images(x, count))
+        return baseline, count, plan_chunks(count, batch_of(x), self._chunk_images(x, count))
 
     def _confidence(self, logits, classes, score_fn):
         if self.weighting == "softmax":  # Algorithm 1: logits, softmax over channels later
             return select_scores(logits, classes, score_fn)[0]
         return self.scorer.confidence(logits, classes, score_fn)
 
-    def _maps(self, x, classes, score_fn, baseline, count, per, num_chunks):
+    def _maps(self, x, classes, score_fn, baseline, count, per):
         features, logits = self._features(x)
         features = tf.cast(features, tf.float32)
         _, classes = select_scores(logits, classes, score_fn)
@@ -404,22 +404,18 @@ class ScoreCAM(_FeatureMapExplainer):
             features = tf.gather(features, keep, axis=last, batch_dims=1)
         xi, others = self._split(x, self.input_index)
         shape = tf.shape(xi)
-        batch = shape[0]
-        tiled = tf.tile(classes, [per])
-        scores = tf.TensorArray(tf.float32, size=num_chunks)
-        varying = tf.TensorArray(tf.float32, size=num_chunks)
-        for chunk in tf.range(num_chunks):
-            # One chunk in flight: batch_size bounds memory (see base.plan_chunks).
-            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
-            ids, valid = chunk_indices(chunk, per, count)
+
+        def chunk(state, _, ids):
+            k = ids.shape[0]
             up = resize_nd(tf.gather(features, ids, axis=last), shape[1:-1])
             masked, varies = _masked_copies(up, xi, baseline)
-            confidence = self._confidence(self._logits_with(masked, others), tiled, score_fn)
-            scores = scores.write(chunk, tf.transpose(tf.reshape(confidence, (per, batch))))
-            varying = varying.write(chunk, tf.cast(varies, tf.float32) * valid[None])
-        # (chunks, B, per) -> (B, channels): chunk c holds channels c * per ... c * per + per - 1.
-        scores = tf.reshape(tf.transpose(scores.stack(), (1, 0, 2)), (batch, -1))[:, :count]
-        varying = tf.reshape(tf.transpose(varying.stack(), (1, 0, 2)), (batch, -1))[:, :count]
+            confidence = self._confidence(self._logits_with(masked, others), tf.tile(classes, [k]), score_fn)
+            rows = (tf.reshape(confidence, (k, shape[0])), tf.cast(tf.transpose(varies), tf.float32))
+            return tuple(tf.tensor_scatter_nd_update(t, ids[:, None], r) for t, r in zip(state, rows))
+
+        # (channels, B) each: the channel's confidence and whether its map varies.
+        empty = tf.zeros(tf.stack([count, shape[0]]))
+        scores, varying = (tf.transpose(t) for t in over_chunks(chunk, (empty, empty), count, per))
         if self.weighting == "increase":
             at_baseline = self._confidence(self._logits_with(baseline, others), classes, score_fn)
             weights = (scores - at_baseline[:, None]) * varying

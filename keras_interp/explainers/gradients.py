@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_interp.explainers.base import (
-    Explainer, batch_of, broadcast_baseline, chunk_indices, merge_leading, plan_chunks,
+    Explainer, batch_of, broadcast_baseline, fused, merge_leading, over_chunks, plan_chunks,
 )
 from keras_interp.targets import select_scores
 
@@ -106,33 +106,43 @@ class Saliency(GradientExplainer):
         return (tape.gradient(scores, x, unconnected_gradients=tf.UnconnectedGradients.ZERO),)
 
 
+# The chunk's copies in one pass over memory (see base.fused): (B, ...) examples -> (k, B, ...).
+@fused
+def _noisy_copies(x, sigma, noise):
+    """x + sigma * noise for (k, ...) noise draws and (B, 1, ...) per-example scales."""
+    return x[None] + sigma[None] * noise[:, None]
+
+
+@fused
+def _path_copies(x, baseline, alphas):
+    """baseline + alpha (x - baseline) for (k, 1, ...) path positions."""
+    return baseline[None] + alphas * (x - baseline)[None]
+
+
 class _SampledGradients(GradientExplainer):
     """Weighted sum over samples s of d score / d x evaluated at perturb(x, s).
 
     Subclasses define `_perturb(x, ids, params) -> (k, B, H, W, C)` in TensorFlow ops.
     """
 
-    def _sum_gradients(self, x, classes, score_fn, params, weights, per, num_chunks):
+    def _sum_gradients(self, x, classes, score_fn, params, weights, per):
         # The class to explain is the clean input's, not each noisy or scaled copy's.
         scores, classes = select_scores(self.scorer(x), classes, score_fn)
-        count = tf.shape(weights)[0]
-        tiled = tf.tile(classes, [per])
-        total = _map(tf.zeros_like, x)
-        for chunk in tf.range(num_chunks):
-            # One chunk in flight: batch_size bounds memory (see base.plan_chunks).
-            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
-            ids, valid = chunk_indices(chunk, per, count)
-            w = tf.gather(weights, ids) * valid
+
+        def chunk(total, _, ids):
+            k = ids.shape[0]
             xs = _map(merge_leading, self._perturb(x, ids, params))
             with tf.GradientTape() as tape:
                 tape.watch(xs)
-                sample_scores, _ = select_scores(self.scorer(xs), tiled, score_fn)
+                sample_scores, _ = select_scores(self.scorer(xs), tf.tile(classes, [k]), score_fn)
             grads = tape.gradient(sample_scores, xs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            total = _map(
-                lambda t, g, xi: t + tf.tensordot(w, tf.reshape(g, tf.concat([[per], tf.shape(xi)], 0)), axes=1),
+            w = tf.gather(weights, ids)
+            return _map(
+                lambda t, g, xi: t + tf.tensordot(w, tf.reshape(g, tf.concat([[k], tf.shape(xi)], 0)), axes=1),
                 total, grads, x,
             )
-        return total, scores, classes
+
+        return over_chunks(chunk, _map(tf.zeros_like, x), weights.shape[0], per), scores, classes
 
     def _chunks(self, x, count):
         return plan_chunks(count, batch_of(x), self.batch_size)
@@ -184,7 +194,7 @@ class SmoothGrad(_SampledGradients):
                 ids,
                 fn_output_signature=tf.float32,
             )
-            return xi[None] + s[None] * noise[:, None]
+            return _noisy_copies(xi, s, noise)
 
         if isinstance(x, tuple):
             return tuple(noisy(xi, s, j) for j, (xi, s) in enumerate(zip(x, sigma)))
@@ -193,11 +203,10 @@ class SmoothGrad(_SampledGradients):
     def _arguments(self, x, classes, score_fn):
         sigma = _map(lambda xi: (self.noise * _value_range(xi)).astype(np.float32), x)
         weights = np.full(self.samples, 1.0 / self.samples, np.float32)
-        per, num_chunks = self._chunks(x, self.samples)
-        return (x, classes, score_fn, sigma, np.int32(self.seed), weights, per, num_chunks)
+        return (x, classes, score_fn, sigma, np.int32(self.seed), weights, self._chunks(x, self.samples))
 
-    def _attribution(self, x, classes, score_fn, sigma, seed, weights, per, num_chunks):
-        total, _, _ = self._sum_gradients(x, classes, score_fn, (sigma, seed), weights, per, num_chunks)
+    def _attribution(self, x, classes, score_fn, sigma, seed, weights, per):
+        total, _, _ = self._sum_gradients(x, classes, score_fn, (sigma, seed), weights, per)
         return (total,)
 
 
@@ -264,8 +273,7 @@ class IntegratedGradients(_SampledGradients):
         baseline, alphas = params
 
         def point(xi, bi):
-            a = tf.reshape(tf.gather(alphas, ids), [-1] + [1] * len(xi.shape))
-            return bi[None] + a * (xi - bi)[None]
+            return _path_copies(xi, bi, tf.reshape(tf.gather(alphas, ids), [-1] + [1] * len(xi.shape)))
 
         return _map(point, x, baseline)
 
@@ -273,12 +281,11 @@ class IntegratedGradients(_SampledGradients):
         return (broadcast_baseline(self.baseline, x, names=self.scorer.input_names),)
 
     def _arguments(self, x, classes, score_fn, baseline):
-        per, num_chunks = self._chunks(x, self.steps)
-        return (x, classes, score_fn, baseline, self._alphas, self._weights, per, num_chunks)
+        return (x, classes, score_fn, baseline, self._alphas, self._weights, self._chunks(x, self.steps))
 
-    def _attribution(self, x, classes, score_fn, baseline, alphas, weights, per, num_chunks):
+    def _attribution(self, x, classes, score_fn, baseline, alphas, weights, per):
         params = (baseline, alphas)
-        mean_grad, at_x, classes = self._sum_gradients(x, classes, score_fn, params, weights, per, num_chunks)
+        mean_grad, at_x, classes = self._sum_gradients(x, classes, score_fn, params, weights, per)
         attr = _map(lambda xi, bi, g: (xi - bi) * g, x, baseline, mean_grad)
         at_baseline, _ = select_scores(self.scorer(baseline), classes, score_fn)
         total = sum(tf.reduce_sum(a, axis=list(range(1, len(a.shape)))) for a in tf.nest.flatten(attr))

@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_interp.explainers.base import (
-    Explainer, batch_of, broadcast_baseline, choose_input, chunk_indices, fused, merge_leading, plan_chunks,
+    Explainer, batch_of, broadcast_baseline, choose_input, fused, merge_leading, over_chunks, plan_chunks,
 )
 from keras_interp.targets import select_scores
 
@@ -136,32 +136,29 @@ class Occlusion(Explainer):
             count = np.multiply.outer(count, cover)
         return corners, patch, count.astype(np.float32)
 
-    def _occlude_fn(self, x, classes, score_fn, corners, patch, baseline, per, num_chunks):
+    def _occlude_fn(self, x, classes, score_fn, corners, patch, baseline, per):
         scores, classes = select_scores(self.scorer(x), classes, score_fn)
         xi, others = self._split(x, self.input_index)
         shape = tf.shape(xi)
         axes = len(xi.shape) - 2
-        tiled = tf.tile(classes, [per])
-        heat = tf.zeros(shape[:-1], tf.float32)
-        count = tf.shape(corners)[0]
-        for chunk in tf.range(num_chunks):
-            # One chunk in flight: batch_size bounds memory (see base.plan_chunks).
-            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
-            ids, valid = chunk_indices(chunk, per, count)
+
+        def chunk(heat, _, ids):
+            k = ids.shape[0]
             window = tf.gather(corners, ids)
-            # (per, *spatial): the product of one interval per axis.
-            inside = tf.ones([per] + [1] * axes, tf.bool)
+            # (k, *spatial): the product of one interval per axis.
+            inside = tf.ones([k] + [1] * axes, tf.bool)
             for a in range(axes):
                 positions = tf.reshape(tf.range(shape[1 + a]), [1] + [-1 if b == a else 1 for b in range(axes)])
                 start = tf.reshape(window[:, a], [-1] + [1] * axes)
                 inside &= (positions >= start) & (positions < start + patch[a])
             logits = self._logits_with(_occluded_copies(xi, baseline, inside), others)
-            occluded_scores, _ = select_scores(logits, tiled, score_fn)
-            drop = (scores[None] - tf.reshape(occluded_scores, (per, -1))) * valid[:, None]
-            # sum_k drop[k, b] inside[k]: a (B, per) x (per, pixels) product (einsum transposes).
-            cover = tf.reshape(tf.cast(inside, tf.float32), [per, -1])
-            heat += tf.reshape(tf.matmul(drop, cover, transpose_a=True), shape[:-1])
-        return heat
+            occluded_scores, _ = select_scores(logits, tf.tile(classes, [k]), score_fn)
+            drop = scores[None] - tf.reshape(occluded_scores, (k, -1))
+            # sum_k drop[k, b] inside[k]: a (B, k) x (k, pixels) product (einsum would transpose).
+            cover = tf.reshape(tf.cast(inside, tf.float32), [k, -1])
+            return heat + tf.reshape(tf.matmul(drop, cover, transpose_a=True), shape[:-1])
+
+        return over_chunks(chunk, tf.zeros(shape[:-1], tf.float32), corners.shape[0], per)
 
     def explain(self, inputs, target=None):
         """Maps (B, H, W) float32, or (B, L) / (B, D, H, W); with several inputs, the map of the
@@ -172,8 +169,8 @@ class Occlusion(Explainer):
         patch = np.array(patch, np.int32)
 
         def call(xb, cb, baseline):
-            per, num_chunks = plan_chunks(len(corners), batch_of(xb), self._chunk_images(xb, len(corners)))
-            return self._call("_occlude_fn", xb, cb, score_fn, corners, patch, baseline, per, num_chunks)
+            per = plan_chunks(len(corners), batch_of(xb), self._chunk_images(xb, len(corners)))
+            return self._call("_occlude_fn", xb, cb, score_fn, corners, patch, baseline, per)
 
         heat = self._batched(call, x, classes, broadcast_baseline(self.baseline, xi))
         return (heat / count).astype(np.float32)

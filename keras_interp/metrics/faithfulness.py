@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from keras_interp.explainers.base import Explainer, broadcast_baseline, chunk_indices, merge_leading, plan_chunks
+from keras_interp.explainers.base import Explainer, broadcast_baseline, fused, merge_leading, over_chunks, plan_chunks
 from keras_interp.metrics._maps import pixel_maps
 from keras_interp.targets import select_scores
 
@@ -65,23 +65,29 @@ def pixel_ranks(maps, seed=0):
 class _Curves(Explainer):
     """The compiled curve: every step's perturbed images streamed through the model in chunks."""
 
-    def _curve_fn(self, x, classes, score_fn, substrate, ranks, inserting, steps, per, num_chunks):
+    def _curve_fn(self, x, classes, score_fn, substrate, ranks, inserting, steps, per):
         _, classes = select_scores(self.scorer(x), classes, score_fn)  # None: the original's top class
         shape = tf.shape(x)
         batch, pixels = shape[0], shape[1] * shape[2]
-        tiled = tf.tile(classes, [per])
-        curves = tf.TensorArray(tf.float32, size=num_chunks)
-        for chunk in tf.range(num_chunks):
-            # One chunk in flight: batch_size bounds memory (see base.plan_chunks).
-            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
-            ids, _ = chunk_indices(chunk, per, steps + 1)
+
+        def chunk(curves, _, ids):
+            k = ids.shape[0]
             moved = (ids * pixels + steps // 2) // steps  # pixels removed (or inserted) at each step
-            first = ranks[None] < moved[:, None, None, None]  # (per, B, H, W): the top-ranked ones
-            images = tf.where(first[..., None], x[None], substrate[None]) if inserting else \
-                tf.where(first[..., None], substrate[None], x[None])
-            confidence = self.scorer.confidence(self.scorer(merge_leading(images)), tiled, score_fn)
-            curves = curves.write(chunk, tf.reshape(confidence, (per, batch)))
-        return tf.transpose(tf.reshape(curves.stack(), (-1, batch))[: steps + 1])
+            first = ranks[None] < moved[:, None, None, None]  # (k, B, H, W): the top-ranked ones
+            images = _stepped_images(x, substrate, first, inserting)
+            confidence = self.scorer.confidence(self.scorer(images), tf.tile(classes, [k]), score_fn)
+            return tf.tensor_scatter_nd_update(curves, ids[:, None], tf.reshape(confidence, (k, batch)))
+
+        return tf.transpose(over_chunks(chunk, tf.zeros(tf.stack([steps + 1, batch])), steps + 1, per))
+
+
+@fused
+def _stepped_images(x, substrate, first, inserting):
+    """(k * B, H, W, C), k-major: each image with its `first` pixels ((k, B, H, W) bool) taken
+    from the substrate (deletion), or only those kept and the rest from it (insertion)."""
+    if inserting:
+        return merge_leading(tf.where(first[..., None], x[None], substrate[None]))
+    return merge_leading(tf.where(first[..., None], substrate[None], x[None]))
 
 
 def _curve(model, inputs, maps, target, steps, substrate, batch_size, inserting, output=None):
@@ -99,8 +105,8 @@ def _curve(model, inputs, maps, target, steps, substrate, batch_size, inserting,
     steps = min(int(steps), x.shape[1] * x.shape[2])
 
     def call(xb, cb, sb, rb):
-        per, num_chunks = plan_chunks(steps + 1, xb.shape[0], curves.batch_size)
-        return curves._call("_curve_fn", xb, cb, score_fn, sb, rb, inserting, steps, per, num_chunks)
+        per = plan_chunks(steps + 1, xb.shape[0], curves.batch_size)
+        return curves._call("_curve_fn", xb, cb, score_fn, sb, rb, inserting, steps, per)
 
     return curves._batched(call, x, classes, substrate_images(x, substrate), ranks).astype(np.float32)
 
