@@ -64,14 +64,21 @@ def test_each_perturbed_copy_passes_once(name):
     assert images_seen(counter, lambda: run(model, x)) == 2 * passes + 2 * perturbations
 
 
-@pytest.mark.parametrize("name", ["smoothgrad", "occlusion", "score_cam", "deletion"])
-def test_remainder_chunk_gives_the_one_pass_result(name):
+# Plain, the shorter last chunk runs in the loop; under XLA (static shapes) after it. The curves
+# have no jit_compile option.
+@pytest.mark.parametrize("name, jit", [
+    (name, jit) for name in ("smoothgrad", "integrated_gradients", "occlusion", "score_cam", "deletion")
+    for jit in (None, True) if not (name == "deletion" and jit)
+])
+def test_remainder_chunk_gives_the_one_pass_result(name, jit):
     model, _ = counting_cnn()
     x = np.random.default_rng(1).uniform(size=(2, 8, 8, 3)).astype("float32")
     make = {
-        "smoothgrad": lambda bs: ki.SmoothGrad(model, samples=5, batch_size=bs).explain(x),
-        "occlusion": lambda bs: ki.Occlusion(model, patch_size=4, stride=1, batch_size=bs).explain(x),
-        "score_cam": lambda bs: ki.ScoreCAM(model, layer="conv", batch_size=bs).explain(x),
+        "smoothgrad": lambda bs: ki.SmoothGrad(model, samples=5, batch_size=bs, jit_compile=jit).explain(x),
+        "integrated_gradients": lambda bs: ki.IntegratedGradients(model, steps=7, batch_size=bs,
+                                                                  jit_compile=jit).explain(x),
+        "occlusion": lambda bs: ki.Occlusion(model, patch_size=4, stride=1, batch_size=bs, jit_compile=jit).explain(x),
+        "score_cam": lambda bs: ki.ScoreCAM(model, layer="conv", batch_size=bs, jit_compile=jit).explain(x),
         "deletion": lambda bs: metrics.deletion_curve(model, x, np.arange(128.0).reshape(2, 8, 8), steps=6,
                                                       batch_size=bs),
     }[name]

@@ -192,12 +192,13 @@ def plan_chunks(count, batch, batch_size):
 
 def over_chunks(body, state, count, per):
     """The state after `body(state, index, ids) -> state` has seen `count` perturbations, `per`
-    at a time (`index`: the chunk's number; `ids`: its perturbation indices, int32 of static
-    length).
+    at a time (`index`: the chunk's number; `ids`: its perturbation indices, int32, whose length
+    the body reads with tf.shape).
 
-    The full chunks run in a compiled loop, then the remainder (count % per) as one smaller
-    chunk: no pass computes padding (SmoothGrad's 25 samples in chunks of 4 would otherwise
-    compute 28). The loop keeps one chunk in flight (`parallel_iterations=1`): a chunk's
+    The last chunk holds the remainder (count % per): no pass computes padding (SmoothGrad's 25
+    samples in chunks of 4 would otherwise compute 28). The body is traced once, with the
+    chunk's length unknown; under XLA, which needs static shapes, the remainder is traced as a
+    second chunk after the loop. The loop keeps one chunk in flight (`parallel_iterations=1`): a chunk's
     forward pass does not depend on the previous chunk's result (only the sum does), so
     TensorFlow's default of 10 iterations in flight could keep up to 10 chunks' activations
     alive at once, how many depending on thread timing. That made the peak memory of identical
@@ -205,16 +206,25 @@ def over_chunks(body, state, count, per):
     198-216 MiB.
     """
     full, tail = divmod(count, per)
+
+    def loop(chunks, s, last=None):
+        def step(i, s):
+            # Chunks of `per`, or up to `last` (exclusive) when the final one is shorter.
+            ids = i * per + tf.range(per) if last is None else tf.range(i * per, tf.minimum(i * per + per, last))
+            new = body(s, i, ids)
+            return i + 1, tf.nest.map_structure(lambda t, old: tf.ensure_shape(t, old.shape), new, s)
+
+        return tf.while_loop(lambda i, _: i < chunks, step, (tf.constant(0), s), parallel_iterations=1)[1]
+
+    if not tail:
+        return loop(full, state)
+    if not getattr(_ACTIVE, "xla", False):
+        # One loop whose last chunk is shorter: the chunk is traced once, its length unknown.
+        return loop(full + 1, state, last=count)
+    # XLA needs static shapes: the remainder is traced as a chunk of its own.
     if full:
-        _, state = tf.while_loop(
-            lambda i, _: i < full,
-            lambda i, s: (i + 1, body(s, i, i * per + tf.range(per))),
-            (tf.constant(0), state),
-            parallel_iterations=1,
-        )
-    if tail:
-        state = body(state, tf.constant(full), full * per + tf.range(tail))
-    return state
+        state = loop(full, state)
+    return body(state, tf.constant(full), full * per + tf.range(tail))
 
 
 def merge_leading(t):
@@ -366,11 +376,17 @@ def _block(out):
     return out
 
 
-def _bound_to_active(method):
-    """method(explainer, *args) with the explainer that is calling, read when tracing."""
+def _bound_to_active(method, jit):
+    """method(explainer, *args) with the explainer that is calling, read when tracing; while it
+    traces, `_ACTIVE.xla` says whether XLA will compile it (see over_chunks)."""
 
     def run(*args):
-        return method(_ACTIVE.explainer, *args)
+        previous = getattr(_ACTIVE, "xla", False)
+        _ACTIVE.xla = bool(jit)
+        try:
+            return method(_ACTIVE.explainer, *args)
+        finally:
+            _ACTIVE.xla = previous
 
     run.__name__ = method.__name__
     return run
@@ -441,7 +457,7 @@ class Explainer:
             functions = self._shared()["functions"]
             fn = functions.get(key)
             if fn is None:
-                fn = functions[key] = tf.function(_bound_to_active(getattr(type(self), name)), jit_compile=jit)
+                fn = functions[key] = tf.function(_bound_to_active(getattr(type(self), name), jit), jit_compile=jit)
             self._functions[(name, jit)] = fn
         return fn
 

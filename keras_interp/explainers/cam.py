@@ -406,7 +406,7 @@ class ScoreCAM(_FeatureMapExplainer):
         shape = tf.shape(xi)
 
         def chunk(state, _, ids):
-            k = ids.shape[0]
+            k = tf.shape(ids)[0]
             up = resize_nd(tf.gather(features, ids, axis=last), shape[1:-1])
             masked, varies = _masked_copies(up, xi, baseline)
             confidence = self._confidence(self._logits_with(masked, others), tf.tile(classes, [k]), score_fn)

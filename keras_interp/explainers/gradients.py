@@ -130,7 +130,7 @@ class _SampledGradients(GradientExplainer):
         scores, classes = select_scores(self.scorer(x), classes, score_fn)
 
         def chunk(total, _, ids):
-            k = ids.shape[0]
+            k = tf.shape(ids)[0]
             xs = _map(merge_leading, self._perturb(x, ids, params))
             with tf.GradientTape() as tape:
                 tape.watch(xs)

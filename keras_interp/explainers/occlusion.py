@@ -143,7 +143,7 @@ class Occlusion(Explainer):
         axes = len(xi.shape) - 2
 
         def chunk(heat, _, ids):
-            k = ids.shape[0]
+            k = tf.shape(ids)[0]
             window = tf.gather(corners, ids)
             # (k, *spatial): the product of one interval per axis.
             inside = tf.ones([k] + [1] * axes, tf.bool)

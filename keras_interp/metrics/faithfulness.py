@@ -71,7 +71,7 @@ class _Curves(Explainer):
         batch, pixels = shape[0], shape[1] * shape[2]
 
         def chunk(curves, _, ids):
-            k = ids.shape[0]
+            k = tf.shape(ids)[0]
             moved = (ids * pixels + steps // 2) // steps  # pixels removed (or inserted) at each step
             first = ranks[None] < moved[:, None, None, None]  # (k, B, H, W): the top-ranked ones
             images = _stepped_images(x, substrate, first, inserting)
