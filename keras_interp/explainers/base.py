@@ -1,6 +1,5 @@
 """What every explainer shares: the model's scorer, input checks and chunk planning."""
 
-import math
 import threading
 import time
 import types
@@ -13,7 +12,7 @@ from keras_interp.graph import FORMS
 from keras_interp.targets import Scorer, resolve_target
 
 __all__ = ["Explainer", "check_images", "check_inputs", "pack", "choose_input", "plan_chunks", "over_chunks",
-           "merge_leading", "broadcast_baseline", "spatial_axes", "fused"]
+           "merge_leading", "broadcast_baseline", "spatial_axes", "fused", "replaced_copies"]
 
 
 # Per rank: (one example, several, the names of the axes after the batch), for error messages.
@@ -265,6 +264,13 @@ def fused(fn):
         return compiled(*args) if _xla_available() else fn(*args)
 
     return call
+
+
+@fused
+def replaced_copies(x, replacement, mask):
+    """(k * B, ..., C), k-major: k copies of the (B, ..., C) examples x with the pixels where
+    `mask` ((k, B or 1, ...) bool) is true taken from `replacement` (same shape as x)."""
+    return merge_leading(tf.where(mask[..., None], replacement[None], x[None]))
 
 
 def _to_numpy(out):

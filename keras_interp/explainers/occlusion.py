@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_interp.explainers.base import (
-    Explainer, batch_of, broadcast_baseline, choose_input, fused, merge_leading, over_chunks, plan_chunks,
+    Explainer, batch_of, broadcast_baseline, choose_input, over_chunks, plan_chunks, replaced_copies,
 )
 from keras_interp.targets import select_scores
 
@@ -45,13 +45,6 @@ def window_positions(size, patch, stride):
     if starts[-1] != size - patch:
         starts.append(size - patch)
     return starts, patch
-
-
-@fused
-def _occluded_copies(x, baseline, inside):
-    """(B, *spatial, C) examples, their baselines and (k, *spatial) bool windows ->
-    (k * B, *spatial, C): every example with every window replaced by its baseline, k-major."""
-    return merge_leading(tf.where(inside[:, None, ..., None], baseline[None], x[None]))
 
 
 class Occlusion(Explainer):
@@ -151,7 +144,7 @@ class Occlusion(Explainer):
                 positions = tf.reshape(tf.range(shape[1 + a]), [1] + [-1 if b == a else 1 for b in range(axes)])
                 start = tf.reshape(window[:, a], [-1] + [1] * axes)
                 inside &= (positions >= start) & (positions < start + patch[a])
-            logits = self._logits_with(_occluded_copies(xi, baseline, inside), others)
+            logits = self._logits_with(replaced_copies(xi, baseline, inside[:, None]), others)
             occluded_scores, _ = select_scores(logits, tf.tile(classes, [k]), score_fn)
             drop = scores[None] - tf.reshape(occluded_scores, (k, -1))
             # sum_k drop[k, b] inside[k]: a (B, k) x (k, pixels) product (einsum would transpose).

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from keras_interp.explainers.base import Explainer, broadcast_baseline, fused, merge_leading, over_chunks, plan_chunks
+from keras_interp.explainers.base import Explainer, broadcast_baseline, over_chunks, plan_chunks, replaced_copies
 from keras_interp.metrics._maps import pixel_maps
 from keras_interp.targets import select_scores
 
@@ -74,20 +74,12 @@ class _Curves(Explainer):
             k = tf.shape(ids)[0]
             moved = (ids * pixels + steps // 2) // steps  # pixels removed (or inserted) at each step
             first = ranks[None] < moved[:, None, None, None]  # (k, B, H, W): the top-ranked ones
-            images = _stepped_images(x, substrate, first, inserting)
+            # Deletion: the first pixels from the substrate; insertion: only those kept.
+            images = replaced_copies(substrate, x, first) if inserting else replaced_copies(x, substrate, first)
             confidence = self.scorer.confidence(self.scorer(images), tf.tile(classes, [k]), score_fn)
             return tf.tensor_scatter_nd_update(curves, ids[:, None], tf.reshape(confidence, (k, batch)))
 
         return tf.transpose(over_chunks(chunk, tf.zeros(tf.stack([steps + 1, batch])), steps + 1, per))
-
-
-@fused
-def _stepped_images(x, substrate, first, inserting):
-    """(k * B, H, W, C), k-major: each image with its `first` pixels ((k, B, H, W) bool) taken
-    from the substrate (deletion), or only those kept and the rest from it (insertion)."""
-    if inserting:
-        return merge_leading(tf.where(first[..., None], x[None], substrate[None]))
-    return merge_leading(tf.where(first[..., None], substrate[None], x[None]))
 
 
 def _curve(model, inputs, maps, target, steps, substrate, batch_size, inserting, output=None):
