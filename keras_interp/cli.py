@@ -364,12 +364,14 @@ def cmd_layers(args):
         head = find_cam_head(model)[0].path
     except ValueError:
         head = None
+    moved = graph.frame_breaks(model)
     print(f"{'layer':40s} {'output shape':22s} usable for")
     for path in graph.all_paths(model):
         site = graph.find_site(model, path)
         shape = tuple(site.shape)
         uses = []
-        if len(shape) == 4 and not isinstance(site.operation, keras.layers.InputLayer):
+        # A map after a Permute or a spatial Reshape is not in the image's frame: no CAM there.
+        if len(shape) == 4 and not isinstance(site.operation, keras.layers.InputLayer) and id(site.tensor) not in moved:
             uses.append("gradcam")
             try:
                 receptive_field(model, site)
@@ -387,7 +389,7 @@ def cmd_visualize(args):
 
     model = load(args.model, args.unsafe)
     try:
-        generator = ki.ClassModelVisualization(model)
+        generator = ki.ClassModelVisualization(model, output=output_arg(args))
         pictures = generator.visualize(args.classes, steps=args.steps, seed=args.seed)
     except ValueError as exc:
         raise UsageError(_last_line(exc)) from None
@@ -408,15 +410,33 @@ def cmd_dream(args):
     scale = scaler(args, shape[:2] + (shape[-1],) if None not in shape else (1, 1, shape[-1]))
     if not os.path.isfile(args.image):
         raise UsageError(f"no such image file: {args.image}")
-    size = shape[:2] if None not in shape[:2] else _native_size(args.image)  # a fixed-size model: resized
+    size = _native_size(args.image)  # the dream keeps the photo's size
     try:
         image = read_image(args.image, size, shape[-1])
     except ValueError as exc:
         raise UsageError(f"{args.image}: {exc}") from None
     try:
-        dream = ki.DeepDream(model, layers=args.layers or None).dream(scale(image), steps=args.steps, seed=args.seed)
+        dreamer = ki.DeepDream(model, layers=args.layers or None, output=output_arg(args))
     except ValueError as exc:
         raise UsageError(_last_line(exc)) from None
+    try:
+        dream = dreamer.dream(scale(image), steps=args.steps, seed=args.seed)
+    except Exception as exc:  # noqa: BLE001 - only a fixed-size part of the model refuses other sizes
+        if None in shape[:2] or tuple(shape[:2]) == tuple(size):
+            raise UsageError(_last_line(exc)) from None
+        import cv2
+
+        # The layers dreamed on need the model's input size: dream at that size, then scale
+        # the result back to the photo's.
+        print(f"keras-interp: note: the dreamed layers need {shape[0]}x{shape[1]} inputs; the photo is dreamed "
+              f"at that size and scaled back to {size[0]}x{size[1]}", file=sys.stderr)
+        small = cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA).reshape(shape[:2] + (shape[-1],))
+        try:
+            dreamed = dreamer.dream(scale(small), steps=args.steps, seed=args.seed)
+        except ValueError as exc2:
+            raise UsageError(_last_line(exc2)) from None
+        dream = cv2.resize(np.asarray(dreamed, np.float32), (size[1], size[0]), interpolation=cv2.INTER_CUBIC)
+        dream = dream.reshape(tuple(size) + (shape[-1],))
     out = out_folder(args.out, args.overwrite)
     path = ki.images.save(os.path.join(out, "dream.png"), dream)
     if not args.quiet:
@@ -574,12 +594,15 @@ def parser():
     p = command("visualize", "class-model images by gradient ascent", cmd_visualize)
     model_args(p, "class_models")
     p.add_argument("--classes", type=int, nargs="+", required=True, help="the classes to draw")
+    p.add_argument("--output", help="the output whose classes are drawn, a name or an index (for a model with several)")
     p.add_argument("--steps", type=int, default=200, help="gradient-ascent steps")
 
     p = command("dream", "Deep Dream on an image", cmd_dream)
     model_args(p, "dream")
     p.add_argument("image", help="an image file")
     p.add_argument("--layers", nargs="+", help="layers whose activations are amplified (none: DeepDream's own choice)")
+    p.add_argument("--output", help="with several outputs and no --layers: the output whose last feature map is "
+                   "amplified, a name or an index")
     p.add_argument("--steps", type=int, default=20, help="gradient-ascent steps per octave")
     scale_args(p)
 

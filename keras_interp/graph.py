@@ -20,7 +20,8 @@ import keras
 from keras import tree
 
 __all__ = ["Site", "graph_of", "run", "find_site", "last_spatial_site", "spatial_layers", "spatial_rank",
-           "all_paths", "Cursor", "is_spatial_shape", "no_graph_error", "depends_on_input", "FORMS"]
+           "all_paths", "Cursor", "is_spatial_shape", "no_graph_error", "depends_on_input", "FORMS",
+           "frame_breaks", "out_of_frame"]
 
 # What a batch of each rank is, for error messages.
 FORMS = {
@@ -233,15 +234,17 @@ def spatial_rank(model):
     return 4
 
 
-def spatial_layers(model, rank=None):
+def spatial_layers(model, rank=None, in_frame=False):
     """Paths of all sites with a spatial output of more than one cell, input to output.
 
-    `rank` is the tensors' rank (see spatial_rank, the default)."""
+    `rank` is the tensors' rank (see spatial_rank, the default); `in_frame=True` keeps only
+    those in the input's spatial frame (see frame_breaks), where maps can be drawn."""
     graph = graph_of(model)
     if graph is None:
         return []
     rank = spatial_rank(model) if rank is None else rank
-    return list(dict.fromkeys(s.path for s in _sites(graph) if _spatial(s, rank)))
+    broken = _breaks(graph, rank, {}) if in_frame else {}
+    return list(dict.fromkeys(s.path for s in _sites(graph) if _spatial(s, rank) and id(s.tensor) not in broken))
 
 
 def no_graph_error(model, what):
@@ -293,6 +296,106 @@ def depends_on_input(model, site, index):
     return id(site.tensor) in _dependent(graph, [graph.inputs[index]])
 
 
+def _ops(*names):
+    from keras.src.ops import numpy as knp
+
+    return tuple(c for c in (getattr(knp, n, None) for n in names) if c is not None)
+
+
+_TRANSPOSE_OPS = _ops("Transpose")
+_RESHAPE_OPS = _ops("Reshape")
+_CONCATENATE_OPS = _ops("Concatenate")
+_AXIS_MOVING_OPS = _ops("Swapaxes", "Moveaxis", "Flip", "Roll")
+# Custom layers that fold space into channels (or back) by their usual names.
+_SPACE_DEPTH_NAMES = ("spacetodepth", "depthtospace", "pixelshuffle", "pixelunshuffle")
+
+
+def _spatial_dims(shape, rank):
+    return tuple(shape[1:rank - 1]) if shape is not None and len(shape) >= rank - 1 else None
+
+
+def _reorders(node, rank):
+    """Why `node` takes its input out of the input image's spatial frame (a short phrase), or None.
+
+    A tensor stays in the frame when each cell (i, j) of its map sits where the same cell of the
+    input's map does, up to scale: convolutions, pooling, resizing and channel-wise ops keep it.
+    Permuting or transposing spatial axes, reshaping that changes the spatial sizes, moving,
+    flipping or rolling spatial axes, concatenating along one, and folding space into channels
+    do not: a class activation map read there is transposed or scrambled, silently.
+    """
+    op = node.operation
+    what = f"{type(op).__name__} {op.name!r}"
+    inputs = node.input_tensors
+    before = tuple(inputs[0].shape) if inputs else None
+    outs = tree.flatten(node.outputs)
+    after = tuple(outs[0].shape) if outs else None
+    if isinstance(op, keras.layers.Permute):
+        axes = (0,) + tuple(op.dims)
+    elif isinstance(op, _TRANSPOSE_OPS):
+        axes = op.axes
+        if axes is None and before is not None:
+            axes = tuple(reversed(range(len(before))))
+    else:
+        axes = ()
+    if axes:
+        keep = tuple(range(rank - 1))
+        if tuple(axes)[:rank - 1] != keep:
+            return f"{what} reorders the spatial axes (axes {tuple(axes)})"
+        return None
+    if isinstance(op, _AXIS_MOVING_OPS):
+        return f"{what} moves, flips or rolls axes"
+    if isinstance(op, (keras.layers.Concatenate,) + _CONCATENATE_OPS):
+        axis = op.axis if after is None else op.axis % len(after)
+        if after is not None and axis != len(after) - 1:
+            return f"{what} joins maps side by side (axis {op.axis})"
+        return None
+    if any(n in type(op).__name__.lower().replace("_", "") for n in _SPACE_DEPTH_NAMES):
+        return f"{what} folds space into channels"
+    if isinstance(op, (keras.layers.Reshape, keras.layers.Lambda) + _RESHAPE_OPS):
+        if _spatial_dims(before, rank) != _spatial_dims(after, rank):
+            return (f"{what} changes the spatial sizes {_spatial_dims(before, rank)} -> "
+                    f"{_spatial_dims(after, rank)}")
+    return None
+
+
+def _breaks(graph, rank, inherited):
+    """{id(tensor): reason} for the tensors of `graph` (nested graphs included) that are out of
+    the input's spatial frame; `inherited` gives those of its inputs."""
+    reasons = dict(inherited)
+    for node in _nodes(graph):
+        inputs = node.input_tensors
+        outs = tree.flatten(node.outputs)
+        inner = _nested_graph(node)
+        if inner is not None:
+            inner_reasons = _breaks(inner, rank, {id(i): reasons[id(t)] for i, t in zip(inner.inputs, inputs)
+                                                  if id(t) in reasons})
+            reasons.update(inner_reasons)
+            reasons.update({id(t): inner_reasons[id(o)] for t, o in zip(outs, inner.outputs) if id(o) in inner_reasons})
+            continue
+        reason = next((reasons[id(t)] for t in inputs if id(t) in reasons), None) or _reorders(node, rank)
+        if reason:
+            reasons.update({id(t): reason for t in outs})
+    return reasons
+
+
+def frame_breaks(model, rank=None):
+    """{id(tensor): why} for every tensor of the model's graph that is not in the input's spatial
+    frame (see `_reorders`): it comes after a Permute, a transpose, a Reshape or Lambda that
+    changes the spatial sizes, space-to-depth, or a concatenation along a spatial axis.
+
+    Tensors made by other layers count as in the frame: a custom layer that transposes a square
+    map without changing its shape cannot be told apart from one that does not."""
+    graph = graph_of(model)
+    if graph is None:
+        return {}
+    return _breaks(graph, spatial_rank(model) if rank is None else rank, {})
+
+
+def out_of_frame(model, site, rank=None):
+    """Why the site's tensor is out of the input's spatial frame, or None (see frame_breaks)."""
+    return frame_breaks(model, rank).get(id(site.tensor))
+
+
 # Layers whose output adds a border of zeros to the map before them: never the feature map.
 _PADDING = (keras.layers.ZeroPadding2D,)
 
@@ -306,13 +409,16 @@ def last_spatial_site(model, output=0, rank=None, input=None):
 
     Operation outputs (`a + b`) count, nested models are entered (following the outputs that
     are used, when a nested model has several), and shape-only, pooling or zero-padding layers
-    after the last feature map are passed over.
+    after the last feature map are passed over, as are tensors out of the input's spatial frame
+    (after a Permute, a transpose, a spatial Reshape...: see frame_breaks), whose maps would be
+    transposed or scrambled.
     """
     graph = graph_of(model)
     if graph is None:
         raise no_graph_error(model, "a spatial layer")
     rank = spatial_rank(model) if rank is None else rank
     allowed = None if input is None or len(graph.inputs) == 1 else _dependent(graph, [graph.inputs[input]])
+    broken, skipped = _breaks(graph, rank, {}), []
 
     def search(graph, chain, wanted):
         relevant = _ancestors(graph, wanted)
@@ -333,6 +439,9 @@ def last_spatial_site(model, output=0, rank=None, input=None):
             for index, _ in enumerate(tree.flatten(node.outputs)):
                 site = Site(chain + (node,), index)
                 if _spatial(site, rank) and (allowed is None or id(site.tensor) in allowed):
+                    if id(site.tensor) in broken:
+                        skipped.append(f"{site.path!r} ({broken[id(site.tensor)]})")
+                        continue
                     return site
         return None
 
@@ -340,10 +449,12 @@ def last_spatial_site(model, output=0, rank=None, input=None):
     if site is None:
         form = FORMS.get(rank, FORMS[4])
         which = "" if allowed is None else f" computed from input {model.inputs[input].name!r}"
+        frame = (" Spatial tensors after an operation that reorders the map are not in the input's "
+                 f"frame and are passed over: {'; '.join(skipped[:3])}." if skipped else "")
         raise ValueError(
             f"Model {model.name!r} has no tensor with a spatial {form} output of more than one "
-            f"cell{which} on the path to its output; class activation maps need a convolutional "
-            "feature map."
+            f"cell{which} on the path to its output in the input's frame; class activation maps need a "
+            f"convolutional feature map.{frame}"
         )
     return site
 

@@ -1,6 +1,7 @@
 """The small reference CNN used by the demo, examples, benchmarks and tests; model loading."""
 
 import os
+import warnings
 
 import keras
 
@@ -42,19 +43,35 @@ def reference_cnn(input_shape=(64, 64, 3), num_classes=4, head="gap", width=16, 
     return keras.Model(inputs, outputs, name=name or f"reference_cnn_{head}")
 
 
-def load_model(path, safe_mode=True, compile=True):
-    """Load a `.keras` model with keras_interp's layers registered.
+def load_model(path, safe_mode=True, compile=False):
+    """Load a `.keras` (or legacy `.h5`/`.hdf5`) model with keras_interp's layers registered.
 
     A thin wrapper over `keras.saving.load_model` that makes sure every keras_interp layer is
     registered first, so models built with them load in a fresh process. `safe_mode` stays on
     by default: lambda layers from untrusted files are refused.
+
+    Explaining needs no optimizer, so the model is loaded for inference (`compile=False`) by
+    default: a Keras 2 era HDF5 file's saved training configuration often names optimizer
+    arguments Keras 3 no longer accepts (`lr`, `decay`). With `compile=True`, such a file is
+    loaded without compiling, with a warning that says so.
     """
     import keras_interp.layers  # noqa: F401  (registers the custom layers)
 
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No model file at {path!r}.")
-    return keras.saving.load_model(path, safe_mode=safe_mode, compile=compile)
+    if not compile:
+        return keras.saving.load_model(path, safe_mode=safe_mode, compile=False)
+    try:
+        return keras.saving.load_model(path, safe_mode=safe_mode, compile=True)
+    except (ValueError, TypeError) as exc:
+        model = keras.saving.load_model(path, safe_mode=safe_mode, compile=False)
+        warnings.warn(
+            f"{path}: the saved training configuration cannot be compiled by this Keras "
+            f"({str(exc).splitlines()[0][:200]}); loaded without compiling, for inference.",
+            stacklevel=2,
+        )
+        return model
 
 
 def train_on_shapes(model=None, train_size=3000, epochs=8, image_size=64, seed=0, callbacks=None, verbose=2):

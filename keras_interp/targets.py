@@ -26,7 +26,7 @@ from keras import ops
 
 from keras_interp.graph import Cursor, find_site, graph_of, run
 
-__all__ = ["Scorer", "resolve_target", "select_scores", "squashing", "is_shape_only", "SOFTMAX_FUNCTIONS", "SIGMOID_FUNCTIONS"]
+__all__ = ["Scorer", "inner_scorer", "resolve_target", "select_scores", "squashing", "is_shape_only", "SOFTMAX_FUNCTIONS", "SIGMOID_FUNCTIONS"]
 
 
 def _existing(*candidates):
@@ -265,6 +265,15 @@ def choose_output(model, output, names):
     if count is not None and not -count <= index < count:
         raise ValueError(f"output={index} is out of range: model {model.name!r} has {count} outputs {names}.")
     return index % count if count is not None else index
+
+
+def inner_scorer(model, output=None):
+    """A Scorer for work that reads an inner layer and scores no output (a channel's projection
+    or image, Deep Dream on given layers): `output` when given, else the model's first output,
+    so a model with several outputs needs no output= there."""
+    if output is None and isinstance(model, keras.Model) and len(output_names(model) or ()) > 1:
+        output = 0
+    return Scorer(model, output=output)
 
 
 class Scorer:

@@ -10,8 +10,10 @@ and each test checks that this is so on its model before comparing.
 References:
 - Grad-CAM (Selvaraju et al. 2017): map = ReLU(sum_k mean_ij(g^k) A^k).
 - Grad-CAM++ (Chattopadhyay et al. 2018, eq. 19 with S = exp(logit), so the exp cancels):
-  alpha_ij^k = g^2 / (2 g^2 + sum_ab A_ab^k g^3) (0 where the denominator is 0),
-  w_k = sum_ij alpha_ij^k ReLU(g_ij^k), map = ReLU(sum_k w_k A^k).
+  alpha_ij^k = g^2 / (2 g^2 + |sum_ab A_ab^k| g^3) (0 where the denominator is 0),
+  w_k = sum_ij alpha_ij^k ReLU(g_ij^k), map = ReLU(sum_k w_k A^k). The paper's features are
+  non-negative, where |sum A| = sum A; on these signed features the magnitude keeps alpha
+  positive where g > 0 (the library's documented choice; the signed sum is a mutant here).
 - LayerCAM (Jiang et al. 2021): map_ij = ReLU(sum_k ReLU(g_ij^k) A_ij^k).
 with A the CAM layer's features and g = d logit_c / d A.
 
@@ -90,10 +92,12 @@ def grad_cam_reference(a, g):
     return np.maximum(np.einsum("bhwk,bk->bhw", a, weights), 0.0)
 
 
-def grad_cam_pp_reference(a, g, sign=1.0):
-    """sign=-1 gives the mutant 2 g^2 - sum A g^3 (used only to show the model tells them apart)."""
+def grad_cam_pp_reference(a, g, sign=1.0, magnitude=True):
+    """sign=-1 gives the mutant 2 g^2 - |sum A| g^3, magnitude=False the paper's formula on signed
+    features, 2 g^2 + sum A g^3 (used only to show the model tells them apart)."""
     g2, g3 = g**2, g**3
-    denominator = 2.0 * g2 + sign * a.sum(axis=(1, 2), keepdims=True) * g3
+    total = a.sum(axis=(1, 2), keepdims=True)
+    denominator = 2.0 * g2 + sign * (np.abs(total) if magnitude else total) * g3
     nonzero = denominator != 0
     alpha = np.where(nonzero, g2 / np.where(nonzero, denominator, 1.0), 0.0)
     weights = (alpha * np.maximum(g, 0.0)).sum(axis=(1, 2))
@@ -115,7 +119,8 @@ REFERENCES = {
 MUTANTS = {
     "GradCAM": [("mean of ReLU(g) weights", lambda a, g: grad_cam_reference(a, np.maximum(g, 0.0)))],
     "GradCAMPlusPlus": [
-        ("2 g^2 - sum A g^3", lambda a, g: grad_cam_pp_reference(a, g, sign=-1.0)),
+        ("2 g^2 - |sum A| g^3", lambda a, g: grad_cam_pp_reference(a, g, sign=-1.0)),
+        ("as written on signed features: 2 g^2 + sum A g^3", lambda a, g: grad_cam_pp_reference(a, g, magnitude=False)),
         ("alpha = 1/2 (no sum A g^3 term)", lambda a, g: grad_cam_reference(a, np.maximum(g, 0.0)) * a.shape[1] * a.shape[2] / 2),
     ],
     "LayerCAM": [("no inner ReLU", lambda a, g: layer_cam_reference(a, g, inner_relu=False))],
@@ -165,11 +170,12 @@ def assert_matches_reference(explainer_cls, reference, variant, target=TARGETS, 
 
 
 def _grad_cam_pp_is_well_conditioned(variant):
-    # alpha * ReLU(g) = g / (2 + S g) where g > 0: the comparison is meaningful in float32 only
-    # away from a vanishing denominator. Checked so a change of seed cannot make it flaky.
+    # alpha * ReLU(g) = g / (2 + |S| g) where g > 0: the comparison is meaningful in float32 only
+    # away from a vanishing denominator (with |S| it never comes near; the signed S of the
+    # formula as written has a pole where S g = -2). Checked so a change of seed cannot make it flaky.
     _, logits_model = models(**VARIANTS[variant])
     a, g, _, _ = features_and_gradients(logits_model, images(), TARGETS)
-    factor = 2.0 + a.sum(axis=(1, 2), keepdims=True) * g
+    factor = 2.0 + np.abs(a.sum(axis=(1, 2), keepdims=True)) * g
     return np.abs(factor[g > 0]).min()
 
 

@@ -9,14 +9,19 @@ by running the model's own graph (keras_interp.graph.run), so the model is never
 its weights are read live.
 """
 
+import warnings
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_interp.explainers.base import (
     Explainer, batch_of, broadcast_baseline, choose_input, fused, merge_leading, over_chunks, plan_chunks,
     spatial_axes,
 )
-from keras_interp.graph import FORMS, Cursor, depends_on_input, last_spatial_site, no_graph_error, spatial_layers
+from keras_interp.graph import (
+    FORMS, Cursor, depends_on_input, last_spatial_site, no_graph_error, out_of_frame, spatial_layers,
+)
 from keras_interp.layers.cam_head import CAMHead
 from keras_interp.targets import Scorer, is_shape_only, select_scores, squashing
 
@@ -82,6 +87,12 @@ class _FeatureMapExplainer(Explainer):
     """
 
     display_clip = (0.0, 99.9)  # coarse regions: a pixel-attribution cut would hide most of them
+    # Whether the method's paper assumes non-negative features (a layer after a ReLU): a layer
+    # with negative activations then gets one warning, with what the method does there.
+    assumes_nonnegative = False
+    signed_note = ""
+    # Whether the map ends in a ReLU, so a map can be zero everywhere: said once, with why.
+    final_relu = True
 
     def __init__(self, model, layer=None, batch_size=128, output=None, input=None, jit_compile=None):
         super().__init__(model, batch_size=batch_size, output=output, jit_compile=jit_compile)
@@ -114,7 +125,14 @@ class _FeatureMapExplainer(Explainer):
             raise ValueError(
                 f"Layer {self.layer!r} has output shape {shape}, not a spatial {FORMS[rank]} map like "
                 f"the input it is drawn on. Layers with spatial outputs: "
-                f"{spatial_layers(model, rank)[-8:]} (last 8)."
+                f"{spatial_layers(model, rank, in_frame=True)[-8:]} (last 8)."
+            )
+        moved = out_of_frame(model, self.site, rank)
+        if moved:
+            raise ValueError(
+                f"Layer {self.layer!r} is not in the input's spatial frame: {moved}, so its maps would be "
+                f"transposed or scrambled on the input. Choose a layer before that operation; layers in the "
+                f"frame: {spatial_layers(model, rank, in_frame=True)[-8:]} (last 8)."
             )
         self._channels = shape[-1]
         self._features = self.scorer.with_features(self.site)
@@ -138,11 +156,48 @@ class _FeatureMapExplainer(Explainer):
         (B, L) and (B, D, H, W) for signals and volumes. With several inputs, one map for the
         input chosen by `input=`."""
         x, classes, score_fn = self._prepare(inputs, target)
+        if self.assumes_nonnegative:
+            self._check_signed(x)
 
         def call(xb, cb, *rows):
             return self._call("_explain_graph", xb, cb, score_fn, bool(upsample), *self._extra(xb, *rows))
 
-        return self._batched(call, x, classes, *self._per_example(x))
+        maps = self._batched(call, x, classes, *self._per_example(x))
+        if self.final_relu:
+            self._check_empty(maps)
+        return maps
+
+    def _warn_once(self, key, message):
+        said = self.__dict__.setdefault("_said", set())
+        if key not in said:
+            said.add(key)
+            warnings.warn(f"{type(self).__name__}: {message}", stacklevel=3)
+
+    def _check_signed(self, x):
+        """Warn once when the layer's activations on the first examples are negative somewhere."""
+        if "_said" in self.__dict__ and "signed" in self._said:
+            return
+        first = tuple(a[:8] for a in x) if isinstance(x, tuple) else x[:8]
+        lowest = float(tf.reduce_min(tf.cast(self._features(first)[0], tf.float32)))
+        if lowest < 0:
+            self._warn_once("signed", (
+                f"layer {self.layer!r} has negative activations (as low as {lowest:.3g}: no ReLU after it), "
+                f"and the method was defined for non-negative features (after a ReLU). {self.signed_note} "
+                "Grad-CAM (ki.GradCAM) and CAM are defined for signed layers."
+            ))
+
+    def _check_empty(self, maps):
+        """Say once why a map is zero everywhere, instead of returning it silently."""
+        flat = np.reshape(maps, (len(maps), -1))
+        empty = np.flatnonzero(~(flat > 0).any(axis=1))
+        if len(empty):
+            self._warn_once("empty", (
+                f"the maps of {len(empty)} of {len(maps)} examples (first: {empty[:5].tolist()}) are zero "
+                f"everywhere: the weighted sum of layer {self.layer!r}'s channels is negative or zero at every "
+                "position, so the final ReLU leaves nothing (the layer's evidence argues against the class "
+                "everywhere, or its weights vanish). Look at the signed map (ki.GradCAM(model, relu=False), "
+                "ki.CAM) or choose another layer."
+            ))
 
     def _gradients(self, x, classes, score_fn):
         """(features, d score / d features), float32, for the explained classes.
@@ -183,6 +238,10 @@ class GradCAM(_FeatureMapExplainer):
     def signed(self):
         return not self.relu
 
+    @property
+    def final_relu(self):
+        return self.relu
+
     def _trace_key(self):
         return super()._trace_key() + (self.relu,)
 
@@ -199,16 +258,29 @@ class GradCAMPlusPlus(_FeatureMapExplainer):
     exp cancels: alpha = g^2 / (2 g^2 + sum_ab A_ab g^3), weights = sum_ij alpha ReLU(g); so
     the maps stay finite for logits of any size.
 
+    The paper's features are non-negative (after a ReLU), so sum_ab A_ab >= 0 and alpha > 0
+    wherever g > 0. On a signed layer that sum can be negative and alpha changes sign: on a
+    class-map head (logit = mean of the class's map) alpha = 1 / (2 + logit), which for logits
+    below -2 turns the map into counter-evidence (where the class's map is negative). Here the
+    sum enters the denominator in magnitude, |sum_ab A_ab|: the same as the paper on
+    non-negative features, and alpha stays positive on signed ones (on a class-map head the map
+    is then ReLU of the class's channel, as Grad-CAM's). A signed layer gets one warning.
+
     Args:
         model: Keras model.
         layer, output, input: as for GradCAM.
     """
 
+    assumes_nonnegative = True
+    signed_note = ("Grad-CAM++ uses |sum A| in alpha's denominator there, so alpha keeps its sign (the formula as "
+                   "written would show counter-evidence for low logits).")
+
     def _maps(self, x, classes, score_fn):
         features, g = self._gradients(x, classes, score_fn)
         g2 = tf.square(g)
         axes = spatial_axes(g)
-        denominator = 2.0 * g2 + tf.reduce_sum(features, axis=axes, keepdims=True) * g2 * g
+        total = tf.abs(tf.reduce_sum(features, axis=axes, keepdims=True))
+        denominator = 2.0 * g2 + total * g2 * g
         alpha = tf.math.divide_no_nan(g2, denominator)
         weights = tf.reduce_sum(alpha * tf.nn.relu(g), axis=axes)
         return tf.nn.relu(_weighted_sum(features, weights))
@@ -217,10 +289,16 @@ class GradCAMPlusPlus(_FeatureMapExplainer):
 class LayerCAM(_FeatureMapExplainer):
     """LayerCAM (Jiang et al., 2021): ReLU(sum_k ReLU(d score / d A^k_ij) A^k_ij), per position.
 
+    Defined for non-negative features (after a ReLU); on a signed layer the negative
+    activations with a positive gradient count against a position (one warning says so).
+
     Args:
         model: Keras model.
         layer, output, input: as for GradCAM.
     """
+
+    assumes_nonnegative = True
+    signed_note = "LayerCAM keeps its formula there: negative activations count against a position."
 
     def _maps(self, x, classes, score_fn):
         features, grads = self._gradients(x, classes, score_fn)
@@ -237,16 +315,17 @@ def _walk_back(cursor, skip):
 
 
 def find_cam_head(model, output=0):
-    """(feature Site, kernel variable, bias variable or None) of output `output`'s GAP -> Dense head.
+    """(feature Site, kernel (channels, classes), bias variable or None) of output `output`'s head.
 
-    Accepts a CAMHead, or GlobalAveragePooling1D/2D/3D -> (Dropout) -> Dense, each optionally followed
-    by a softmax or sigmoid (fused, a layer or an operation) and shape-only layers; the head may
-    end a nested classifier.
+    Accepts a CAMHead; GlobalAveragePooling1D/2D/3D -> (Dropout) -> Dense; or a class-map head,
+    GlobalAveragePooling of a map with one channel per class (kernel: the identity); each
+    optionally followed by a softmax or sigmoid (fused, a layer or an operation) and shape-only
+    layers. The head may end a nested classifier.
     """
     hint = (
         f"Model {getattr(model, 'name', model)!r} does not end in global average pooling followed by a "
-        "dense layer (or a keras_interp.layers.CAMHead), so plain CAM does not apply. Use "
-        "ki.GradCAM(model), which works for any convolutional network."
+        "dense layer, in global average pooling of one map per class, or in a keras_interp.layers.CAMHead, "
+        "so plain CAM does not apply. Use ki.GradCAM(model), which works for any convolutional network."
     )
     cursor = Cursor.at_output(model, output)
     if cursor is None:
@@ -264,6 +343,14 @@ def find_cam_head(model, output=0):
             raise ValueError(hint)
         feature = Cursor.input_of(gap).producer()
         kernel, bias = head.operation.kernel, head.operation.bias if head.operation.use_bias else None
+    elif isinstance(head.operation, _GAP) and head.operation.data_format == "channels_last":
+        # A class-map head (Network in Network, all-convolutional nets, mini-Xception): the pooled
+        # map has one channel per class and its mean is the logit, so the class's channel is its
+        # CAM: the identity as the head's kernel.
+        feature = Cursor.input_of(head).producer()
+        if feature is None:
+            raise ValueError(hint)
+        kernel, bias = tf.eye(feature.shape[-1], dtype=tf.float32), None
     else:
         raise ValueError(hint)
     if feature is None:
@@ -272,14 +359,17 @@ def find_cam_head(model, output=0):
 
 
 class CAM(_FeatureMapExplainer):
-    """Class activation maps (Zhou et al., 2016) for a GAP -> Dense head or a CAMHead.
+    """Class activation maps (Zhou et al., 2016) for a GAP -> Dense head, a class-map head or a CAMHead.
 
     map_c = sum_k W[k, c] A^k, without the bias, so mean_ij(map_c) + b_c equals logit_c.
-    Maps are signed (negative where a region argues against the class). The head is found
-    automatically; a model without one gets an error that points to GradCAM.
+    On a class-map head (a map with one channel per class, averaged into the logits: Network in
+    Network, all-convolutional nets, mini-Xception) map_c is class c's channel itself, whose
+    mean is logit_c. Maps are signed (negative where a region argues against the class). The
+    head is found automatically; a model without one gets an error that points to GradCAM.
 
     Args:
-        model: Keras model ending in GAP (1-D, 2-D or 3-D) -> (Dropout) -> Dense or a CAMHead.
+        model: Keras model ending in GAP (1-D, 2-D or 3-D) -> (Dropout) -> Dense, in GAP of one
+            map per class, or in a CAMHead.
         output: the output to explain (name or index), for a model with several.
         jit_compile: None, True, False or "auto" (XLA; see keras_interp.explainers.base.Explainer).
         input: the input the maps are drawn on (name or index), for a model with several.
@@ -289,6 +379,7 @@ class CAM(_FeatureMapExplainer):
     """
 
     signed = True  # the class's weighted feature sum, negative where features vote against it
+    final_relu = False
 
     def __init__(self, model, output=None, input=None, jit_compile=None):
         # The scorer checks the model (a keras.Model, built) before the head is looked for.
@@ -345,6 +436,15 @@ class ScoreCAM(_FeatureMapExplainer):
     In every reading a shift of all logits by a constant leaves the map unchanged. Masked inputs
     are streamed in chunks of at most `batch_size` images.
 
+    The paper's features are non-negative (after a ReLU). On a signed layer (no ReLU after it:
+    PReLU, BatchNorm, a class-map head) a channel can be negative everywhere although its mask
+    H^k, which was scored, keeps its highest region: the weighted sum of raw activations is
+    then negative everywhere and the final ReLU returns an empty map even for a confident
+    prediction. A channel with negative values therefore enters the sum measured from its
+    minimum, A^k - min A^k (its mask's zero, times its range); channels without negative values
+    enter as they are, so on non-negative layers the map is the paper's. A signed layer gets
+    one warning.
+
     Args:
         model: Keras model.
         layer: as for GradCAM.
@@ -364,6 +464,11 @@ class ScoreCAM(_FeatureMapExplainer):
     Example:
         >>> maps = ki.ScoreCAM(model, max_channels=64).explain(images)
     """
+
+    _probe = "forward"  # jit_compile="auto" times the forward pass (see Explainer)
+    assumes_nonnegative = True
+    signed_note = ("Score-CAM measures a channel with negative values from its minimum there (the zero of the mask "
+                   "that was scored), so a channel negative everywhere still shows where its mask points.")
 
     def __init__(self, model, layer=None, max_channels=None, baseline=0.0, weighting="softmax", batch_size=256,
                  output=None, input=None, jit_compile=None):
@@ -423,4 +528,10 @@ class ScoreCAM(_FeatureMapExplainer):
             weights = scores * varying
         else:
             weights = tf.nn.softmax(tf.where(varying > 0, scores, tf.float32.min), axis=-1) * varying
-        return tf.nn.relu(_weighted_sum(features, weights))
+        return tf.nn.relu(self._combine(features, weights))
+
+    @staticmethod
+    def _combine(features, weights):
+        """sum_k w_k A^k, a channel with negative values measured from its minimum (see above)."""
+        lowest = tf.reduce_min(features, axis=spatial_axes(features), keepdims=True)
+        return _weighted_sum(features - tf.minimum(lowest, 0.0), weights)

@@ -23,7 +23,7 @@ import tensorflow as tf
 from keras_interp.explainers.base import batch_of
 from keras_interp.explainers.gradients import GradientExplainer
 from keras_interp.layers.deconv_stack import resolve_channels, strongest_activation
-from keras_interp.targets import select_scores
+from keras_interp.targets import output_names, select_scores
 
 __all__ = ["Deconvnet", "GuidedBackprop", "RELU_RULES", "relu_rule"]
 
@@ -106,6 +106,8 @@ class _ReluRuleExplainer(GradientExplainer):
     rule = "gradient"
 
     def __init__(self, model, layer=None, batch_size=128, output=None, jit_compile=None):
+        if layer is not None and output is None and len(output_names(model) or ()) > 1:
+            output = 0  # a channel of `layer` is projected, not an output's score: any output runs it
         super().__init__(model, batch_size=batch_size, output=output, jit_compile=jit_compile)
         self.site = None if layer is None else self.scorer.site(layer)
         self.layer = None if self.site is None else self.site.path
@@ -167,7 +169,8 @@ _DOC = """{title}
         model: Keras model.
         layer: None, or the layer (name or "nested/path") whose channel to project.
         batch_size: most images per forward pass.
-        output: the output to explain (name or index), for a model with several.
+        output: the output to explain (name or index), for a model with several; not needed
+            with `layer` (a channel is projected, not an output's score).
         jit_compile: None, True, False or "auto" (XLA; see keras_interp.explainers.base.Explainer).
 
     Example:

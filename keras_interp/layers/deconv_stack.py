@@ -262,7 +262,7 @@ class DeconvStack(keras.Model):
         return features, list(switches)
 
     def _images(self, inputs):
-        from keras_interp.explainers.base import check_images
+        from keras_interp.checks import check_images
 
         return tf.constant(check_images(inputs, self._forward.model.inputs[0].shape))
 

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_interp.explainers.base import check_images
+from keras_interp.checks import check_images
 from keras_interp.graph import graph_of
 from keras_interp.targets import Scorer
 
@@ -86,6 +86,32 @@ def _paired_layers(original, clone, prefix=""):
             yield from _paired_layers(layer, twin, path + "/")
         elif layer.weights:
             yield path, layer, twin
+
+
+def _on_path(model, output):
+    """Names of the model's top-level layers on the path to output number `output` (a nested
+    model counts as a whole), or None when every layer is (one output, or no graph)."""
+    graph = graph_of(model)
+    if output is None or graph is None or len(graph.outputs) < 2:
+        return None
+    seen, names, stack = set(), set(), [graph.outputs[output]]
+    while stack:
+        operation, node_index, _ = stack.pop()._keras_history
+        node = operation._inbound_nodes[node_index]
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        names.add(operation.name)
+        stack.extend(node.input_tensors)
+    return names
+
+
+def _make(explainer_factory, m):
+    explainer = explainer_factory(m)
+    if not callable(getattr(explainer, "explain", None)):
+        raise TypeError(f"explainer_factory must return an explainer (with explain(inputs, target)); it "
+                        f"returned {type(explainer).__name__}.")
+    return explainer
 
 
 def cascade_layers(model):
@@ -162,12 +188,13 @@ def _randomize(layer, seed):
         variable.assign(tf.cast(initializer(tuple(variable.shape), dtype=variable.dtype), variable.dtype))
 
 
-def _fixed_target(model, x, target):
-    """target=None becomes the trained model's top classes, so every randomized copy explains
-    the class the trained model predicted, not its own (random) prediction."""
+def _fixed_target(model, x, target, output=None):
+    """target=None becomes the trained model's top classes (of the explained output), so every
+    randomized copy explains the class the trained model predicted, not its own (random)
+    prediction."""
     if target is not None:
         return target
-    scorer = Scorer(model)
+    scorer = Scorer(model, output=output)
     if scorer.num_classes is None:
         return None
     logits = np.concatenate([np.asarray(scorer(x[i:i + 128])) for i in range(0, len(x), 128)])
@@ -180,7 +207,8 @@ def randomization_check(explainer_factory, model, inputs, target=None, layers=No
 
     A copy of the model (keras.models.clone_model, weights copied) is randomized layer by
     layer from the output towards the input, each layer with the initializer it was built
-    with, seeded. After each layer, `explainer_factory(copy).explain(inputs, target)` is
+    with, seeded. On a model with several outputs, only the layers on the path to the output
+    the explainer explains (its `output=`) are randomized. After each layer, `explainer_factory(copy).explain(inputs, target)` is
     compared with the maps of the trained model. The user's model, and the global random
     state, are never touched.
 
@@ -228,8 +256,15 @@ def randomization_check(explainer_factory, model, inputs, target=None, layers=No
         raise ValueError(f"similarity must be one of {SIMILARITIES}; received {similarity!r}.")
     x = check_images(inputs, tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else None)
     compare = spearman if similarity == "spearman" else ssim
+    # The output the factory's explainer explains: on a model with several heads only the
+    # layers on its path are randomized (the other heads cannot change its maps), and target=None
+    # means that output's predicted classes.
+    trained = _make(explainer_factory, model)
+    output = getattr(getattr(trained, "scorer", None), "output_index", None)
+    on_path = _on_path(model, output)
     clone = _clone(model)
-    cascade = [(path, twin) for path, _, twin in _paired_layers(model, clone)][::-1]
+    cascade = [(path, twin) for path, _, twin in _paired_layers(model, clone)
+               if on_path is None or path.split("/")[0] in on_path][::-1]
     if layers is not None:
         names = [layers] if isinstance(layers, str) else list(layers)
         known = [path for path, _ in cascade]
@@ -242,13 +277,10 @@ def randomization_check(explainer_factory, model, inputs, target=None, layers=No
                 f"randomizing cannot change); layers with weights, in cascade order: {known}."
             )
         cascade = [(path, twin) for path, twin in cascade if path in names]
-    target = _fixed_target(model, x, target)
+    target = _fixed_target(model, x, target, output)
 
     def maps_of(m, after):
-        explainer = explainer_factory(m)
-        if not callable(getattr(explainer, "explain", None)):
-            raise TypeError(f"explainer_factory must return an explainer (with explain(inputs, target)); it "
-                            f"returned {type(explainer).__name__}.")
+        explainer = trained if m is model else _make(explainer_factory, m)
         maps = np.asarray(explainer.explain(x, target=target), np.float32)
         if not np.isfinite(maps).all():
             raise ValueError(f"The explainer gave NaN or infinite maps {after}; the similarity is undefined.")

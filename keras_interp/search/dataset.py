@@ -248,7 +248,7 @@ class DatasetSearch:
             elif int(data.cardinality()) >= 0:
                 count = int(data.cardinality())
         else:
-            from keras_interp.explainers.base import check_images
+            from keras_interp.checks import check_images
 
             images = check_images(data, (None,) + self.input_shape)
             count = len(images)

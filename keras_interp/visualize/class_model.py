@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_interp import graph
-from keras_interp.targets import Scorer, _pre_activation
+from keras_interp.targets import Scorer, _pre_activation, inner_scorer
 from keras_interp.visualize.engine import GradientAscent, check_steps, resolve_value_range, yosinski_defaults
 
 __all__ = ["ClassModelVisualization", "FeatureVisualization"]
@@ -99,13 +99,14 @@ class ClassModelVisualization(_Visualization):
         regularizers: None for the defaults, else a list of callables (see keras_interp.visualize).
         step_size: mean pixel change per step as a fraction of the range.
         size: (H, W) for models whose input size is open.
+        output: the output whose classes are drawn (name or index), for a model with several.
 
     Example:
         >>> images = ki.ClassModelVisualization(model).visualize([0, 1, 2], steps=200, seed=0)
     """
 
-    def __init__(self, model, value_range=None, regularizers=None, step_size=0.03, size=None):
-        self.scorer = Scorer(model)
+    def __init__(self, model, value_range=None, regularizers=None, step_size=0.03, size=None, output=None):
+        self.scorer = Scorer(model, output=output)
         super().__init__(model, value_range, regularizers, step_size, size)
         if self.scorer.output_shape is None:  # a subclassed model: learn its outputs from one call
             self.scorer.check_outputs(np.zeros((1,) + self.image_shape, np.float32))
@@ -152,17 +153,19 @@ class FeatureVisualization(_Visualization):
         layer: layer or operation name, "nested/path" included.
         objective: "mean" or "center".
         value_range, regularizers, step_size, size: as for ClassModelVisualization.
+        output: accepted for symmetry with the other tools; a channel of `layer` needs no output,
+            so a model with several outputs needs none here.
 
     Example:
         >>> images = ki.FeatureVisualization(model, "conv2").visualize([0, 5, 7], steps=200)
     """
 
     def __init__(self, model, layer, objective="mean", value_range=None, regularizers=None, step_size=0.03,
-                 size=None):
+                 size=None, output=None):
         if objective not in ("mean", "center"):
             raise ValueError(f"objective must be 'mean' or 'center'; received {objective!r}.")
+        self.scorer = inner_scorer(model, output)
         super().__init__(model, value_range, regularizers, step_size, size)
-        self.scorer = Scorer(model)
         site = self.scorer.site(layer)
         self.layer = site.path
         self.channels = site.shape[-1]

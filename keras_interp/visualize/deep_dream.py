@@ -4,7 +4,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_interp import graph
-from keras_interp.targets import Scorer
+from keras_interp.checks import check_image_model_input
+from keras_interp.targets import inner_scorer, output_names
 from keras_interp.visualize.engine import GradientAscent, Jitter, resolve_value_range
 
 __all__ = ["DeepDream"]
@@ -33,16 +34,19 @@ class DeepDream:
         model: single-input image model with a functional graph.
         layers: a layer name ("nested/path" included) or a list of them; None: the last layer
             with a spatial output on the path to the output.
+        output: for a model with several outputs and layers=None, the output (name or index)
+            whose path gives the default layer; not needed when the outputs share it, or with
+            `layers`.
 
     Example:
         >>> dream = ki.DeepDream(model, layers=["conv2", "conv3"]).dream(photo, steps=20, seed=0)
     """
 
-    def __init__(self, model, layers=None):
+    def __init__(self, model, layers=None, output=None):
         self.model = model
-        self.scorer = Scorer(model)
+        self.scorer = inner_scorer(model, output)
         if layers is None:
-            sites = [graph.last_spatial_site(model)]
+            sites = [self._default_site(model, output)]
         else:
             sites = [self.scorer.site(name) for name in ([layers] if isinstance(layers, str) else layers)]
         if not sites:
@@ -50,6 +54,18 @@ class DeepDream:
         self._sites = sites
         self.layers = [s.path for s in sites]
         self._engines = {}
+
+    def _default_site(self, model, output):
+        if output is not None or len(output_names(model) or ()) < 2:
+            return graph.last_spatial_site(model, output=self.scorer.output_index or 0)
+        # Several outputs: their common last feature map, or ask which one.
+        sites = [graph.last_spatial_site(model, output=i) for i in range(len(model.outputs))]
+        if len({s.path for s in sites}) > 1:
+            raise ValueError(
+                f"Model {model.name!r} has {len(sites)} outputs {output_names(model)} whose last feature maps "
+                f"differ ({[s.path for s in sites]}); pass output= (a name or an index) or layers=."
+            )
+        return sites[0]
 
     def _objective(self, x):
         _, features = graph.run(self.model, x, self._sites, stop_after_taps=True)
@@ -110,11 +126,9 @@ class DeepDream:
             jitter: largest roll in pixels (each direction) per step.
             value_range: (low, high) the pixels stay in; None: the photo's own min and max.
         """
-        x = np.asarray(image, np.float32)
-        single = x.ndim == 3
-        x = x[None] if single else x
-        if x.ndim != 4 or x.shape[0] == 0 or not np.isfinite(x).all():
-            raise ValueError(f"dream expects a finite (H, W, C) image or (N, H, W, C) batch; received shape {np.shape(image)}.")
+        # Any size (the octaves resize it), but the model's channels: one line, not a traceback.
+        shape = self.scorer.input_shape
+        x, single = check_image_model_input(image, shape, what="the photo")
         if not (isinstance(octaves, (int, np.integer)) and not isinstance(octaves, bool) and octaves >= 1
                 and isinstance(octave_scale, (int, float, np.integer, np.floating)) and octave_scale > 1):
             raise ValueError(f"octaves must be an int >= 1 and octave_scale > 1; received {octaves!r}, {octave_scale!r}.")

@@ -1,0 +1,145 @@
+"""Grad-CAM++ and Score-CAM on signed feature layers: the evidence for what they do there.
+
+    python benchmarks/bench_signed.py [--epochs 10] [--images 64]
+
+The papers of Grad-CAM++ and Score-CAM assume non-negative features (a layer after a ReLU).
+Models from other projects often explain a signed layer by default: PReLU detectors (MTCNN's
+R-Net and O-Net, whose last conv feeds a Permute, Flatten and Dense heads) and class-map heads
+(mini-Xception: a conv with one channel per class, global average pooling, softmax). This
+trains one model of each form on the built-in shapes, explains held-out images for their
+predicted class at the default layer, and prints per method and reading:
+
+- pointing game against the object masks (higher is better);
+- how many maps are zero everywhere (an empty map for a confident prediction);
+- how many maps point at counter-evidence: their hottest cell is where the signed Grad-CAM
+  map (relu=False) is negative.
+
+"as written" is the published formula applied to the signed features (Grad-CAM++'s alpha with
+sum A in the denominator; Score-CAM's sum of raw activations); "keras-interp" is what the
+library does (|sum A|; channels with negative values measured from their minimum).
+"""
+
+import argparse
+import os
+import time
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_interp as ki  # noqa: E402
+from keras_interp.explainers.base import spatial_axes  # noqa: E402
+from keras_interp.explainers.cam import _weighted_sum  # noqa: E402
+
+
+class GradCAMPlusPlusAsWritten(ki.GradCAMPlusPlus):
+    """Grad-CAM++ with the signed sum of activations in alpha's denominator, as published."""
+
+    def _maps(self, x, classes, score_fn):
+        features, g = self._gradients(x, classes, score_fn)
+        g2 = tf.square(g)
+        axes = spatial_axes(g)
+        denominator = 2.0 * g2 + tf.reduce_sum(features, axis=axes, keepdims=True) * g2 * g
+        alpha = tf.math.divide_no_nan(g2, denominator)
+        return tf.nn.relu(_weighted_sum(features, tf.reduce_sum(alpha * tf.nn.relu(g), axis=axes)))
+
+
+class ScoreCAMAsWritten(ki.ScoreCAM):
+    """Score-CAM's final sum over the raw activations, as published."""
+
+    _combine = staticmethod(_weighted_sum)
+
+
+def detector(size, classes):
+    """An R-Net-like PReLU network: conv-PReLU-pool stages, Permute, Flatten, Dense heads."""
+    inputs = keras.Input((size, size, 3))
+    x = inputs
+    for i, filters in enumerate((16, 32, 48), start=1):
+        x = keras.layers.Conv2D(filters, 3, padding="same", name=f"conv{i}")(x)
+        x = keras.layers.PReLU(shared_axes=[1, 2], name=f"prelu{i}")(x)
+        if i < 3:
+            x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
+    x = keras.layers.Permute((2, 1, 3), name="permute")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(64, name="fc")(x)
+    x = keras.layers.PReLU(name="prelu_fc")(x)
+    outputs = keras.layers.Dense(classes, activation="softmax", name="prob")(x)
+    return keras.Model(inputs, outputs, name="prelu_detector")
+
+
+def class_map_net(size, classes):
+    """A mini-Xception-like net: separable convs with residual adds, class-map conv, GAP, softmax."""
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    for filters in (32, 64):
+        shortcut = keras.layers.Conv2D(filters, 1, strides=2, padding="same", use_bias=False)(x)
+        shortcut = keras.layers.BatchNormalization()(shortcut)
+        y = keras.layers.SeparableConv2D(filters, 3, padding="same", use_bias=False)(x)
+        y = keras.layers.BatchNormalization()(y)
+        y = keras.layers.ReLU()(y)
+        y = keras.layers.SeparableConv2D(filters, 3, padding="same", use_bias=False)(y)
+        y = keras.layers.BatchNormalization()(y)
+        y = keras.layers.MaxPooling2D(3, strides=2, padding="same")(y)
+        x = keras.layers.Add()([y, shortcut])
+    x = keras.layers.Conv2D(classes, 3, padding="same", name="class_maps")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Activation("softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="class_map_net")
+
+
+def score(maps, masks, counter):
+    flat = maps.reshape(len(maps), -1)
+    empty = ~(flat > 0).any(axis=1)
+    hottest = flat.argmax(axis=1)
+    against = counter.reshape(len(maps), -1)[np.arange(len(maps)), hottest] < 0
+    return ki.metrics.pointing_game(maps, masks), int(empty.sum()), int((against & ~empty).sum())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--train-size", type=int, default=3000)
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--size", type=int, default=48)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+
+    data = ki.datasets.shapes(args.images, image_size=args.size, seed=1234)
+    for build in (detector, class_map_net):
+        keras.utils.set_random_seed(0)
+        start = time.perf_counter()
+        model, _ = ki.models.train_on_shapes(build(args.size, 4), train_size=args.train_size, epochs=args.epochs,
+                                             image_size=args.size, verbose=0)
+        probabilities = model.predict(data.images, verbose=0)
+        predicted = probabilities.argmax(axis=1)
+        print(f"\n{model.name}: trained in {time.perf_counter() - start:.0f} s, held-out accuracy "
+              f"{np.mean(predicted == data.labels):.2f}, median confidence {np.median(probabilities.max(axis=1)):.3f}")
+        signed = ki.GradCAM(model, relu=False)
+        counter = signed.explain(data.images, target=predicted)
+        features = signed._features(data.images[:16])[0]
+        print(f"default layer {signed.layer!r}: {100 * float(np.mean(np.asarray(features) < 0)):.0f}% of its "
+              "activations are negative")
+        print(f"{'method':28s} {'pointing':>9s} {'empty maps':>11s} {'counter-evidence':>17s}")
+        readings = [
+            ("Grad-CAM", ki.GradCAM(model)),
+            ("Grad-CAM++ as written", GradCAMPlusPlusAsWritten(model)),
+            ("Grad-CAM++ keras-interp", ki.GradCAMPlusPlus(model)),
+        ]
+        for weighting in ("softmax", "increase"):
+            readings += [
+                (f"Score-CAM {weighting} as written", ScoreCAMAsWritten(model, weighting=weighting)),
+                (f"Score-CAM {weighting} keras-interp", ki.ScoreCAM(model, weighting=weighting)),
+            ]
+        for name, explainer in readings:
+            maps = explainer.explain(data.images, target=predicted)
+            pointing, empty, against = score(maps, data.masks, counter)
+            print(f"{name:28s} {pointing:9.3f} {empty:6d} / {len(maps):<3d} {against:10d} / {len(maps):<3d}")
+
+
+if __name__ == "__main__":
+    main()
