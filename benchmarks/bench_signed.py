@@ -54,16 +54,18 @@ class ScoreCAMAsWritten(ki.ScoreCAM):
 
 
 def detector(size, classes):
-    """An R-Net-like PReLU network: conv-PReLU-pool stages, Permute, Flatten, Dense heads."""
+    """An R-Net-like PReLU network: conv-BN-PReLU-pool stages, Permute, Flatten, Dense heads."""
     inputs = keras.Input((size, size, 3))
     x = inputs
     for i, filters in enumerate((16, 32, 48), start=1):
-        x = keras.layers.Conv2D(filters, 3, padding="same", name=f"conv{i}")(x)
-        x = keras.layers.PReLU(shared_axes=[1, 2], name=f"prelu{i}")(x)
-        if i < 3:
-            x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
+        for j in (1, 2):
+            x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}_{j}")(x)
+            x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i}_{j}")(x)
+            x = keras.layers.PReLU(shared_axes=[1, 2], name=f"prelu{i}_{j}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
     x = keras.layers.Permute((2, 1, 3), name="permute")(x)
     x = keras.layers.Flatten()(x)
+    x = keras.layers.Dropout(0.5)(x)
     x = keras.layers.Dense(64, name="fc")(x)
     x = keras.layers.PReLU(name="prelu_fc")(x)
     outputs = keras.layers.Dense(classes, activation="softmax", name="prob")(x)
@@ -74,16 +76,16 @@ def class_map_net(size, classes):
     """A mini-Xception-like net: separable convs with residual adds, class-map conv, GAP, softmax."""
     inputs = keras.Input((size, size, 3))
     x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
-    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.BatchNormalization(momentum=0.9)(x)
     x = keras.layers.ReLU()(x)
     for filters in (32, 64):
         shortcut = keras.layers.Conv2D(filters, 1, strides=2, padding="same", use_bias=False)(x)
-        shortcut = keras.layers.BatchNormalization()(shortcut)
+        shortcut = keras.layers.BatchNormalization(momentum=0.9)(shortcut)
         y = keras.layers.SeparableConv2D(filters, 3, padding="same", use_bias=False)(x)
-        y = keras.layers.BatchNormalization()(y)
+        y = keras.layers.BatchNormalization(momentum=0.9)(y)
         y = keras.layers.ReLU()(y)
         y = keras.layers.SeparableConv2D(filters, 3, padding="same", use_bias=False)(y)
-        y = keras.layers.BatchNormalization()(y)
+        y = keras.layers.BatchNormalization(momentum=0.9)(y)
         y = keras.layers.MaxPooling2D(3, strides=2, padding="same")(y)
         x = keras.layers.Add()([y, shortcut])
     x = keras.layers.Conv2D(classes, 3, padding="same", name="class_maps")(x)
@@ -105,7 +107,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--train-size", type=int, default=3000)
     parser.add_argument("--images", type=int, default=64)
-    parser.add_argument("--size", type=int, default=48)
+    parser.add_argument("--size", type=int, default=64)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
 

@@ -124,7 +124,10 @@ def check_image_model_input(inputs, model_shape, what="images", any_size=True):
     if model_shape is None or len(model_shape) != 4:
         return check_images(x[None] if single else x, name=what), single
     channels = model_shape[-1]
-    if x.ndim in (3, 4) and channels is not None and x.shape[-1] != channels:
+    if x.ndim not in (3, 4):
+        raise ValueError(f"Expected {what} as an (H, W, C) image or an (N, H, W, C) batch (the model takes "
+                         f"{tuple(model_shape)}); received shape {x.shape}.")
+    if channels is not None and x.shape[-1] != channels:
         raise ValueError(
             f"Expected {what} with the model's {channels} channel{'s' if channels != 1 else ''} (the model takes "
             f"{tuple(model_shape)}); received shape {x.shape}. Convert them first"

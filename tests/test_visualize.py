@@ -182,7 +182,7 @@ def test_bad_arguments():
         ki.ClassModelVisualization(model).visualize(steps=0)
     with pytest.raises(TypeError, match="regularizer must be a callable"):
         GradientAscent(lambda x: x[:, 0, 0, 0], ["blur"])
-    with pytest.raises(ValueError, match="dream expects"):
+    with pytest.raises(ValueError, match=r"Expected the photo as an \(H, W, C\) image or an \(N, H, W, C\) batch"):
         ki.DeepDream(model).dream(np.zeros((12, 12)))
     with pytest.raises(ValueError, match="tile_size must be an int >= 1"):
         ki.DeepDream(model).dream(np.zeros((12, 12, 3)), tile_size=0)

@@ -177,7 +177,8 @@ class _FeatureMapExplainer(Explainer):
         """Warn once when the layer's activations on the first examples are negative somewhere."""
         if "_said" in self.__dict__ and "signed" in self._said:
             return
-        first = tuple(a[:8] for a in x) if isinstance(x, tuple) else x[:8]
+        n = min(8, self.batch_size)  # one pass of at most batch_size examples, like the first output check
+        first = tuple(a[:n] for a in x) if isinstance(x, tuple) else x[:n]
         lowest = float(tf.reduce_min(tf.cast(self._features(first)[0], tf.float32)))
         if lowest < 0:
             self._warn_once("signed", (
