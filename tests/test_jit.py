@@ -1,11 +1,18 @@
 """jit_compile=None | True | False | "auto" on every explainer: XLA gives the plain maps, "auto"
-times both once per input shape and keeps the faster, and random draws never depend on the mode."""
+decides once per input shape on one chunk's model pass (its first call runs the method plain, never
+with XLA, and gives up on an XLA compile that outlasts that call), and random draws never depend on
+the mode."""
+
+import threading
+import time
 
 import numpy as np
 import pytest
 
 import keras_interp as ki
 from conftest import tiny_cnn
+from keras_interp.explainers import base
+from keras_interp.explainers.base import Explainer
 
 FACTORIES = {
     "saliency": lambda m, **kw: ki.Saliency(m, **kw),
@@ -19,6 +26,12 @@ FACTORIES = {
     "deconvnet": lambda m, **kw: ki.Deconvnet(m, **kw),
     "guided_backprop": lambda m, **kw: ki.GuidedBackprop(m, **kw),
 }
+
+
+@pytest.fixture(autouse=True)
+def no_probe_left_running():
+    yield
+    base._wait_for_probes()  # an abandoned XLA compile would slow the next test
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +52,15 @@ def test_xla_and_auto_give_the_plain_maps(model_and_images, name):
     assert any(jit for (_, jit) in xla._functions)  # it did compile with XLA
     auto = FACTORIES[name](model, jit_compile="auto")
     np.testing.assert_allclose(auto.explain(images), plain, rtol=1e-4, atol=1e-5 * scale)
-    (method, _), = auto.jit_choices
-    choice = auto.jit_choices[method, _]
-    assert isinstance(choice["xla"], bool) and set(choice["seconds"]) == {False, True}
-    assert choice["seconds"][choice["xla"]] == min(choice["seconds"].values())
+    assert not any(jit for (_, jit) in auto._functions)  # the first call never runs the method with XLA
+    (choice,) = auto.jit_choices.values()
+    assert isinstance(choice["xla"], bool) and choice["error"] is None
+    assert choice["probe"] == ("forward" if name in ("occlusion", "scorecam") else "gradient")
+    if choice["abandoned"] != "compile":
+        assert choice["seconds"][False] > 0 and choice["compile_seconds"] > 0
+    if choice["xla"]:
+        assert choice["seconds"][True] < choice["seconds"][False] and choice["abandoned"] is None
+    np.testing.assert_allclose(auto.explain(images), plain, rtol=1e-4, atol=1e-5 * scale)  # the kept mode
     traces = auto.trace_count
     auto.explain(images)  # decided: no more timing, no more tracing
     assert auto.trace_count == traces and len(auto.jit_choices) == 1
@@ -78,3 +96,168 @@ def test_bad_jit_compile_values_are_refused(model_and_images, value):
     model, _ = model_and_images
     with pytest.raises(ValueError, match=r'jit_compile must be None, True, False or "auto"; received'):
         ki.Saliency(model, jit_compile=value)
+
+
+def _counting_runs(monkeypatch, before_plain=None):
+    """[(method, jit)] of every run of an explainer's compiled method from now on; `before_plain`
+    (if given) runs before each plain run."""
+    runs, original = [], Explainer._compiled
+
+    def compiled(self, name, jit=None):
+        fn = original(self, name, jit)
+
+        def run(*args):
+            runs.append((name, jit))
+            if before_plain is not None and not jit:
+                before_plain()
+            return fn(*args)
+
+        return run
+
+    monkeypatch.setattr(Explainer, "_compiled", compiled)
+    return runs
+
+
+def _fake_probes(monkeypatch, plain=None, xla=None):
+    """Replace the probed passes: plain(real_plain, x) and xla(real_plain, x) run instead of the
+    real plain and XLA passes (None: the real one)."""
+    real = base._probe_functions
+
+    def functions(scorer, kind):
+        fns = real(scorer, kind)
+        return {False: fns[False] if plain is None else (lambda x: plain(fns[False], x)),
+                True: fns[True] if xla is None else (lambda x: xla(fns[False], x))}
+
+    monkeypatch.setattr(base, "_probe_functions", functions)
+
+
+def _fake_clock(monkeypatch):
+    """A clock that runs `offset[0]` seconds ahead of perf_counter: raise it to fake time spent."""
+    offset = [0.0]
+    monkeypatch.setattr(base, "_clock", lambda: time.perf_counter() + offset[0])
+    return offset
+
+
+def test_the_first_auto_call_runs_the_method_once_plain_and_probes_one_chunk(monkeypatch):
+    model = tiny_cnn(seed=11)  # a model of its own: no decision shared from another test
+    images = np.random.default_rng(1).uniform(size=(3, 12, 12, 3)).astype("float32")
+    runs = _counting_runs(monkeypatch)
+    occlusion = ki.Occlusion(model, patch_size=4, stride=2, batch_size=16, jit_compile="auto")
+    first = occlusion.explain(images)
+    assert runs == [("_occlude_fn", False)]  # once, plain: its result is the one returned
+    (choice,) = occlusion.jit_choices.values()
+    # 25 windows of 3 images, 16 images a pass: 5 windows (15 images) per pass, the probed batch.
+    assert choice["probe"] == "forward" and choice["images"] == 15 and choice["call_seconds"] > 0
+    np.testing.assert_allclose(occlusion.explain(images), first, rtol=1e-4, atol=1e-5 * np.abs(first).max())
+    assert runs[1:] == [("_occlude_fn", choice["xla"])]  # later calls run the kept mode
+    saliency = ki.Saliency(model, jit_compile="auto")
+    saliency.explain(images)
+    assert runs[2:] == [("_reduced", False)]
+    (choice,) = saliency.jit_choices.values()
+    assert choice["probe"] == "gradient" and choice["images"] == 3  # one pass of the batch itself
+
+
+def test_a_slow_xla_compile_is_abandoned_without_waiting_for_it(monkeypatch):
+    release, finished = threading.Event(), threading.Event()
+
+    def stuck_compile(plain, x):
+        release.wait(60)
+        finished.set()
+
+    _fake_probes(monkeypatch, xla=stuck_compile)
+    runs = _counting_runs(monkeypatch)
+    model = tiny_cnn(seed=12)
+    images = np.random.default_rng(2).uniform(size=(2, 12, 12, 3)).astype("float32")
+    auto = ki.Saliency(model, jit_compile="auto")
+    try:
+        start = time.perf_counter()
+        maps = auto.explain(images)
+        elapsed = time.perf_counter() - start
+        assert not finished.is_set()  # decided while the compile was still running
+        # It waited for the compile as long as the plain call took, no longer.
+        assert elapsed < 2 * auto.jit_choices[next(iter(auto.jit_choices))]["call_seconds"] + 5
+        (choice,) = auto.jit_choices.values()
+        assert choice["xla"] is False and choice["abandoned"] == "compile"
+        assert choice["seconds"] == {} and choice["compile_seconds"] is None
+        np.testing.assert_allclose(auto.explain(images), maps)
+        assert runs == [("_reduced", False)] * 2
+    finally:
+        release.set()
+
+
+def _long_plain_calls(offset, seconds=30.0):
+    """before_plain for _counting_runs: each plain run of the method "takes" `seconds` more, so
+    XLA's warm-up (a fake that returns at once) is given that long."""
+    return lambda: offset.__setitem__(0, offset[0] + seconds)
+
+
+def test_xla_is_kept_when_faster_on_the_probe_and_later_calls_use_it(monkeypatch):
+    offset = _fake_clock(monkeypatch)
+
+    def slow_plain(plain, x):
+        offset[0] += 5.0  # the plain pass "takes" 5 s
+        return plain(x)
+
+    _fake_probes(monkeypatch, plain=slow_plain, xla=lambda plain, x: x)
+    runs = _counting_runs(monkeypatch, before_plain=_long_plain_calls(offset))
+    model = tiny_cnn(seed=13)
+    images = np.random.default_rng(3).uniform(size=(2, 12, 12, 3)).astype("float32")
+    plain_maps = ki.Saliency(model).explain(images)
+    auto = ki.Saliency(model, jit_compile="auto")
+    np.testing.assert_allclose(auto.explain(images), plain_maps, rtol=1e-5, atol=1e-7)
+    (choice,) = auto.jit_choices.values()
+    assert choice["xla"] is True and choice["abandoned"] is None and choice["error"] is None
+    assert choice["seconds"][False] >= 5.0 > choice["seconds"][True]
+    del runs[:]
+    scale = np.abs(plain_maps).max()
+    np.testing.assert_allclose(auto.explain(images), plain_maps, rtol=1e-4, atol=1e-5 * scale)
+    np.testing.assert_allclose(auto.explain(images), plain_maps, rtol=1e-4, atol=1e-5 * scale)
+    assert runs == [("_reduced", True)] * 2
+    again = ki.Saliency(model, jit_compile="auto")  # the decision is shared
+    again.explain(images)
+    assert again.jit_choices == {} and runs[-1] == ("_reduced", True)
+
+
+def test_an_xla_run_slower_than_plain_is_abandoned_without_waiting_for_it(monkeypatch):
+    offset = _fake_clock(monkeypatch)
+    warmed, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def plain_pass(plain, x):
+        offset[0] += 0.05
+        return plain(x)
+
+    def slow_xla(plain, x):
+        if warmed.is_set():  # every run after the warm-up never ends in time
+            release.wait(60)
+            finished.set()
+        warmed.set()
+
+    _fake_probes(monkeypatch, plain=plain_pass, xla=slow_xla)
+    _counting_runs(monkeypatch, before_plain=_long_plain_calls(offset))
+    model = tiny_cnn(seed=14)
+    images = np.random.default_rng(4).uniform(size=(2, 12, 12, 3)).astype("float32")
+    auto = ki.GradCAM(model, jit_compile="auto")
+    try:
+        auto.explain(images)
+        assert not finished.is_set()
+        (choice,) = auto.jit_choices.values()
+        assert choice["xla"] is False and choice["abandoned"] == "run"
+        assert set(choice["seconds"]) == {False} and choice["compile_seconds"] is not None
+    finally:
+        release.set()
+
+
+def test_a_model_xla_cannot_compile_stays_plain(monkeypatch):
+    offset = _fake_clock(monkeypatch)
+
+    def failing_xla(plain, x):
+        raise RuntimeError("XLA cannot compile this op")
+
+    _fake_probes(monkeypatch, xla=failing_xla)
+    _counting_runs(monkeypatch, before_plain=_long_plain_calls(offset))
+    model = tiny_cnn(seed=15)
+    images = np.random.default_rng(5).uniform(size=(2, 12, 12, 3)).astype("float32")
+    auto = ki.Occlusion(model, patch_size=4, stride=4, jit_compile="auto")
+    auto.explain(images)
+    (choice,) = auto.jit_choices.values()
+    assert choice["xla"] is False and "XLA cannot compile this op" in choice["error"]

@@ -1,5 +1,7 @@
 """What every explainer shares: the model's scorer, input checks and chunk planning."""
 
+import atexit
+import functools
 import threading
 import time
 import types
@@ -8,113 +10,12 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
+from keras_interp.checks import check_images, check_inputs, pack
 from keras_interp.graph import FORMS
 from keras_interp.targets import Scorer, resolve_target
 
 __all__ = ["Explainer", "check_images", "check_inputs", "pack", "choose_input", "plan_chunks", "over_chunks",
            "merge_leading", "broadcast_baseline", "spatial_axes", "fused", "replaced_copies"]
-
-
-# Per rank: (one example, several, the names of the axes after the batch), for error messages.
-_WORDS = {
-    2: ("example", "feature vectors", ("features",)),
-    3: ("signal", "signals", ("length", "channels")),
-    4: ("image", "images", ("height", "width", "channels")),
-    5: ("volume", "volumes", ("depth", "height", "width", "channels")),
-}
-
-
-def check_images(inputs, input_shape=None, name="images"):
-    """Validate one input batch and return it as a float32 numpy array.
-
-    The rank is the model's (`input_shape`, batch included): (B, L, C) signals, (B, H, W, C)
-    images, (B, D, H, W, C) volumes, (B, F) feature vectors. With no shape known, signals,
-    images and volumes are accepted.
-    """
-    if isinstance(inputs, tf.Tensor):
-        inputs = inputs.numpy()
-    rank = None if input_shape is None else len(input_shape)
-    expected = FORMS.get(rank, "(batch, ..., channels)") if rank else "(batch, height, width, channels)"
-    try:
-        x = np.asarray(inputs, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"Expected {name} as a numpy array or tensor of shape {expected}; received "
-            f"{type(inputs).__name__} that cannot be read as float32 ({exc})."
-        ) from None
-    if input_shape is not None:
-        expected += f"; the model takes {tuple(input_shape)}"
-    generic = ("image", "images", tuple(f"axis {i}" for i in range(1, (rank or 4) - 1)) + ("channels",))
-    one, plural, labels = _WORDS.get(rank or 4, generic)
-    noun = one if name == "images" else name
-    plural = plural if name == "images" else name
-    one = one if name == "images" else "example"
-    if (x.ndim != rank) if rank else (x.ndim not in (3, 4, 5)):
-        hint = f" For a single {one} pass {one}[None]." if x.ndim == (rank or 4) - 1 else ""
-        raise ValueError(f"Expected a batch of {plural} of shape {expected}; received shape {x.shape}.{hint}")
-    if x.shape[0] == 0:
-        raise ValueError(f"Received an empty batch (shape {x.shape}); pass at least one example.")
-    if rank:
-        for axis, label in enumerate(labels, start=1):
-            want = input_shape[axis]
-            if want is not None and x.shape[axis] != want:
-                raise ValueError(
-                    f"{noun[0].upper() + noun[1:]} {label} is {x.shape[axis]} but the model expects {want}: "
-                    f"received shape {x.shape}, expected {expected}. Resize or preprocess them first."
-                )
-    bad = ~np.isfinite(x)
-    if bad.any():
-        raise ValueError(
-            f"The {plural} contain {int(bad.sum())} NaN or infinite values (first at index "
-            f"{tuple(int(i) for i in np.argwhere(bad)[0])}); explanations need finite inputs."
-        )
-    return x
-
-
-def check_inputs(inputs, input_shapes, input_names):
-    """Validate the inputs of a model with one or several inputs.
-
-    Returns (x, form): for a single-input model x is one array and form None; otherwise x is a
-    tuple of arrays in `model.inputs` order and form is "list" or "dict", how they were given
-    (results are returned the same way, see `pack`). Every input must have the same batch size.
-    """
-    if input_shapes is None or len(input_shapes) == 1:
-        return check_images(inputs, None if input_shapes is None else input_shapes[0]), None
-    count = len(input_shapes)
-    if isinstance(inputs, dict):
-        missing = [k for k in input_names if k not in inputs]
-        unknown = [k for k in inputs if k not in input_names]
-        if missing or unknown:
-            raise ValueError(
-                f"The model's inputs are {input_names}; the dict of inputs "
-                f"{'lacks ' + str(missing) if missing else ''}{' and ' if missing and unknown else ''}"
-                f"{'has unknown keys ' + str(unknown) if unknown else ''}."
-            )
-        arrays, form = [inputs[k] for k in input_names], "dict"
-    elif isinstance(inputs, (list, tuple)) and len(inputs) == count:
-        arrays, form = list(inputs), "list"
-    else:
-        got = f"a {type(inputs).__name__} of {len(inputs)}" if isinstance(inputs, (list, tuple)) else (
-            f"one array of shape {np.shape(inputs)}")
-        raise ValueError(
-            f"The model has {count} inputs {input_names}; pass a list of {count} arrays in that order "
-            f"or a dict keyed by those names; received {got}."
-        )
-    x = tuple(check_images(a, shape, name=f"input {name!r}") for a, shape, name in zip(arrays, input_shapes, input_names))
-    sizes = {len(a) for a in x}
-    if len(sizes) > 1:
-        raise ValueError(
-            f"Every input needs the same batch size; received {dict(zip(input_names, (len(a) for a in x)))}."
-        )
-    return x, form
-
-
-def pack(values, form, names):
-    """Per-input results (a tuple in model order) as the inputs were given: a list, a dict, or
-    the single array of a single-input model."""
-    if form is None:
-        return values
-    return dict(zip(names, values)) if form == "dict" else list(values)
 
 
 def batch_of(x):
@@ -185,8 +86,13 @@ def broadcast_baseline(baseline, x, name="baseline", names=None):
 
 def plan_chunks(count, batch, batch_size):
     """Perturbations per forward pass for `count` perturbations of a batch of `batch` examples:
-    as many as fit in max(batch, batch_size) images, at most `count`."""
-    return min(count, max(1, batch_size // batch))  # batch <= batch_size: Explainer._batched splits larger ones
+    as many as fit in max(batch, batch_size) images, at most `count`.
+
+    The pass size (per * batch) is noted for this thread's next Explainer._call: with
+    jit_compile="auto" it is the batch its XLA-or-not probe times."""
+    per = min(count, max(1, batch_size // batch))  # batch <= batch_size: Explainer._batched splits larger ones
+    _ACTIVE.planned = per * batch
+    return per
 
 
 def over_chunks(body, state, count, per):
@@ -398,6 +304,156 @@ def _bound_to_active(method, jit):
     return run
 
 
+# jit_compile="auto": the clock its timings read (tests replace it to fake them), and the probe
+# threads still running, waited for at exit so that TensorFlow is not torn down under a compile.
+_clock = time.perf_counter
+# How long XLA's warm-up may take, as a share of the first plain call: then a first call that
+# gives XLA up costs about (1 + share) plain calls.
+_XLA_WARM_UP_SHARE = 1.0
+_PROBES = set()
+_PROBES_LOCK = threading.Lock()
+
+
+def _wait_for_probes():
+    with _PROBES_LOCK:
+        pending = list(_PROBES)
+    for thread in pending:
+        thread.join(120)
+
+
+atexit.register(_wait_for_probes)
+
+
+def _in_background(fn):
+    """Start fn() in a daemon thread (waited for at exit, see _PROBES); returns the thread."""
+
+    def run():
+        try:
+            fn()
+        finally:
+            with _PROBES_LOCK:
+                _PROBES.discard(threading.current_thread())
+
+    thread = threading.Thread(target=run, name="keras_interp jit probe", daemon=True)
+    with _PROBES_LOCK:
+        _PROBES.add(thread)
+    thread.start()
+    return thread
+
+
+def _current_device():
+    """The device scope of this thread (None if none), for the probe's own threads."""
+    try:
+        from tensorflow.python.eager import context  # noqa: PLC0415 - no public API gives the scope
+
+        return context.context().device_name or None
+    except Exception:  # noqa: BLE001 - only a refinement: without it the default placement is used
+        return None
+
+
+def _probe_pass(scorer, kind, x):
+    logits = scorer(list(x) if isinstance(x, tuple) else x)
+    if kind == "forward":
+        return logits
+    return tf.gradients(tf.reduce_sum(tf.cast(logits, tf.float32)), x,
+                        unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+
+def _probe_functions(scorer, kind):
+    """{False: plain, True: XLA}: the pass jit_compile="auto" times, the model's forward pass of
+    a batch ("forward") or its forward+backward to the inputs ("gradient").
+
+    The XLA one calls the plain one, so the pass is traced once (by XLA's warm-up, within its
+    time limit) and the plain one reuses the trace. They wrap functools.partial objects, not
+    closures: TensorFlow counts traces per function code and would warn of "retracing" after a
+    few decisions (new models or shapes)."""
+    plain = tf.function(functools.partial(_probe_pass, scorer, kind))
+    return {False: plain, True: tf.function(functools.partial(_call_with, plain), jit_compile=True)}
+
+
+def _call_with(fn, x):
+    return fn(x)
+
+
+class _JitProbe:
+    """Decides XLA or not for jit_compile="auto" on one chunk's model pass (see Explainer._call).
+
+    `decide(limit)` runs after the first call has run plain, `limit` its seconds. XLA's warm-up
+    (the pass's trace, its XLA compile and first run) runs in a daemon thread joined with that
+    timeout: if it has not finished, XLA is abandoned and plain kept at once. Otherwise the
+    pass runs once more plain (its warm-up) and then each way, best of 2; an XLA run still going
+    when the plain pass's best has passed is abandoned too (it can only be slower). An abandoned
+    compile or run cannot be interrupted: it finishes in the background (cores busy for that
+    long, also during the calls that follow) and its result is dropped.
+
+    The warm-up does not overlap the plain call: on a 2-core CPU (other jobs running) the two
+    fought for the cores, XLA compiling and running on several threads, and the first call of
+    occlusion on a separable-convolution model took a median 2.7x a plain first call, against
+    1.7x one after the other (6 rounds each).
+    """
+
+    def __init__(self, scorer, kind, x):
+        self.fns = _probe_functions(scorer, kind)
+        self.x, self.device = x, _current_device()
+        self.errors, self.compile_seconds = {}, None
+
+    def _run(self, jit):
+        start = _clock()
+        if self.device:
+            with tf.device(self.device):
+                _block(self.fns[jit](self.x))
+        else:
+            _block(self.fns[jit](self.x))
+        return _clock() - start
+
+    def _in_thread(self, jit, timeout):
+        """Seconds of one run in a daemon thread, or None if it has not finished after
+        `timeout` seconds (or failed: see self.errors)."""
+        box = {}
+
+        def run():
+            try:
+                box["seconds"] = self._run(jit)
+            except Exception as exc:  # noqa: BLE001 - XLA cannot compile this model: reported
+                self.errors[jit] = exc
+
+        _in_background(run).join(timeout)
+        return box.get("seconds")
+
+    def _failed(self, result):
+        jit, exc = next(iter(self.errors.items()))
+        result["error"] = f"{'XLA' if jit else 'plain'} pass failed: {type(exc).__name__}: {exc}"[:500]
+        return result
+
+    def decide(self, limit):
+        """{"xla": kept, "seconds": {mode: best of 2 of the pass}, "abandoned": None, "compile" or
+        "run", "compile_seconds": XLA's warm-up, "error": why XLA could not be tried}."""
+        result = {"xla": False, "seconds": {}, "abandoned": None, "compile_seconds": None, "error": None}
+        self.compile_seconds = result["compile_seconds"] = self._in_thread(True, limit)
+        if self.errors:
+            return self._failed(result)
+        if self.compile_seconds is None:
+            result["abandoned"] = "compile"
+            return result
+        try:
+            self._run(False)  # warm-up: the trace is XLA's, shared
+            plain = min(self._run(False) for _ in range(2))
+        except Exception as exc:  # noqa: BLE001 - the model runs plain in the call itself; keep plain
+            self.errors[False] = exc
+            return self._failed(result)
+        result["seconds"][False] = plain
+        for attempt in range(2):
+            seconds = self._in_thread(True, 1.1 * plain + 0.01)  # slack for starting the thread
+            if self.errors:
+                return self._failed(result)
+            if seconds is None:  # slower than plain already: no need to wait for the end
+                result["abandoned"] = None if attempt else "run"
+                break
+            result["seconds"][True] = min(seconds, result["seconds"].get(True, seconds))
+        result["xla"] = result["seconds"].get(True, float("inf")) < plain
+        return result
+
+
 class Explainer:
     """Base class: holds the model, its pre-softmax scorer and the chunk size.
 
@@ -412,15 +468,26 @@ class Explainer:
             and perturbation methods stream their perturbed copies in chunks of this size.
         output: the output to explain, a name or an index; required when the model has several.
         jit_compile: compile with XLA: None (TensorFlow's default, no XLA), True, False, or
-            "auto": on the first call for each input shape, run both and keep the faster
-            (XLA fuses convolutions and their pointwise neighbours, often 1.5-2x on CPU, but
-            can be much slower on depthwise convolutions). "auto" costs two traces and six
-            runs of that first call; `jit_choices` shows what was kept. Maps agree between
-            the modes to float rounding, except where a method draws random numbers (SmoothGrad's
-            noise): XLA draws other numbers for the same seed, so "auto" keeps those plain.
+            "auto": decide once per input shape (XLA fuses convolutions and their pointwise
+            neighbours, often 1.5-2x on CPU, but can be 10x slower on depthwise and separable
+            convolutions). The first "auto" call runs the method plain (the result returned),
+            then compiles one chunk's model pass with XLA in a background thread: the forward
+            pass of as many images as one of the method's passes takes, or its forward+backward
+            for gradient methods (class attribute `_probe`). If that compile and first run take
+            longer than the plain call did, XLA is abandoned at once (the compile still
+            finishes in the background, its result dropped); otherwise the pass is timed plain
+            and with XLA (best of 2; an XLA run that outlasts the plain best is abandoned too)
+            and later calls use the faster. So the decision costs at most about one plain call
+            and a few passes, never a run of the whole method with XLA. `jit_choices` shows
+            what was kept and why. Maps agree between the modes to float rounding, except
+            where a method draws random numbers (SmoothGrad's noise): XLA draws other numbers
+            for the same seed, so "auto" keeps those plain.
     """
 
     xla_changes_draws = False
+    # What jit_compile="auto" times to choose XLA or not: "gradient" (the model's forward+backward
+    # to its inputs) or "forward" (its forward pass only, for perturbation methods).
+    _probe = "gradient"
     # How a viewer should read this explainer's maps (the logger writes both next to each map):
     # whether they can be negative (a viewer then draws both signs, diverging around zero), and
     # the default percentile clip of their magnitude: pixel attributions hide the weakest 62%
@@ -477,6 +544,7 @@ class Explainer:
 
     def _call(self, name, *args):
         """Run compiled method `name` with this instance as `self` while it traces."""
+        planned = _ACTIVE.__dict__.pop("planned", None)  # this call's pass size, from plan_chunks
         if self.jit_compile != "auto" or self.xla_changes_draws:
             jit = False if self.jit_compile == "auto" else self.jit_compile
             return self._run_compiled(self._compiled(name, jit), args)
@@ -484,21 +552,44 @@ class Explainer:
         choices = self._shared().setdefault("jit", {})
         if key in choices:
             return self._run_compiled(self._compiled(name, choices[key]), args)
-        # First call for this shape: trace and run each way once, then keep the best of two
-        # more runs of each (one run alone is at the mercy of a busy moment).
-        timed = {}
-        for jit in (False, True):
-            fn = self._compiled(name, jit)
-            _block(self._run_compiled(fn, args))
-            for _ in range(2):
-                start = time.perf_counter()
-                out = _block(self._run_compiled(fn, args))
-                seconds = time.perf_counter() - start
-                if jit not in timed or seconds < timed[jit][0]:
-                    timed[jit] = (seconds, out)
-        choices[key] = min(timed, key=lambda jit: timed[jit][0])
-        self.jit_choices[(name, key[-1])] = {"xla": choices[key], "seconds": {j: t for j, (t, _) in timed.items()}}
-        return timed[choices[key]][1]
+        return self._first_auto_call(name, args, key, choices, planned)
+
+    def _first_auto_call(self, name, args, key, choices, planned):
+        """The first jit_compile="auto" call for a shape: the method runs plain once (the result
+        returned), then _JitProbe decides on one chunk's model pass whether later calls use XLA,
+        giving XLA's compile at most as long as that plain call took."""
+        kind, images = self._probe, None
+        if kind not in ("forward", "gradient"):
+            raise ValueError(f'{type(self).__name__}._probe must be "forward" or "gradient"; it is {kind!r}.')
+        start = _clock()
+        out = _block(self._run_compiled(self._compiled(name, False), args))
+        seconds = _clock() - start
+        x = self._probe_batch(args[0] if args else None, planned)
+        if x is not None and _xla_available():
+            images = int((x[0] if isinstance(x, tuple) else x).shape[0])
+            record = _JitProbe(self.scorer, kind, x).decide(seconds * _XLA_WARM_UP_SHARE)
+        else:
+            reason = "this TensorFlow build has no XLA" if x is not None else "no model input to probe"
+            record = {"xla": False, "seconds": {}, "abandoned": None, "compile_seconds": None, "error": reason}
+        record.update(probe=kind, images=images, call_seconds=seconds)
+        choices[key] = record["xla"]
+        self.jit_choices[(name, key[-1])] = record
+        return out
+
+    def _probe_batch(self, x, planned):
+        """The batch jit_compile="auto" times: the call's examples `x` (its first argument, the
+        model's inputs), repeated to the images one of its model passes takes (`planned`, from
+        plan_chunks; else the batch itself). None when `x` is not the model's inputs."""
+        arrays = x if isinstance(x, tuple) else (x,)
+        shapes = self.scorer.input_shapes
+        if any(not isinstance(a, (np.ndarray, tf.Tensor)) or a.ndim < 2 for a in arrays) or (
+                shapes is not None and (len(shapes) != len(arrays) or any(
+                    a.ndim != len(s) for a, s in zip(arrays, shapes)))):
+            return None
+        batch = len(arrays[0])
+        copies = max(1, (planned or batch) // batch)
+        tiled = tuple(tf.constant(np.tile(np.asarray(a), (copies,) + (1,) * (a.ndim - 1))) for a in arrays)
+        return tiled if isinstance(x, tuple) else tiled[0]
 
     # Candidate forward-pass sizes for the forward-only methods' chunks (powers of two).
     _CHUNK_CANDIDATES = (32, 64, 128, 256, 512, 1024, 2048)
@@ -561,8 +652,14 @@ class Explainer:
 
     @property
     def jit_choices(self):
-        """{(method, input shapes): {"xla": kept or not, "seconds": {False: t, True: t}}} of the
-        choices this explainer made with jit_compile="auto"."""
+        """{(method, input shapes): record} of the choices this explainer made with
+        jit_compile="auto" (another explainer of the model that made one first shares it and
+        records nothing). A record: "xla" (kept or not); "seconds" ({False: plain, True: XLA},
+        best of 2 of the probed pass, a mode missing when not timed); "abandoned" (None, or
+        "compile" when XLA's compile and first run outlasted the plain call, "run" when an XLA
+        run outlasted the plain pass); "compile_seconds" (XLA's compile and first run);
+        "error" (why XLA was not tried, else None); "probe" ("forward" or "gradient"); "images"
+        (the probed batch); "call_seconds" (the first call, plain, its trace included)."""
         return self.__dict__.setdefault("_jit_choices", {})
 
     @property

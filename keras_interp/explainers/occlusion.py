@@ -78,6 +78,7 @@ class Occlusion(Explainer):
 
     signed = True  # occluding a region can raise the score
     display_clip = (0.0, 99.9)
+    _probe = "forward"  # jit_compile="auto" times the forward pass (see Explainer)
 
     def __init__(self, model, patch_size=8, stride=4, baseline=0.0, batch_size=256, output=None, input=None,
                  jit_compile=None):
