@@ -48,7 +48,8 @@ def train(logdir, epochs):
         folder = os.path.join(logdir, name)
         logger = ki.ExplanationLogger(watched.images, folder, methods=("saliency", "cam", "integrated_gradients",
                                                                        "class_model"),
-                                      labels=watched.labels, masks=watched.masks, class_names=watched.class_names)
+                                      labels=watched.labels, masks=watched.masks, class_names=watched.class_names,
+                                      freq=1)
         ki.models.train_on_shapes(model, epochs=epochs, callbacks=[logger], verbose=0)
         print(f"trained {name}")
 

@@ -30,6 +30,7 @@ def main():
         labels=watched.labels,
         masks=watched.masks,
         class_names=watched.class_names,
+        freq=1,  # every epoch (by default the logger keeps within 10% of training time)
     )
     board = keras.callbacks.TensorBoard(log_dir=args.logdir)
     ki.models.train_on_shapes(epochs=args.epochs, callbacks=[logger, board])

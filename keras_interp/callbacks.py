@@ -1,6 +1,8 @@
 """ExplanationLogger: explanations of a fixed set of images in TensorBoard every few epochs."""
 
+import numbers
 import os
+import time
 import warnings
 
 import keras
@@ -124,6 +126,7 @@ PICTURE_INSTANCES = {ClassModelVisualization: "class_model"}
 
 # The logger's default: maps from saliency and CAM, and class-model pictures (DESIGN's contract).
 DEFAULT_METHODS = ("saliency", "cam", "class_model")
+DEFAULT_BUDGET = 0.1  # with freq=None: the share of training time the logger may take
 FAITHFULNESS_STEPS = 16  # deletion / insertion curve points per logged epoch with faithfulness=True
 
 
@@ -143,7 +146,23 @@ def is_chief(strategy):
 
 
 class ExplanationLogger(keras.callbacks.Callback):
-    """Explain a fixed set of images every `freq` epochs and write the results for TensorBoard.
+    """Explain a fixed set of images during training and write the results for TensorBoard.
+
+    Which epochs: by default (`freq=None`) the logger keeps its own time within `budget` (10%)
+    of the training time. It logs the first epoch of `fit` and the last (fit's `epochs`, or an
+    epoch after which a callback listed before the logger set `model.stop_training`, as
+    EarlyStopping does). It logs an epoch in between when (1) the training time since its
+    latest log is at least one log's cost / `budget` (logs are spread out, not bunched) and
+    (2) its time so far, plus this log and the final one, stays within `budget` x the
+    training time so far. A log is assumed to cost what the latest one took (the first
+    includes tracing, so the estimate starts high). So, as far as logs cost what the latest
+    did, the logger's time stays within `budget` x the training time, or within the cost of
+    its first and last logs when those alone exceed that (a short run with slow logs). The
+    first epoch it skips warns once, with the measured cost per log and per training epoch.
+    `freq=k` logs every k-th epoch whatever the cost; `budget=None` logs every epoch. After
+    `fit`, `logged_epochs` lists the epoch indices logged (the TensorBoard steps), and
+    `logging_time` and `training_time` give the seconds of the latest fit (training time:
+    fit's wall time less the logger's own).
 
     Explanations use the current weights in inference mode. Training is never changed: nothing
     is drawn from the global random state (SmoothGrad's noise is seeded and stateless), the
@@ -172,7 +191,12 @@ class ExplanationLogger(keras.callbacks.Callback):
             current weights, same seed every epoch, pixels in the logged images' value range.
             The default is ("saliency", "cam", "class_model"); its class models are left out
             for models without a class axis (segmentation, regression).
-        freq: log every `freq` epochs.
+        freq: None (default): choose the epochs to keep within `budget` (above); an int k:
+            log every k-th epoch (epochs k-1, 2k-1, ... counted from 0), whatever the cost, and
+            ignore `budget`.
+        budget: with freq=None, the share of training time the logger may take, in (0, 1]
+            (default 0.1). Training time is the wall time of `fit` (batches, validation and
+            other callbacks) less the logger's own. None: no limit, every epoch is logged.
         labels: optional (N,) class per image: the class explained and scored. Without it, the
             predicted class is explained.
         masks: optional (N, H, W) object masks: adds pointing game and energy scalars.
@@ -199,9 +223,11 @@ class ExplanationLogger(keras.callbacks.Callback):
         >>> model.fit(x, y, epochs=10, callbacks=[logger])
     """
 
-    def __init__(self, images, log_dir, methods=DEFAULT_METHODS, freq=1, labels=None, masks=None,
+    _clock = staticmethod(time.perf_counter)  # seconds; tests replace it with a fake clock
+
+    def __init__(self, images, log_dir, methods=DEFAULT_METHODS, freq=None, labels=None, masks=None,
                  class_names=None, overlays=True, seed=0, target=None, classes=None, faithfulness=False,
-                 output=None, input=None):
+                 output=None, input=None, budget=DEFAULT_BUDGET):
         super().__init__()
         # Several inputs (a dict or a tuple) are checked against the model in _build; the one
         # drawn is chosen there. A list of arrays of one shape may be either a batch or one
@@ -222,8 +248,17 @@ class ExplanationLogger(keras.callbacks.Callback):
             self.images = check_images(images)
             n = len(self.images)
         self.output, self.input = output, input
-        if not isinstance(freq, (int, np.integer)) or isinstance(freq, bool) or freq < 1:
-            raise ValueError(f"freq must be an int >= 1 (log every freq epochs); received {freq!r}.")
+        if freq is not None and (not isinstance(freq, (int, np.integer)) or isinstance(freq, bool) or freq < 1):
+            raise ValueError(
+                f"freq must be an int >= 1 (log every freq epochs) or None (choose the epochs within "
+                f"budget); received {freq!r}."
+            )
+        if budget is not None and (not isinstance(budget, numbers.Real) or isinstance(budget, (bool, np.bool_))
+                                   or not 0 < budget <= 1):
+            raise ValueError(
+                f"budget must be None (no limit) or a share of training time in (0, 1], e.g. 0.1 for "
+                f"10%; received {budget!r}."
+            )
         # The default's class models are for classifiers; on other models it logs only the maps.
         self._optional_pictures = {"class_model"} if methods is DEFAULT_METHODS else set()
         if isinstance(methods, (str, Explainer, ClassModelVisualization)):
@@ -273,7 +308,14 @@ class ExplanationLogger(keras.callbacks.Callback):
         else:
             raise ValueError(f"faithfulness must be False, True or a number of steps >= 1; received {faithfulness!r}.")
         self.log_dir = os.fspath(log_dir)
-        self.freq = int(freq)
+        self.freq = None if freq is None else int(freq)
+        self.budget = None if budget is None else float(budget)
+        self.logged_epochs = []  # every epoch logged, over every fit
+        self.logging_time = self.training_time = 0.0  # seconds, in the current (or last) fit
+        self._fit_start = None
+        self._last_cost = None  # seconds the latest log took
+        self._trained_at_log = 0.0  # training time when the latest log began
+        self._logs_this_fit = self._epochs_this_fit = 0
         self.class_names = list(class_names) if class_names is not None else None
         self.overlays = overlays
         self.seed = int(seed)
@@ -375,8 +417,13 @@ class ExplanationLogger(keras.callbacks.Callback):
         self._chief = is_chief(strategy)
 
     def on_train_begin(self, logs=None):
+        # The budget is per fit; building the explainers counts as the logger's time.
+        start = self._fit_start = self._clock()
+        self.logging_time = self.training_time = self._trained_at_log = 0.0
+        self._logs_this_fit = self._epochs_this_fit = 0
         # Model-dependent checks (image size, CAM head, labels) run here, before the first batch.
         self._build()
+        self.logging_time = self._clock() - start
 
     def _writer_default(self):
         if self._writer is None:
@@ -397,12 +444,42 @@ class ExplanationLogger(keras.callbacks.Callback):
             return None
 
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.freq:
+        start = self._clock()
+        if self._fit_start is None:  # called outside fit: the training time starts now
+            self._fit_start = start
+        self.training_time = start - self._fit_start - self.logging_time
+        self._epochs_this_fit += 1
+        if not self._due(epoch):
             return
         if self._explainers is None:
             self._build()
         if self._chief:
             self._guarded("logging", self.log, epoch)
+            self.logged_epochs.append(int(epoch))
+        self._logs_this_fit += 1
+        self._trained_at_log = self.training_time
+        self._last_cost = self._clock() - start
+        self.logging_time += self._last_cost
+
+    def _due(self, epoch):
+        """Whether to log this epoch: every freq-th, or the rule of the class docstring."""
+        if self.freq is not None:
+            return (epoch + 1) % self.freq == 0
+        epochs = (self.params or {}).get("epochs")
+        last = (epochs is not None and epoch + 1 >= epochs) or bool(getattr(self.model, "stop_training", False))
+        if self.budget is None or self._logs_this_fit == 0 or last:
+            return True
+        cost, allowed = self._last_cost, self.budget * self.training_time
+        spread = self.budget * (self.training_time - self._trained_at_log) >= cost
+        if spread and self.logging_time + 2 * cost <= allowed:  # this log and the final one fit
+            return True
+        self._warn_once("budget", (
+            f"one log takes {self._last_cost:.2f} s and training {self.training_time / self._epochs_this_fit:.2f} s "
+            f"an epoch, so to keep within budget={self.budget:g} of the training time it logs the first and last "
+            f"epochs and others as the budget allows (epoch {epoch + 1} is not logged; see logger.logged_epochs). "
+            "Pass freq=1 to log every epoch whatever the cost, or budget=None (no limit) or a larger budget."
+        ))
+        return False
 
     def _predictions(self):
         """(predicted, predicted probability, explained, explained probability), NaN where unknown."""

@@ -502,7 +502,7 @@ def cmd_demo(args):
     logs = os.path.join(out, "logs")
     logger = ki.ExplanationLogger(held_out.images[:8], logs, methods=("saliency", "cam", "class_model"),
                                   labels=held_out.labels[:8], masks=held_out.masks[:8],
-                                  class_names=held_out.class_names)
+                                  class_names=held_out.class_names, freq=1)  # a short run: every epoch
     if not args.quiet:
         print(f"Training the reference CNN on {args.train_size} built-in shapes for {args.epochs} epochs, "
               f"logging explanations to {logs} ...")

@@ -123,6 +123,101 @@ def test_freq_and_shared_log_dir_with_tensorboard_callback(tmp_path):
     assert glob.glob(os.path.join(tmp_path, "train", "events.out.tfevents.*"))
 
 
+# ---- The logger's cost: by default it keeps within a share of the training time
+
+
+class _Clock:
+    """A fake clock for the logger: time moves only when the test says (no flaky timing)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class _Train(keras.callbacks.Callback):
+    """Listed before the logger: each epoch's training takes `seconds` on the fake clock;
+    `stop` sets model.stop_training after that epoch, as EarlyStopping does."""
+
+    def __init__(self, clock, seconds, stop=None):
+        super().__init__()
+        self.clock, self.seconds, self.stop = clock, seconds, stop
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.clock.now += self.seconds
+        if epoch == self.stop:
+            self.model.stop_training = True
+
+
+def _costed_fit(tmp_path, epoch_seconds, log_seconds, epochs, stop=None, fits=1, **kwargs):
+    """Fit the tiny CNN (`fits` times) with a logger whose real logs take log_seconds(i) seconds
+    (i-th log) and whose epochs take epoch_seconds, on a fake clock; returns (logger, budget
+    warnings, events)."""
+    model = tiny_cnn()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y, _ = _data()
+    clock = _Clock()
+    logger = ki.ExplanationLogger(x[:2], tmp_path, methods=("saliency",), overlays=False, **kwargs)
+    logger._clock = clock
+    real_log = logger.log
+
+    def log(step):
+        real_log(step)
+        clock.now += log_seconds(len(logger.logged_epochs))
+
+    logger.log = log
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        for _ in range(fits):
+            history = model.fit(x, y, epochs=epochs, verbose=0, callbacks=[_Train(clock, epoch_seconds, stop), logger])
+            assert len(history.history["loss"]) == (epochs if stop is None else stop + 1)  # not cut short
+    budget = [str(w.message) for w in record if "budget" in str(w.message)]
+    return logger, budget, _events(str(tmp_path))
+
+
+def _first_slow(first, then):
+    return lambda i: first if i == 0 else then
+
+
+def test_by_default_slow_logs_skip_epochs_to_stay_within_the_budget_and_say_so_once(tmp_path):
+    # Epochs of 2 s; logs of 1 s (the first 2.5 s, with tracing): 10% of training allows one
+    # log per 10 s of training, after paying for the first.
+    logger, budget, events = _costed_fit(tmp_path, 2.0, _first_slow(2.5, 1.0), epochs=60)
+    logged = logger.logged_epochs
+    assert logged[0] == 0 and logged[-1] == 59 and len(logged) >= 4
+    assert logger.training_time == 120.0 and logger.logging_time == 2.5 + (len(logged) - 1) * 1.0
+    assert logger.logging_time <= 0.1 * logger.training_time
+    # Spread out: at least a log's cost / budget (10 s, 5 epochs) of training between logs.
+    assert all(b - a >= 5 for a, b in zip(logged[1:-1], logged[2:-1]))
+    assert [s for s, _ in events[summary.map_tag("saliency", 0)]] == logged
+    assert len(budget) == 1
+    assert budget[0].startswith("ExplanationLogger: one log takes 2.50 s and training 2.00 s an epoch, so to keep "
+                                "within budget=0.1 of the training time")
+    assert "epoch 2 is not logged" in budget[0] and "freq=1" in budget[0] and "budget=None" in budget[0]
+
+
+def test_first_and_last_epochs_are_logged_even_over_budget_and_an_early_stop_is_the_last(tmp_path):
+    logger, budget, _ = _costed_fit(tmp_path / "a", 1.0, _first_slow(3.0, 3.0), epochs=10)
+    assert logger.logged_epochs == [0, 9] and len(budget) == 1
+    logger, budget, _ = _costed_fit(tmp_path / "b", 1.0, _first_slow(3.0, 3.0), epochs=10, stop=4)
+    assert logger.logged_epochs == [0, 4]
+
+
+@pytest.mark.parametrize("kwargs", [dict(freq=1), dict(budget=None)])
+def test_freq_1_or_no_budget_logs_every_epoch_whatever_the_cost(tmp_path, kwargs):
+    logger, budget, events = _costed_fit(tmp_path, 0.01, _first_slow(5.0, 3.0), epochs=6, **kwargs)
+    assert logger.logged_epochs == [0, 1, 2, 3, 4, 5] and budget == []
+    assert [s for s, _ in events[summary.map_tag("saliency", 1)]] == [0, 1, 2, 3, 4, 5]
+    assert logger.logging_time == 5.0 + 5 * 3.0 and logger.training_time == pytest.approx(0.06)
+
+
+def test_logs_cheap_against_the_epochs_are_all_kept_in_every_fit(tmp_path):
+    logger, budget, _ = _costed_fit(tmp_path, 20.0, _first_slow(1.0, 0.5), epochs=8, fits=2)
+    assert logger.logged_epochs == list(range(8)) * 2 and budget == []  # each fit has its own budget
+    assert logger.training_time == 160.0 and logger.logging_time == 8 * 0.5
+
+
 def test_a_failing_method_warns_once_and_the_rest_go_on(tmp_path):
     class Broken(ki.Saliency):
         def explain(self, inputs, target=None):
@@ -131,7 +226,7 @@ def test_a_failing_method_warns_once_and_the_rest_go_on(tmp_path):
     model = tiny_cnn()
     model.compile("adam", "sparse_categorical_crossentropy")
     x, y, _ = _data()
-    logger = ki.ExplanationLogger(x[:2], tmp_path, methods=(Broken(model), "gradcam"))
+    logger = ki.ExplanationLogger(x[:2], tmp_path, methods=(Broken(model), "gradcam"), freq=1)
     with pytest.warns(UserWarning, match="method 'broken' failed and is skipped.*RuntimeError: boom") as record:
         history = model.fit(x, y, epochs=3, verbose=0, callbacks=[logger])
     assert sum("failed" in str(w.message) for w in record) == 1
@@ -159,7 +254,12 @@ def test_cam_falls_back_to_gradcam_and_says_so(tmp_path):
         (dict(images=np.zeros((0, 12, 12, 3))), "empty batch"),
         (dict(methods=("salincy",)), "Unknown method 'salincy'; choose from"),
         (dict(methods=()), "methods is empty"),
-        (dict(freq=0), "freq must be an int >= 1"),
+        (dict(freq=0), r"freq must be an int >= 1 \(log every freq epochs\) or None"),
+        (dict(freq=1.5), "freq must be an int >= 1"),
+        (dict(budget=0), r"budget must be None \(no limit\) or a share of training time in \(0, 1\]"),
+        (dict(budget=1.5), "budget must be None"),
+        (dict(budget=True), "budget must be None"),
+        (dict(budget="10%"), "budget must be None"),
         (dict(labels=[0, 1]), r"labels must have shape \(3,\)"),
         (dict(masks=np.zeros((3, 5, 5))), r"masks must have shape \(3, 12, 12\)"),
         (dict(faithfulness=0), "faithfulness must be False, True or a number of steps >= 1; received 0"),
@@ -223,7 +323,7 @@ def test_training_is_bit_identical_with_and_without_the_logger(tmp_path):
             callbacks = []
             if with_logger:
                 callbacks.append(ki.ExplanationLogger(x[:4], "logs", methods=("saliency", "smoothgrad", "cam", "scorecam",
-                                                                             "class_model"), faithfulness=4))
+                                                                             "class_model"), faithfulness=4, freq=1))
             model.fit(data, epochs=3, steps_per_epoch=5, validation_data=(x[:16], y[:16]), verbose=0, callbacks=callbacks)
             return model.get_weights()
 
@@ -307,7 +407,7 @@ def test_nan_maps_and_scalars_of_a_diverged_run_are_skipped(tmp_path):
     model.compile("sgd", "sparse_categorical_crossentropy")
     x, y, masks = _data()
     logger = ki.ExplanationLogger(x[:3], tmp_path, methods=("saliency", "cam", "occlusion", "scorecam"),
-                                  masks=masks[:3], labels=y[:3], faithfulness=3)
+                                  masks=masks[:3], labels=y[:3], faithfulness=3, freq=1)
     with pytest.warns(UserWarning) as record:
         history = model.fit(x, y, epochs=3, verbose=0, callbacks=[_PoisonAt(1), logger])
     assert len(history.history["loss"]) == 3
@@ -379,7 +479,7 @@ def test_failures_outside_explain_are_skipped(tmp_path, monkeypatch, broken):
     model = tiny_cnn()
     model.compile("adam", "sparse_categorical_crossentropy")
     x, y, masks = _data()
-    logger = ki.ExplanationLogger(x[:2], tmp_path, methods=("saliency", "cam"), masks=masks[:2])
+    logger = ki.ExplanationLogger(x[:2], tmp_path, methods=("saliency", "cam"), masks=masks[:2], freq=1)
     with pytest.warns(UserWarning, match=f"failed and is skipped: RuntimeError: {broken} broke") as record:
         events = _fit(model, logger, x, y)
     assert sum(f"{broken} broke" in str(w.message) for w in record) == 2  # once per method, not per epoch
