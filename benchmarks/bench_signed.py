@@ -62,10 +62,10 @@ def detector(size, classes):
             x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}_{j}")(x)
             x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i}_{j}")(x)
             x = keras.layers.PReLU(shared_axes=[1, 2], name=f"prelu{i}_{j}")(x)
-        x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
+        if i < 3:
+            x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
     x = keras.layers.Permute((2, 1, 3), name="permute")(x)
     x = keras.layers.Flatten()(x)
-    x = keras.layers.Dropout(0.5)(x)
     x = keras.layers.Dense(64, name="fc")(x)
     x = keras.layers.PReLU(name="prelu_fc")(x)
     outputs = keras.layers.Dense(classes, activation="softmax", name="prob")(x)

@@ -298,10 +298,13 @@ def _last_line(exc):
     tracebacks whose last 'SomeError: ...' line says what went wrong; Keras appends configs."""
     text = str(exc).split("Full object config")[0].strip() or type(exc).__name__
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for line in reversed(lines):
-        if "Error: " in line:
-            return line[line.index("Error: ") + len("Error: "):]
-    return lines[0]
+    line = lines[0]
+    for candidate in reversed(lines):
+        if "Error: " in candidate:
+            line = candidate[candidate.index("Error: ") + len("Error: "):]
+            break
+    # The library's messages name its arguments; on the command line they are options.
+    return line.replace("pass output= (a name or an index)", "pass --output (a name or an index)")
 
 
 def strategy_devices(name):

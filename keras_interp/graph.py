@@ -17,6 +17,7 @@ Paths address sites by name with "/" for nesting: "backbone/conv5_block3_out".
 import difflib
 
 import keras
+import numpy as np
 from keras import tree
 
 __all__ = ["Site", "graph_of", "run", "find_site", "last_spatial_site", "spatial_layers", "spatial_rank",
@@ -305,23 +306,72 @@ def _ops(*names):
 _TRANSPOSE_OPS = _ops("Transpose")
 _RESHAPE_OPS = _ops("Reshape")
 _CONCATENATE_OPS = _ops("Concatenate")
-_AXIS_MOVING_OPS = _ops("Swapaxes", "Moveaxis", "Flip", "Roll")
-# Custom layers that fold space into channels (or back) by their usual names.
-_SPACE_DEPTH_NAMES = ("spacetodepth", "depthtospace", "pixelshuffle", "pixelunshuffle")
+_FLIP_OPS = _ops("Flip", "Roll")
+_SWAP_OPS = _ops("Swapaxes")
+_MOVE_OPS = _ops("Moveaxis")
+_TILE_OPS = _ops("Tile")
+_SPLIT_OPS = _ops("Split")
+_GETITEM_OPS = _ops("GetItem")
 
 
-def _spatial_dims(shape, rank):
-    return tuple(shape[1:rank - 1]) if shape is not None and len(shape) >= rank - 1 else None
+def _cells(shape, rank):
+    """The positions of a (B, *spatial, C) shape of the spatial `rank` as a tuple, or None for
+    other ranks; unknown sizes stay None."""
+    return tuple(shape[1:rank - 1]) if shape is not None and len(shape) == rank else None
 
 
-def _reorders(node, rank):
-    """Why `node` takes its input out of the input image's spatial frame (a short phrase), or None.
+def _positional(shape, rank):
+    """Whether a tensor can carry positions: more than one cell on its axes between batch and
+    channels (a (B, C) vector or a (B, 1, 1, C) squeeze-excitation tensor cannot)."""
+    if shape is None or len(shape) < 3:
+        return False
+    middle = shape[1:-1]
+    return any(d is None for d in middle) or int(np.prod(middle)) > 1
 
-    A tensor stays in the frame when each cell (i, j) of its map sits where the same cell of the
-    input's map does, up to scale: convolutions, pooling, resizing and channel-wise ops keep it.
-    Permuting or transposing spatial axes, reshaping that changes the spatial sizes, moving,
-    flipping or rolling spatial axes, concatenating along one, and folding space into channels
-    do not: a class activation map read there is transposed or scrambled, silently.
+
+def _axes_kept(axes, ndim, rank):
+    """Whether a permutation `axes` of an `ndim`-axis tensor leaves batch and spatial axes in place."""
+    axes = tuple(a % ndim for a in axes)
+    return ndim == rank and axes[:rank - 1] == tuple(range(rank - 1))
+
+
+def _moved_axes(op, ndim):
+    """The permutation a Swapaxes or Moveaxis op applies, or None when it cannot be read."""
+    order = list(range(ndim))
+    if isinstance(op, _SWAP_OPS):
+        i, j = op.axis1 % ndim, op.axis2 % ndim
+        order[i], order[j] = order[j], order[i]
+        return order
+    source = [op.source] if isinstance(op.source, int) else list(op.source)
+    destination = [op.destination] if isinstance(op.destination, int) else list(op.destination)
+    source, destination = [a % ndim for a in source], [a % ndim for a in destination]
+    rest = [a for a in order if a not in source]
+    out = [None] * ndim
+    for s_, d in zip(source, destination):
+        out[d] = s_
+    it = iter(rest)
+    return [a if a is not None else next(it) for a in out]
+
+
+def _touches_space(axis, ndim, rank):
+    """Whether `axis` (an int, a sequence or None for all) names a batch or spatial axis."""
+    axes = range(ndim) if axis is None else ([axis] if isinstance(axis, int) else list(axis))
+    return any(a % ndim < rank - 1 for a in axes)
+
+
+def _reorders(node, rank, grid):
+    """(reason, grid) for the node's output: `reason` says why it leaves the input image's
+    spatial frame (a short phrase) or is None; `grid` is the (h, w) grid of positions of a
+    flattened map (B, h * w, C) that a later Reshape may restore, else None. `grid` is that of
+    its input, if flattened.
+
+    A tensor stays in the frame when each cell (i, j) sits where the same cell of the input's
+    map does, up to scale: convolutions, pooling, resizing, space-to-depth (a cell covers its
+    block, as for a strided convolution) and channel-wise ops keep it. Permuting or
+    transposing spatial axes, reshaping to another grid, flipping, rolling or tiling spatial
+    axes, concatenating or splitting along one do not: a class activation map read there is
+    transposed or scrambled, silently. Flattening the positions to tokens (B, h * w, C) and
+    reshaping them back to (h, w) keeps it.
     """
     op = node.operation
     what = f"{type(op).__name__} {op.name!r}"
@@ -329,59 +379,92 @@ def _reorders(node, rank):
     before = tuple(inputs[0].shape) if inputs else None
     outs = tree.flatten(node.outputs)
     after = tuple(outs[0].shape) if outs else None
+    ndim = len(before) if before is not None else 0
+    if not _positional(after, rank):
+        return None, None  # one cell (or none) carries no position
+    if isinstance(op, (keras.layers.Reshape,) + _RESHAPE_OPS):
+        channels_kept = before is not None and after[-1] == before[-1] and after[-1] is not None
+        source = _cells(before, rank) or grid
+        if channels_kept and source is not None and None not in source:
+            if _cells(after, rank) == tuple(source):
+                return None, None
+            if len(after) == 3 and after[1] == int(np.prod(source)):
+                return None, tuple(source)  # tokens in row-major order of the grid
+        if _cells(before, rank) is not None and _cells(before, rank) == _cells(after, rank):
+            return None, None
+        return f"{what} reshapes the map to {after[1:]} from {before[1:] if before else None}", None
     if isinstance(op, keras.layers.Permute):
-        axes = (0,) + tuple(op.dims)
+        if not _axes_kept((0,) + tuple(op.dims), ndim, rank):
+            return f"{what} reorders the spatial axes (dims {tuple(op.dims)})", None
     elif isinstance(op, _TRANSPOSE_OPS):
-        axes = op.axes
-        if axes is None and before is not None:
-            axes = tuple(reversed(range(len(before))))
-    else:
-        axes = ()
-    if axes:
-        keep = tuple(range(rank - 1))
-        if tuple(axes)[:rank - 1] != keep:
-            return f"{what} reorders the spatial axes (axes {tuple(axes)})"
-        return None
-    if isinstance(op, _AXIS_MOVING_OPS):
-        return f"{what} moves, flips or rolls axes"
-    if isinstance(op, (keras.layers.Concatenate,) + _CONCATENATE_OPS):
-        axis = op.axis if after is None else op.axis % len(after)
-        if after is not None and axis != len(after) - 1:
-            return f"{what} joins maps side by side (axis {op.axis})"
-        return None
-    if any(n in type(op).__name__.lower().replace("_", "") for n in _SPACE_DEPTH_NAMES):
-        return f"{what} folds space into channels"
-    if isinstance(op, (keras.layers.Reshape, keras.layers.Lambda) + _RESHAPE_OPS):
-        if _spatial_dims(before, rank) != _spatial_dims(after, rank):
-            return (f"{what} changes the spatial sizes {_spatial_dims(before, rank)} -> "
-                    f"{_spatial_dims(after, rank)}")
-    return None
+        axes = op.axes if op.axes is not None else tuple(reversed(range(ndim)))
+        if not _axes_kept(axes, ndim, rank):
+            return f"{what} reorders the spatial axes (axes {tuple(axes)})", None
+    elif isinstance(op, _SWAP_OPS + _MOVE_OPS):
+        if not _axes_kept(_moved_axes(op, ndim), ndim, rank):
+            return f"{what} moves a spatial axis", None
+    elif isinstance(op, _FLIP_OPS):
+        if _touches_space(op.axis, ndim, rank):
+            return f"{what} flips or rolls a spatial axis", None
+    elif isinstance(op, _TILE_OPS):
+        repeats = list(op.repeats) if not isinstance(op.repeats, int) else [op.repeats]
+        repeats = [1] * (ndim - len(repeats)) + repeats
+        if any(r != 1 for r in repeats[:rank - 1]):
+            return f"{what} tiles the map side by side", None
+    elif isinstance(op, _SPLIT_OPS):
+        if _touches_space(op.axis, ndim, rank):
+            return f"{what} splits the map along a spatial axis", None
+    elif isinstance(op, _GETITEM_OPS):
+        key = node.arguments.args[1] if len(node.arguments.args) > 1 else ()
+        key = key if isinstance(key, tuple) else (key,)
+        if any(isinstance(k, slice) and k.step is not None and k.step < 0 for k in key[:rank - 1]):
+            return f"{what} reverses a spatial axis", None
+    elif isinstance(op, (keras.layers.Concatenate,) + _CONCATENATE_OPS):
+        if _touches_space(op.axis, len(after), rank) and len(after) == rank:
+            return f"{what} joins maps side by side (axis {op.axis})", None
+    elif isinstance(op, keras.layers.Lambda):
+        # Opaque: a resize or space-to-depth keeps the frame; a transpose of a non-square map
+        # shows as the same sizes in another order.
+        a, b = _cells(before, rank), _cells(after, rank)
+        if a is not None and b is not None and a != b and sorted(a, key=str) == sorted(b, key=str):
+            return f"{what} seems to transpose the map {a} -> {b}", None
+    return None, grid
 
 
-def _breaks(graph, rank, inherited):
+def _breaks(graph, rank, inherited, grids=None):
     """{id(tensor): reason} for the tensors of `graph` (nested graphs included) that are out of
-    the input's spatial frame; `inherited` gives those of its inputs."""
-    reasons = dict(inherited)
+    the input's spatial frame; `inherited` gives those of its inputs, `grids` the grids of its
+    flattened inputs (see _reorders)."""
+    reasons, grids = dict(inherited), dict(grids or {})
     for node in _nodes(graph):
         inputs = node.input_tensors
         outs = tree.flatten(node.outputs)
         inner = _nested_graph(node)
         if inner is not None:
-            inner_reasons = _breaks(inner, rank, {id(i): reasons[id(t)] for i, t in zip(inner.inputs, inputs)
-                                                  if id(t) in reasons})
+            pairs = list(zip(inner.inputs, inputs))
+            inner_reasons = _breaks(inner, rank, {id(i): reasons[id(t)] for i, t in pairs if id(t) in reasons},
+                                    {id(i): grids[id(t)] for i, t in pairs if id(t) in grids})
             reasons.update(inner_reasons)
             reasons.update({id(t): inner_reasons[id(o)] for t, o in zip(outs, inner.outputs) if id(o) in inner_reasons})
             continue
-        reason = next((reasons[id(t)] for t in inputs if id(t) in reasons), None) or _reorders(node, rank)
-        if reason:
-            reasons.update({id(t): reason for t in outs})
+        # Only tensors with positions pass a mark on (not a squeeze-excitation (B, 1, 1, C)).
+        carried = [t for t in inputs if _positional(tuple(t.shape), rank)]
+        reason = next((reasons[id(t)] for t in carried if id(t) in reasons), None)
+        grid = next((grids[id(t)] for t in carried if id(t) in grids), None)
+        if reason is None:
+            reason, grid = _reorders(node, rank, grid)
+        for t in outs:
+            if reason:
+                reasons[id(t)] = reason
+            elif grid is not None and len(t.shape) == 3:
+                grids[id(t)] = grid
     return reasons
 
 
 def frame_breaks(model, rank=None):
     """{id(tensor): why} for every tensor of the model's graph that is not in the input's spatial
-    frame (see `_reorders`): it comes after a Permute, a transpose, a Reshape or Lambda that
-    changes the spatial sizes, space-to-depth, or a concatenation along a spatial axis.
+    frame (see `_reorders`): it comes after a Permute or transpose of spatial axes, a Reshape to
+    another grid, a flip, roll, tile, split or concatenation along a spatial axis.
 
     Tensors made by other layers count as in the frame: a custom layer that transposes a square
     map without changing its shape cannot be told apart from one that does not."""

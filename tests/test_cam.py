@@ -138,10 +138,10 @@ def _score_cam_reference(model, layer, x, classes, keep=None, baseline=0.0, weig
             weights = weights - probability(base, classes[b])
         elif weighting == "softmax":
             weights = _softmax(weights)
-        # A channel with negative values enters measured from its minimum (the library's documented
-        # choice for signed layers; on ReLU features min(min A, 0) = 0 and this is the paper's sum).
-        total = sum((w * (a[b, :, :, k] - min(a[b, :, :, k].min(), 0.0)) for w, k in zip(weights, kept)),
-                    np.zeros(a.shape[1:3]))
+        total = sum((w * a[b, :, :, k] for w, k in zip(weights, kept)), np.zeros(a.shape[1:3]))
+        if total.max() <= 0:  # signed layers only: each channel measured from its minimum (documented)
+            total = sum((w * (a[b, :, :, k] - min(a[b, :, :, k].min(), 0.0)) for w, k in zip(weights, kept)),
+                        np.zeros(a.shape[1:3]))
         maps.append(np.maximum(total, 0))
     return np.stack(maps)
 

@@ -105,18 +105,41 @@ def _frame_model(kind):
         y = keras.layers.Concatenate(axis=2, name="moved")([x, x])
     elif kind == "same-reshape":  # keeps every cell where it is
         y = keras.layers.Reshape((SIZE, 10, 4), name="moved")(x)
+    elif kind == "flip":
+        y = keras.ops.flip(x, axis=2)
+    elif kind == "tile":
+        y = keras.ops.tile(x, (1, 1, 2, 1))
+    elif kind == "reverse-slice":
+        y = x[:, ::-1]
+    elif kind == "split":
+        y = keras.ops.split(x, 2, axis=1)[1]
+    elif kind == "squeeze-excitation":  # EfficientNet's: pool, Reshape((1, 1, C)), scale
+        se = keras.layers.Reshape((1, 1, 4))(keras.layers.GlobalAveragePooling2D()(x))
+        y = keras.layers.Multiply()([x, keras.layers.Dense(4, activation="sigmoid")(se)])
+    elif kind == "channel-flip":
+        y = keras.ops.flip(x, axis=-1)
+    elif kind == "tokens":  # (h, w) -> h * w tokens -> Dense -> (h, w), as hybrid CNN-transformers do
+        y = keras.layers.Reshape((SIZE, 10, 4))(keras.layers.Dense(4)(keras.layers.Reshape((SIZE * 10, 4))(x)))
+    elif kind == "space-to-depth":  # a cell covers its 2x2 block, as after a stride-2 convolution
+        y = keras.layers.Lambda(lambda t: tf.nn.space_to_depth(t, 2), output_shape=(SIZE // 2, 5, 16))(x)
     y = keras.layers.Conv2D(3, 3, padding="same", activation="relu", name="after")(y)
     return keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(y)))
 
 
 @pytest.mark.parametrize("kind, layer", [("reshape", "features"), ("transpose", "features"),
-                                         ("concatenate", "features"), ("same-reshape", "after")])
+                                         ("concatenate", "features"), ("same-reshape", "after"),
+                                         ("flip", "features"), ("tile", "features"), ("reverse-slice", "features"),
+                                         ("split", "features"),
+                                         # These keep every cell in place: squeeze-excitation, a
+                                         # channel flip (RGB -> BGR), tokens and back, space-to-depth.
+                                         ("squeeze-excitation", "after"), ("channel-flip", "after"),
+                                         ("tokens", "after"), ("space-to-depth", "after")])
 def test_reordering_operations_leave_the_frame(kind, layer):
     model = _frame_model(kind)
     assert ki.GradCAM(model).layer == layer
     moved = graph.frame_breaks(model)
     after = graph.find_site(model, "after")
-    assert (id(after.tensor) in moved) == (kind != "same-reshape")
+    assert (id(after.tensor) in moved) == (layer == "features")
 
 
 def test_no_layer_in_the_frame_is_a_clear_error_and_layers_does_not_offer_it(tmp_path, capsys):
@@ -213,6 +236,38 @@ def test_score_cam_on_a_channel_negative_everywhere_is_not_empty():
     assert (maps.max(axis=(1, 2)) > 0).all()
 
 
+def test_score_cam_on_a_signed_layer_is_the_papers_map_unless_it_is_empty():
+    from test_cam import _score_cam_reference
+
+    for bias in (0.0, -6.0):  # mixed signs: the paper's sum; negative everywhere: measured from the minimum
+        model = _class_map_net(bias=bias)
+        x = _images(3)
+        with pytest.warns(UserWarning, match="negative activations"):
+            maps = ki.ScoreCAM(model, weighting="increase").explain(x, target=[0, 1, 2], upsample=False)
+        expected = _score_cam_reference(model, "class_maps", x, [0, 1, 2])
+        np.testing.assert_allclose(maps, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_signed_check_runs_once_and_ignores_small_dips(monkeypatch):
+    # swish's dips (>= -0.28) are no signed layer; the check costs one pass per explainer, not per call.
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="swish", name="conv")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x * 5.0 + 1.0)))
+    explainer = ki.GradCAMPlusPlus(model, layer="conv")
+    x = _images(2)
+    calls = []
+    features = explainer._features
+    monkeypatch.setattr(explainer, "_features", lambda t: calls.append(1) or features(t))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        for _ in range(3):
+            explainer.explain(x)
+    assert len(calls) == 2  # the compiled function's one trace, and the check's one pass
+
+
 def test_an_all_zero_map_says_why():
     keras.utils.set_random_seed(0)
     inputs = keras.Input((SIZE, SIZE, 3))
@@ -289,10 +344,26 @@ def test_cli_visualize_and_dream_take_output(tmp_path, capsys):
     # The dream keeps the photo's size (the model takes 16x16; its conv layers take any size).
     assert cv2.imread(str(tmp_path / "d" / "dream.png")).shape == (30, 45, 3)
     assert cli.main(["visualize", str(tmp_path / "two.keras"), "--classes", "1", "--out", str(tmp_path / "w")]) == 2
-    assert "pass output=" in capsys.readouterr().err
+    assert "pass --output (a name or an index)" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- clear errors
+
+
+def test_deep_dream_skips_octaves_too_small_for_the_layers():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="c1")(inputs)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="c2")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
+    photo = _images(1, (16, 16, 1))[0]
+    with pytest.warns(UserWarning, match="octaves are skipped"):
+        dream = ki.DeepDream(model, layers="c2").dream(photo, octaves=4, steps=2)  # 16 / 1.4^3 = 6 px: too small
+    assert dream.shape == photo.shape and np.isfinite(dream).all()
+    with pytest.raises(ValueError, match=r"cannot run on a 5x5 image") as info:
+        ki.DeepDream(model, layers="c2").dream(photo[:5, :5], octaves=1, steps=2)
+    assert "\n" not in str(info.value)
 
 
 def test_wrong_channels_give_one_line_everywhere():

@@ -171,26 +171,37 @@ class _FeatureMapExplainer(Explainer):
         said = self.__dict__.setdefault("_said", set())
         if key not in said:
             said.add(key)
-            warnings.warn(f"{type(self).__name__}: {message}", stacklevel=3)
+            # stacklevel 4: the user's call of explain (through explain and _check_*).
+            warnings.warn(f"{type(self).__name__}: {message}", stacklevel=4)
+
+    # A layer counts as signed when it goes below SIGNED_BELOW, deeper than the dips of swish,
+    # GELU, mish and hard-swish (at least -0.375), and its negative activations are at least
+    # SIGNED_SHARE of their total magnitude: BatchNorm, PReLU or class-map layers.
+    SIGNED_BELOW = -0.4
+    SIGNED_SHARE = 0.05
 
     def _check_signed(self, x):
-        """Warn once when the layer's activations on the first examples are negative somewhere."""
-        if "_said" in self.__dict__ and "signed" in self._said:
+        """Once per explainer: warn when the layer's activations on the first examples are
+        substantially negative (see SIGNED_SHARE)."""
+        if self.__dict__.get("_signed_checked"):
             return
+        self._signed_checked = True
         n = min(8, self.batch_size)  # one pass of at most batch_size examples, like the first output check
         first = tuple(a[:n] for a in x) if isinstance(x, tuple) else x[:n]
-        lowest = float(tf.reduce_min(tf.cast(self._features(first)[0], tf.float32)))
-        if lowest < 0:
+        features = np.asarray(tf.cast(self._features(first)[0], tf.float32))
+        negative, total = float(np.maximum(-features, 0).sum()), float(np.abs(features).sum())
+        if total > 0 and features.min() < self.SIGNED_BELOW and negative >= self.SIGNED_SHARE * total:
             self._warn_once("signed", (
-                f"layer {self.layer!r} has negative activations (as low as {lowest:.3g}: no ReLU after it), "
-                f"and the method was defined for non-negative features (after a ReLU). {self.signed_note} "
-                "Grad-CAM (ki.GradCAM) and CAM are defined for signed layers."
+                f"layer {self.layer!r} has negative activations ({100 * negative / total:.0f}% of their magnitude, "
+                f"as low as {features.min():.3g}: no ReLU after it), and the method was defined for non-negative "
+                f"features (after a ReLU). {self.signed_note} Grad-CAM (ki.GradCAM) and CAM are defined for "
+                "signed layers."
             ))
 
     def _check_empty(self, maps):
         """Say once why a map is zero everywhere, instead of returning it silently."""
         flat = np.reshape(maps, (len(maps), -1))
-        empty = np.flatnonzero(~(flat > 0).any(axis=1))
+        empty = np.flatnonzero(np.isfinite(flat).all(axis=1) & ~(flat > 0).any(axis=1))
         if len(empty):
             self._warn_once("empty", (
                 f"the maps of {len(empty)} of {len(maps)} examples (first: {empty[:5].tolist()}) are zero "
@@ -439,12 +450,11 @@ class ScoreCAM(_FeatureMapExplainer):
 
     The paper's features are non-negative (after a ReLU). On a signed layer (no ReLU after it:
     PReLU, BatchNorm, a class-map head) a channel can be negative everywhere although its mask
-    H^k, which was scored, keeps its highest region: the weighted sum of raw activations is
-    then negative everywhere and the final ReLU returns an empty map even for a confident
-    prediction. A channel with negative values therefore enters the sum measured from its
-    minimum, A^k - min A^k (its mask's zero, times its range); channels without negative values
-    enter as they are, so on non-negative layers the map is the paper's. A signed layer gets
-    one warning.
+    H^k, which was scored, keeps its highest region: the weighted sum of raw activations can
+    then be negative everywhere, and the final ReLU would return an empty map even for a
+    confident prediction. For such an example only, each channel with negative values enters
+    the sum measured from its minimum, A^k - min A^k (its mask's zero, times its range); every
+    other map is the paper's. A substantially signed layer gets one warning.
 
     Args:
         model: Keras model.
@@ -468,8 +478,8 @@ class ScoreCAM(_FeatureMapExplainer):
 
     _probe = "forward"  # jit_compile="auto" times the forward pass (see Explainer)
     assumes_nonnegative = True
-    signed_note = ("Score-CAM measures a channel with negative values from its minimum there (the zero of the mask "
-                   "that was scored), so a channel negative everywhere still shows where its mask points.")
+    signed_note = ("Where the weighted sum is negative everywhere, Score-CAM measures each channel with negative values "
+                   "from its minimum (the zero of the mask that was scored), so the map still shows where the masks point.")
 
     def __init__(self, model, layer=None, max_channels=None, baseline=0.0, weighting="softmax", batch_size=256,
                  output=None, input=None, jit_compile=None):
@@ -533,6 +543,11 @@ class ScoreCAM(_FeatureMapExplainer):
 
     @staticmethod
     def _combine(features, weights):
-        """sum_k w_k A^k, a channel with negative values measured from its minimum (see above)."""
-        lowest = tf.reduce_min(features, axis=spatial_axes(features), keepdims=True)
-        return _weighted_sum(features - tf.minimum(lowest, 0.0), weights)
+        """sum_k w_k A^k; where that is negative at every position of an example (possible only
+        on a signed layer), the sum with each channel measured from its minimum (see above)."""
+        axes = spatial_axes(features)
+        raw = _weighted_sum(features, weights)
+        lowest = tf.reduce_min(features, axis=axes, keepdims=True)
+        shifted = _weighted_sum(features - tf.minimum(lowest, 0.0), weights)
+        empty = tf.reduce_max(raw, axis=list(range(1, len(raw.shape))), keepdims=True) <= 0
+        return tf.where(empty, shifted, raw)

@@ -1,5 +1,7 @@
 """Deep Dream (Mordvintsev et al., 2015): make a photo show more of what some layers see."""
 
+import warnings
+
 import numpy as np
 import tensorflow as tf
 
@@ -66,6 +68,30 @@ class DeepDream:
                 f"differ ({[s.path for s in sites]}); pass output= (a name or an index) or layers=."
             )
         return sites[0]
+
+    def _runnable(self, sizes, channels):
+        """The octave sizes the dreamed layers can run on (smallest first): sizes below the
+        smallest that runs are dropped with one warning (a pooling stage needs a few pixels);
+        if not even the photo's own size runs, a one-line ValueError."""
+        for k, size in enumerate(sizes):
+            # Traced, not run: shape inference refuses a size the layers cannot take (an eager run
+            # may not), and tracing computes nothing.
+            trace = tf.function(lambda t: graph.run(self.model, t, self._sites, stop_after_taps=True)[1])
+            try:
+                trace.get_concrete_function(tf.TensorSpec((1,) + tuple(size) + (channels,), tf.float32))
+            except Exception as exc:  # noqa: BLE001 - Keras and TensorFlow raise many types for a too-small input
+                reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+                continue
+            if k:
+                warnings.warn(
+                    f"DeepDream: layers {self.layers} cannot run on images smaller than about {size[0]}x{size[1]}, "
+                    f"so the {k} smallest of {len(sizes)} octaves are skipped (pass fewer octaves or a smaller "
+                    "octave_scale to silence this).", stacklevel=3)
+            return sizes[k:]
+        raise ValueError(
+            f"DeepDream: layers {self.layers} cannot run on a {sizes[-1][0]}x{sizes[-1][1]} image ({reason}); "
+            "give a larger image, or dream on earlier layers (layers=[...])."
+        )
 
     def _objective(self, x):
         _, features = graph.run(self.model, x, self._sites, stop_after_taps=True)
@@ -141,6 +167,7 @@ class DeepDream:
         height, width = x.shape[1:3]
         sizes = [(max(1, round(height / octave_scale ** k)), max(1, round(width / octave_scale ** k)))
                  for k in reversed(range(octaves))]
+        sizes = self._runnable(sizes, x.shape[-1])
         base = [tf.image.resize(x, size, method="bilinear").numpy() for size in sizes]
         detail = np.zeros_like(base[0])
         self.history = []
