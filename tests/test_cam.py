@@ -308,3 +308,23 @@ def test_cam_head_save_and_load_in_a_fresh_process(tmp_path, images):
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), model.predict(images, verbose=0), rtol=1e-6)
     np.testing.assert_allclose(np.load(tmp_path / "c.npy"), ki.CAM(model).explain(images), rtol=1e-5, atol=1e-7)
+
+
+def test_a_setting_a_subclass_adds_gets_its_own_trace(cnn, images):
+    # Compiled functions are shared by explainers with equal settings; a subclass's new attribute
+    # is a setting without being listed anywhere, so scale=10 never reuses the scale=1 trace.
+    class Scaled(ki.GradCAM):
+        def __init__(self, model, scale=1.0, **kwargs):
+            super().__init__(model, **kwargs)
+            self.scale = scale
+
+        def _maps(self, x, classes, score_fn):
+            return self.scale * super()._maps(x, classes, score_fn)
+
+    one = Scaled(cnn, scale=1.0).explain(images, target=1, upsample=False)
+    assert one.max() > 0
+    ten = Scaled(cnn, scale=10.0).explain(images, target=1, upsample=False)
+    np.testing.assert_allclose(ten, 10.0 * one, rtol=1e-5)
+    again = Scaled(cnn, scale=10.0)
+    np.testing.assert_allclose(again.explain(images, target=1, upsample=False), ten)
+    assert again.trace_count == 1  # the scale=10 trace, shared

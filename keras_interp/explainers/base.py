@@ -95,7 +95,7 @@ def plan_chunks(count, batch, batch_size):
     return per
 
 
-def over_chunks(body, state, count, per):
+def over_chunks(body, state, count, per, xla):
     """The state after `body(state, index, ids) -> state` has seen `count` perturbations, `per`
     at a time (`index`: the chunk's number; `ids`: its perturbation indices, int32, whose length
     the body reads with tf.shape).
@@ -123,7 +123,7 @@ def over_chunks(body, state, count, per):
 
     if not tail:
         return loop(full, state)
-    if not getattr(_ACTIVE, "xla", False):
+    if not xla:
         # One loop whose last chunk is shorter: the chunk is traced once, its length unknown.
         return loop(full + 1, state, last=count)
     # XLA needs static shapes: the remainder is traced as a chunk of its own.
@@ -216,6 +216,45 @@ def _value_key(value):
     if isinstance(value, (tf.Tensor, tf.Variable, types.FunctionType, types.ModuleType, type)) or callable(value):
         return ("id", id(value))  # immutable tensors, live variables, functions: by identity
     return None
+
+
+# Instance attributes that are not settings of the compiled functions (see Explainer._settings).
+_NOT_SETTINGS = frozenset({
+    "model", "scorer", "jit_compile", "_functions", "_calls", "_said", "_signed_checked", "_jit_choices",
+    "_chunk_choices", "_unshared",
+})
+
+
+def setting_key(value, depth=0):
+    """A hashable value equal for equal settings: numbers, strings and None as they are;
+    tuples, lists and dicts item by item; arrays and constant tensors by content; a graph Site
+    by its nodes; a Scorer by its signature; a plain function by its code and the keys of what
+    it closes over; variables and anything else by identity (never shared by mistake)."""
+    from keras_interp.graph import Site
+
+    if depth > 8:
+        return ("id", id(value))
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        return (type(value).__name__, value)
+    if isinstance(value, (tuple, list)):
+        return (type(value).__name__, tuple(setting_key(v, depth + 1) for v in value))
+    if isinstance(value, dict):
+        return ("dict", tuple(sorted((repr(k), setting_key(v, depth + 1)) for k, v in value.items())))
+    if isinstance(value, np.ndarray):
+        return ("ndarray", value.shape, value.dtype.str, hash(value.tobytes()))
+    if isinstance(value, np.generic):
+        return ("numpy", value.dtype.str, value.item())
+    if isinstance(value, Site):
+        return ("site", tuple(map(id, value.nodes)), value.index)
+    if isinstance(value, Scorer):
+        return ("scorer", value.signature())
+    if isinstance(value, tf.Tensor) and not isinstance(value, tf.Variable) and hasattr(value, "numpy"):
+        return ("tensor", setting_key(value.numpy(), depth + 1))
+    if isinstance(value, types.FunctionType):
+        cells = tuple(setting_key(c.cell_contents, depth + 1) for c in (value.__closure__ or ()))
+        return ("function", value.__code__, id(value.__globals__), cells,
+                setting_key(value.__defaults__, depth + 1))
+    return ("id", id(value))
 
 
 def _target_key(fn):
@@ -507,12 +546,22 @@ class Explainer:
         self.batch_size = batch_size
         self._functions = {}
 
-    def _trace_key(self):
-        """Settings read inside the compiled functions (beyond the model and the arguments).
+    def _settings(self):
+        """What the compiled functions may read of this explainer, as one hashable value: every
+        instance attribute except the model and scorer (keyed apart) and bookkeeping
+        (_NOT_SETTINGS), each by `setting_key`.
 
-        Explainers of one class on one model with equal keys share their compiled functions.
+        Explainers of one class on one model with equal settings share their compiled
+        functions. Taken from the instance as it is, not listed by hand, so an attribute a
+        subclass adds (a scale, a threshold) can never reuse a trace made with another value.
         """
-        return ()
+        return tuple(sorted((name, setting_key(value)) for name, value in vars(self).items()
+                            if name not in _NOT_SETTINGS))
+
+    @staticmethod
+    def tracing_xla():
+        """While a compiled method traces: whether XLA compiles it (the chunk loop's `xla`)."""
+        return bool(getattr(_ACTIVE, "xla", False))
 
     def _shared(self):
         """This model's shared state: {"functions": {...}, "targets": {...}}."""
@@ -526,7 +575,7 @@ class Explainer:
         instances (see _SHARED)."""
         fn = self._functions.get((name, jit))
         if fn is None:
-            key = (type(self), name, self.scorer.signature(), self._trace_key(), jit)
+            key = (type(self), name, self.scorer.signature(), self._settings(), jit)
             functions = self._shared()["functions"]
             fn = functions.get(key)
             if fn is None:
@@ -548,7 +597,7 @@ class Explainer:
         if self.jit_compile != "auto" or self.xla_changes_draws:
             jit = False if self.jit_compile == "auto" else self.jit_compile
             return self._run_compiled(self._compiled(name, jit), args)
-        key = (type(self), name, self.scorer.signature(), self._trace_key(), _shapes(args))
+        key = (type(self), name, self.scorer.signature(), self._settings(), _shapes(args))
         choices = self._shared().setdefault("jit", {})
         if key in choices:
             return self._run_compiled(self._compiled(name, choices[key]), args)

@@ -137,8 +137,6 @@ class _FeatureMapExplainer(Explainer):
         self._channels = shape[-1]
         self._features = self.scorer.with_features(self.site)
 
-    def _trace_key(self):
-        return tuple(map(id, self.site.nodes)) + (self.site.index, self.input_index)
 
     def _explain_graph(self, x, classes, score_fn, upsample, *extra):
         maps = self._maps(x, classes, score_fn, *extra)
@@ -186,6 +184,12 @@ class _FeatureMapExplainer(Explainer):
         if self.__dict__.get("_signed_checked"):
             return
         self._signed_checked = True
+        # Once per model, layer and method: an explainer built again in a loop pays no pass.
+        checked = self._shared().setdefault("signed_checked", set())
+        key = (type(self), tuple(map(id, self.site.nodes)), self.site.index)
+        if key in checked:
+            return
+        checked.add(key)
         n = min(8, self.batch_size)  # one pass of at most batch_size examples, like the first output check
         first = tuple(a[:n] for a in x) if isinstance(x, tuple) else x[:n]
         features = np.asarray(tf.cast(self._features(first)[0], tf.float32))
@@ -254,8 +258,6 @@ class GradCAM(_FeatureMapExplainer):
     def final_relu(self):
         return self.relu
 
-    def _trace_key(self):
-        return super()._trace_key() + (self.relu,)
 
     def _maps(self, x, classes, score_fn):
         features, grads = self._gradients(x, classes, score_fn)
@@ -492,8 +494,6 @@ class ScoreCAM(_FeatureMapExplainer):
         self.baseline = baseline
         self.weighting = weighting
 
-    def _trace_key(self):
-        return super()._trace_key() + (self.weighting,)
 
     def _per_example(self, x):
         return (broadcast_baseline(self.baseline, self._split(x, self.input_index)[0]),)
@@ -531,7 +531,8 @@ class ScoreCAM(_FeatureMapExplainer):
 
         # (channels, B) each: the channel's confidence and whether its map varies.
         empty = tf.zeros(tf.stack([count, shape[0]]))
-        scores, varying = (tf.transpose(t) for t in over_chunks(chunk, (empty, empty), count, per))
+        chunks = over_chunks(chunk, (empty, empty), count, per, xla=self.tracing_xla())
+        scores, varying = (tf.transpose(t) for t in chunks)
         if self.weighting == "increase":
             at_baseline = self._confidence(self._logits_with(baseline, others), classes, score_fn)
             weights = (scores - at_baseline[:, None]) * varying

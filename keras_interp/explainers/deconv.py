@@ -120,8 +120,6 @@ class _ReluRuleExplainer(GradientExplainer):
                 )
             self._features = self.scorer.with_features(self.site)
 
-    def _trace_key(self):
-        return () if self.site is None else tuple(map(id, self.site.nodes)) + (self.site.index,)
 
     def _prepare(self, inputs, target):
         if self.site is None:

@@ -142,7 +142,7 @@ class _SampledGradients(GradientExplainer):
                 total, grads, x,
             )
 
-        return over_chunks(chunk, _map(tf.zeros_like, x), weights.shape[0], per), scores, classes
+        return over_chunks(chunk, _map(tf.zeros_like, x), weights.shape[0], per, xla=self.tracing_xla()), scores, classes
 
     def _chunks(self, x, count):
         return plan_chunks(count, batch_of(x), self.batch_size)

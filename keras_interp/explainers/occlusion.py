@@ -91,8 +91,6 @@ class Occlusion(Explainer):
             self._sizes(len(shapes[self.input_index]) - 2)  # fail now on a stride larger than the patch
         self.baseline = baseline
 
-    def _trace_key(self):
-        return (self.input_index,)
 
     def _sizes(self, axes):
         if axes < 1:
@@ -152,7 +150,8 @@ class Occlusion(Explainer):
             cover = tf.reshape(tf.cast(inside, tf.float32), [k, -1])
             return heat + tf.reshape(tf.matmul(drop, cover, transpose_a=True), shape[:-1])
 
-        return over_chunks(chunk, tf.zeros(shape[:-1], tf.float32), corners.shape[0], per)
+        return over_chunks(chunk, tf.zeros(shape[:-1], tf.float32), corners.shape[0], per,
+                           xla=self.tracing_xla())
 
     def explain(self, inputs, target=None):
         """Maps (B, H, W) float32, or (B, L) / (B, D, H, W); with several inputs, the map of the

@@ -79,7 +79,8 @@ class _Curves(Explainer):
             confidence = self.scorer.confidence(self.scorer(images), tf.tile(classes, [k]), score_fn)
             return tf.tensor_scatter_nd_update(curves, ids[:, None], tf.reshape(confidence, (k, batch)))
 
-        return tf.transpose(over_chunks(chunk, tf.zeros(tf.stack([steps + 1, batch])), steps + 1, per))
+        return tf.transpose(over_chunks(chunk, tf.zeros(tf.stack([steps + 1, batch])), steps + 1, per,
+                                        xla=self.tracing_xla()))
 
 
 def _curve(model, inputs, maps, target, steps, substrate, batch_size, inserting, output=None):
