@@ -1,13 +1,14 @@
 """Grad-CAM++ and Score-CAM on signed feature layers: the evidence for what they do there.
 
-    python benchmarks/bench_signed.py [--epochs 10] [--images 64]
+    python benchmarks/bench_signed.py [--epochs 10]
 
 The papers of Grad-CAM++ and Score-CAM assume non-negative features (a layer after a ReLU).
-Models from other projects often explain a signed layer by default: PReLU detectors (MTCNN's
-R-Net and O-Net, whose last conv feeds a Permute, Flatten and Dense heads) and class-map heads
+Models from other projects often explain a signed layer by default, such as a class-map head
 (mini-Xception: a conv with one channel per class, global average pooling, softmax). This
-trains one model of each form on the built-in shapes, explains held-out images for their
-predicted class at the default layer, and prints per method and reading:
+trains one on the built-in shapes, then lowers its class maps by one constant, which changes no
+prediction or probability (the softmax ignores a shift of every logit) but puts the logits below
+-2 and most of the maps below 0. For both it explains held-out images for their predicted class
+at the default layer and prints per method and reading:
 
 - pointing game against the object masks (higher is better);
 - how many maps are zero everywhere (an empty map for a confident prediction);
@@ -16,7 +17,8 @@ predicted class at the default layer, and prints per method and reading:
 
 "as written" is the published formula applied to the signed features (Grad-CAM++'s alpha with
 sum A in the denominator; Score-CAM's sum of raw activations); "keras-interp" is what the
-library does (|sum A|; channels with negative values measured from their minimum).
+library does (|sum A|; where Score-CAM's sum is negative everywhere, channels measured from
+their minimum).
 """
 
 import argparse
@@ -51,25 +53,6 @@ class ScoreCAMAsWritten(ki.ScoreCAM):
     """Score-CAM's final sum over the raw activations, as published."""
 
     _combine = staticmethod(_weighted_sum)
-
-
-def detector(size, classes):
-    """An R-Net-like PReLU network: conv-BN-PReLU-pool stages, Permute, Flatten, Dense heads."""
-    inputs = keras.Input((size, size, 3))
-    x = inputs
-    for i, filters in enumerate((16, 32, 48), start=1):
-        for j in (1, 2):
-            x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}_{j}")(x)
-            x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i}_{j}")(x)
-            x = keras.layers.PReLU(shared_axes=[1, 2], name=f"prelu{i}_{j}")(x)
-        if i < 3:
-            x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
-    x = keras.layers.Permute((2, 1, 3), name="permute")(x)
-    x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(64, name="fc")(x)
-    x = keras.layers.PReLU(name="prelu_fc")(x)
-    outputs = keras.layers.Dense(classes, activation="softmax", name="prob")(x)
-    return keras.Model(inputs, outputs, name="prelu_detector")
 
 
 def class_map_net(size, classes):
@@ -112,21 +95,30 @@ def main():
     warnings.simplefilter("ignore")
 
     data = ki.datasets.shapes(args.images, image_size=args.size, seed=1234)
-    for build in (detector, class_map_net):
-        keras.utils.set_random_seed(0)
-        start = time.perf_counter()
-        model, _ = ki.models.train_on_shapes(build(args.size, 4), train_size=args.train_size, epochs=args.epochs,
-                                             image_size=args.size, verbose=0)
+    keras.utils.set_random_seed(0)
+    start = time.perf_counter()
+    trained, _ = ki.models.train_on_shapes(class_map_net(args.size, 4), train_size=args.train_size,
+                                           epochs=args.epochs, image_size=args.size, verbose=0)
+    print(f"class_map_net trained in {time.perf_counter() - start:.0f} s")
+    # The same function with every class map lowered by one constant: the softmax (every prediction
+    # and probability) is unchanged, but the logits fall below -2 and the maps below 0.
+    shifted = keras.models.clone_model(trained)
+    shifted.set_weights(trained.get_weights())
+    layer = shifted.get_layer("class_maps")
+    logits = keras.Model(trained.inputs, trained.get_layer("class_maps").output)(data.images).numpy().mean(axis=(1, 2))
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel, bias - (logits.max() + 3.0)])
+    for name, model in (("class_map_net", trained), ("class_map_net, maps lowered (same probabilities)", shifted)):
         probabilities = model.predict(data.images, verbose=0)
         predicted = probabilities.argmax(axis=1)
-        print(f"\n{model.name}: trained in {time.perf_counter() - start:.0f} s, held-out accuracy "
-              f"{np.mean(predicted == data.labels):.2f}, median confidence {np.median(probabilities.max(axis=1)):.3f}")
+        print(f"\n{name}: held-out accuracy {np.mean(predicted == data.labels):.2f}, median confidence "
+              f"{np.median(probabilities.max(axis=1)):.3f}")
         signed = ki.GradCAM(model, relu=False)
         counter = signed.explain(data.images, target=predicted)
-        features = signed._features(data.images[:16])[0]
-        print(f"default layer {signed.layer!r}: {100 * float(np.mean(np.asarray(features) < 0)):.0f}% of its "
-              "activations are negative")
-        print(f"{'method':28s} {'pointing':>9s} {'empty maps':>11s} {'counter-evidence':>17s}")
+        features, logits = (np.asarray(t) for t in signed._features(data.images))
+        print(f"default layer {signed.layer!r}: {100 * float(np.mean(features < 0)):.0f}% of its activations are "
+              f"negative; explained logits {np.median(logits[np.arange(len(logits)), predicted]):+.1f} (median)")
+        print(f"{'method':36s} {'pointing':>9s} {'empty maps':>11s} {'counter-evidence':>17s}")
         readings = [
             ("Grad-CAM", ki.GradCAM(model)),
             ("Grad-CAM++ as written", GradCAMPlusPlusAsWritten(model)),
@@ -137,10 +129,10 @@ def main():
                 (f"Score-CAM {weighting} as written", ScoreCAMAsWritten(model, weighting=weighting)),
                 (f"Score-CAM {weighting} keras-interp", ki.ScoreCAM(model, weighting=weighting)),
             ]
-        for name, explainer in readings:
+        for label, explainer in readings:
             maps = explainer.explain(data.images, target=predicted)
             pointing, empty, against = score(maps, data.masks, counter)
-            print(f"{name:28s} {pointing:9.3f} {empty:6d} / {len(maps):<3d} {against:10d} / {len(maps):<3d}")
+            print(f"{label:36s} {pointing:9.3f} {empty:6d} / {len(maps):<3d} {against:10d} / {len(maps):<3d}")
 
 
 if __name__ == "__main__":

@@ -11,20 +11,13 @@ import importlib
 
 __version__ = "0.1.0"
 
-# Public name -> module that defines it. Explicit, so `dir(ki)` and `__all__` list the API.
+from keras_interp.registry import METHODS as _METHODS  # noqa: E402  (imports nothing heavy)
+
+# Public name -> module that defines it. Explicit, so `dir(ki)` and `__all__` list the API; every
+# method of the registry is exported under its class name.
 _EXPORTS = {
     "Explainer": "keras_interp.explainers.base",
-    "Saliency": "keras_interp.explainers.gradients",
-    "SmoothGrad": "keras_interp.explainers.gradients",
-    "IntegratedGradients": "keras_interp.explainers.gradients",
-    "Occlusion": "keras_interp.explainers.occlusion",
-    "CAM": "keras_interp.explainers.cam",
-    "GradCAM": "keras_interp.explainers.cam",
-    "GradCAMPlusPlus": "keras_interp.explainers.cam",
-    "LayerCAM": "keras_interp.explainers.cam",
-    "ScoreCAM": "keras_interp.explainers.cam",
-    "Deconvnet": "keras_interp.explainers.deconv",
-    "GuidedBackprop": "keras_interp.explainers.deconv",
+    **{entry.cls: entry.module for entry in _METHODS.values()},
     "Scorer": "keras_interp.targets",
     "ClassModelVisualization": "keras_interp.visualize.class_model",
     "FeatureVisualization": "keras_interp.visualize.class_model",
@@ -36,8 +29,8 @@ _EXPORTS = {
     "receptive_field": "keras_interp.search",
     "DatasetSearch": "keras_interp.search",
 }
-_SUBMODULES = ("callbacks", "datasets", "explainers", "images", "layers", "metrics", "models", "search", "summary",
-               "targets", "visualize")
+_SUBMODULES = ("callbacks", "checks", "datasets", "explainers", "images", "layers", "metrics", "models", "registry",
+               "search", "summary", "tags", "targets", "visualize")
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES)
 

@@ -11,10 +11,10 @@ import tensorflow as tf
 
 from keras_interp import images as render
 from keras_interp import metrics, summary
-from keras_interp.explainers.base import Explainer, check_images, check_inputs, choose_input
-from keras_interp.explainers.cam import CAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
-from keras_interp.explainers.deconv import Deconvnet, GuidedBackprop
-from keras_interp.explainers.gradients import IntegratedGradients, Saliency, SmoothGrad, sum_over_channels
+from keras_interp import registry
+from keras_interp.checks import check_images, check_inputs
+from keras_interp.explainers.base import Explainer, choose_input
+from keras_interp.explainers.gradients import sum_over_channels
 from keras_interp.explainers.occlusion import Occlusion
 from keras_interp.targets import Scorer
 from keras_interp.visualize.class_model import ClassModelVisualization, _indices
@@ -22,61 +22,65 @@ from keras_interp.visualize.class_model import ClassModelVisualization, _indices
 __all__ = ["ExplanationLogger", "METHODS"]
 
 
-CAM_FALLBACK = "cam_as_gradcam"
+_SIGNED = {}
 
 
-def _cam_or_gradcam(model, seed, output=None, input=None):
-    try:
-        return CAM(model, output=output, input=input)
-    except ValueError:
-        warnings.warn(
-            f"ExplanationLogger: model {model.name!r} has no GAP -> Dense head, so 'cam' uses Grad-CAM "
-            f"(logged as {CAM_FALLBACK!r}).",
-            stacklevel=3,
-        )
-        return GradCAM(model, output=output, input=input)
+def _signed_class(cls):
+    """`cls` logging the signed channel sum of its attribution (registry's logged_signed): for
+    Integrated Gradients the sum still adds up to the score's change from the baseline, so the
+    dashboard shows the evidence for the class and against it (`explain` gives |that sum|). One
+    class per explainer class, so its compiled functions are shared."""
+    if cls not in _SIGNED:
+        _SIGNED[cls] = type(f"Signed{cls.__name__}", (cls,), {
+            "reduce": staticmethod(sum_over_channels), "signed": True, "__module__": __name__,
+            "__doc__": f"{cls.__name__} whose map is the signed channel sum of its attribution."})
+    return _SIGNED[cls]
 
 
-def _factory(cls, drawn=False, seeded=False, **settings):
-    """factory(model, seed, output=None, input=None) building `cls` with `settings`: `output` is
-    the output explained; `input` the input maps are drawn on (for classes that draw on one,
-    `drawn`; the gradient methods attribute every input); `seed` for the `seeded` ones."""
+def make_explainer(entry, model, seed, output=None, input=None, **extra):
+    """The explainer a registry entry stands for, with its settings: `output` is the output
+    explained; `input` the input maps are drawn on (for entries that draw on one); `seed` for the
+    seeded ones; `extra` (e.g. layer=) added to its settings."""
+    cls = entry.load()
+    cls = _signed_class(cls) if entry.logged_signed else cls
+    options = dict(entry.settings, output=output, **extra)
+    if entry.drawn:
+        options["input"] = input
+    if entry.seeded:
+        options["seed"] = seed
+    return cls(model, **options)
+
+
+def _factory(entry):
+    """factory(model, seed, output=None, input=None) -> explainer for a registry entry. Where the
+    class refuses the model and the entry names a fallback (CAM without a GAP head), the
+    fallback's explainer, with one warning; it is logged as "<name>_as_<fallback>"."""
 
     def make(model, seed, output=None, input=None):
-        options = dict(settings, output=output)
-        if drawn:
-            options["input"] = input
-        if seeded:
-            options["seed"] = seed
-        return cls(model, **options)
+        try:
+            return make_explainer(entry, model, seed, output=output, input=input)
+        except ValueError:
+            if entry.fallback is None:
+                raise
+            instead = registry.METHODS[entry.fallback]
+            warnings.warn(
+                f"ExplanationLogger: model {model.name!r} does not fit {entry.title} ({entry.fallback_note}), so "
+                f"{entry.name!r} uses {instead.title} (logged as {fallback_name(entry)!r}).",
+                stacklevel=3,
+            )
+            return make_explainer(instead, model, seed, output=output, input=input)
 
     return make
 
 
-class _SignedIntegratedGradients(IntegratedGradients):
-    """The logger's Integrated Gradients map keeps its sign (the channel sum of the attribution,
-    which still sums to the score's change from the baseline), so the dashboard can show the
-    evidence for the class and against it; `IntegratedGradients.explain` is |that sum|."""
-
-    reduce = staticmethod(sum_over_channels)
-    signed = True
+def fallback_name(entry):
+    return f"{entry.name}_as_{entry.fallback}"
 
 
-# Method name -> factory(model, seed, output=None, input=None) -> explainer. A new method is one
-# more entry.
-METHODS = {
-    "saliency": _factory(Saliency),
-    "smoothgrad": _factory(SmoothGrad, seeded=True),
-    "integrated_gradients": _factory(_SignedIntegratedGradients),
-    "occlusion": _factory(Occlusion, drawn=True),
-    "cam": _cam_or_gradcam,
-    "gradcam": _factory(GradCAM, drawn=True),
-    "gradcam++": _factory(GradCAMPlusPlus, drawn=True),
-    "layercam": _factory(LayerCAM, drawn=True),
-    "scorecam": _factory(ScoreCAM, drawn=True, max_channels=32),
-    "deconvnet": _factory(Deconvnet),
-    "guided_backprop": _factory(GuidedBackprop),
-}
+# Method name -> factory(model, seed, output=None, input=None) -> explainer, from the registry
+# (keras_interp.registry): a new method is its class plus one entry there.
+METHODS = {name: _factory(entry) for name, entry in registry.METHODS.items()}
+CAM_FALLBACK = fallback_name(registry.METHODS["cam"])
 
 
 class ClassModels:
@@ -181,11 +185,11 @@ class ExplanationLogger(keras.callbacks.Callback):
             model with several inputs, a dict keyed by input name or a tuple in model order.
         log_dir: TensorBoard log folder; summaries go to `<log_dir>/explanations`, so it can be
             shared with keras.callbacks.TensorBoard.
-        methods: names from METHODS ("saliency", "smoothgrad", "integrated_gradients",
-            "occlusion", "cam", "gradcam", "gradcam++", "layercam", "scorecam", "deconvnet",
-            "guided_backprop") or explainer
-            instances (two of one class are logged as "saliency" and "saliency_2"). "cam" falls
-            back to Grad-CAM when the model has no GAP head, logged as "cam_as_gradcam".
+        methods: method names (keras_interp.registry.METHODS: "saliency", "smoothgrad",
+            "integrated_gradients", "occlusion", "cam", "gradcam", "gradcam++", "layercam",
+            "scorecam", "deconvnet", "guided_backprop", ...) or explainer instances (two of one
+            class are logged as "saliency" and "saliency_2"). "cam" falls back to Grad-CAM when
+            the model has no GAP head, logged as "cam_as_gradcam".
             "class_model" (or a ki.ClassModelVisualization instance, for its settings) logs one
             class-model image per class instead of maps: 100 gradient-ascent steps from the
             current weights, same seed every epoch, pixels in the logged images' value range.
@@ -368,8 +372,10 @@ class ExplanationLogger(keras.callbacks.Callback):
             explainer = instance if instance is not None else METHODS[name](
                 self.model, self.seed, output=self.output, input=self.input)
             label = None
-            if name == "cam" and not isinstance(explainer, CAM):
-                name, label = CAM_FALLBACK, "Grad-CAM (cam fallback: no GAP head)"
+            entry = registry.METHODS.get(name)
+            if instance is None and entry.fallback and not isinstance(explainer, entry.load()):
+                instead = registry.METHODS[entry.fallback]
+                name, label = fallback_name(entry), f"{instead.title} ({entry.name} fallback: {entry.fallback_note})"
             if isinstance(explainer, Occlusion):  # a patch larger than the input fails now, not at epoch 1
                 drawn = tf.nest.flatten(self._inputs)[explainer.input_index]
                 explainer.windows(*drawn.shape[1:-1])

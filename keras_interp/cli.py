@@ -24,10 +24,9 @@ import numpy as np
 
 __all__ = ["main"]
 
-# The logger's method names (keras_interp.callbacks.METHODS), listed here so --help needs no TensorFlow;
-# a test checks they agree.
-_METHOD_NAMES = ("saliency", "smoothgrad", "integrated_gradients", "occlusion", "cam", "gradcam", "gradcam++",
-                 "layercam", "scorecam", "deconvnet", "guided_backprop")
+from keras_interp.registry import METHODS as REGISTRY  # noqa: E402  (no TensorFlow: --help stays instant)
+
+_METHOD_NAMES = tuple(REGISTRY)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -172,12 +171,10 @@ def methods():
 
 
 def make_explainer(name, model, args):
-    import keras_interp as ki
-
     if args.layer and name in LAYER_METHODS:
-        classes = {"gradcam": ki.GradCAM, "gradcam++": ki.GradCAMPlusPlus, "layercam": ki.LayerCAM,
-                   "scorecam": ki.ScoreCAM, "deconvnet": ki.Deconvnet, "guided_backprop": ki.GuidedBackprop}
-        return classes[name](model, layer=args.layer, output=output_arg(args))
+        from keras_interp.callbacks import make_explainer as build
+
+        return build(REGISTRY[name], model, args.seed, output=output_arg(args), layer=args.layer)
     return methods()[name](model, args.seed, output=output_arg(args))
 
 
@@ -208,8 +205,8 @@ def progress(total, quiet):
 # ----------------------------------------------------------------------------- subcommands
 
 
-LAYER_METHODS = ("gradcam", "gradcam++", "layercam", "scorecam", "deconvnet", "guided_backprop")
-CHANNEL_METHODS = ("deconvnet", "guided_backprop")  # with --layer they explain a channel, not a class
+LAYER_METHODS = tuple(name for name, entry in REGISTRY.items() if entry.layer)
+CHANNEL_METHODS = tuple(name for name, entry in REGISTRY.items() if entry.channel)  # with --layer: a channel
 
 
 def cmd_explain(args):

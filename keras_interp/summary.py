@@ -24,8 +24,8 @@ without a label; the plugin reads both. Maps also hold `signed` (whether the met
 negative) and `clip` (its default percentile clip), or null where unknown. Maps of metadata version 3 add `encoding` ("rg16"); older
 ones are grey PNGs of the min-max scaled map without its range (`decode_map` reads both, the
 dashboard too). Pictures add `label` (e.g. the class name) and `title`
-(the kind's display name, from PICTURE_KINDS). A new kind of picture is one entry in
-PICTURE_KINDS here and one in tb_plugin's PICTURE_KINDS.
+(the kind's display name, from PICTURE_KINDS). The names, tag builders and patterns are in
+keras_interp.tags, which the plugin imports too: a new kind of picture is one entry there.
 
 Standard summaries: `explanations/{method}` (Images dashboard: a grid of overlays, one row per
 image), `explanations/{kind}` (a labelled grid of that kind's pictures) and scalars
@@ -44,45 +44,15 @@ import tensorflow as tf
 from tensorboard.compat.proto import summary_pb2
 
 from keras_interp import images as render
+from keras_interp.tags import (  # noqa: F401  (the contract, re-exported)
+    PICTURE_KINDS, PLUGIN_NAME, PREDICTION_FIELDS, SCALAR_PREFIX, SUBDIR, _index, input_tag, map_tag, picture_tag,
+    prediction_tag, quality_tag,
+)
 
 __all__ = ["PLUGIN_NAME", "SUBDIR", "input_tag", "map_tag", "prediction_tag", "picture_tag", "write_input",
            "write_map", "write_prediction", "write_picture", "write_quality", "quality_tag", "encode_png", "encode_map", "decode_map", "SCALAR_PREFIX", "PREDICTION_FIELDS",
            "PICTURE_KINDS"]
 
-PLUGIN_NAME = "keras_interp"
-SUBDIR = "explanations"
-SCALAR_PREFIX = "explanations/"  # standard Images and Scalars summaries of the logger
-PREDICTION_FIELDS = ("predicted_class", "predicted_probability", "explained_class", "explained_probability")
-# Kinds of pictures logged per epoch besides the maps: kind -> display name. Mirrored in tb_plugin.
-PICTURE_KINDS = {"class_model": "class models"}
-
-
-def _index(index):
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
-        raise ValueError(f"An image index must be a non-negative int; received {index!r}.")
-    return int(index)
-
-
-def input_tag(index):
-    return f"{PLUGIN_NAME}/input/{_index(index):03d}"
-
-
-def map_tag(method, index):
-    return f"{PLUGIN_NAME}/map/{method}/{_index(index):03d}"
-
-
-def prediction_tag(index):
-    return f"{PLUGIN_NAME}/prediction/{_index(index):03d}"
-
-
-# Tag families a picture kind must not be named after.
-_RESERVED_KINDS = ("input", "map", "prediction", "quality")
-
-
-def picture_tag(kind, index):
-    if kind not in PICTURE_KINDS or kind in _RESERVED_KINDS:
-        raise ValueError(f"Unknown picture kind {kind!r}; known kinds: {sorted(PICTURE_KINDS)}.")
-    return f"{PLUGIN_NAME}/{kind}/{_index(index):03d}"
 
 
 def _metadata(kind, data_class, **content):
@@ -207,10 +177,6 @@ def write_prediction(index, predicted, predicted_probability, explained, explain
     meta = _metadata("prediction", summary_pb2.DATA_CLASS_TENSOR, index=_index(index), fields=list(PREDICTION_FIELDS))
     values = [np.nan if v is None else float(v) for v in (predicted, predicted_probability, explained, explained_probability)]
     tf.summary.write(prediction_tag(index), tf.constant(values, tf.float32), step=step, metadata=meta)
-
-
-def quality_tag(method):
-    return f"{PLUGIN_NAME}/quality/{method}"
 
 
 def write_quality(method, values, step):

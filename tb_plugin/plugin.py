@@ -1,9 +1,9 @@
 """The "Explanations" dashboard: reads what keras_interp.summary writes, via the data provider.
 
-Import-time code uses only the standard library, tensorboard and werkzeug, never TensorFlow or
-keras_interp: this module is loaded through the `tensorboard_plugins` entry point and an
-ImportError here would take all of TensorBoard down. The tag scheme below mirrors
-keras_interp/summary.py; tests on both sides pin it.
+Import-time code uses only the standard library, tensorboard, werkzeug and keras_interp.tags
+(the tag contract the writer uses too, which imports no TensorFlow; importing the keras_interp
+package itself imports nothing heavy), never TensorFlow: this module is loaded through the
+`tensorboard_plugins` entry point and an ImportError here would take all of TensorBoard down.
 
 Routes (all JSON is strict: non-finite numbers are sent as null):
 
@@ -41,21 +41,12 @@ from tensorboard.backend import http_util
 from tensorboard.data import provider
 from tensorboard.plugins import base_plugin
 
-PLUGIN_NAME = "keras_interp"
-INPUT_TAG = re.compile(r"^keras_interp/input/(\d{3,})$")
-MAP_TAG = re.compile(r"^keras_interp/map/([^/]+)/(\d{3,})$")
-PREDICTION_TAG = re.compile(r"^keras_interp/prediction/(\d{3,})$")
-QUALITY_TAG = re.compile(r"^keras_interp/quality/([^/]+)$")
-# Kinds of pictures logged per epoch besides the maps: kind -> display name, as in
-# keras_interp.summary.PICTURE_KINDS. A new kind is one entry here; the tag pattern, /runs, /image
-# and the frontend follow from it.
-PICTURE_KINDS = {"class_model": "class models"}
-PICTURE_TAG = re.compile(r"^keras_interp/(%s)/(\d{3,})$" % ("|".join(map(re.escape, sorted(PICTURE_KINDS))) or "(?!)"))
-SCALAR_PREFIX = "explanations/"
-# The prediction vector's layouts: the current one and the 3-value one of older logs, where
-# "confidence" was the explained class's probability.
-PREDICTION_FIELDS = ("predicted_class", "predicted_probability", "explained_class", "explained_probability")
-LEGACY_PREDICTION_FIELDS = ("predicted_class", "confidence", "explained_class")
+# The tag contract, shared with the writer (keras_interp.tags imports no TensorFlow).
+from keras_interp.tags import (  # noqa: E402
+    INPUT_TAG, LEGACY_PREDICTION_FIELDS, MAP_TAG, PICTURE_KINDS, PICTURE_TAG, PLUGIN_NAME, PREDICTION_FIELDS,
+    PREDICTION_TAG, QUALITY_TAG, SCALAR_PREFIX,
+)
+
 _STATIC = os.path.join(os.path.dirname(__file__), "static")
 _ALL = 1_000_000  # no downsampling: the server already keeps at most --samples_per_plugin
 _RUNS_CACHED = 32  # runs whose parsed predictions are kept

@@ -179,43 +179,30 @@ def test_runs_lists_a_run_with_pictures_only_and_steps_are_the_union_with_the_ma
     assert get(client, "image", run="only/explanations", tag=summary.picture_tag("class_model", 2), step=2).status_code == 404
 
 
-def test_a_new_picture_kind_is_one_entry_on_each_side(tmp_path, monkeypatch):
-    """Add a kind to both registries only: the plugin lists and serves it, and the frontend names no kind."""
-    import importlib.util
+def test_a_new_picture_kind_is_one_entry_in_the_tag_contract(tmp_path, monkeypatch):
+    """Add a kind to keras_interp.tags only: the writer writes it, the plugin lists and serves it,
+    and the frontend names no kind."""
+    from keras_interp import tags
 
-    monkeypatch.setitem(summary.PICTURE_KINDS, "feature_viz", "feature visualizations")
-    source = open(tb.__file__, encoding="utf-8").read()
-    entry = 'PICTURE_KINDS = {"class_model": "class models"}'
-    assert source.count(entry) == 1
-    spec = importlib.util.spec_from_loader("tb_plugin_new_kind", loader=None, origin=tb.__file__)
-    module = importlib.util.module_from_spec(spec)
-    module.__file__ = tb.__file__
-    exec(compile(source.replace(entry, 'PICTURE_KINDS = {"class_model": "class models", '
-                                       '"feature_viz": "feature visualizations"}'), tb.__file__, "exec"),
-         module.__dict__)
+    assert tb.PICTURE_KINDS is tags.PICTURE_KINDS is summary.PICTURE_KINDS
+    monkeypatch.setitem(tags.PICTURE_KINDS, "feature_viz", "feature visualizations")
     writer = tf.summary.create_file_writer(os.path.join(str(tmp_path), "new", summary.SUBDIR))
     with writer.as_default():
         summary.write_picture("feature_viz", 4, class_model_picture(1, 2), 5, label="unit 4")
     writer.close()
-    multiplexer = plugin_event_multiplexer.EventMultiplexer()
-    multiplexer.AddRunsFromDirectory(str(tmp_path))
-    multiplexer.Reload()
-    context = base_plugin.TBContext(logdir=str(tmp_path),
-                                    data_provider=data_provider.MultiplexerDataProvider(multiplexer, str(tmp_path)))
-    client = werkzeug.test.Client(application.TensorBoardWSGI([module.ExplanationsPlugin(context)]))
+    client = make_client(str(tmp_path))
     info = strict_json(get(client, "runs"))["runs"]["new/explanations"]
     assert info["steps"] == [5] and info["pictures"] == {
         "feature_viz": {"title": "feature visualizations", "indices": [4], "labels": {"4": "unit 4"}, "steps": [5]}}
     response = get(client, "image", run="new/explanations", tag=summary.picture_tag("feature_viz", 4), step=5)
     np.testing.assert_array_equal(_rgb(response), class_model_picture(1, 2))
-    # The unchanged plugin does not know the kind: not listed, and its tags are not image tags.
-    plain = make_client(str(tmp_path))
-    assert "new/explanations" not in strict_json(get(plain, "runs"))["runs"]
-    assert get(plain, "image", run="new/explanations", tag=summary.picture_tag("feature_viz", 4), step=5).status_code == 400
+    monkeypatch.delitem(tags.PICTURE_KINDS, "feature_viz")  # an unknown kind's tags are no image tags
+    assert get(make_client(str(tmp_path)), "image", run="new/explanations", tag="keras_interp/feature_viz/004",
+               step=5).status_code == 400
     static = os.path.join(os.path.dirname(tb.__file__), "static")
     for name in (n for n in os.listdir(static) if n.endswith(".js")):
         frontend = open(os.path.join(static, name), encoding="utf-8").read()
-        assert not any(kind in frontend for kind in summary.PICTURE_KINDS), name
+        assert not any(kind in frontend for kind in tags.PICTURE_KINDS), name
 
 
 def test_images_are_pngs_of_the_right_size(client):
@@ -711,10 +698,11 @@ def test_write_map_rejects_non_finite_maps(tmp_path, bad):
 def test_entry_point_and_light_imports():
     entry = [e for e in metadata.entry_points(group="tensorboard_plugins") if e.name == "keras_interp"]
     assert entry and entry[0].value == "tb_plugin.plugin:ExplanationsPlugin"
+    # The plugin imports the tag contract (keras_interp.tags), never TensorFlow or Keras.
     code = ("import sys, tb_plugin.plugin; "
-            "print(sorted(m for m in ('tensorflow', 'keras', 'keras_interp') if m in sys.modules))")
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'keras_interp')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert out.stdout.strip() == "['keras_interp', 'keras_interp.registry', 'keras_interp.tags']"
 
 
 def test_deconvnet_guided_backprop_and_class_models_reach_the_dashboard(tmp_path):
