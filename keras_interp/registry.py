@@ -61,6 +61,7 @@ _DECONV = "keras_interp.explainers.deconv"
 
 METHODS = {m.name: m for m in (
     Method("saliency", "Saliency", _GRADIENTS, "Saliency"),
+    Method("gradient_input", "GradientInput", _GRADIENTS, "Gradient x Input"),
     Method("smoothgrad", "SmoothGrad", _GRADIENTS, "SmoothGrad", seeded=True),
     Method("integrated_gradients", "IntegratedGradients", _GRADIENTS, "Integrated Gradients", logged_signed=True),
     Method("occlusion", "Occlusion", "keras_interp.explainers.occlusion", "Occlusion", drawn=True),

@@ -222,3 +222,27 @@ def test_bad_arguments_are_refused(cnn):
         ki.SmoothGrad(cnn, batch_size=0)
     with pytest.raises(ValueError, match=r"baseline of shape \(5,\) cannot be broadcast"):
         ki.IntegratedGradients(cnn, baseline=np.zeros(5)).explain(np.zeros((1, 12, 12, 3)))
+
+
+def test_gradient_input_is_the_input_times_the_gradient(linear, cnn, images):
+    model, w, b = linear
+    x = np.random.default_rng(3).normal(size=(3, 6, 5, 2)).astype("float32")
+    explainer = ki.GradientInput(model)
+    attr = explainer.attribute(x, target=[0, 2, 1])
+    expected = x * w[:, [0, 2, 1]].T.reshape(3, 6, 5, 2)  # x * w, by the identity of a linear model
+    np.testing.assert_allclose(attr, expected, rtol=1e-5, atol=1e-6)
+    maps = explainer.explain(x, target=[0, 2, 1])
+    assert explainer.signed and (maps < 0).any()
+    logits = x.reshape(3, -1) @ w + b
+    np.testing.assert_allclose(maps.sum(axis=(1, 2)), logits[np.arange(3), [0, 2, 1]] - b[[0, 2, 1]], rtol=1e-4)
+    # On a CNN: exactly the input times the saliency gradient.
+    np.testing.assert_allclose(ki.GradientInput(cnn).attribute(images, target=1),
+                               images * ki.Saliency(cnn).attribute(images, target=1), rtol=1e-6, atol=1e-9)
+
+
+def test_a_registry_entry_reaches_the_logger_and_the_cli():
+    from keras_interp import callbacks, cli, registry
+
+    assert registry.METHODS["gradient_input"].load() is ki.GradientInput
+    assert "gradient_input" in callbacks.METHODS and "gradient_input" in cli._METHOD_NAMES
+    assert "GradientInput" in ki.__all__ and ki.explainers.GradientInput is ki.GradientInput

@@ -1,4 +1,4 @@
-"""Gradient attributions: saliency, SmoothGrad and Integrated Gradients.
+"""Gradient attributions: saliency, Gradient x Input, SmoothGrad and Integrated Gradients.
 
 All three differentiate the target's pre-softmax score with respect to the input. SmoothGrad and
 Integrated Gradients average gradients over many perturbed copies of the input; those copies
@@ -14,7 +14,7 @@ from keras_interp.explainers.base import (
 )
 from keras_interp.targets import select_scores
 
-__all__ = ["Saliency", "SmoothGrad", "IntegratedGradients", "GradientExplainer"]
+__all__ = ["Saliency", "GradientInput", "SmoothGrad", "IntegratedGradients", "GradientExplainer"]
 
 
 def max_abs_over_channels(attributions):
@@ -104,6 +104,30 @@ class Saliency(GradientExplainer):
             scores, _ = select_scores(self.scorer(x), classes, score_fn)
         # An input the explained output does not use gets a zero attribution, not None.
         return (tape.gradient(scores, x, unconnected_gradients=tf.UnconnectedGradients.ZERO),)
+
+
+class GradientInput(Saliency):
+    """Gradient x Input (Shrikumar et al., 2016): x * d score / d x, elementwise.
+
+    `attribute` gives the signed product (B, H, W, C); `explain` its sum over channels, signed
+    (positive where the input raises the score). On a linear model f(x) = w.x + b the product
+    is w x, and the map sums to f(x) - b.
+
+    Args:
+        model: Keras model (several inputs give one attribution per input).
+        output: the output to explain (name or index), for a model with several.
+        jit_compile: None, True, False or "auto" (XLA; see keras_interp.explainers.base.Explainer).
+
+    Example:
+        >>> maps = ki.GradientInput(model).explain(images)     # (B, H, W), signed
+    """
+
+    reduce = staticmethod(sum_over_channels)
+    signed = True
+
+    def _attribution(self, x, classes, score_fn):
+        (grads,) = super()._attribution(x, classes, score_fn)
+        return (_map(tf.multiply, x, grads),)
 
 
 # The chunk's copies in one pass over memory (see base.fused): (B, ...) examples -> (k, B, ...).
