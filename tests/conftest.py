@@ -7,6 +7,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Under pytest-xdist (.ci/run: one worker per core) each worker computes on one core: two
+    # workers that each spread every op over both cores only fight for them.
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
 def tiny_cnn(input_shape=(12, 12, 3), num_classes=3, activation="softmax", seed=0, name=None):
