@@ -20,9 +20,11 @@ import keras
 import numpy as np
 from keras import tree
 
+from keras_interp.compat import ops_classes
+
 __all__ = ["Site", "graph_of", "run", "find_site", "last_spatial_site", "spatial_layers", "spatial_rank",
            "all_paths", "Cursor", "is_spatial_shape", "no_graph_error", "depends_on_input", "FORMS",
-           "frame_breaks", "out_of_frame"]
+           "frame_breaks", "out_of_frame", "operations_on_path"]
 
 # What a batch of each rank is, for error messages.
 FORMS = {
@@ -258,17 +260,28 @@ def no_graph_error(model, what):
     )
 
 
-def _ancestors(graph, wanted):
-    """Nodes of `graph` that the tensors `wanted` depend on (the path to those outputs)."""
-    keep, stack = set(), list(wanted)
+def _ancestor_nodes(wanted):
+    """{id: node} of the nodes the tensors `wanted` depend on (the path to those outputs)."""
+    keep, stack = {}, list(wanted)
     while stack:
         operation, node_index, _ = stack.pop()._keras_history
         node = operation._inbound_nodes[node_index]
         if id(node) in keep:
             continue
-        keep.add(id(node))
+        keep[id(node)] = node
         stack.extend(node.input_tensors)
     return keep
+
+
+def _ancestors(graph, wanted):
+    """Ids of the nodes of `graph` that the tensors `wanted` depend on."""
+    return set(_ancestor_nodes(wanted))
+
+
+def operations_on_path(model, output):
+    """Names of the model's top-level layers and operations on the path to output number
+    `output` (a nested model counts as one)."""
+    return {node.operation.name for node in _ancestor_nodes([graph_of(model).outputs[output]]).values()}
 
 
 def _dependent(graph, tensors):
@@ -298,9 +311,7 @@ def depends_on_input(model, site, index):
 
 
 def _ops(*names):
-    from keras.src.ops import numpy as knp
-
-    return tuple(c for c in (getattr(knp, n, None) for n in names) if c is not None)
+    return ops_classes("numpy", *names)
 
 
 _TRANSPOSE_OPS = _ops("Transpose")

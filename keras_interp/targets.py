@@ -24,6 +24,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_interp.compat import ops_class
 from keras_interp.graph import Cursor, find_site, graph_of, run
 
 __all__ = ["Scorer", "inner_scorer", "resolve_target", "select_scores", "squashing", "is_shape_only", "SOFTMAX_FUNCTIONS", "SIGMOID_FUNCTIONS"]
@@ -34,9 +35,7 @@ def _existing(*candidates):
 
 
 def _ops_class(name):
-    from keras.src.ops import nn, numpy as knp
-
-    return getattr(nn, name, None) or getattr(knp, name, None)
+    return ops_class(name)
 
 
 # Recognised by identity: `tf.nn.softmax.__name__` is "softmax_v2", and a user function called

@@ -58,8 +58,8 @@ class _BlobKeys:
     """(experiment, run, tag) -> {step: blob key}, least recently used first out.
 
     A blob key names its step, so it stays valid; a step not found (a new epoch of a run still
-    training) makes the caller read the tag again. With the Rust data server each gRPC call took
-    ~44 ms on the machines measured, so this halves the latency of an image whose tag was read before.
+    training) makes the caller read the tag again. With the Rust data server every call is a gRPC
+    round trip, so an image whose tag was read before costs one call instead of two.
     """
 
     def __init__(self, limit=_BLOB_KEYS_CACHED):

@@ -106,9 +106,8 @@ def over_chunks(body, state, count, per, xla):
     second chunk after the loop. The loop keeps one chunk in flight (`parallel_iterations=1`): a chunk's
     forward pass does not depend on the previous chunk's result (only the sum does), so
     TensorFlow's default of 10 iterations in flight could keep up to 10 chunks' activations
-    alive at once, how many depending on thread timing. That made the peak memory of identical
-    runs differ by 3.6x (SmoothGrad, 400 samples: 408-1472 MiB); with one chunk in flight it is
-    198-216 MiB.
+    alive at once, how many depending on thread timing, so the peak memory of identical runs
+    varied severalfold (docs/explainers.md, Memory, has the figures).
     """
     full, tail = divmod(count, per)
 
@@ -159,9 +158,8 @@ def fused(fn):
     perturbed copies around the model's pass.
 
     TensorFlow runs each op of an expression such as where(mask[:, None], baseline[None],
-    x[None]) as its own pass over memory, through a general-broadcast path that is slow on CPU:
-    on the reference CNN this work took 6-9% of occlusion's and Score-CAM's time, and one fused
-    XLA loop does it in a fifth of that. The model's passes stay as the explainer's jit_compile
+    x[None]) as its own pass over memory, through a general-broadcast path that is slow on CPU;
+    one fused XLA loop does it in a fraction of that (docs/performance.md). The model's passes stay as the explainer's jit_compile
     says. Where the TensorFlow build has no XLA, fn runs as written (same values).
     """
     compiled = tf.function(fn, jit_compile=True)
@@ -425,10 +423,9 @@ class _JitProbe:
     compile or run cannot be interrupted: it finishes in the background (cores busy for that
     long, also during the calls that follow) and its result is dropped.
 
-    The warm-up does not overlap the plain call: on a 2-core CPU (other jobs running) the two
-    fought for the cores, XLA compiling and running on several threads, and the first call of
-    occlusion on a separable-convolution model took a median 2.7x a plain first call, against
-    1.7x one after the other (6 rounds each).
+    The warm-up does not overlap the plain call: on a 2-core CPU the two fought for the cores
+    (XLA compiles and runs on several threads) and the first call took longer than running
+    them one after the other.
     """
 
     def __init__(self, scorer, kind, x):

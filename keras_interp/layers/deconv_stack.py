@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_interp import graph
+from keras_interp.compat import relu_classes
 from keras_interp.layers.switch_pooling import MaxPoolingWithSwitches2D, MaxUnpooling2D
 
 __all__ = ["DeconvStack", "resolve_channels", "strongest_activation"]
@@ -62,9 +63,7 @@ _IDENTITY = tuple(
 
 def _is_plain_relu(op):
     """A ReLU without slope or threshold (max_value None or 6), in any of Keras's forms."""
-    from keras.src.activations.activations import ReLU as ReluOp
-    from keras.src.ops.nn import Relu
-
+    Relu, ReluOp = relu_classes()
     if isinstance(op, Relu):
         return True
     if isinstance(op, (keras.layers.ReLU, ReluOp)):

@@ -15,8 +15,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_interp import compat
 from keras_interp.checks import check_images
-from keras_interp.graph import graph_of
+from keras_interp.graph import graph_of, operations_on_path
 from keras_interp.targets import Scorer
 
 __all__ = ["randomization_check", "spearman", "ssim", "cascade_layers"]
@@ -95,16 +96,7 @@ def _on_path(model, output):
     graph = graph_of(model)
     if output is None or graph is None or len(graph.outputs) < 2:
         return None
-    seen, names, stack = set(), set(), [graph.outputs[output]]
-    while stack:
-        operation, node_index, _ = stack.pop()._keras_history
-        node = operation._inbound_nodes[node_index]
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        names.add(operation.name)
-        stack.extend(node.input_tensors)
-    return names
+    return operations_on_path(model, output)
 
 
 def _make(explainer_factory, m):
@@ -141,9 +133,8 @@ def _clone(model):
 def _global_random_state_kept():
     """Run the block without moving Python's or Keras's global random state (Keras draws the
     initial weights of unseeded layers from its global seed generator)."""
-    try:
-        from keras.src.backend.common import global_state
-    except ImportError:  # pragma: no cover - another Keras layout: nothing to keep
+    global_state = compat.global_state()
+    if global_state is None:  # pragma: no cover - another Keras layout: nothing to keep
         yield
         return
     python_state = random.getstate()

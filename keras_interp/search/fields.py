@@ -11,6 +11,7 @@ import math
 import keras
 
 from keras_interp import graph
+from keras_interp.compat import application_layer, ops_classes
 
 __all__ = ["ReceptiveField", "receptive_field"]
 
@@ -51,11 +52,7 @@ class ReceptiveField:
 
 
 def _ops(module, *names):
-    from keras.src.ops import core, nn
-    from keras.src.ops import numpy as knp
-
-    source = {"nn": nn, "numpy": knp, "core": core}[module]
-    return tuple(getattr(source, n) for n in names if hasattr(source, n))
+    return ops_classes(module, *names)
 
 
 def _layers(*names):
@@ -71,12 +68,9 @@ _POINTWISE = _layers(
          "HardSigmoid", "HardSilu", "Tanh") + _ops(
     "numpy", "Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum", "Minimum", "Abs", "Absolute",
     "Square", "Sqrt", "Exp", "Log", "Tanh", "Negative", "Clip", "Power") + _ops("core", "Cast")
-try:  # ConvNeXt's per-channel scale
-    from keras.src.applications.convnext import LayerScale as _LayerScale
-
-    _POINTWISE += (_LayerScale,)
-except ImportError:  # pragma: no cover - another Keras layout
-    pass
+_LAYER_SCALE = application_layer("convnext", "LayerScale")  # ConvNeXt's per-channel scale
+if _LAYER_SCALE is not None:
+    _POINTWISE += (_LAYER_SCALE,)
 # Per-channel along the last axis: pointwise when `axis` is the channel axis.
 _CHANNEL_AXIS = _layers("BatchNormalization", "LayerNormalization", "Normalization", "Softmax", "Concatenate",
                         "UnitNormalization")
