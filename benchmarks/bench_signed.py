@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_interp as ki  # noqa: E402
-from keras_interp.explainers.base import spatial_axes  # noqa: E402
+from keras_interp.explainers.chunks import spatial_axes  # noqa: E402
 from keras_interp.explainers.cam import _weighted_sum  # noqa: E402
 
 

@@ -20,7 +20,7 @@ convolution blocks with residual adds, a class-map head; batch 8) and the refere
 batch 8). It prints what was kept, whether XLA was abandoned, and how long an abandoned compile
 kept running after the call returned ("background", waited for outside the timings).
 --share sets how long XLA's warm-up may take as a share of the plain call (default 1.0:
-keras_interp.explainers.base._XLA_WARM_UP_SHARE).
+keras_interp.explainers.jit.XLA_WARM_UP_SHARE).
 """
 
 import time
@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 import keras_interp as ki  # noqa: E402
 from bench_attribution import conv1d_model  # noqa: E402
-from keras_interp.explainers import base  # noqa: E402
+from keras_interp.explainers import chunks, jit  # noqa: E402
 
 
 def models():
@@ -80,7 +80,7 @@ def first_calls(rounds):
     )
     methods = (("occlusion", lambda m, jit: ki.Occlusion(m, jit_compile=jit)),
                ("saliency", lambda m, jit: ki.Saliency(m, jit_compile=jit)))
-    base._xla_available()  # XLA's one-time start-up, and a first trace, outside the timings
+    chunks._xla_available()  # XLA's one-time start-up, and a first trace, outside the timings
     ki.Saliency(mini_xception()).explain(cases[0][2][:1])
     print(f"{'model':32s} {'method':10s} {'plain 1st':>9s} {'warm':>7s} {'auto 1st':>9s} {'/ plain 1st':>11s} "
           f"{'/ warm':>7s}  {'kept':5s} {'abandoned':9s} {'probe':>6s} {'background':>10s}")
@@ -96,7 +96,7 @@ def first_calls(rounds):
                 def auto_first():
                     explainer = make(build(), "auto")
                     first = _seconds(lambda: explainer.explain(x))
-                    background = _seconds(base._wait_for_probes)  # an abandoned compile's remainder
+                    background = _seconds(jit.wait_for_probes)  # an abandoned compile's remainder
                     return first, next(iter(explainer.jit_choices.values())), background
 
                 if r % 2:
@@ -122,7 +122,7 @@ def main():
                         help="with --first-call: the share of the plain call XLA's warm-up may take")
     args = parser.parse_args()
     if args.share is not None:
-        base._XLA_WARM_UP_SHARE = args.share
+        jit.XLA_WARM_UP_SHARE = args.share
     if args.first_call:
         first_calls(args.rounds)
         return

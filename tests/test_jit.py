@@ -11,7 +11,7 @@ import pytest
 
 import keras_interp as ki
 from conftest import tiny_cnn
-from keras_interp.explainers import base
+from keras_interp.explainers import jit
 from keras_interp.explainers.base import Explainer
 
 FACTORIES = {
@@ -31,7 +31,7 @@ FACTORIES = {
 @pytest.fixture(autouse=True)
 def no_probe_left_running():
     yield
-    base._wait_for_probes()  # an abandoned XLA compile would slow the next test
+    jit.wait_for_probes()  # an abandoned XLA compile would slow the next test
 
 
 @pytest.fixture(scope="module")
@@ -121,20 +121,20 @@ def _counting_runs(monkeypatch, before_plain=None):
 def _fake_probes(monkeypatch, plain=None, xla=None):
     """Replace the probed passes: plain(real_plain, x) and xla(real_plain, x) run instead of the
     real plain and XLA passes (None: the real one)."""
-    real = base._probe_functions
+    real = jit._probe_functions
 
     def functions(scorer, kind):
         fns = real(scorer, kind)
         return {False: fns[False] if plain is None else (lambda x: plain(fns[False], x)),
                 True: fns[True] if xla is None else (lambda x: xla(fns[False], x))}
 
-    monkeypatch.setattr(base, "_probe_functions", functions)
+    monkeypatch.setattr(jit, "_probe_functions", functions)
 
 
 def _fake_clock(monkeypatch):
     """A clock that runs `offset[0]` seconds ahead of perf_counter: raise it to fake time spent."""
     offset = [0.0]
-    monkeypatch.setattr(base, "_clock", lambda: time.perf_counter() + offset[0])
+    monkeypatch.setattr(jit, "_clock", lambda: time.perf_counter() + offset[0])
     return offset
 
 

@@ -146,8 +146,10 @@ def test_the_measured_pass_size_is_the_largest_within_5_percent_of_the_fastest(m
         calls[0] += 1
         return next(durations) if calls[0] % 2 == 0 else 0.0
 
-    monkeypatch.setattr(ki.explainers.base.time, "perf_counter", fake_clock)
-    monkeypatch.setattr(ki.explainers.base, "_block", lambda out: out)
+    from keras_interp.explainers import jit, perturbation
+
+    monkeypatch.setattr(perturbation.time, "perf_counter", fake_clock)
+    monkeypatch.setattr(jit, "block", lambda out: out)
     choice = explainer._measure_chunk(np.zeros((1, 8, 8, 3), "float32"))
     assert sorted(choice["seconds_per_image"]) == [32, 64, 128, 256]
     assert choice["images"] == 128

@@ -1,9 +1,6 @@
 """What every explainer shares: the model's scorer, input checks and chunk planning."""
 
-import atexit
-import functools
 import threading
-import time
 import types
 import weakref
 
@@ -11,16 +8,16 @@ import numpy as np
 import tensorflow as tf
 
 from keras_interp.checks import check_images, check_inputs, pack
+from keras_interp.explainers import jit as _jit
+from keras_interp.explainers.chunks import (  # noqa: F401  (re-exported: the explainers' toolbox)
+    ACTIVE as _ACTIVE, _xla_available, batch_of, broadcast_baseline, fused, merge_leading, over_chunks, plan_chunks,
+    replaced_copies, spatial_axes,
+)
 from keras_interp.graph import FORMS
 from keras_interp.targets import Scorer, resolve_target
 
 __all__ = ["Explainer", "check_images", "check_inputs", "pack", "choose_input", "plan_chunks", "over_chunks",
            "merge_leading", "broadcast_baseline", "spatial_axes", "fused", "replaced_copies"]
-
-
-def batch_of(x):
-    """The batch size of one input array or a tuple of them."""
-    return len(x[0]) if isinstance(x, tuple) else len(x)
 
 
 def choose_input(scorer, input):
@@ -50,133 +47,6 @@ def choose_input(scorer, input):
     return int(input) % len(shapes)
 
 
-def spatial_axes(t):
-    """The spatial axes of a (B, *spatial, C) tensor: 1 .. rank - 2."""
-    return list(range(1, len(t.shape) - 1))
-
-
-def broadcast_baseline(baseline, x, name="baseline", names=None):
-    """A baseline (scalar, (H, W, C), (B, H, W, C) or anything broadcastable) at x's shape.
-
-    For several inputs (x a tuple) the baseline is one value for all, or a list (in input
-    order) or dict (by input name) with one per input."""
-    if isinstance(x, tuple):
-        if isinstance(baseline, dict):
-            if names is not None and set(baseline) != set(names):
-                raise ValueError(f"{name} is a dict with keys {list(baseline)}; the model's inputs are {names}.")
-            values = [baseline[k] for k in names] if names else list(baseline.values())
-        elif isinstance(baseline, (list, tuple)):
-            values = list(baseline)
-        else:
-            values = [baseline] * len(x)
-        if len(values) != len(x):
-            raise ValueError(f"{name} gives {len(values)} values for {len(x)} inputs; give one per input.")
-        return tuple(broadcast_baseline(b, xi, name) for b, xi in zip(values, x))
-    try:
-        b = np.broadcast_to(np.asarray(baseline, dtype=np.float32), x.shape)
-    except ValueError:
-        raise ValueError(
-            f"{name} of shape {np.shape(baseline)} cannot be broadcast to the inputs' shape "
-            f"{x.shape}; give a scalar, an (H, W, C) image or one per example."
-        ) from None
-    if not np.isfinite(b).all():
-        raise ValueError(f"{name} contains NaN or infinite values.")
-    return np.ascontiguousarray(b)
-
-
-def plan_chunks(count, batch, batch_size):
-    """Perturbations per forward pass for `count` perturbations of a batch of `batch` examples:
-    as many as fit in max(batch, batch_size) images, at most `count`.
-
-    The pass size (per * batch) is noted for this thread's next Explainer._call: with
-    jit_compile="auto" it is the batch its XLA-or-not probe times."""
-    per = min(count, max(1, batch_size // batch))  # batch <= batch_size: Explainer._batched splits larger ones
-    _ACTIVE.planned = per * batch
-    return per
-
-
-def over_chunks(body, state, count, per, xla):
-    """The state after `body(state, index, ids) -> state` has seen `count` perturbations, `per`
-    at a time (`index`: the chunk's number; `ids`: its perturbation indices, int32, whose length
-    the body reads with tf.shape).
-
-    The last chunk holds the remainder (count % per): no pass computes padding (SmoothGrad's 25
-    samples in chunks of 4 would otherwise compute 28). The body is traced once, with the
-    chunk's length unknown; under XLA, which needs static shapes, the remainder is traced as a
-    second chunk after the loop. The loop keeps one chunk in flight (`parallel_iterations=1`): a chunk's
-    forward pass does not depend on the previous chunk's result (only the sum does), so
-    TensorFlow's default of 10 iterations in flight could keep up to 10 chunks' activations
-    alive at once, how many depending on thread timing, so the peak memory of identical runs
-    varied severalfold (docs/explainers.md, Memory, has the figures).
-    """
-    full, tail = divmod(count, per)
-
-    def loop(chunks, s, last=None):
-        def step(i, s):
-            # Chunks of `per`, or up to `last` (exclusive) when the final one is shorter.
-            ids = i * per + tf.range(per) if last is None else tf.range(i * per, tf.minimum(i * per + per, last))
-            new = body(s, i, ids)
-            return i + 1, tf.nest.map_structure(lambda t, old: tf.ensure_shape(t, old.shape), new, s)
-
-        return tf.while_loop(lambda i, _: i < chunks, step, (tf.constant(0), s), parallel_iterations=1)[1]
-
-    if not tail:
-        return loop(full, state)
-    if not xla:
-        # One loop whose last chunk is shorter: the chunk is traced once, its length unknown.
-        return loop(full + 1, state, last=count)
-    # XLA needs static shapes: the remainder is traced as a chunk of its own.
-    if full:
-        state = loop(full, state)
-    return body(state, tf.constant(full), full * per + tf.range(tail))
-
-
-def merge_leading(t):
-    """(k, B, ...) -> (k * B, ...): one chunk of perturbed copies as a single model batch."""
-    shape = tf.shape(t)
-    return tf.reshape(t, tf.concat([[shape[0] * shape[1]], shape[2:]], 0))
-
-
-_XLA = {}
-
-
-def _xla_available():
-    """Whether this TensorFlow build compiles with XLA, probed once (eagerly, also when asked
-    while a graph is being traced)."""
-    if "ok" not in _XLA:
-        with tf.init_scope():
-            try:
-                tf.function(lambda t: t + 1.0, jit_compile=True)(tf.zeros([1]))
-                _XLA["ok"] = True
-            except Exception:  # noqa: BLE001 - a build without XLA raises its own error types
-                _XLA["ok"] = False
-    return _XLA["ok"]
-
-
-def fused(fn):
-    """`fn`, compiled by XLA into one kernel: for the elementwise work that builds a chunk of
-    perturbed copies around the model's pass.
-
-    TensorFlow runs each op of an expression such as where(mask[:, None], baseline[None],
-    x[None]) as its own pass over memory, through a general-broadcast path that is slow on CPU;
-    one fused XLA loop does it in a fraction of that (docs/performance.md). The model's passes stay as the explainer's jit_compile
-    says. Where the TensorFlow build has no XLA, fn runs as written (same values).
-    """
-    compiled = tf.function(fn, jit_compile=True)
-
-    def call(*args):
-        return compiled(*args) if _xla_available() else fn(*args)
-
-    return call
-
-
-@fused
-def replaced_copies(x, replacement, mask):
-    """(k * B, ..., C), k-major: k copies of the (B, ..., C) examples x with the pixels where
-    `mask` ((k, B or 1, ...) bool) is true taken from `replacement` (same shape as x)."""
-    return merge_leading(tf.where(mask[..., None], replacement[None], x[None]))
-
-
 def _to_numpy(out):
     return tf.nest.map_structure(np.asarray, out)
 
@@ -197,7 +67,6 @@ def _slice(x, start, stop, size):
 # reference to the model or an explainer (only the variables their graphs capture), so building
 # `ki.Saliency(model)` again, e.g. in a loop, reuses the traces, and a dropped model is freed.
 _SHARED = weakref.WeakKeyDictionary()
-_ACTIVE = threading.local()
 
 
 def _value_key(value):
@@ -319,12 +188,6 @@ def _shapes(args):
     return tuple(key)
 
 
-def _block(out):
-    """Wait for a result (eager tensors are computed asynchronously): numpy of every leaf."""
-    tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, out)
-    return out
-
-
 def _bound_to_active(method, jit):
     """method(explainer, *args) with the explainer that is calling, read when tracing; while it
     traces, `_ACTIVE.xla` says whether XLA will compile it (see over_chunks)."""
@@ -339,155 +202,6 @@ def _bound_to_active(method, jit):
 
     run.__name__ = method.__name__
     return run
-
-
-# jit_compile="auto": the clock its timings read (tests replace it to fake them), and the probe
-# threads still running, waited for at exit so that TensorFlow is not torn down under a compile.
-_clock = time.perf_counter
-# How long XLA's warm-up may take, as a share of the first plain call: then a first call that
-# gives XLA up costs about (1 + share) plain calls.
-_XLA_WARM_UP_SHARE = 1.0
-_PROBES = set()
-_PROBES_LOCK = threading.Lock()
-
-
-def _wait_for_probes():
-    with _PROBES_LOCK:
-        pending = list(_PROBES)
-    for thread in pending:
-        thread.join(120)
-
-
-atexit.register(_wait_for_probes)
-
-
-def _in_background(fn):
-    """Start fn() in a daemon thread (waited for at exit, see _PROBES); returns the thread."""
-
-    def run():
-        try:
-            fn()
-        finally:
-            with _PROBES_LOCK:
-                _PROBES.discard(threading.current_thread())
-
-    thread = threading.Thread(target=run, name="keras_interp jit probe", daemon=True)
-    with _PROBES_LOCK:
-        _PROBES.add(thread)
-    thread.start()
-    return thread
-
-
-def _current_device():
-    """The device scope of this thread (None if none), for the probe's own threads."""
-    try:
-        from tensorflow.python.eager import context  # noqa: PLC0415 - no public API gives the scope
-
-        return context.context().device_name or None
-    except Exception:  # noqa: BLE001 - only a refinement: without it the default placement is used
-        return None
-
-
-def _probe_pass(scorer, kind, x):
-    logits = scorer(list(x) if isinstance(x, tuple) else x)
-    if kind == "forward":
-        return logits
-    return tf.gradients(tf.reduce_sum(tf.cast(logits, tf.float32)), x,
-                        unconnected_gradients=tf.UnconnectedGradients.ZERO)
-
-
-def _probe_functions(scorer, kind):
-    """{False: plain, True: XLA}: the pass jit_compile="auto" times, the model's forward pass of
-    a batch ("forward") or its forward+backward to the inputs ("gradient").
-
-    The XLA one calls the plain one, so the pass is traced once (by XLA's warm-up, within its
-    time limit) and the plain one reuses the trace. They wrap functools.partial objects, not
-    closures: TensorFlow counts traces per function code and would warn of "retracing" after a
-    few decisions (new models or shapes)."""
-    plain = tf.function(functools.partial(_probe_pass, scorer, kind))
-    return {False: plain, True: tf.function(functools.partial(_call_with, plain), jit_compile=True)}
-
-
-def _call_with(fn, x):
-    return fn(x)
-
-
-class _JitProbe:
-    """Decides XLA or not for jit_compile="auto" on one chunk's model pass (see Explainer._call).
-
-    `decide(limit)` runs after the first call has run plain, `limit` its seconds. XLA's warm-up
-    (the pass's trace, its XLA compile and first run) runs in a daemon thread joined with that
-    timeout: if it has not finished, XLA is abandoned and plain kept at once. Otherwise the
-    pass runs once more plain (its warm-up) and then each way, best of 2; an XLA run still going
-    when the plain pass's best has passed is abandoned too (it can only be slower). An abandoned
-    compile or run cannot be interrupted: it finishes in the background (cores busy for that
-    long, also during the calls that follow) and its result is dropped.
-
-    The warm-up does not overlap the plain call: on a 2-core CPU the two fought for the cores
-    (XLA compiles and runs on several threads) and the first call took longer than running
-    them one after the other.
-    """
-
-    def __init__(self, scorer, kind, x):
-        self.fns = _probe_functions(scorer, kind)
-        self.x, self.device = x, _current_device()
-        self.errors, self.compile_seconds = {}, None
-
-    def _run(self, jit):
-        start = _clock()
-        if self.device:
-            with tf.device(self.device):
-                _block(self.fns[jit](self.x))
-        else:
-            _block(self.fns[jit](self.x))
-        return _clock() - start
-
-    def _in_thread(self, jit, timeout):
-        """Seconds of one run in a daemon thread, or None if it has not finished after
-        `timeout` seconds (or failed: see self.errors)."""
-        box = {}
-
-        def run():
-            try:
-                box["seconds"] = self._run(jit)
-            except Exception as exc:  # noqa: BLE001 - XLA cannot compile this model: reported
-                self.errors[jit] = exc
-
-        _in_background(run).join(timeout)
-        return box.get("seconds")
-
-    def _failed(self, result):
-        jit, exc = next(iter(self.errors.items()))
-        result["error"] = f"{'XLA' if jit else 'plain'} pass failed: {type(exc).__name__}: {exc}"[:500]
-        return result
-
-    def decide(self, limit):
-        """{"xla": kept, "seconds": {mode: best of 2 of the pass}, "abandoned": None, "compile" or
-        "run", "compile_seconds": XLA's warm-up, "error": why XLA could not be tried}."""
-        result = {"xla": False, "seconds": {}, "abandoned": None, "compile_seconds": None, "error": None}
-        self.compile_seconds = result["compile_seconds"] = self._in_thread(True, limit)
-        if self.errors:
-            return self._failed(result)
-        if self.compile_seconds is None:
-            result["abandoned"] = "compile"
-            return result
-        try:
-            self._run(False)  # warm-up: the trace is XLA's, shared
-            plain = min(self._run(False) for _ in range(2))
-        except Exception as exc:  # noqa: BLE001 - the model runs plain in the call itself; keep plain
-            self.errors[False] = exc
-            return self._failed(result)
-        result["seconds"][False] = plain
-        for attempt in range(2):
-            seconds = self._in_thread(True, 1.1 * plain + 0.01)  # slack for starting the thread
-            if self.errors:
-                return self._failed(result)
-            if seconds is None:  # slower than plain already: no need to wait for the end
-                result["abandoned"] = None if attempt else "run"
-                break
-            result["seconds"][True] = min(seconds, result["seconds"].get(True, seconds))
-        result["xla"] = result["seconds"].get(True, float("inf")) < plain
-        return result
 
 
 class Explainer:
@@ -602,18 +316,18 @@ class Explainer:
 
     def _first_auto_call(self, name, args, key, choices, planned):
         """The first jit_compile="auto" call for a shape: the method runs plain once (the result
-        returned), then _JitProbe decides on one chunk's model pass whether later calls use XLA,
+        returned), then jit.JitProbe decides on one chunk's model pass whether later calls use XLA,
         giving XLA's compile at most as long as that plain call took."""
         kind, images = self._probe, None
         if kind not in ("forward", "gradient"):
             raise ValueError(f'{type(self).__name__}._probe must be "forward" or "gradient"; it is {kind!r}.')
-        start = _clock()
-        out = _block(self._run_compiled(self._compiled(name, False), args))
-        seconds = _clock() - start
+        start = _jit._clock()
+        out = _jit.block(self._run_compiled(self._compiled(name, False), args))
+        seconds = _jit._clock() - start
         x = self._probe_batch(args[0] if args else None, planned)
         if x is not None and _xla_available():
             images = int((x[0] if isinstance(x, tuple) else x).shape[0])
-            record = _JitProbe(self.scorer, kind, x).decide(seconds * _XLA_WARM_UP_SHARE)
+            record = _jit.JitProbe(self.scorer, kind, x).decide(seconds * _jit.XLA_WARM_UP_SHARE)
         else:
             reason = "this TensorFlow build has no XLA" if x is not None else "no model input to probe"
             record = {"xla": False, "seconds": {}, "abandoned": None, "compile_seconds": None, "error": reason}
@@ -636,65 +350,6 @@ class Explainer:
         copies = max(1, (planned or batch) // batch)
         tiled = tuple(tf.constant(np.tile(np.asarray(a), (copies,) + (1,) * (a.ndim - 1))) for a in arrays)
         return tiled if isinstance(x, tuple) else tiled[0]
-
-    # Candidate forward-pass sizes for the forward-only methods' chunks (powers of two).
-    _CHUNK_CANDIDATES = (32, 64, 128, 256, 512, 1024, 2048)
-    # A call measures the chunk size only when it feeds the model at least this many batch_size
-    # passes: the measurement runs about 3 x 2 x batch_size images (three runs of each size).
-    _MEASURE_FROM_PASSES = 16
-
-    def _chunk_images(self, x, perturbations):
-        """Images per forward pass for `perturbations` perturbed copies of the examples `x`.
-
-        Forward-only methods (occlusion, Score-CAM) spend their time in the model's forward
-        pass, whose speed per image depends on the pass's size: small passes leave the cores or
-        the accelerator idle, large ones fall out of cache or memory. On the first call for a
-        model and input shape that is large enough to pay for it, the forward pass is timed at
-        each power of two from 32 up to `batch_size` (best of two runs after a warm-up), and the
-        largest size within 5% of the fastest per image is kept for every later call (shared
-        by all explainers of the model, see `chunk_choices`). `batch_size` stays the upper
-        bound; smaller calls use it as it is.
-        """
-        batch = batch_of(x)
-        if perturbations * batch < self._MEASURE_FROM_PASSES * self.batch_size:
-            return self.batch_size
-        example = tuple(a[:1] for a in x) if isinstance(x, tuple) else x[:1]
-        key = (self.scorer.signature(), _shapes(example), self.batch_size)
-        choices = self._shared().setdefault("chunks", {})
-        if key not in choices:
-            choices[key] = self._measure_chunk(example)
-        self.chunk_choices[key[1]] = choices[key]
-        return choices[key]["images"]
-
-    def _measure_chunk(self, example):
-        sizes = [n for n in self._CHUNK_CANDIDATES if n <= self.batch_size] or [self.batch_size]
-        if sizes[-1] != self.batch_size and self.batch_size < 2 * sizes[-1]:
-            sizes.append(self.batch_size)
-        scorer, jit = self.scorer, self.jit_compile is True
-        forward = tf.function(lambda t: scorer(list(t) if isinstance(t, tuple) else t), jit_compile=jit,
-                              reduce_retracing=True)
-        per_image = {}
-        for n in sizes:
-            x = tf.nest.map_structure(lambda a: tf.repeat(tf.convert_to_tensor(a), n, axis=0), example)
-            _block(forward(x))  # trace and warm up
-            seconds = []
-            for _ in range(2):
-                start = time.perf_counter()
-                _block(forward(x))
-                seconds.append(time.perf_counter() - start)
-            per_image[n] = min(seconds) / n
-            if per_image[n] > 1.5 * min(per_image.values()):
-                break  # past the best size: larger passes only get slower
-        best = min(per_image.values())
-        images = max(n for n, t in per_image.items() if t <= 1.05 * best)
-        return {"images": images, "seconds_per_image": per_image}
-
-    @property
-    def chunk_choices(self):
-        """{input shapes: {"images": kept, "seconds_per_image": {size: t}}} of the forward-pass
-        sizes this explainer used, measured by it or by another explainer of the model (see
-        _chunk_images)."""
-        return self.__dict__.setdefault("_chunk_choices", {})
 
     @property
     def jit_choices(self):
@@ -749,16 +404,6 @@ class Explainer:
         batch = batch_of(x)
         classes, score_fn = resolve_target(target, batch, self.scorer.num_classes, self.scorer.output_shape)
         return x, classes, None if score_fn is None else self._canonical(score_fn, batch)
-
-    def _logits_with(self, xi, others):
-        """Logits when the perturbed input is `xi`, a batch of k * B copies (k-major, see
-        merge_leading), and the model's other inputs are `others` (B examples each; a tuple in
-        model order, None at the perturbed input's place), repeated k times to match."""
-        if not others:
-            return self.scorer(xi)
-        reps = tf.shape(xi)[0] // tf.shape(next(o for o in others if o is not None))[0]
-        full = [xi if o is None else tf.tile(o, [reps] + [1] * (len(o.shape) - 1)) for o in others]
-        return self.scorer(full)
 
     def _split(self, x, index):
         """(the perturbed input, the others with None at its place) for the model's inputs x."""

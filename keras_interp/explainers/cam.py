@@ -15,10 +15,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_interp.explainers.base import (
-    Explainer, batch_of, broadcast_baseline, choose_input, fused, merge_leading, over_chunks, plan_chunks,
-    spatial_axes,
+from keras_interp.explainers.base import Explainer, choose_input
+from keras_interp.explainers.chunks import (
+    batch_of, broadcast_baseline, fused, merge_leading, over_chunks, plan_chunks, spatial_axes,
 )
+from keras_interp.explainers.perturbation import PerturbationExplainer
 from keras_interp.graph import (
     FORMS, Cursor, depends_on_input, last_spatial_site, no_graph_error, out_of_frame, spatial_layers,
 )
@@ -422,7 +423,7 @@ class CAM(_FeatureMapExplainer):
 WEIGHTINGS = ("increase", "softmax", "probability")
 
 
-class ScoreCAM(_FeatureMapExplainer):
+class ScoreCAM(_FeatureMapExplainer, PerturbationExplainer):
     """Score-CAM (Wang et al., 2020): channels weighted by the target's confidence on masked inputs.
 
     Each channel A^k of the layer, upsampled to the input and min-max normalised to [0, 1]

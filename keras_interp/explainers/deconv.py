@@ -20,7 +20,7 @@ SavedModel) cannot be reached and is refused with a ValueError rather than given
 
 import tensorflow as tf
 
-from keras_interp.explainers.base import batch_of
+from keras_interp.explainers.chunks import batch_of
 from keras_interp.explainers.gradients import GradientExplainer
 from keras_interp.layers.deconv_stack import resolve_channels, strongest_activation
 from keras_interp.targets import output_names, select_scores

@@ -9,9 +9,8 @@ are generated inside one compiled loop, a bounded chunk at a time, so memory sta
 import numpy as np
 import tensorflow as tf
 
-from keras_interp.explainers.base import (
-    Explainer, batch_of, broadcast_baseline, fused, merge_leading, over_chunks, plan_chunks,
-)
+from keras_interp.explainers.base import Explainer
+from keras_interp.explainers.chunks import batch_of, broadcast_baseline, fused, merge_leading, over_chunks, plan_chunks
 from keras_interp.targets import select_scores
 
 __all__ = ["Saliency", "GradientInput", "SmoothGrad", "IntegratedGradients", "GradientExplainer"]

@@ -3,9 +3,9 @@
 import numpy as np
 import tensorflow as tf
 
-from keras_interp.explainers.base import (
-    Explainer, batch_of, broadcast_baseline, choose_input, over_chunks, plan_chunks, replaced_copies,
-)
+from keras_interp.explainers.base import choose_input
+from keras_interp.explainers.chunks import batch_of, broadcast_baseline, over_chunks, plan_chunks, replaced_copies
+from keras_interp.explainers.perturbation import PerturbationExplainer
 from keras_interp.targets import select_scores
 
 __all__ = ["Occlusion", "window_positions"]
@@ -47,7 +47,7 @@ def window_positions(size, patch, stride):
     return starts, patch
 
 
-class Occlusion(Explainer):
+class Occlusion(PerturbationExplainer):
     """Occlusion sensitivity: how much the score drops when a patch is replaced by a baseline.
 
     Every window of `patch_size` at `stride` (plus flush windows at the far edges, so all

@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from keras_interp.explainers.base import Explainer, broadcast_baseline, over_chunks, plan_chunks, replaced_copies
+from keras_interp.explainers.chunks import broadcast_baseline, over_chunks, plan_chunks, replaced_copies
+from keras_interp.explainers.perturbation import PerturbationExplainer
 from keras_interp.metrics._maps import pixel_maps
 from keras_interp.targets import select_scores
 
@@ -62,7 +63,7 @@ def pixel_ranks(maps, seed=0):
     return ranks.reshape(maps.shape).astype(np.int32)
 
 
-class _Curves(Explainer):
+class _Curves(PerturbationExplainer):
     """The compiled curve: every step's perturbed images streamed through the model in chunks."""
 
     def _curve_fn(self, x, classes, score_fn, substrate, ranks, inserting, steps, per):
