@@ -10,122 +10,18 @@ import numpy as np
 import tensorflow as tf
 
 from keras_interp import images as render
-from keras_interp import metrics, summary
-from keras_interp import registry
+from keras_interp import metrics, registry
 from keras_interp.checks import check_images, check_inputs
 from keras_interp.explainers.base import Explainer, choose_input
-from keras_interp.explainers.gradients import sum_over_channels
 from keras_interp.explainers.occlusion import Occlusion
+from keras_interp.logger.methods import (  # noqa: F401  (re-exported: the logger's method names and glue)
+    CAM_FALLBACK, METHODS, PICTURE_INSTANCES, PICTURES, fallback_name, make_explainer,
+)
+from keras_interp.logger.writer import GuardedWriter
 from keras_interp.targets import Scorer
 from keras_interp.visualize.class_model import ClassModelVisualization, _indices
 
 __all__ = ["ExplanationLogger", "METHODS"]
-
-
-_SIGNED = {}
-
-
-def _signed_class(cls):
-    """`cls` logging the signed channel sum of its attribution (registry's logged_signed): for
-    Integrated Gradients the sum still adds up to the score's change from the baseline, so the
-    dashboard shows the evidence for the class and against it (`explain` gives |that sum|). One
-    class per explainer class, so its compiled functions are shared."""
-    if cls not in _SIGNED:
-        _SIGNED[cls] = type(f"Signed{cls.__name__}", (cls,), {
-            "reduce": staticmethod(sum_over_channels), "signed": True, "__module__": __name__,
-            "__doc__": f"{cls.__name__} whose map is the signed channel sum of its attribution."})
-    return _SIGNED[cls]
-
-
-def make_explainer(entry, model, seed, output=None, input=None, **extra):
-    """The explainer a registry entry stands for, with its settings: `output` is the output
-    explained; `input` the input maps are drawn on (for entries that draw on one); `seed` for the
-    seeded ones; `extra` (e.g. layer=) added to its settings."""
-    cls = entry.load()
-    cls = _signed_class(cls) if entry.logged_signed else cls
-    options = dict(entry.settings, output=output, **extra)
-    if entry.drawn:
-        options["input"] = input
-    if entry.seeded:
-        options["seed"] = seed
-    return cls(model, **options)
-
-
-def _factory(entry):
-    """factory(model, seed, output=None, input=None) -> explainer for a registry entry. Where the
-    class refuses the model and the entry names a fallback (CAM without a GAP head), the
-    fallback's explainer, with one warning; it is logged as "<name>_as_<fallback>"."""
-
-    def make(model, seed, output=None, input=None):
-        try:
-            return make_explainer(entry, model, seed, output=output, input=input)
-        except ValueError:
-            if entry.fallback is None:
-                raise
-            instead = registry.METHODS[entry.fallback]
-            warnings.warn(
-                f"ExplanationLogger: model {model.name!r} does not fit {entry.title} ({entry.fallback_note}), so "
-                f"{entry.name!r} uses {instead.title} (logged as {fallback_name(entry)!r}).",
-                stacklevel=3,
-            )
-            return make_explainer(instead, model, seed, output=output, input=input)
-
-    return make
-
-
-def fallback_name(entry):
-    return f"{entry.name}_as_{entry.fallback}"
-
-
-# Method name -> factory(model, seed, output=None, input=None) -> explainer, from the registry
-# (keras_interp.registry): a new method is its class plus one entry there.
-METHODS = {name: _factory(entry) for name, entry in registry.METHODS.items()}
-CAM_FALLBACK = fallback_name(registry.METHODS["cam"])
-
-
-class ClassModels:
-    """The logger's "class_model" pictures: one class-model image per class, from the current
-    weights, with the same seed every epoch (so what changes is the model, not the start).
-
-    Classes: `classes` if given, else one per class name, else every class, at most `cap`.
-    Pixels stay in the logged images' value range; pictures are scaled from it to [0, 1].
-    """
-
-    kind = "class_model"
-    steps = 100
-    cap = 16
-
-    def __init__(self, model, images, classes=None, class_names=None, generator=None):
-        # The logged images give the value range (constant ones cannot: then [0, 1]).
-        value_range = images if float(np.ptp(images)) > 0 else None
-        self.generator = generator or ClassModelVisualization(model, value_range=value_range)
-        count = self.generator.scorer.num_classes
-        if classes is not None:
-            chosen = _indices(classes, count, "class", "classes", "the model").tolist()
-        else:
-            available = min(count, len(class_names)) if class_names else count
-            chosen = list(range(min(available, self.cap)))
-            if available > self.cap:
-                warnings.warn(
-                    f"ExplanationLogger: 'class_model' shows the first {self.cap} of {available} classes; "
-                    "pass classes=[...] to choose them.",
-                    stacklevel=4,
-                )
-        self.classes = chosen
-        self.labels = [class_names[c] if class_names and c < len(class_names) else str(c) for c in chosen]
-
-    def pictures(self, seed):
-        """(classes, pictures (N, H, W, C) in [0, 1], labels)."""
-        images = self.generator.visualize(self.classes, steps=self.steps, seed=seed)
-        low, high = self.generator.value_range
-        return self.classes, (images - low) / (high - low), self.labels
-
-
-# Picture kind -> factory(model, images, classes, class_names, instance): kinds logged as pictures
-# (one per class or channel) rather than as maps of the logged images. A new kind is one entry.
-PICTURES = {"class_model": lambda model, images, classes, names, instance: ClassModels(
-    model, images, classes, names, generator=instance)}
-PICTURE_INSTANCES = {ClassModelVisualization: "class_model"}
 
 
 # The logger's default: maps from saliency and CAM, and class-model pictures (DESIGN's contract).
@@ -332,9 +228,8 @@ class ExplanationLogger(keras.callbacks.Callback):
         self._explainers = None
         self._pictures = {}
         self._labels_of = {}
-        self._writer = None
+        self._out = GuardedWriter(self.log_dir)  # every write, guarded
         self._inputs_written = False
-        self._warned = set()
 
     def _check_labels(self, n):
         if self.labels is not None and self.labels.shape != (n,):
@@ -397,7 +292,7 @@ class ExplanationLogger(keras.callbacks.Callback):
                 if kind not in self._optional_pictures:
                     raise
                 # Only there by default (a segmentation or subclassed model): log the maps alone.
-                self._warn_once(kind, f"the default {kind!r} pictures are left out for this model: {exc}")
+                self._out.warn_once(kind, f"the default {kind!r} pictures are left out for this model: {exc}")
         if self.labels is not None and classes is not None and not np.all((self.labels >= 0) & (self.labels < classes)):
             raise ValueError(
                 f"labels must be class indices in [0, {classes - 1}] for this model; received {self.labels.tolist()}."
@@ -431,24 +326,6 @@ class ExplanationLogger(keras.callbacks.Callback):
         self._build()
         self.logging_time = self._clock() - start
 
-    def _writer_default(self):
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, summary.SUBDIR))
-        return self._writer.as_default()
-
-    def _warn_once(self, key, message):
-        if key not in self._warned:
-            self._warned.add(key)
-            warnings.warn(f"ExplanationLogger: {message}", stacklevel=3)
-
-    def _guarded(self, what, fn, *args):
-        """fn(*args), or None with one warning per `what` if it raises: never break training."""
-        try:
-            return fn(*args)
-        except Exception as exc:  # noqa: BLE001 - the callback must not stop training
-            self._warn_once(what, f"{what} failed and is skipped: {type(exc).__name__}: {exc}")
-            return None
-
     def on_epoch_end(self, epoch, logs=None):
         start = self._clock()
         if self._fit_start is None:  # called outside fit: the training time starts now
@@ -460,7 +337,7 @@ class ExplanationLogger(keras.callbacks.Callback):
         if self._explainers is None:
             self._build()
         if self._chief:
-            self._guarded("logging", self.log, epoch)
+            self._out.guarded("logging", self.log, epoch)
             self.logged_epochs.append(int(epoch))
         self._logs_this_fit += 1
         self._trained_at_log = self.training_time
@@ -479,7 +356,7 @@ class ExplanationLogger(keras.callbacks.Callback):
         spread = self.budget * (self.training_time - self._trained_at_log) >= cost
         if spread and self.logging_time + 2 * cost <= allowed:  # this log and the final one fit
             return True
-        self._warn_once("budget", (
+        self._out.warn_once("budget", (
             f"one log takes {self._last_cost:.2f} s and training {self.training_time / self._epochs_this_fit:.2f} s "
             f"an epoch, so to keep within budget={self.budget:g} of the training time it logs the first and last "
             f"epochs and others as the budget allows (epoch {epoch + 1} is not logged; see logger.logged_epochs). "
@@ -506,19 +383,23 @@ class ExplanationLogger(keras.callbacks.Callback):
 
     def log(self, step):
         """Explain the images with the current weights and write everything at `step`."""
-        with self._writer_default():
+        with self._out.as_default():
             if not self._inputs_written:
-                self._guarded("writing the input images", self._write_inputs, step)
+                labels = None if self.labels is None else self.labels
+                self._out.inputs(self._pictures_of_inputs, labels, self.class_names, step)
                 self._inputs_written = True
-            self._guarded("predictions", self._write_predictions, step)
+            self._out.guarded("predictions", lambda: self._out.predictions(*self._predictions(), step))
             for name in list(self._explainers):
                 maps = self._produce(self._explainers, name, "method", "maps", step,
                                      lambda: self._drawn_maps(self._explainers[name].explain(self._inputs, target=self._target)))
                 if maps is not None:
-                    self._write_method(name, maps, step)
+                    self._log_method(name, maps, step)
             for kind in list(self._pictures):
-                self._log_pictures(kind, step)
-        self._guarded("flushing the summaries", self._writer.flush)
+                produced = self._produce(self._pictures, kind, "pictures", "pictures", step,
+                                         lambda: self._pictures[kind].pictures(self.seed))
+                if produced is not None:
+                    self._out.pictures(kind, *produced, step, grid=self.overlays)
+        self._out.flush()
 
     def _drawn_maps(self, maps):
         """The maps of the drawn input, from a method that maps every input (a list)."""
@@ -531,56 +412,26 @@ class ExplanationLogger(keras.callbacks.Callback):
         try:
             result = fn()
         except Exception as exc:  # noqa: BLE001 - a failing method must not stop training
-            self._warn_once(name, (
+            self._out.warn_once(name, (
                 f"{what} {name!r} failed and is skipped for the rest of training: {type(exc).__name__}: {exc}"
             ))
             del registry[name]
             return None
         values = result[1] if isinstance(result, tuple) else result
         if not np.isfinite(values).all():
-            self._warn_once(f"{name} non-finite", (
+            self._out.warn_once(f"{name} non-finite", (
                 f"{what} {name!r} gave NaN or infinite {noun} at epoch {step + 1} (has training diverged?); "
                 "those epochs are not logged for it."
             ))
             return None
         return result
 
-    def _log_pictures(self, kind, step):
-        produced = self._produce(self._pictures, kind, "pictures", "pictures", step,
-                                 lambda: self._pictures[kind].pictures(self.seed))
-        if produced is None:
-            return
-        indices, pictures, labels = produced
-        self._guarded(f"writing the {kind!r} pictures", lambda: [
-            summary.write_picture(kind, index, picture, step, label=label)
-            for index, picture, label in zip(indices, pictures, labels)
-        ])
-        if self.overlays:
-            self._guarded(f"the {kind!r} grid", lambda: tf.summary.image(
-                f"{summary.SCALAR_PREFIX}{kind}", render.grid([list(pictures)], col_labels=labels)[None], step=step))
-
-    def _write_inputs(self, step):
-        for i, picture in enumerate(self._pictures_of_inputs):
-            label = None if self.labels is None else self.labels[i]
-            summary.write_input(i, picture, step, label=label, class_names=self.class_names)
-
-    def _write_predictions(self, step):
-        predicted, p_predicted, explained, p_explained = self._predictions()
-        for i in range(len(self.images)):
-            summary.write_prediction(i, predicted[i], p_predicted[i], explained[i], p_explained[i], step)
-        confidence = float(np.mean(p_explained))
-        if np.isfinite(confidence):
-            tf.summary.scalar(f"{summary.SCALAR_PREFIX}confidence", confidence, step=step)
-
-    def _write_method(self, name, maps, step):
-        label = self._labels_of.get(name)
+    def _log_method(self, name, maps, step):
+        """Write a method's maps, its quality measures (per image; the scalar is their mean) and
+        overlay grid."""
         explainer = self._explainers.get(name)
-        signed, clip = getattr(explainer, "signed", None), getattr(explainer, "display_clip", None)
-        self._guarded(f"writing the {name!r} maps", lambda: [
-            summary.write_map(name, i, render.flat_map(map_), step, label=label, signed=signed, clip=clip)
-            for i, map_ in enumerate(maps)
-        ])
-        # Per-image values of each quality measure; the scalar of the epoch is their mean.
+        self._out.maps(name, maps, step, label=self._labels_of.get(name), signed=getattr(explainer, "signed", None),
+                       clip=getattr(explainer, "display_clip", None))
         measures = []
         if self.masks is not None:
             measures += [("pointing_game", lambda: metrics.pointing_hits(maps, self.masks)),
@@ -595,30 +446,12 @@ class ExplanationLogger(keras.callbacks.Callback):
                                             ("insertion_auc", metrics.insertion_auc))]
         per_image = {}
         for metric, compute in measures:
-            values = self._guarded(f"the {name!r} {metric} scalar", compute)
-            if values is None:
-                continue
-            values = np.asarray(values, dtype=np.float64).reshape(-1)
-            per_image[metric] = values
-            value = float(np.mean(values))
-            if np.isfinite(value):
-                tf.summary.scalar(f"{summary.SCALAR_PREFIX}{name}/{metric}", value, step=step)
-            else:
-                self._warn_once(f"{name} {metric} non-finite", (
-                    f"the {name!r} {metric} scalar is NaN or infinite at epoch {step + 1} (has training "
-                    "diverged?); those epochs are not logged for it."
-                ))
-        if per_image:
-            self._guarded(f"writing the {name!r} quality per image",
-                          lambda: summary.write_quality(name, per_image, step))
+            values = self._out.guarded(f"the {name!r} {metric} scalar", compute)
+            if values is not None:
+                per_image[metric] = np.asarray(values, dtype=np.float64).reshape(-1)
+        self._out.quality(name, per_image, step)
         if self.overlays:
-            self._guarded(f"the {name!r} overlay grid", self._write_overlays, name, maps, step)
-
-    def _write_overlays(self, name, maps, step):
-        rows = [[picture, render.render(image, map_)]
-                for picture, image, map_ in zip(self._pictures_of_inputs, self.images, maps)]
-        tf.summary.image(f"{summary.SCALAR_PREFIX}{name}", render.grid(rows)[None], step=step)
+            self._out.overlays(name, self._pictures_of_inputs, self.images, maps, step)
 
     def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._guarded("flushing the summaries", self._writer.flush)
+        self._out.flush()

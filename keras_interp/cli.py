@@ -165,14 +165,14 @@ def load(path, unsafe=False):
 
 
 def methods():
-    from keras_interp.callbacks import METHODS
+    from keras_interp.logger.methods import METHODS
 
     return METHODS
 
 
 def make_explainer(name, model, args):
     if args.layer and name in LAYER_METHODS:
-        from keras_interp.callbacks import make_explainer as build
+        from keras_interp.logger.methods import make_explainer as build
 
         return build(REGISTRY[name], model, args.seed, output=output_arg(args), layer=args.layer)
     return methods()[name](model, args.seed, output=output_arg(args))

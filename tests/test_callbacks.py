@@ -475,7 +475,7 @@ def test_failures_outside_explain_are_skipped(tmp_path, monkeypatch, broken):
     elif broken == "rendering":
         monkeypatch.setattr(callbacks.render, "overlay", boom)
     else:
-        monkeypatch.setattr(callbacks.summary, "write_map", boom)
+        monkeypatch.setattr(summary, "write_map", boom)
     model = tiny_cnn()
     model.compile("adam", "sparse_categorical_crossentropy")
     x, y, masks = _data()

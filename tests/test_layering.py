@@ -14,6 +14,7 @@ LAYERS = [
     {"layers", "summary"},
     {"explainers", "models"},
     {"metrics", "search", "visualize"},
+    {"logger"},
     {"callbacks"},
     {"cli", "__main__", "__init__"},
 ]

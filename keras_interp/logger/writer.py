@@ -1,0 +1,104 @@
+"""The logger's guarded writer: everything ExplanationLogger writes goes through here, and nothing
+written can stop training (a failure is skipped with one warning per kind of write)."""
+
+import os
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from keras_interp import images as render
+from keras_interp import summary
+
+__all__ = ["GuardedWriter"]
+
+
+class GuardedWriter:
+    """Summaries for one log folder (`<log_dir>/explanations`, made on the first write).
+
+    `warn_once(key, message)` warns once per key ("ExplanationLogger: ..."); `guarded(what, fn)`
+    runs fn and turns a failure into that warning. Each write method is guarded itself.
+    """
+
+    def __init__(self, log_dir):
+        self.log_dir = log_dir
+        self._writer = None
+        self._warned = set()
+
+    def as_default(self):
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, summary.SUBDIR))
+        return self._writer.as_default()
+
+    def warn_once(self, key, message):
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(f"ExplanationLogger: {message}", stacklevel=4)
+
+    def guarded(self, what, fn, *args):
+        """fn(*args), or None with one warning per `what` if it raises: never break training."""
+        try:
+            return fn(*args)
+        except Exception as exc:  # noqa: BLE001 - the callback must not stop training
+            self.warn_once(what, f"{what} failed and is skipped: {type(exc).__name__}: {exc}")
+            return None
+
+    def flush(self):
+        if self._writer is not None:
+            self.guarded("flushing the summaries", self._writer.flush)
+
+    def inputs(self, pictures, labels, class_names, step):
+        def write():
+            for i, picture in enumerate(pictures):
+                label = None if labels is None else labels[i]
+                summary.write_input(i, picture, step, label=label, class_names=class_names)
+
+        self.guarded("writing the input images", write)
+
+    def predictions(self, predicted, p_predicted, explained, p_explained, step):
+        def write():
+            for i in range(len(predicted)):
+                summary.write_prediction(i, predicted[i], p_predicted[i], explained[i], p_explained[i], step)
+            confidence = float(np.mean(p_explained))
+            if np.isfinite(confidence):
+                tf.summary.scalar(f"{summary.SCALAR_PREFIX}confidence", confidence, step=step)
+
+        self.guarded("predictions", write)
+
+    def maps(self, name, maps, step, label=None, signed=None, clip=None):
+        self.guarded(f"writing the {name!r} maps", lambda: [
+            summary.write_map(name, i, render.flat_map(map_), step, label=label, signed=signed, clip=clip)
+            for i, map_ in enumerate(maps)
+        ])
+
+    def quality(self, name, per_image, step):
+        """Each measure's mean as a scalar (a non-finite one skipped with a warning), and the
+        per-image values for the dashboard."""
+        for metric, values in per_image.items():
+            value = float(np.mean(values))
+            if np.isfinite(value):
+                self.guarded(f"the {name!r} {metric} scalar", lambda: tf.summary.scalar(
+                    f"{summary.SCALAR_PREFIX}{name}/{metric}", value, step=step))
+            else:
+                self.warn_once(f"{name} {metric} non-finite", (
+                    f"the {name!r} {metric} scalar is NaN or infinite at epoch {step + 1} (has training "
+                    "diverged?); those epochs are not logged for it."
+                ))
+        if per_image:
+            self.guarded(f"writing the {name!r} quality per image", lambda: summary.write_quality(name, per_image, step))
+
+    def overlays(self, name, pictures, images, maps, step):
+        def write():
+            rows = [[picture, render.render(image, map_)] for picture, image, map_ in zip(pictures, images, maps)]
+            tf.summary.image(f"{summary.SCALAR_PREFIX}{name}", render.grid(rows)[None], step=step)
+
+        self.guarded(f"the {name!r} overlay grid", write)
+
+    def pictures(self, kind, indices, pictures, labels, step, grid=True):
+        self.guarded(f"writing the {kind!r} pictures", lambda: [
+            summary.write_picture(kind, index, picture, step, label=label)
+            for index, picture, label in zip(indices, pictures, labels)
+        ])
+        if grid:
+            self.guarded(f"the {kind!r} grid", lambda: tf.summary.image(
+                f"{summary.SCALAR_PREFIX}{kind}", render.grid([list(pictures)], col_labels=labels)[None], step=step))
