@@ -25,6 +25,10 @@ FACTORIES = {
     "scorecam": lambda m, **kw: ki.ScoreCAM(m, **kw),
     "deconvnet": lambda m, **kw: ki.Deconvnet(m, **kw),
     "guided_backprop": lambda m, **kw: ki.GuidedBackprop(m, **kw),
+    "gradient_input": lambda m, **kw: ki.GradientInput(m, **kw),
+    "hirescam": lambda m, **kw: ki.HiResCAM(m, **kw),
+    "xgradcam": lambda m, **kw: ki.XGradCAM(m, **kw),
+    "eigencam": lambda m, **kw: ki.EigenCAM(m, **kw),
 }
 
 
@@ -78,17 +82,20 @@ def test_a_new_input_shape_is_timed_again(model_and_images):
     assert len(auto.jit_choices) == 2  # batches of 1 and 2 (3 was decided by an earlier test, if it ran)
 
 
-def test_smoothgrad_draws_do_not_depend_on_the_mode(model_and_images):
+@pytest.mark.parametrize("cls", [ki.SmoothGrad, ki.SquareGrad, ki.VarGrad], ids=lambda c: c.__name__)
+def test_smoothgrad_draws_do_not_depend_on_the_mode(model_and_images, cls):
     model, images = model_and_images
-    plain = ki.SmoothGrad(model, samples=4).explain(images)
-    auto = ki.SmoothGrad(model, samples=4, jit_compile="auto")
+    plain = cls(model, samples=4).explain(images)
+    auto = cls(model, samples=4, jit_compile="auto")
     np.testing.assert_array_equal(auto.explain(images), plain)  # "auto" stays plain: same noise
     assert auto.jit_choices == {} and not any(jit for (_, jit) in auto._functions)
-    xla = ki.SmoothGrad(model, samples=4, jit_compile=True)
+    xla = cls(model, samples=4, jit_compile=True)
     first = xla.explain(images)
     np.testing.assert_array_equal(xla.explain(images), first)  # deterministic under XLA too
-    without_noise = ki.SmoothGrad(model, samples=2, noise=0.0, jit_compile=True).attribute(images)
-    np.testing.assert_allclose(without_noise, ki.Saliency(model).attribute(images), rtol=1e-4, atol=1e-7)
+    without_noise = cls(model, samples=2, noise=0.0, jit_compile=True).attribute(images)
+    gradient = ki.Saliency(model).attribute(images)
+    expected = {ki.SmoothGrad: gradient, ki.SquareGrad: gradient ** 2, ki.VarGrad: 0 * gradient}[cls]
+    np.testing.assert_allclose(without_noise, expected, rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.parametrize("value", ["yes", 1, 0.5, "AUTO"])

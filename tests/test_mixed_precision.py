@@ -36,6 +36,12 @@ def _explainers(model):
         "deconvnet": ki.Deconvnet(model),
         "guided": ki.GuidedBackprop(model),
         "deconvnet_channel": ki.Deconvnet(model, layer="relu2"),
+        "gradient_input": ki.GradientInput(model),
+        "squaregrad": ki.SquareGrad(model, samples=4),
+        "vargrad": ki.VarGrad(model, samples=4),
+        "hirescam": ki.HiResCAM(model),
+        "xgradcam": ki.XGradCAM(model),
+        "eigencam": ki.EigenCAM(model),
     }
 
 
@@ -59,8 +65,10 @@ def _compare(mixed, images, with_cam):
         want = theirs[name].explain(images, target=[0, 1, 2, 0])
         assert got.dtype == np.float32 and np.isfinite(got).all(), name
         # float16 flips a few ReLU gates and pooling ties, so compare the whole map, not pixels.
+        # Gradient x Input's signed channel sum cancels: its float16 gradient is as close as
+        # saliency's (about 0.1), the sum a little less.
         error = np.linalg.norm(got - want) / np.linalg.norm(want)
-        assert error < 0.1, (name, error)
+        assert error < (0.15 if name == "gradient_input" else 0.1), (name, error)
     np.testing.assert_allclose(ki.Scorer(mixed)(images).numpy(), ki.Scorer(reference)(images).numpy(), atol=2e-2)
 
 

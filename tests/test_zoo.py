@@ -144,6 +144,11 @@ EXPLAINERS = {
     "CAM": lambda m: ki.CAM(m),
     "Deconvnet": lambda m: ki.Deconvnet(m),
     "GuidedBackprop": lambda m: ki.GuidedBackprop(m),
+    "GradientInput": lambda m: ki.GradientInput(m),
+    "VarGrad": lambda m: ki.VarGrad(m, samples=2),
+    "HiResCAM": lambda m: ki.HiResCAM(m),
+    "XGradCAM": lambda m: ki.XGradCAM(m),
+    "EigenCAM": lambda m: ki.EigenCAM(m),
 }
 
 

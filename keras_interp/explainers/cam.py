@@ -26,7 +26,7 @@ from keras_interp.graph import (
 from keras_interp.layers.cam_head import CAMHead
 from keras_interp.targets import Scorer, is_shape_only, select_scores, squashing
 
-__all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "ScoreCAM", "find_cam_head", "upsample_maps", "resize_nd"]
+__all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "HiResCAM", "XGradCAM", "EigenCAM", "ScoreCAM", "find_cam_head", "upsample_maps", "resize_nd"]
 
 _GAP = (keras.layers.GlobalAveragePooling1D, keras.layers.GlobalAveragePooling2D, keras.layers.GlobalAveragePooling3D)
 
@@ -318,6 +318,89 @@ class LayerCAM(_FeatureMapExplainer):
     def _maps(self, x, classes, score_fn):
         features, grads = self._gradients(x, classes, score_fn)
         return tf.nn.relu(tf.reduce_sum(tf.nn.relu(grads) * features, axis=-1))
+
+
+class HiResCAM(_FeatureMapExplainer):
+    """HiResCAM (Draelos and Carin, 2020): ReLU(sum_k (d score / d A^k) * A^k), the gradient times
+    the activation at each position, summed over channels (Grad-CAM averages the gradient first).
+
+    On a GAP -> Dense head the gradient is W[k, c] / (h w) everywhere, so HiResCAM before its ReLU
+    is CAM / (h w): the map is faithful to the score position by position.
+
+    Args:
+        model: Keras model.
+        layer, output, input: as for GradCAM.
+        relu: apply the final ReLU (True, as Grad-CAM); False keeps negative evidence.
+    """
+
+    def __init__(self, model, layer=None, relu=True, batch_size=128, output=None, input=None, jit_compile=None):
+        super().__init__(model, layer, batch_size=batch_size, output=output, input=input, jit_compile=jit_compile)
+        self.relu = bool(relu)
+
+    @property
+    def signed(self):
+        return not self.relu
+
+    @property
+    def final_relu(self):
+        return self.relu
+
+    def _maps(self, x, classes, score_fn):
+        features, grads = self._gradients(x, classes, score_fn)
+        maps = tf.reduce_sum(grads * features, axis=-1)
+        return tf.nn.relu(maps) if self.relu else maps
+
+
+class XGradCAM(_FeatureMapExplainer):
+    """XGradCAM (Fu et al., 2020): channel weights w_k = sum_ij (A_ij^k / sum_ab A_ab^k) g_ij^k,
+    the gradient averaged with the activation's own weights, then ReLU(sum_k w_k A^k).
+
+    Defined for non-negative features (after a ReLU); a channel whose activations sum to 0 gets
+    weight 0.
+
+    Args:
+        model: Keras model.
+        layer, output, input: as for GradCAM.
+    """
+
+    assumes_nonnegative = True
+    signed_note = "XGradCAM keeps its formula there: a channel's weights can change sign with its sum."
+
+    def _maps(self, x, classes, score_fn):
+        features, grads = self._gradients(x, classes, score_fn)
+        axes = spatial_axes(features)
+        total = tf.reduce_sum(features, axis=axes, keepdims=True)
+        weights = tf.reduce_sum(tf.math.divide_no_nan(features, total) * grads, axis=axes)
+        return tf.nn.relu(_weighted_sum(features, weights))
+
+
+class EigenCAM(_FeatureMapExplainer):
+    """Eigen-CAM (Muhammad and Yeasin, 2020): the feature map's first principal component.
+
+    The (positions, channels) matrix of the layer's activations, centred over positions, is
+    projected on its first right singular vector; the sign is chosen so the map correlates
+    positively with the channels' sum (the principal component's sign is arbitrary). Needs no
+    gradient and no class: `target` is ignored (the maps are class-agnostic). Signed.
+
+    Args:
+        model: Keras model.
+        layer, output, input: as for GradCAM.
+    """
+
+    signed = True
+    final_relu = False
+
+    def _maps(self, x, classes, score_fn):
+        features, _ = self._features(x)
+        features = tf.cast(features, tf.float32)
+        shape = tf.shape(features)
+        flat = tf.reshape(features, tf.stack([shape[0], -1, shape[-1]]))  # (B, positions, K)
+        centred = flat - tf.reduce_mean(flat, axis=1, keepdims=True)
+        _, _, v = tf.linalg.svd(centred, full_matrices=False)  # v: (B, K, K), columns singular vectors
+        projection = tf.linalg.matvec(centred, v[:, :, 0])  # (B, positions)
+        total = tf.reduce_sum(centred, axis=-1)
+        sign = tf.where(tf.reduce_sum(projection * total, axis=-1, keepdims=True) < 0, -1.0, 1.0)
+        return tf.reshape(projection * sign, shape[:-1])
 
 
 def _walk_back(cursor, skip):

@@ -13,7 +13,7 @@ from keras_interp.explainers.base import Explainer
 from keras_interp.explainers.chunks import batch_of, broadcast_baseline, fused, merge_leading, over_chunks, plan_chunks
 from keras_interp.targets import select_scores
 
-__all__ = ["Saliency", "GradientInput", "SmoothGrad", "IntegratedGradients", "GradientExplainer"]
+__all__ = ["Saliency", "GradientInput", "SmoothGrad", "SquareGrad", "VarGrad", "IntegratedGradients", "GradientExplainer"]
 
 
 def max_abs_over_channels(attributions):
@@ -148,7 +148,8 @@ class _SampledGradients(GradientExplainer):
     Subclasses define `_perturb(x, ids, params) -> (k, B, H, W, C)` in TensorFlow ops.
     """
 
-    def _sum_gradients(self, x, classes, score_fn, params, weights, per):
+    def _sum_gradients(self, x, classes, score_fn, params, weights, per, power=1):
+        """(sum_s weights[s] g_s ** power, the clean inputs' scores, the classes explained)."""
         # The class to explain is the clean input's, not each noisy or scaled copy's.
         scores, classes = select_scores(self.scorer(x), classes, score_fn)
 
@@ -159,6 +160,8 @@ class _SampledGradients(GradientExplainer):
                 tape.watch(xs)
                 sample_scores, _ = select_scores(self.scorer(xs), tf.tile(classes, [k]), score_fn)
             grads = tape.gradient(sample_scores, xs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            if power != 1:
+                grads = _map(lambda g: g ** power, grads)
             w = tf.gather(weights, ids)
             return _map(
                 lambda t, g, xi: t + tf.tensordot(w, tf.reshape(g, tf.concat([[k], tf.shape(xi)], 0)), axes=1),
@@ -231,6 +234,63 @@ class SmoothGrad(_SampledGradients):
     def _attribution(self, x, classes, score_fn, sigma, seed, weights, per):
         total, _, _ = self._sum_gradients(x, classes, score_fn, (sigma, seed), weights, per)
         return (total,)
+
+
+class SquareGrad(SmoothGrad):
+    """SquareGrad (Hooker et al., 2019): the mean of the squared gradients over SmoothGrad's noisy
+    copies (the same draws as SmoothGrad with the same seed).
+
+    `attribute` is E[g^2] (B, H, W, C), non-negative; `explain` its max over channels.
+
+    Args:
+        model, samples, noise, seed, batch_size, output, jit_compile: as for SmoothGrad.
+
+    Example:
+        >>> maps = ki.SquareGrad(model, samples=25, noise=0.15).explain(images)
+    """
+
+    def _attribution(self, x, classes, score_fn, sigma, seed, weights, per):
+        total, _, _ = self._sum_gradients(x, classes, score_fn, (sigma, seed), weights, per, power=2)
+        return (total,)
+
+
+class VarGrad(SmoothGrad):
+    """VarGrad (Adebayo et al., 2018): the variance of the gradients over SmoothGrad's noisy
+    copies (the same draws as SmoothGrad with the same seed): E[g^2] - E[g]^2, computed from the
+    two running sums of one pass per copy, clipped at 0 against rounding.
+
+    `attribute` is the variance (B, H, W, C); `explain` its max over channels.
+
+    Args:
+        model, samples, noise, seed, batch_size, output, jit_compile: as for SmoothGrad.
+
+    Example:
+        >>> maps = ki.VarGrad(model, samples=25, noise=0.15).explain(images)
+    """
+
+    def _sum_gradients(self, x, classes, score_fn, params, weights, per, power=1):
+        # Both moments from one pass over the copies: the chunk state holds (sum g, sum g^2).
+        scores, classes = select_scores(self.scorer(x), classes, score_fn)
+
+        def chunk(state, _, ids):
+            k = tf.shape(ids)[0]
+            xs = _map(merge_leading, self._perturb(x, ids, params))
+            with tf.GradientTape() as tape:
+                tape.watch(xs)
+                sample_scores, _ = select_scores(self.scorer(xs), tf.tile(classes, [k]), score_fn)
+            grads = tape.gradient(sample_scores, xs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            w = tf.gather(weights, ids)
+
+            def add(total, g, xi):
+                g = tf.reshape(g, tf.concat([[k], tf.shape(xi)], 0))
+                return total + tf.tensordot(w, g, axes=1)
+
+            first, second = state
+            return (_map(add, first, grads, x), _map(add, second, _map(tf.square, grads), x))
+
+        zeros = _map(tf.zeros_like, x)
+        first, second = over_chunks(chunk, (zeros, zeros), weights.shape[0], per, xla=self.tracing_xla())
+        return _map(lambda m1, m2: tf.nn.relu(m2 - tf.square(m1)), first, second), scores, classes
 
 
 def path_points(steps, method):
