@@ -38,7 +38,9 @@ CAM_FAMILY = ("cam", "gradcam", "gradcam++", "layercam", "scorecam", "scorecam:i
 
 def factories(seed):
     """Method name -> model -> explainer: the logger's methods, then Score-CAM's readings."""
-    made = {name: (lambda model, make=make: make(model, seed)) for name, make in METHODS.items()}
+    # Expected Gradients' reference examples: other shapes than the ones explained.
+    baselines = ki.datasets.shapes(64, seed=4321).images
+    made = {name: (lambda model, make=make: make(model, seed, baselines=baselines)) for name, make in METHODS.items()}
     for weighting in ki.explainers.cam.WEIGHTINGS:
         made[f"scorecam:{weighting}"] = lambda model, w=weighting: ki.ScoreCAM(model, weighting=w)
     return made

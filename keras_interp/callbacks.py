@@ -265,7 +265,7 @@ class ExplanationLogger(keras.callbacks.Callback):
         self._explainers = {}
         for name, instance in self._requested:
             explainer = instance if instance is not None else METHODS[name](
-                self.model, self.seed, output=self.output, input=self.input)
+                self.model, self.seed, output=self.output, input=self.input, baselines=self._inputs)
             label = None
             entry = registry.METHODS.get(name)
             if instance is None and entry.fallback and not isinstance(explainer, entry.load()):

@@ -170,12 +170,14 @@ def methods():
     return METHODS
 
 
-def make_explainer(name, model, args):
+def make_explainer(name, model, args, baselines=None):
+    """The explainer `name` with the CLI's options; methods that need reference examples
+    (Expected Gradients) take `baselines`: explain gives them the first batch of images read."""
     if args.layer and name in LAYER_METHODS:
         from keras_interp.logger.methods import make_explainer as build
 
         return build(REGISTRY[name], model, args.seed, output=output_arg(args), layer=args.layer)
-    return methods()[name](model, args.seed, output=output_arg(args))
+    return methods()[name](model, args.seed, output=output_arg(args), baselines=baselines)
 
 
 def output_arg(args):
@@ -237,7 +239,8 @@ def cmd_explain(args):
             classes = "1 class (0)" if scorer.num_classes == 1 else \
                 f"{scorer.num_classes} classes (0 to {scorer.num_classes - 1})"
             raise UsageError(f"--target {args.target} is out of range: the model has {classes}")
-        explainers = {m: make_explainer(m, model, args) for m in args.method}
+        # Methods that need reference examples are made with the first batch read (below).
+        explainers = {m: make_explainer(m, model, args) for m in args.method if not REGISTRY[m].needs_baselines}
         if args.channel is not None:
             channels = next(e for m, e in explainers.items() if m in CHANNEL_METHODS).site.shape[-1]
             if not 0 <= args.channel < channels:
@@ -263,6 +266,9 @@ def cmd_explain(args):
             p = np.asarray(probabilities if probabilities is not None else logits, np.float64)
             predicted = p.argmax(axis=1)
             explained = predicted if args.target is None else np.full(len(images), args.target)
+            for m in args.method:
+                if m not in explainers:
+                    explainers[m] = make_explainer(m, model, args, baselines=images)
             maps = {m: spread(e, images, args.channel if m in CHANNEL_METHODS and args.layer else args.target, devices)
                     for m, e in explainers.items()}
             for row, index in enumerate(indices):
@@ -514,7 +520,8 @@ def cmd_demo(args):
     names = list(methods())
     cells = [[image] for image in rows]
     for name in names:
-        maps = methods()[name](model, args.seed).explain(rows, target=held_out.labels[:6])
+        # Expected Gradients compares with other held-out shapes than the ones shown.
+        maps = methods()[name](model, args.seed, baselines=held_out.images[16:]).explain(rows, target=held_out.labels[:6])
         for row, image, map_ in zip(cells, rows, maps):
             row.append(ki.images.overlay(image, map_))
     sheet = ki.images.grid(cells, col_labels=["input"] + names, cell_size=(96, 96))

@@ -24,7 +24,7 @@ from keras_interp.compat import ops_classes
 
 __all__ = ["Site", "graph_of", "run", "find_site", "last_spatial_site", "spatial_layers", "spatial_rank",
            "all_paths", "Cursor", "is_spatial_shape", "no_graph_error", "depends_on_input", "FORMS",
-           "frame_breaks", "out_of_frame", "operations_on_path"]
+           "frame_breaks", "out_of_frame", "operations_on_path", "call_operation"]
 
 # What a batch of each rank is, for error messages.
 FORMS = {
@@ -98,6 +98,11 @@ class Site:
 
     def __repr__(self):
         return f"Site({self.path!r}, shape={self.shape})"
+
+
+def call_operation(operation, args, kwargs):
+    """operation(*args, **kwargs) in inference mode, as `run` calls every node."""
+    return _call(operation, args, kwargs)
 
 
 def _call(operation, args, kwargs):

@@ -35,6 +35,8 @@ class Method:
         fallback: the method the logger and the CLI use instead where the class refuses the
             model (CAM without a GAP head: Grad-CAM), logged as "<name>_as_<fallback>".
         fallback_note: why, in a few words, for the column's label and the warning.
+        needs_baselines: takes a data set of reference examples (`baselines`, its second
+            argument); the logger and the CLI give it their own inputs.
     """
 
     name: str
@@ -49,6 +51,7 @@ class Method:
     logged_signed: bool = False
     fallback: str = None
     fallback_note: str = ""
+    needs_baselines: bool = False
 
     def load(self):
         """The class (importing its module)."""
@@ -66,6 +69,8 @@ METHODS = {m.name: m for m in (
     Method("squaregrad", "SquareGrad", _GRADIENTS, "SquareGrad", seeded=True),
     Method("vargrad", "VarGrad", _GRADIENTS, "VarGrad", seeded=True),
     Method("integrated_gradients", "IntegratedGradients", _GRADIENTS, "Integrated Gradients", logged_signed=True),
+    Method("expected_gradients", "ExpectedGradients", _GRADIENTS, "Expected Gradients", seeded=True,
+           needs_baselines=True),
     Method("occlusion", "Occlusion", "keras_interp.explainers.occlusion", "Occlusion", drawn=True),
     Method("cam", "CAM", _CAM, "CAM", drawn=True, fallback="gradcam", fallback_note="no GAP head"),
     Method("gradcam", "GradCAM", _CAM, "Grad-CAM", layer=True, drawn=True),
@@ -74,6 +79,7 @@ METHODS = {m.name: m for m in (
     Method("hirescam", "HiResCAM", _CAM, "HiResCAM", layer=True, drawn=True),
     Method("xgradcam", "XGradCAM", _CAM, "XGradCAM", layer=True, drawn=True),
     Method("eigencam", "EigenCAM", _CAM, "Eigen-CAM", layer=True, drawn=True),
+    Method("ablationcam", "AblationCAM", _CAM, "Ablation-CAM", layer=True, drawn=True),
     Method("scorecam", "ScoreCAM", _CAM, "Score-CAM", layer=True, drawn=True, settings=(("max_channels", 32),)),
     Method("deconvnet", "Deconvnet", _DECONV, "Deconvnet", layer=True, channel=True),
     Method("guided_backprop", "GuidedBackprop", _DECONV, "Guided Backprop", layer=True, channel=True),

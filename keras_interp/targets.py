@@ -397,6 +397,19 @@ class Scorer:
         """Logits (float32) for a batch of inputs, in inference mode."""
         return self._as_logits(self._run(x)[0])
 
+    def with_replaced(self, replace):
+        """A function x -> logits (float32) with the nodes of `replace` ({site.nodes: fn(*args,
+        **kwargs)}) computed by fn, besides the scorer's own replacement (the squashing removed);
+        for a functional model."""
+
+        def logits(x):
+            if isinstance(x, (list, tuple)) and len(x) == 1:
+                x = x[0]
+            output, _ = run(self.model, x, (), {**self._replace, **replace})
+            return self._as_logits(self._pick(output))
+
+        return logits
+
     def site(self, layer):
         """A graph Site from a layer name, a "nested/path" or a Site."""
         return layer if hasattr(layer, "nodes") else find_site(self.model, layer)

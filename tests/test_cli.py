@@ -129,7 +129,7 @@ def test_target_scaling_and_other_subcommands(files, tmp_path, capsys):
     "argv, message",
     [
         (["explain", "{root}/model.keras", "{root}/images", "--method", "gradcm"],
-         "unknown method 'gradcm'; choose from cam, deconvnet, eigencam, gradcam"),
+         "unknown method 'gradcm'; choose from ablationcam, cam, deconvnet, eigencam, expected_gradients, gradcam"),
         (["explain", "{root}/missing.keras", "{root}/images", "--method", "saliency"], "no such model file"),
         (["explain", "{root}/model.keras", "{root}/nothing", "--method", "saliency"], "no such file or folder"),
         (["explain", "{root}/model.keras", "{root}/images", "--method", "saliency", "--out", "{root}/images"],
@@ -215,7 +215,8 @@ def test_every_explainer_gives_the_same_maps_after_save_and_load(tmp_path, image
     model.save(path)
     loaded = ki.load_model(path)
     for name, make in METHODS.items():
-        np.testing.assert_allclose(make(loaded, 0).explain(images), make(model, 0).explain(images),
+        np.testing.assert_allclose(make(loaded, 0, baselines=images).explain(images),
+                                   make(model, 0, baselines=images).explain(images),
                                    rtol=1e-5, atol=1e-6, err_msg=name)
 
 

@@ -29,6 +29,10 @@ FACTORIES = {
     "hirescam": lambda m, **kw: ki.HiResCAM(m, **kw),
     "xgradcam": lambda m, **kw: ki.XGradCAM(m, **kw),
     "eigencam": lambda m, **kw: ki.EigenCAM(m, **kw),
+    "ablationcam": lambda m, **kw: ki.AblationCAM(m, **kw),
+    # Its draws are made by NumPy, outside the compiled function: the same in every mode.
+    "expected_gradients": lambda m, **kw: ki.ExpectedGradients(
+        m, np.random.default_rng(5).uniform(size=(4, 12, 12, 3)).astype("float32"), samples=3, **kw),
 }
 
 
@@ -59,7 +63,7 @@ def test_xla_and_auto_give_the_plain_maps(model_and_images, name):
     assert not any(jit for (_, jit) in auto._functions)  # the first call never runs the method with XLA
     (choice,) = auto.jit_choices.values()
     assert isinstance(choice["xla"], bool) and choice["error"] is None
-    assert choice["probe"] == ("forward" if name in ("occlusion", "scorecam") else "gradient")
+    assert choice["probe"] == ("forward" if name in ("occlusion", "scorecam", "cam", "eigencam", "ablationcam") else "gradient")
     if choice["abandoned"] != "compile":
         assert choice["seconds"][False] > 0 and choice["compile_seconds"] > 0
     if choice["xla"]:

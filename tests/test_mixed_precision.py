@@ -42,6 +42,9 @@ def _explainers(model):
         "hirescam": ki.HiResCAM(model),
         "xgradcam": ki.XGradCAM(model),
         "eigencam": ki.EigenCAM(model),
+        "ablationcam": ki.AblationCAM(model),
+        "expected_gradients": ki.ExpectedGradients(
+            model, np.random.default_rng(5).uniform(size=(3, 12, 12, 3)).astype("float32"), samples=4),
     }
 
 

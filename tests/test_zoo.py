@@ -149,6 +149,10 @@ EXPLAINERS = {
     "HiResCAM": lambda m: ki.HiResCAM(m),
     "XGradCAM": lambda m: ki.XGradCAM(m),
     "EigenCAM": lambda m: ki.EigenCAM(m),
+    # Ablation-CAM runs one forward pass per channel of the last layer (2048 for ResNet50): its
+    # model forms are covered by the mixed-precision, jit and graph tiers on small models.
+    "ExpectedGradients": lambda m: ki.ExpectedGradients(m, np.zeros((1,) + tuple(m.inputs[0].shape[1:]), "float32"),
+                                                        samples=2),
 }
 
 

@@ -14,6 +14,7 @@ import warnings
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import tree
 
 from keras_interp.explainers.base import Explainer, choose_input
 from keras_interp.explainers.chunks import (
@@ -21,12 +22,12 @@ from keras_interp.explainers.chunks import (
 )
 from keras_interp.explainers.perturbation import PerturbationExplainer
 from keras_interp.graph import (
-    FORMS, Cursor, depends_on_input, last_spatial_site, no_graph_error, out_of_frame, spatial_layers,
+    FORMS, Cursor, call_operation, depends_on_input, last_spatial_site, no_graph_error, out_of_frame, spatial_layers,
 )
 from keras_interp.layers.cam_head import CAMHead
 from keras_interp.targets import Scorer, is_shape_only, select_scores, squashing
 
-__all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "HiResCAM", "XGradCAM", "EigenCAM", "ScoreCAM", "find_cam_head", "upsample_maps", "resize_nd"]
+__all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "HiResCAM", "XGradCAM", "EigenCAM", "AblationCAM", "ScoreCAM", "find_cam_head", "upsample_maps", "resize_nd"]
 
 _GAP = (keras.layers.GlobalAveragePooling1D, keras.layers.GlobalAveragePooling2D, keras.layers.GlobalAveragePooling3D)
 
@@ -356,7 +357,9 @@ class XGradCAM(_FeatureMapExplainer):
     the gradient averaged with the activation's own weights, then ReLU(sum_k w_k A^k).
 
     Defined for non-negative features (after a ReLU); a channel whose activations sum to 0 gets
-    weight 0.
+    weight 0. On a signed layer a channel whose sum is near 0 gets a huge weight and takes over
+    the map (the references divide by the same sum plus 1e-6 or 1e-7, which does not help); a
+    warning says the layer is signed.
 
     Args:
         model: Keras model.
@@ -379,8 +382,11 @@ class EigenCAM(_FeatureMapExplainer):
 
     The (positions, channels) matrix of the layer's activations, centred over positions, is
     projected on its first right singular vector; the sign is chosen so the map correlates
-    positively with the channels' sum (the principal component's sign is arbitrary). Needs no
-    gradient and no class: `target` is ignored (the maps are class-agnostic). Signed.
+    positively with the channels' sum (the principal component's sign is arbitrary: uncorrected,
+    pytorch-grad-cam's maps come out inverted on some machines). Centred over positions as
+    pytorch-grad-cam does; no final ReLU (pytorch-grad-cam applies one to every method): the map
+    is signed, negative where the component points away. Constant features give a zero map.
+    Needs no gradient and no class: `target` is ignored (the maps are class-agnostic).
 
     Args:
         model: Keras model.
@@ -389,6 +395,7 @@ class EigenCAM(_FeatureMapExplainer):
 
     signed = True
     final_relu = False
+    _probe = "forward"  # jit_compile="auto" times the forward pass (see Explainer)
 
     def _maps(self, x, classes, score_fn):
         features, _ = self._features(x)
@@ -401,6 +408,62 @@ class EigenCAM(_FeatureMapExplainer):
         total = tf.reduce_sum(centred, axis=-1)
         sign = tf.where(tf.reduce_sum(projection * total, axis=-1, keepdims=True) < 0, -1.0, 1.0)
         return tf.reshape(projection * sign, shape[:-1])
+
+
+class AblationCAM(_FeatureMapExplainer, PerturbationExplainer):
+    """Ablation-CAM (Desai and Ramaswamy, 2020): channel weights w_k = (S - S_k) / S, S the class
+    score and S_k the score with channel k of the layer set to zero, then ReLU(sum_k w_k A^k).
+
+    Needs no gradient. The ablated copies (one per channel and example) are streamed through the
+    model in chunks of at most `batch_size` images, like Score-CAM's masked copies. The score is
+    the pre-softmax logit, as in pytorch-grad-cam (the weights are relative to S, so a score near
+    0 gives large weights, and a score of exactly 0 gives weights 0).
+
+    Args:
+        model: Keras model with a functional graph.
+        layer, output, input: as for GradCAM.
+        batch_size: most ablated images per forward pass.
+    """
+
+    _probe = "forward"  # jit_compile="auto" times the forward pass (see Explainer)
+
+    def __init__(self, model, layer=None, batch_size=256, output=None, input=None, jit_compile=None):
+        super().__init__(model, layer, batch_size=batch_size, output=output, input=input, jit_compile=jit_compile)
+        if len(tree.flatten(self.site.nodes[-1].outputs)) != 1:
+            raise ValueError(f"Ablation-CAM ablates a layer with one output; {self.layer!r} has several.")
+
+    def _extra(self, x):
+        count = self._channels
+        return count, plan_chunks(count, batch_of(x), self._chunk_images(x, count))
+
+    def _maps(self, x, classes, score_fn, count, per):
+        features, logits = self._features(x)
+        features = tf.cast(features, tf.float32)
+        scores, classes = select_scores(logits, classes, score_fn)
+        xi, others = self._split(x, self.input_index)
+        batch, rank = tf.shape(xi)[0], len(features.shape)
+        operation = self.site.operation
+
+        def chunk(state, _, ids):
+            k = tf.shape(ids)[0]
+            keep = tf.repeat(1.0 - tf.one_hot(ids, count), batch, axis=0)  # (k * B, K), k-major
+            keep = tf.reshape(keep, tf.concat([[k * batch], tf.ones([rank - 2], tf.int32), [count]], 0))
+
+            def ablated(*args, **kwargs):
+                out = call_operation(operation, args, kwargs)
+                return out * tf.cast(keep, out.dtype)
+
+            copies = tf.tile(xi, tf.concat([[k], tf.ones([len(xi.shape) - 1], tf.int32)], 0))
+            full = copies if not others else [copies if o is None else tf.tile(o, [k] + [1] * (len(o.shape) - 1))
+                                              for o in others]
+            logits_k = self.scorer.with_replaced({self.site.nodes: ablated})(full)
+            ablated_scores, _ = select_scores(logits_k, tf.tile(classes, [k]), score_fn)
+            return tf.tensor_scatter_nd_update(state, ids[:, None], tf.reshape(ablated_scores, (k, batch)))
+
+        ablated_scores = tf.transpose(over_chunks(chunk, tf.zeros(tf.stack([count, batch])), count, per,
+                                                  xla=self.tracing_xla()))
+        weights = tf.math.divide_no_nan(scores[:, None] - ablated_scores, scores[:, None])
+        return tf.nn.relu(_weighted_sum(features, weights))
 
 
 def _walk_back(cursor, skip):
@@ -478,6 +541,7 @@ class CAM(_FeatureMapExplainer):
 
     signed = True  # the class's weighted feature sum, negative where features vote against it
     final_relu = False
+    _probe = "forward"  # jit_compile="auto" times the forward pass (see Explainer)
 
     def __init__(self, model, output=None, input=None, jit_compile=None):
         # The scorer checks the model (a keras.Model, built) before the head is looked for.

@@ -9,11 +9,12 @@ are generated inside one compiled loop, a bounded chunk at a time, so memory sta
 import numpy as np
 import tensorflow as tf
 
+from keras_interp.checks import check_images
 from keras_interp.explainers.base import Explainer
 from keras_interp.explainers.chunks import batch_of, broadcast_baseline, fused, merge_leading, over_chunks, plan_chunks
 from keras_interp.targets import select_scores
 
-__all__ = ["Saliency", "GradientInput", "SmoothGrad", "SquareGrad", "VarGrad", "IntegratedGradients", "GradientExplainer"]
+__all__ = ["Saliency", "GradientInput", "SmoothGrad", "SquareGrad", "VarGrad", "IntegratedGradients", "ExpectedGradients", "GradientExplainer"]
 
 
 def max_abs_over_channels(attributions):
@@ -256,8 +257,13 @@ class SquareGrad(SmoothGrad):
 
 class VarGrad(SmoothGrad):
     """VarGrad (Adebayo et al., 2018): the variance of the gradients over SmoothGrad's noisy
-    copies (the same draws as SmoothGrad with the same seed): E[g^2] - E[g]^2, computed from the
-    two running sums of one pass per copy, clipped at 0 against rounding.
+    copies (the same draws as SmoothGrad with the same seed), the population variance (1/N, as
+    Xplique 1.x; Xplique 2.x scales it by N / (N - 1)).
+
+    Computed in one pass over the copies from the running sums of d = g - g0, g0 the clean
+    input's gradient (one more backward pass): E[d^2] - E[d]^2 is the variance of g, and
+    shifting by g0 keeps float32 from cancelling when the noise is small (the plain E[g^2] -
+    E[g]^2 lost all precision at noise 0.001). Needs samples >= 2.
 
     `attribute` is the variance (B, H, W, C); `explain` its max over channels.
 
@@ -268,9 +274,19 @@ class VarGrad(SmoothGrad):
         >>> maps = ki.VarGrad(model, samples=25, noise=0.15).explain(images)
     """
 
+    def __init__(self, model, samples=25, noise=0.15, seed=0, batch_size=128, output=None, jit_compile=None):
+        if isinstance(samples, int) and samples < 2:
+            raise ValueError(f"VarGrad needs samples >= 2 (a variance of one sample is 0); received {samples!r}.")
+        super().__init__(model, samples=samples, noise=noise, seed=seed, batch_size=batch_size, output=output,
+                         jit_compile=jit_compile)
+
     def _sum_gradients(self, x, classes, score_fn, params, weights, per, power=1):
-        # Both moments from one pass over the copies: the chunk state holds (sum g, sum g^2).
-        scores, classes = select_scores(self.scorer(x), classes, score_fn)
+        # Both moments from one pass over the copies: the chunk state holds (sum d, sum d^2) with
+        # d = g - g0, the clean input's gradient.
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            scores, classes = select_scores(self.scorer(x), classes, score_fn)
+        reference = tape.gradient(scores, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
         def chunk(state, _, ids):
             k = tf.shape(ids)[0]
@@ -281,16 +297,84 @@ class VarGrad(SmoothGrad):
             grads = tape.gradient(sample_scores, xs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             w = tf.gather(weights, ids)
 
-            def add(total, g, xi):
-                g = tf.reshape(g, tf.concat([[k], tf.shape(xi)], 0))
-                return total + tf.tensordot(w, g, axes=1)
+            def add(total, g, xi, g0, square=False):
+                d = tf.reshape(g, tf.concat([[k], tf.shape(xi)], 0)) - g0[None]
+                return total + tf.tensordot(w, tf.square(d) if square else d, axes=1)
 
             first, second = state
-            return (_map(add, first, grads, x), _map(add, second, _map(tf.square, grads), x))
+            return (_map(add, first, grads, x, reference),
+                    _map(lambda t, g, xi, g0: add(t, g, xi, g0, square=True), second, grads, x, reference))
 
         zeros = _map(tf.zeros_like, x)
         first, second = over_chunks(chunk, (zeros, zeros), weights.shape[0], per, xla=self.tracing_xla())
         return _map(lambda m1, m2: tf.nn.relu(m2 - tf.square(m1)), first, second), scores, classes
+
+
+class ExpectedGradients(GradientExplainer):
+    """Expected Gradients (Erion et al., 2021; GradientSHAP): the expectation, over baselines x'
+    drawn from a data set and a ~ U(0, 1), of (x - x') * d score / d x at x' + a (x - x').
+
+    Sample s draws its baseline index and its a with `numpy.random.default_rng(seed)` (indices
+    first, then the a's), the same for every example: results do not depend on the batch. On a
+    linear model the attribution is (x - mean of the drawn x') * w, and completeness holds in
+    expectation: the attribution sums to about score(x) - E[score(x')].
+
+    `attribute` gives the signed (B, H, W, C); `explain` |its sum over channels|, as for
+    Integrated Gradients.
+
+    Args:
+        model: Keras model with one input.
+        baselines: (N, H, W, C) reference examples in the model's input space (e.g. a few
+            hundred training images).
+        samples: number of (baseline, a) draws per example.
+        seed: seeds the draws.
+        batch_size: most images per forward pass; the samples are streamed in chunks.
+        output: the output to explain (name or index), for a model with several.
+        jit_compile: None, True, False or "auto" (XLA; see keras_interp.explainers.base.Explainer).
+
+    Example:
+        >>> attr = ki.ExpectedGradients(model, x_train[:200], samples=64).attribute(images)
+    """
+
+    def __init__(self, model, baselines, samples=64, seed=0, batch_size=128, output=None, jit_compile=None):
+        if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+            raise ValueError(f"samples must be a positive int; received {samples!r}.")
+        super().__init__(model, batch_size=batch_size, output=output, jit_compile=jit_compile)
+        shapes = self.scorer.input_shapes
+        if shapes is not None and len(shapes) > 1:
+            raise ValueError(f"ExpectedGradients takes models with one input; this one has {len(shapes)} "
+                             f"{self.scorer.input_names}.")
+        self.baselines = check_images(baselines, None if shapes is None else shapes[0], name="baselines")
+        self.samples, self.seed = samples, int(seed)
+        rng = np.random.default_rng(self.seed)
+        self._indices = rng.integers(0, len(self.baselines), samples).astype(np.int32)
+        self._alphas = rng.uniform(0.0, 1.0, samples).astype(np.float32)
+
+    @staticmethod
+    def reduce(attributions):
+        return tf.abs(tf.reduce_sum(attributions, axis=-1))
+
+    def _arguments(self, x, classes, score_fn):
+        per = plan_chunks(self.samples, batch_of(x), self.batch_size)
+        return (x, classes, score_fn, self.baselines, self._indices, self._alphas, per)
+
+    def _attribution(self, x, classes, score_fn, baselines, indices, alphas, per):
+        _, classes = select_scores(self.scorer(x), classes, score_fn)
+        weight = 1.0 / self.samples
+
+        def chunk(total, _, ids):
+            k = tf.shape(ids)[0]
+            chosen = tf.gather(baselines, tf.gather(indices, ids))[:, None]  # (k, 1, H, W, C)
+            a = tf.reshape(tf.gather(alphas, ids), [-1] + [1] * len(x.shape))
+            xs = merge_leading(chosen + a * (x[None] - chosen))
+            with tf.GradientTape() as tape:
+                tape.watch(xs)
+                scores, _ = select_scores(self.scorer(xs), tf.tile(classes, [k]), score_fn)
+            grads = tape.gradient(scores, xs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            grads = tf.reshape(grads, tf.concat([[k], tf.shape(x)], 0))
+            return total + weight * tf.reduce_sum((x[None] - chosen) * grads, axis=0)
+
+        return (over_chunks(chunk, tf.zeros_like(x), self.samples, per, xla=self.tracing_xla()),)
 
 
 def path_points(steps, method):

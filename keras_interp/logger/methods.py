@@ -28,12 +28,17 @@ def _signed_class(cls):
     return _SIGNED[cls]
 
 
-def make_explainer(entry, model, seed, output=None, input=None, **extra):
+def make_explainer(entry, model, seed, output=None, input=None, baselines=None, **extra):
     """The explainer a registry entry stands for, with its settings: `output` is the output
     explained; `input` the input maps are drawn on (for entries that draw on one); `seed` for the
-    seeded ones; `extra` (e.g. layer=) added to its settings."""
+    seeded ones; `baselines` the reference examples of the ones that need them (the logger and
+    the CLI give their own inputs); `extra` (e.g. layer=) added to its settings."""
     cls = entry.load()
     cls = _signed_class(cls) if entry.logged_signed else cls
+    if entry.needs_baselines:
+        if baselines is None:
+            raise ValueError(f"{entry.title} ({entry.name!r}) needs baselines: reference examples to compare with.")
+        return cls(model, baselines, **dict(entry.settings, output=output, seed=seed, **extra))
     options = dict(entry.settings, output=output, **extra)
     if entry.drawn:
         options["input"] = input
@@ -47,9 +52,9 @@ def _factory(entry):
     class refuses the model and the entry names a fallback (CAM without a GAP head), the
     fallback's explainer, with one warning; it is logged as "<name>_as_<fallback>"."""
 
-    def make(model, seed, output=None, input=None):
+    def make(model, seed, output=None, input=None, baselines=None):
         try:
-            return make_explainer(entry, model, seed, output=output, input=input)
+            return make_explainer(entry, model, seed, output=output, input=input, baselines=baselines)
         except ValueError:
             if entry.fallback is None:
                 raise
@@ -68,7 +73,7 @@ def fallback_name(entry):
     return f"{entry.name}_as_{entry.fallback}"
 
 
-# Method name -> factory(model, seed, output=None, input=None) -> explainer, from the registry
+# Method name -> factory(model, seed, output=None, input=None, baselines=None) -> explainer, from the registry
 # (keras_interp.registry): a new method is its class plus one entry there.
 METHODS = {name: _factory(entry) for name, entry in registry.METHODS.items()}
 CAM_FALLBACK = fallback_name(registry.METHODS["cam"])
