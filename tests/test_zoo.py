@@ -189,8 +189,16 @@ def zoo(request):
 MODELS = list(ZOO)
 
 
-@pytest.mark.parametrize("method", list(EXPLAINERS))
-@pytest.mark.parametrize("zoo", MODELS, indirect=True)
+# The methods added after the lecture's run on the forms that stress them (residual adds, an
+# operation-output layer before a LayerNorm head, a nested backbone behind preprocessing,
+# Sequential), which keeps the tier within the suite's time; the rest run on every model.
+LATER = ("GradientInput", "VarGrad", "HiResCAM", "XGradCAM", "EigenCAM", "ExpectedGradients")
+LATER_FORMS = ("ResNet50", "ConvNeXtTiny", "transfer_MobileNetV2", "Sequential_RandomFlip_MobileNetV2")
+PAIRS = [(model, method) for model in MODELS for method in EXPLAINERS
+         if method not in LATER or model in LATER_FORMS]
+
+
+@pytest.mark.parametrize("zoo, method", PAIRS, indirect=["zoo"])
 def test_every_explainer_gives_a_finite_float32_map(zoo, method):
     if method == "CAM" and not zoo.spec.gap_dense_head:
         # GAP -> LayerNorm -> Dense (ConvNeXt) and keep-dims GAP -> conv -> hard_swish -> conv
