@@ -54,14 +54,3 @@ def linear():
 def images():
     return np.random.default_rng(1).uniform(0, 1, size=(4, 12, 12, 3)).astype("float32")
 
-
-def pytest_collection_modifyitems(config, items):
-    """Groups for pytest-xdist's --dist loadgroup (.ci/run): a test file's tests stay on one
-    worker, so its module fixtures (a browser, a TensorBoard server) start once, except the model
-    zoo, the longest file, whose models are spread over the workers (each still built once)."""
-    for item in items:
-        group = item.nodeid.split("::")[0]
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        if group.endswith("test_zoo.py") and "zoo" in params:
-            group = f"{group}:{params['zoo']}"
-        item.add_marker(pytest.mark.xdist_group(group))
