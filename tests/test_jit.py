@@ -25,9 +25,8 @@ FACTORIES = {
     "scorecam": lambda m, **kw: ki.ScoreCAM(m, **kw),
     "deconvnet": lambda m, **kw: ki.Deconvnet(m, **kw),
     "guided_backprop": lambda m, **kw: ki.GuidedBackprop(m, **kw),
-    "gradient_input": lambda m, **kw: ki.GradientInput(m, **kw),
-    "hirescam": lambda m, **kw: ki.HiResCAM(m, **kw),
-    "xgradcam": lambda m, **kw: ki.XGradCAM(m, **kw),
+    # Of the later methods, those with compiled code of their own (Gradient x Input, HiResCAM and
+    # XGradCAM reuse saliency's and Grad-CAM's gradients): an SVD, an ablation loop, drawn paths.
     "eigencam": lambda m, **kw: ki.EigenCAM(m, **kw),
     "ablationcam": lambda m, **kw: ki.AblationCAM(m, **kw),
     # Its draws are made by NumPy, outside the compiled function: the same in every mode.
