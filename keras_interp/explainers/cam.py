@@ -321,7 +321,7 @@ class LayerCAM(_FeatureMapExplainer):
         return tf.nn.relu(tf.reduce_sum(tf.nn.relu(grads) * features, axis=-1))
 
 
-class HiResCAM(_FeatureMapExplainer):
+class HiResCAM(GradCAM):
     """HiResCAM (Draelos and Carin, 2020): ReLU(sum_k (d score / d A^k) * A^k), the gradient times
     the activation at each position, summed over channels (Grad-CAM averages the gradient first).
 
@@ -333,18 +333,6 @@ class HiResCAM(_FeatureMapExplainer):
         layer, output, input: as for GradCAM.
         relu: apply the final ReLU (True, as Grad-CAM); False keeps negative evidence.
     """
-
-    def __init__(self, model, layer=None, relu=True, batch_size=128, output=None, input=None, jit_compile=None):
-        super().__init__(model, layer, batch_size=batch_size, output=output, input=input, jit_compile=jit_compile)
-        self.relu = bool(relu)
-
-    @property
-    def signed(self):
-        return not self.relu
-
-    @property
-    def final_relu(self):
-        return self.relu
 
     def _maps(self, x, classes, score_fn):
         features, grads = self._gradients(x, classes, score_fn)
