@@ -149,18 +149,22 @@ class _SampledGradients(GradientExplainer):
     Subclasses define `_perturb(x, ids, params) -> (k, B, H, W, C)` in TensorFlow ops.
     """
 
+    def _copy_gradients(self, x, ids, params, classes, score_fn):
+        """(k, d score / d copy) for the k perturbed copies `ids` of the examples x, k-major."""
+        k = tf.shape(ids)[0]
+        xs = _map(merge_leading, self._perturb(x, ids, params))
+        with tf.GradientTape() as tape:
+            tape.watch(xs)
+            scores, _ = select_scores(self.scorer(xs), tf.tile(classes, [k]), score_fn)
+        return k, tape.gradient(scores, xs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
     def _sum_gradients(self, x, classes, score_fn, params, weights, per, power=1):
         """(sum_s weights[s] g_s ** power, the clean inputs' scores, the classes explained)."""
         # The class to explain is the clean input's, not each noisy or scaled copy's.
         scores, classes = select_scores(self.scorer(x), classes, score_fn)
 
         def chunk(total, _, ids):
-            k = tf.shape(ids)[0]
-            xs = _map(merge_leading, self._perturb(x, ids, params))
-            with tf.GradientTape() as tape:
-                tape.watch(xs)
-                sample_scores, _ = select_scores(self.scorer(xs), tf.tile(classes, [k]), score_fn)
-            grads = tape.gradient(sample_scores, xs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            k, grads = self._copy_gradients(x, ids, params, classes, score_fn)
             if power != 1:
                 grads = _map(lambda g: g ** power, grads)
             w = tf.gather(weights, ids)
@@ -289,12 +293,7 @@ class VarGrad(SmoothGrad):
         reference = tape.gradient(scores, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
         def chunk(state, _, ids):
-            k = tf.shape(ids)[0]
-            xs = _map(merge_leading, self._perturb(x, ids, params))
-            with tf.GradientTape() as tape:
-                tape.watch(xs)
-                sample_scores, _ = select_scores(self.scorer(xs), tf.tile(classes, [k]), score_fn)
-            grads = tape.gradient(sample_scores, xs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            k, grads = self._copy_gradients(x, ids, params, classes, score_fn)
             w = tf.gather(weights, ids)
 
             def add(total, g, xi, g0, square=False):
