@@ -73,14 +73,20 @@ class DeepDream:
         """The octave sizes the dreamed layers can run on (smallest first): sizes below the
         smallest that runs are dropped with one warning (a pooling stage needs a few pixels);
         if not even the photo's own size runs, a one-line ValueError."""
+        known = self.__dict__.setdefault("_runs_on", {})  # (size, channels) -> None or why not
         for k, size in enumerate(sizes):
-            # Traced, not run: shape inference refuses a size the layers cannot take (an eager run
-            # may not), and tracing computes nothing.
-            trace = tf.function(lambda t: graph.run(self.model, t, self._sites, stop_after_taps=True)[1])
-            try:
-                trace.get_concrete_function(tf.TensorSpec((1,) + tuple(size) + (channels,), tf.float32))
-            except Exception as exc:  # noqa: BLE001 - Keras and TensorFlow raise many types for a too-small input
-                reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            key = (tuple(size), channels)
+            if key not in known:
+                # Traced, not run: shape inference refuses a size the layers cannot take (an eager
+                # run may not), and tracing computes nothing. Once per size and explainer.
+                trace = tf.function(lambda t: graph.run(self.model, t, self._sites, stop_after_taps=True)[1])
+                try:
+                    trace.get_concrete_function(tf.TensorSpec((1,) + key[0] + (channels,), tf.float32))
+                    known[key] = None
+                except Exception as exc:  # noqa: BLE001 - Keras and TensorFlow raise many types for a too-small input
+                    known[key] = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            if known[key] is not None:
+                reason = known[key]
                 continue
             if k:
                 warnings.warn(
