@@ -29,6 +29,10 @@ FACTORIES = {
     # XGradCAM reuse saliency's and Grad-CAM's gradients): an SVD, an ablation loop, drawn paths.
     "eigencam": lambda m, **kw: ki.EigenCAM(m, **kw),
     "ablationcam": lambda m, **kw: ki.AblationCAM(m, **kw),
+    # A NumPy walk between compiled gradient passes; blurs built in the compiled loop; k-sigma masks.
+    "guided_ig": lambda m, **kw: ki.GuidedIntegratedGradients(m, steps=4, **kw),
+    "blur_ig": lambda m, **kw: ki.BlurIntegratedGradients(m, steps=4, max_sigma=3.0, **kw),
+    "fem": lambda m, **kw: ki.FEM(m, **kw),
     # Its draws are made by NumPy, outside the compiled function: the same in every mode.
     "expected_gradients": lambda m, **kw: ki.ExpectedGradients(
         m, np.random.default_rng(5).uniform(size=(4, 12, 12, 3)).astype("float32"), samples=3, **kw),
@@ -62,7 +66,7 @@ def test_xla_and_auto_give_the_plain_maps(model_and_images, name):
     assert not any(jit for (_, jit) in auto._functions)  # the first call never runs the method with XLA
     (choice,) = auto.jit_choices.values()
     assert isinstance(choice["xla"], bool) and choice["error"] is None
-    assert choice["probe"] == ("forward" if name in ("occlusion", "scorecam", "cam", "eigencam", "ablationcam") else "gradient")
+    assert choice["probe"] == ("forward" if name in ("occlusion", "scorecam", "cam", "eigencam", "ablationcam", "fem") else "gradient")
     if choice["abandoned"] != "compile":
         assert choice["seconds"][False] > 0 and choice["compile_seconds"] > 0
     if choice["xla"]:

@@ -151,6 +151,9 @@ EXPLAINERS = {
     "EigenCAM": lambda m: ki.EigenCAM(m),
     # Ablation-CAM runs one forward pass per channel of the last layer (2048 for ResNet50): its
     # model forms are covered by the mixed-precision, jit and graph tiers on small models.
+    "GuidedIntegratedGradients": lambda m: ki.GuidedIntegratedGradients(m, steps=2),
+    "BlurIntegratedGradients": lambda m: ki.BlurIntegratedGradients(m, steps=2),
+    "FEM": lambda m: ki.FEM(m),
     "ExpectedGradients": lambda m: ki.ExpectedGradients(m, np.zeros((1,) + tuple(m.inputs[0].shape[1:]), "float32"),
                                                         samples=2),
 }
@@ -187,7 +190,8 @@ def zoo(request):
 # The methods added after the lecture's run on the forms that stress them (residual adds, a
 # nested backbone behind preprocessing, Sequential), which keeps the tier within the suite's
 # time; the rest run on every model.
-LATER = ("GradientInput", "VarGrad", "HiResCAM", "XGradCAM", "EigenCAM", "ExpectedGradients")
+LATER = ("GradientInput", "VarGrad", "HiResCAM", "XGradCAM", "EigenCAM", "ExpectedGradients",
+         "GuidedIntegratedGradients", "BlurIntegratedGradients", "FEM")
 LATER_FORMS = ("ResNet50", "transfer_MobileNetV2", "Sequential_RandomFlip_MobileNetV2")
 
 

@@ -27,7 +27,7 @@ from keras_interp.graph import (
 from keras_interp.layers.cam_head import CAMHead
 from keras_interp.targets import Scorer, is_shape_only, select_scores, squashing
 
-__all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "HiResCAM", "XGradCAM", "EigenCAM", "AblationCAM", "ScoreCAM", "find_cam_head", "upsample_maps", "resize_nd"]
+__all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "HiResCAM", "XGradCAM", "EigenCAM", "FEM", "AblationCAM", "ScoreCAM", "find_cam_head", "upsample_maps", "resize_nd"]
 
 _GAP = (keras.layers.GlobalAveragePooling1D, keras.layers.GlobalAveragePooling2D, keras.layers.GlobalAveragePooling3D)
 
@@ -396,6 +396,44 @@ class EigenCAM(_FeatureMapExplainer):
         total = tf.reduce_sum(centred, axis=-1)
         sign = tf.where(tf.reduce_sum(projection * total, axis=-1, keepdims=True) < 0, -1.0, 1.0)
         return tf.reshape(projection * sign, shape[:-1])
+
+
+class FEM(_FeatureMapExplainer):
+    """FEM, the Feature Explanation Method (Fuad et al., 2020), as Xplique has it: each channel k
+    of the layer is thresholded at its spatial mean plus `k` standard deviations (population),
+    and the binary masks M_k = [A_k >= mean_k + k std_k] are summed weighted by the channel
+    means: map = sum_k mean_k M_k.
+
+    Needs no gradient and no class: `target` is ignored (class-agnostic, one forward pass). The
+    paper's features follow a ReLU (non-negative means); on a signed layer a channel with a
+    negative mean subtracts where it fires, and the method warns once. A channel that is
+    constant over space has std 0 and its mask covers the whole map.
+
+    Args:
+        model: Keras model.
+        layer, output, input: as for GradCAM.
+        k: the threshold in standard deviations (the paper's and Xplique's 2).
+    """
+
+    final_relu = False
+    assumes_nonnegative = True
+    signed_note = "A channel with a negative mean then lowers the map where it fires."
+    _probe = "forward"  # jit_compile="auto" times the forward pass (see Explainer)
+
+    def __init__(self, model, layer=None, k=2.0, batch_size=128, output=None, input=None, jit_compile=None):
+        if not (isinstance(k, (int, float, np.number)) and not isinstance(k, bool) and np.isfinite(k)):
+            raise ValueError(f"k must be a finite number of standard deviations; received {k!r}.")
+        super().__init__(model, layer, batch_size=batch_size, output=output, input=input, jit_compile=jit_compile)
+        self.k = float(k)
+
+    def _maps(self, x, classes, score_fn):
+        features, _ = self._features(x)
+        features = tf.cast(features, tf.float32)
+        axes = list(range(1, len(features.shape) - 1))
+        means = tf.reduce_mean(features, axis=axes, keepdims=True)
+        stds = tf.math.reduce_std(features, axis=axes, keepdims=True)
+        masks = tf.cast(features >= means + self.k * stds, tf.float32)
+        return tf.reduce_sum(masks * means, axis=-1)
 
 
 class AblationCAM(_FeatureMapExplainer, PerturbationExplainer):
