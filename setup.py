@@ -25,7 +25,7 @@ setup(
     },
     extras_require={
         "test": ["pytest>=7", "pytest-xdist>=3", "scikit-image", "selenium>=4.10"],
-        "bench": ["tf-explain==0.3.1", "tf-keras-vis==0.8.7", "scipy", "deprecated", "imageio", "pillow"],
+        "bench": ["tf-explain==0.3.1", "tf-keras-vis==0.8.7", "saliency==0.2.1", "scipy", "deprecated", "imageio", "pillow"],
         "photos": ["scikit-image"],
     },
 )

@@ -1,4 +1,4 @@
-"""Saliency, SmoothGrad, Integrated Gradients and occlusion against their physical limits and peers.
+"""The gradient family and occlusion against their physical limits and peers.
 
     python benchmarks/bench_attribution.py [--batch 32] [--repeats 3] [--only images|signals]
 
@@ -8,8 +8,14 @@ Limits, measured in the same run:
   SmoothGrad (25)     25 x that
   IG (64 steps)       64 x that
   occlusion           (images x windows) x a compiled forward per image at the best batch size
+  Gradient x Input    1 x that forward+backward
+  SquareGrad (25)     25 x that; VarGrad (25) 26 x that (its clean gradient besides the copies)
+  Expected Gradients (64 samples)  64 x that
+  Guided IG (200 steps)            200 x that (the steps are sequential, one pass of the batch each)
+  Blur IG (100 steps)              100 x that
 Peers (pip install -e ".[bench]"): tf-keras-vis 0.8.7 and tf-explain 0.3.1 on the same model and
-inputs, where they have the method; Xplique 2.0.2 when benchmarks/install_xplique.sh has set up
+inputs, where they have the method; PAIR's saliency 0.2.1 (Guided IG, Blur IG: one image at a
+time, as its API takes them, with a compiled gradient function); Xplique 2.0.2 when benchmarks/install_xplique.sh has set up
 its environment (it runs there, on the same model saved to .keras and the same inputs). Occlusion against tf-explain uses its windows (patch 8,
 stride 8). Last, occlusion's peak resident-memory growth during a call for 64 and 1024 windows
 per image.
@@ -36,9 +42,15 @@ from common import (
 import keras_interp as ki  # noqa: E402
 
 
+# The methods of ours that Xplique 2.0.2 has (benchmarks/xplique_peer.py).
+XPLIQUE_HAS = ("saliency", "smoothgrad", "integrated_gradients", "occlusion", "occlusion_s8", "gradient_input",
+               "squaregrad", "vargrad")
+
+
 def peers_for(model, x, target):
     """{method: {peer: callable}} for the peers that are installed."""
-    peers = {"saliency": {}, "smoothgrad": {}, "integrated_gradients": {}, "occlusion_s8": {}}
+    peers = {"saliency": {}, "smoothgrad": {}, "integrated_gradients": {}, "occlusion_s8": {}, "guided_ig": {},
+             "blur_ig": {}}
     try:
         from tf_keras_vis.saliency import Saliency as VisSaliency
         from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
@@ -63,7 +75,38 @@ def peers_for(model, x, target):
         peers["occlusion_s8"]["tf-explain"] = lambda: OcclusionSensitivity().explain(data, model, target, patch_size=8)
     except ImportError:
         pass
+    try:
+        peers.update(pair_peers(model, x, target))
+    except ImportError:
+        pass
     return peers
+
+
+def pair_peers(model, x, target):
+    """PAIR's saliency library (the Guided IG and Blur IG papers' code): framework-free, one image
+    per GetMask call; its model function here is a compiled TensorFlow gradient of the class's
+    output (the same work as ours), so the comparison is of the method's loop, not of eager mode."""
+    import numpy as np
+    import saliency.core as saliency
+    import tensorflow as tf
+
+    @tf.function
+    def gradient(batch):
+        with tf.GradientTape() as tape:
+            tape.watch(batch)
+            score = model(batch, training=False)[:, target]
+        return tape.gradient(score, batch)
+
+    def call(points, call_model_args=None, expected_keys=None):
+        return {saliency.INPUT_OUTPUT_GRADIENTS: gradient(tf.constant(np.asarray(points, np.float32))).numpy()}
+
+    guided, blur = saliency.GuidedIG(), saliency.BlurIG()
+    return {
+        "guided_ig": {"PAIR saliency": lambda: [guided.GetMask(image, call, x_steps=200, fraction=0.25, max_dist=0.02)
+                                                for image in x]},
+        "blur_ig": {"PAIR saliency": lambda: [blur.GetMask(image, call, max_sigma=50, steps=100, batch_size=100)
+                                              for image in x]},
+    }
 
 
 def occlusion_memory(model, x, windows_per_side):
@@ -126,6 +169,7 @@ def signals_section(args):
 def main():
     parser = batch_parser(__doc__)
     parser.add_argument("--only", choices=("images", "signals"), help="run one section")
+    parser.add_argument("--methods", nargs="*", help="only these methods of the images section")
     args = parser.parse_args()
     if args.only != "signals":
         images_section(args)
@@ -150,9 +194,18 @@ def images_section(args):
         "integrated_gradients": (ki.IntegratedGradients(model, steps=64), lambda: 64 * fb()),
         "occlusion": (occlusion, lambda: windows * args.batch * per_image()),
         "occlusion_s8": (occlusion_s8, lambda: 64 * args.batch * per_image()),
+        "gradient_input": (ki.GradientInput(model), lambda: fb()),
+        "squaregrad": (ki.SquareGrad(model, samples=25, noise=0.15), lambda: 25 * fb()),
+        "vargrad": (ki.VarGrad(model, samples=25, noise=0.15), lambda: 26 * fb()),
+        "expected_gradients": (ki.ExpectedGradients(model, ki.datasets.shapes(64, seed=7).images, samples=64),
+                               lambda: 64 * fb()),
+        "guided_ig": (ki.GuidedIntegratedGradients(model, steps=200), lambda: 200 * fb()),
+        "blur_ig": (ki.BlurIntegratedGradients(model, max_sigma=50, steps=100), lambda: 100 * fb()),
     }
+    if args.methods:
+        ours = {m: v for m, v in ours.items() if m in args.methods}
     peers = peers_for(model, x, target)
-    xplique = xplique_times(model, x, target, list(ours), args.repeats)
+    xplique = xplique_times(model, x, target, [m for m in ours if m in XPLIQUE_HAS], args.repeats)
     rows = []
     for method, (explainer, limit) in ours.items():
         seconds, limit_seconds = paired(lambda: explainer.explain(x, target=target), limit, rounds=args.repeats)
@@ -161,11 +214,13 @@ def images_section(args):
             measured["xplique"] = xplique[method]
         rows.append((method, seconds, limit_seconds, measured))
     report(rows)
-    for name, explainer in (("occlusion", occlusion), ("occlusion_s8", occlusion_s8)):
+    for name, explainer in [(n, ours[n][0]) for n in ("occlusion", "occlusion_s8") if n in ours]:
         for choice in explainer.chunk_choices.values():
             print(f"{name}: forward-pass size chosen {choice['images']} (batch_size {explainer.batch_size}); us/image "
                   + ", ".join(f"{n}: {t * 1e6:.0f}" for n, t in choice["seconds_per_image"].items()))
 
+    if "occlusion" not in ours:
+        return
     print(f"\nocclusion peak resident-memory growth during a call (batch {args.batch}, chunks of "
           f"{occlusion.batch_size} images):")
     for per_side in (8, 32):

@@ -6,8 +6,14 @@ Speed, on the reference CNN (64x64x3, GAP head) at batch 32, limits measured in 
   CAM                 1 compiled forward of the batch
   Grad-CAM, ++        1 compiled forward+backward of the batch
   Score-CAM           (channels x images) compiled forwards per image at the best batch size
+  HiResCAM, XGradCAM  1 compiled forward+backward of the batch
+  Eigen-CAM, FEM      1 compiled forward of the batch
+  Ablation-CAM        (channels x images) compiled forwards per image at the best batch size (a
+                      whole-model pass per ablated copy, as pytorch-grad-cam runs it; ours runs
+                      only the layers after the ablated one, so it can go below this limit)
 Peers (pip install -e ".[bench]"): tf-keras-vis 0.8.7 (Gradcam, GradcamPlusPlus, Scorecam) and
-tf-explain 0.3.1 (GradCAM), on the same model, inputs and layer.
+tf-explain 0.3.1 (GradCAM), on the same model, inputs and layer; Xplique 2.0.2 (Grad-CAM,
+Grad-CAM++, FEM) where benchmarks/install_xplique.sh has set it up.
 
 Quality: the reference GAP model trained on the built-in shapes; pointing game (the map's
 maximum inside the object mask) and energy on held-out shapes, next to the mean mask fraction
@@ -73,20 +79,29 @@ def speed(args):
         "gradcam": (ki.GradCAM(model), fb),
         "gradcam++": (ki.GradCAMPlusPlus(model), fb),
         "scorecam": (ki.ScoreCAM(model), lambda: channels * args.batch * per_image()),
+        "hirescam": (ki.HiResCAM(model), fb),
+        "xgradcam": (ki.XGradCAM(model), fb),
+        "eigencam": (ki.EigenCAM(model), lambda: fwd() * args.batch),
+        "fem": (ki.FEM(model), lambda: fwd() * args.batch),
+        "ablationcam": (ki.AblationCAM(model), lambda: channels * args.batch * per_image()),
     }
+    if args.methods:
+        ours = {m: v for m, v in ours.items() if m in args.methods}
     peers = peers_for(model, x, target, layer)
-    xplique = xplique_times(model, x, target, ["gradcam", "gradcam++"], args.repeats, layer=layer)
+    xplique = xplique_times(model, x, target, [m for m in ("gradcam", "gradcam++", "fem") if m in ours], args.repeats,
+                            layer=layer)
     rows = []
     for method, (explainer, limit) in ours.items():
         seconds, limit_seconds = paired(lambda: explainer.explain(x, target=target), limit, rounds=args.repeats)
-        measured = {peer: try_peer(peer, fn, args.repeats) for peer, fn in peers[method].items()}
+        measured = {peer: try_peer(peer, fn, args.repeats) for peer, fn in peers.get(method, {}).items()}
         if method in xplique:
             measured["xplique"] = xplique[method]
         rows.append((method, seconds, limit_seconds, measured))
     report(rows)
-    for choice in ours["scorecam"][0].chunk_choices.values():
-        print(f"scorecam: forward-pass size chosen {choice['images']} (batch_size {ours['scorecam'][0].batch_size}); "
-              "us/image " + ", ".join(f"{n}: {t * 1e6:.0f}" for n, t in choice["seconds_per_image"].items()))
+    for name in ("scorecam", "ablationcam"):
+        for choice in (ours[name][0].chunk_choices.values() if name in ours else ()):
+            print(f"{name}: forward-pass size chosen {choice['images']} (batch_size {ours[name][0].batch_size}); "
+                  "us/image " + ", ".join(f"{n}: {t * 1e6:.0f}" for n, t in choice["seconds_per_image"].items()))
 
 
 def quality(args):
@@ -120,6 +135,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--methods", nargs="*", help="only these methods in the speed part")
     args = parser.parse_args()
     if not args.skip_speed:
         speed(args)

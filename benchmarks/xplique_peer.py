@@ -25,8 +25,8 @@ import keras  # noqa: E402
 
 
 def explainers(model, settings):
-    from xplique.attributions import (DeconvNet, GradCAM, GradCAMPP, GuidedBackprop, IntegratedGradients,
-                                      Occlusion, Saliency, SmoothGrad)
+    from xplique.attributions import (FEM, DeconvNet, GradCAM, GradCAMPP, GradientInput, GuidedBackprop,
+                                      IntegratedGradients, Occlusion, Saliency, SmoothGrad, SquareGrad, VarGrad)
 
     return {
         "saliency": lambda: Saliency(model, batch_size=settings["batch"]),
@@ -38,6 +38,10 @@ def explainers(model, settings):
         "gradcam++": lambda: GradCAMPP(model, batch_size=settings["batch"], conv_layer=settings.get("layer")),
         "deconvnet": lambda: DeconvNet(model, batch_size=settings["batch"]),
         "guided_backprop": lambda: GuidedBackprop(model, batch_size=settings["batch"]),
+        "gradient_input": lambda: GradientInput(model, batch_size=settings["batch"]),
+        "squaregrad": lambda: SquareGrad(model, batch_size=128, nb_samples=25, noise=0.15),
+        "vargrad": lambda: VarGrad(model, batch_size=128, nb_samples=25, noise=0.15),
+        "fem": lambda: FEM(model, batch_size=settings["batch"], conv_layer=settings.get("layer")),
     }
 
 

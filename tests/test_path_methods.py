@@ -40,6 +40,22 @@ def test_guided_ig_reproduces_pairs_tests(quadratic, max_dist, check):
     assert abs(delta[0]) < 0.2
 
 
+def test_guided_ig_reduces_to_ig_where_pairs_tests_say(quadratic):
+    x = np.array([[3.0, 3.0]])
+    # Every feature moved at every step (fraction 1): the straight line, whatever max_dist.
+    attr = ki.GuidedIntegratedGradients(quadratic, steps=1000, fraction=1.0, max_dist=0.5).attribute(x, target=0)
+    np.testing.assert_allclose(attr[0], [54, 27], rtol=0.01)
+    # Independent partials, f = 2 x1^2 + x2^2: every path gives IG's (18, 9), both ways along it.
+    inputs = keras.Input((2,))
+    dense = keras.layers.Dense(1, use_bias=False)
+    independent = keras.Model(inputs, dense(keras.layers.Activation(keras.ops.square)(inputs)))
+    dense.set_weights([np.array([[2.0], [1.0]], "float32")])
+    explainer = ki.GuidedIntegratedGradients(independent, steps=1000, fraction=0.1, max_dist=0.4)
+    np.testing.assert_allclose(explainer.attribute(x, target=0)[0], [18, 9], rtol=0.01)
+    back = ki.GuidedIntegratedGradients(independent, steps=1000, fraction=0.1, max_dist=0.4, baseline=3.0)
+    np.testing.assert_allclose(back.attribute(np.zeros((1, 2)), target=0)[0], [-18, -9], rtol=0.01)
+
+
 def test_guided_ig_on_a_linear_function_is_ig_exactly():
     inputs = keras.Input((2,))
     dense = keras.layers.Dense(1)

@@ -22,7 +22,7 @@ from keras_interp.explainers.chunks import (
 )
 from keras_interp.explainers.perturbation import PerturbationExplainer
 from keras_interp.graph import (
-    FORMS, Cursor, call_operation, depends_on_input, last_spatial_site, no_graph_error, out_of_frame, spatial_layers,
+    FORMS, Cursor, depends_on_input, last_spatial_site, no_graph_error, out_of_frame, spatial_layers,
 )
 from keras_interp.layers.cam_head import CAMHead
 from keras_interp.targets import Scorer, is_shape_only, select_scores, squashing
@@ -463,21 +463,23 @@ class AblationCAM(_FeatureMapExplainer, PerturbationExplainer):
         return count, plan_chunks(count, batch_of(x), self._chunk_images(x, count))
 
     def _maps(self, x, classes, score_fn, count, per):
-        features, logits = self._features(x)
-        features = tf.cast(features, tf.float32)
+        native, logits = self._features(x)
+        features = tf.cast(native, tf.float32)
         scores, classes = select_scores(logits, classes, score_fn)
         xi, others = self._split(x, self.input_index)
         batch, rank = tf.shape(xi)[0], len(features.shape)
-        operation = self.site.operation
 
         def chunk(state, _, ids):
             k = tf.shape(ids)[0]
             keep = tf.repeat(1.0 - tf.one_hot(ids, count), batch, axis=0)  # (k * B, K), k-major
             keep = tf.reshape(keep, tf.concat([[k * batch], tf.ones([rank - 2], tf.int32), [count]], 0))
+            # The copies' features are the clean ones, tiled: the layer and what only feeds it are
+            # not computed again for each copy (the compiled graph prunes them), so a copy costs
+            # the rest of the network, the part after the layer.
+            tiled = tf.tile(native, tf.concat([[k], tf.ones([rank - 1], tf.int32)], 0))
 
             def ablated(*args, **kwargs):
-                out = call_operation(operation, args, kwargs)
-                return out * tf.cast(keep, out.dtype)
+                return tiled * tf.cast(keep, tiled.dtype)
 
             copies = tf.tile(xi, tf.concat([[k], tf.ones([len(xi.shape) - 1], tf.int32)], 0))
             full = copies if not others else [copies if o is None else tf.tile(o, [k] + [1] * (len(o.shape) - 1))

@@ -7,8 +7,6 @@ another: one compiled forward+backward pass of the batch per step, the path's bo
 NumPy (float64, one vectorised row per example) between them.
 """
 
-import math
-
 import numpy as np
 import tensorflow as tf
 
