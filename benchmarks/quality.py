@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 
 import keras_interp as ki  # noqa: E402
 from keras_interp.callbacks import METHODS  # noqa: E402
+from keras_interp.explainers.cam import WEIGHTINGS  # noqa: E402
 
 CAM_FAMILY = ("cam", "gradcam", "gradcam++", "layercam", "scorecam", "scorecam:increase", "scorecam:softmax",
               "scorecam:probability")
@@ -41,7 +42,7 @@ def factories(seed):
     # Expected Gradients' reference examples: other shapes than the ones explained.
     baselines = ki.datasets.shapes(64, seed=4321).images
     made = {name: (lambda model, make=make: make(model, seed, baselines=baselines)) for name, make in METHODS.items()}
-    for weighting in ki.explainers.cam.WEIGHTINGS:
+    for weighting in WEIGHTINGS:
         made[f"scorecam:{weighting}"] = lambda model, w=weighting: ki.ScoreCAM(model, weighting=w)
     return made
 

@@ -199,9 +199,9 @@ def out_folder(path, overwrite):
 
 
 def progress(total, quiet):
-    import keras
+    from keras_interp.compat import progress_bar
 
-    return None if quiet else keras.utils.Progbar(total, stateful_metrics=["images/s"], unit_name="image")
+    return None if quiet else progress_bar(total, unit_name="image", stateful_metrics=["images/s"])
 
 
 # ----------------------------------------------------------------------------- subcommands
@@ -516,23 +516,31 @@ def cmd_demo(args):
                                          seed=args.seed, verbose=0 if args.quiet else 2)
     model_path = os.path.join(out, "model.keras")
     model.save(model_path)
-    rows = held_out.images[:6]
+    shown = 6
+    rows, labels = held_out.images[:shown], held_out.labels[:shown]
     names = list(methods())
     cells = [[image] for image in rows]
     for name in names:
         # Expected Gradients compares with other held-out shapes than the ones shown.
-        maps = methods()[name](model, args.seed, baselines=held_out.images[16:]).explain(rows, target=held_out.labels[:6])
+        maps = methods()[name](model, args.seed, baselines=held_out.images[16:]).explain(rows, target=labels)
         for row, image, map_ in zip(cells, rows, maps):
             row.append(ki.images.overlay(image, map_))
-    sheet = ki.images.grid(cells, col_labels=["input"] + names, cell_size=(96, 96))
+    probabilities = model.predict(rows, verbose=0)
+    row_labels = [f"true {held_out.class_names[t]}\npredicted\n{held_out.class_names[p.argmax()]} {p.max():.0%}"
+                  for t, p in zip(labels, probabilities)]
+    titles = ["input"] + [REGISTRY[name].title for name in names]
+    legend = ki.images.colorbar(400, "jet", "low", "high: each map scaled to its own min..max")
+    sheet = ki.images.grid(cells, col_labels=titles, row_labels=row_labels, cell_size=(96, 96), legend=legend,
+                           row_label_width=110)
     sheet_path = ki.images.save(os.path.join(out, "explanations.png"), sheet)
+    # The sheet's rows, one file each, for `keras-interp explain` to read back.
     images_dir = os.path.join(out, "images")
-    for i, image in enumerate(held_out.images[:4]):
-        ki.images.save(os.path.join(images_dir, f"{held_out.class_names[held_out.labels[i]]}_{i}.png"), image)
+    for i, image in enumerate(rows):
+        ki.images.save(os.path.join(images_dir, f"{i}_{held_out.class_names[labels[i]]}.png"), image)
     if not args.quiet:
         accuracy = np.mean(model.predict(held_out.images, verbose=0).argmax(axis=1) == held_out.labels)
         print(f"held-out accuracy {accuracy:.3f}; model saved to {model_path}")
-        print(f"every method on 6 held-out images: {sheet_path}")
+        print(f"every method on {shown} held-out images (each map explains the true class): {sheet_path}")
         print("Next:")
         print(f"  tensorboard --logdir {logs} --samples_per_plugin=images=1000,keras_interp=1000")
         print(f"  keras-interp explain {model_path} {images_dir} --method gradcam --method saliency "

@@ -8,7 +8,20 @@ Keras 3 has no public classes for the operations a functional graph records (`a 
 Every lookup tolerates a name that is missing (an empty tuple, or None).
 """
 
-__all__ = ["ops_classes", "ops_class", "application_layer", "relu_classes", "global_state"]
+__all__ = ["ops_classes", "ops_class", "application_layer", "relu_classes", "global_state", "progress_bar"]
+
+
+def progress_bar(total, unit_name="step", stateful_metrics=None):
+    """keras.utils.Progbar, drawn in place on a terminal; where stdout is not one (a log file, a
+    pipe) one plain line when done (verbose=2). Keras itself counts every POSIX system as a
+    terminal, so redirected output would fill with carriage returns and colour codes."""
+    import sys
+
+    import keras
+
+    terminal = hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
+    return keras.utils.Progbar(total, verbose=1 if terminal else 2, stateful_metrics=stateful_metrics,
+                               unit_name=unit_name)
 
 
 def _ops_modules():

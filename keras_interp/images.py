@@ -13,7 +13,7 @@ import numpy as np
 
 __all__ = [
     "plot_signal", "slice_indices", "flat_picture", "flat_map",
-    "normalize", "heatmap", "overlay", "to_uint8", "resize_map", "grid", "save", "band", "slices", "render",
+    "normalize", "heatmap", "overlay", "to_uint8", "resize_map", "grid", "colorbar", "save", "band", "slices", "render",
 ]
 
 
@@ -133,21 +133,84 @@ def overlay(image, map_, alpha=0.5, colormap="jet", method="minmax"):
     return cv2.addWeighted(coloured, alpha, base, 1.0 - alpha, 0.0)
 
 
-def _label(canvas, text, x, y, width, height):
-    """Write text centred in a box, shrinking the font until it fits."""
-    scale = 0.5
-    while scale > 0.25:
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-        if tw <= width - 2:
-            break
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+# Label font scales: the largest used, and the smallest that stays legible (about 9 px capitals);
+# a label that does not fit at the smallest is wrapped onto more lines, not shrunk further.
+_SCALE, _MIN_SCALE = 0.5, 0.4
+_LINE = 16  # pixels per label line at the largest scale
+
+
+def _text_width(text, scale):
+    return cv2.getTextSize(text, _FONT, scale, 1)[0][0]
+
+
+def _wrap(text, width, scale):
+    """The lines of `text` (its own line breaks kept) wrapped at spaces to fit `width` pixels;
+    a word wider than that is cut."""
+    lines = []
+    for paragraph in str(text).split("\n"):
+        line = ""
+        for word in paragraph.split(" "):
+            candidate = f"{line} {word}" if line else word
+            if line and _text_width(candidate, scale) > width:
+                lines.append(line)
+                candidate = word
+            while _text_width(candidate, scale) > width and len(candidate) > 1:
+                candidate = candidate[:-1]
+            line = candidate
+        lines.append(line)
+    return lines
+
+
+def _layout(text, width):
+    """(lines, scale) of a label in a box `width` pixels wide: the largest scale down to the
+    legible minimum at which every line fits, else the minimum with lines wrapped."""
+    scale = _SCALE
+    while scale >= _MIN_SCALE - 1e-9:
+        lines = str(text).split("\n")
+        if all(_text_width(line, scale) <= width - 2 for line in lines):
+            return lines, scale
         scale -= 0.05
-    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    org = (x + max(0, (width - tw) // 2), y + (height + th) // 2)
-    cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (20, 20, 20), 1, cv2.LINE_AA)
+    return _wrap(text, width - 2, _MIN_SCALE), _MIN_SCALE
 
 
-def grid(cells, col_labels=None, row_labels=None, cell_size=None, pad=4, background=255):
+def _label_height(texts, width):
+    """Pixels a row of labels needs: the most lines any of them takes."""
+    return max((len(_layout(t, width)[0]) for t in texts), default=1) * _LINE + 4
+
+
+def _label(canvas, text, x, y, width, height):
+    """Write text centred in a box, at the largest legible scale that fits, wrapped if needed."""
+    lines, scale = _layout(text, width)
+    top = y + max(0, (height - len(lines) * _LINE) // 2)
+    for i, line in enumerate(lines):
+        (tw, th), _ = cv2.getTextSize(line, _FONT, scale, 1)
+        org = (x + max(0, (width - tw) // 2), top + i * _LINE + (_LINE + th) // 2)
+        cv2.putText(canvas, line, org, _FONT, scale, (20, 20, 20), 1, cv2.LINE_AA)
+
+
+def colorbar(width, colormap="jet", low="low", high="high", height=12):
+    """A horizontal colour bar (RGB uint8) with its ends labelled below it: the legend of maps
+    drawn with `colormap`."""
+    ramp = np.tile(np.linspace(0.0, 1.0, max(2, int(width)), dtype=np.float32), (height, 1))
+    bar = _colorize(ramp, colormap)
+    canvas = np.full((height + _LINE + 2, bar.shape[1], 3), 255, np.uint8)
+    canvas[:height] = bar
+    half = bar.shape[1] // 2
+    for text, x, align in ((low, 0, "left"), (high, half, "right")):
+        (tw, th), _ = cv2.getTextSize(str(text), _FONT, _MIN_SCALE, 1)
+        left = x if align == "left" else bar.shape[1] - tw
+        cv2.putText(canvas, str(text), (max(0, left), height + 2 + th + 2), _FONT, _MIN_SCALE, (20, 20, 20), 1,
+                    cv2.LINE_AA)
+    return canvas
+
+
+def grid(cells, col_labels=None, row_labels=None, cell_size=None, pad=4, background=255, legend=None,
+         row_label_width=90):
     """Tile pictures into one labelled sheet (RGB uint8).
+
+    Labels are written at a legible size: one too long for its cell is wrapped onto more lines
+    (a "\\n" in a label starts a new line), and the header or the row-label column grows to fit.
 
     Args:
         cells: rows of pictures, a nested list (R, C) or an array (R, C, H, W[, 3]); any
@@ -158,6 +221,8 @@ def grid(cells, col_labels=None, row_labels=None, cell_size=None, pad=4, backgro
             crisp); default: the first picture's size.
         pad: pixels between cells.
         background: grey level of the sheet.
+        legend: a picture (e.g. `colorbar(...)`) placed under the grid, or None.
+        row_label_width: pixels of the row-label column.
     """
     rows = [[to_uint8(c) for c in row] for row in cells]
     if not rows or not rows[0]:
@@ -168,10 +233,12 @@ def grid(cells, col_labels=None, row_labels=None, cell_size=None, pad=4, backgro
         raise ValueError(f"{len(col_labels)} column labels for {ncols} columns.")
     if row_labels is not None and len(row_labels) != len(rows):
         raise ValueError(f"{len(row_labels)} row labels for {len(rows)} rows.")
-    top = 20 if col_labels is not None else 0
-    left = 90 if row_labels is not None else 0
-    height = top + len(rows) * (ch + pad) + pad
-    width = left + ncols * (cw + pad) + pad
+    top = max(20, _label_height(col_labels, cw)) if col_labels is not None else 0
+    left = row_label_width if row_labels is not None else 0
+    footer = None if legend is None else to_uint8(legend)
+    below = 0 if footer is None else footer.shape[0] + pad
+    height = top + len(rows) * (ch + pad) + pad + below
+    width = max(left + ncols * (cw + pad) + pad, 0 if footer is None else left + footer.shape[1] + 2 * pad)
     canvas = np.full((height, width, 3), background, np.uint8)
     for j, text in enumerate(col_labels or []):
         _label(canvas, str(text), left + pad + j * (cw + pad), 0, cw, top)
@@ -184,6 +251,11 @@ def grid(cells, col_labels=None, row_labels=None, cell_size=None, pad=4, backgro
             if picture.shape[:2] != (ch, cw):
                 picture = cv2.resize(picture, (cw, ch), interpolation=cv2.INTER_NEAREST)
             canvas[y:y + ch, x:x + cw] = picture
+    if footer is not None:
+        y = height - footer.shape[0]
+        if footer.ndim == 2:
+            footer = np.repeat(footer[..., None], 3, axis=-1)
+        canvas[y:, left + pad:left + pad + footer.shape[1]] = footer
     return canvas
 
 

@@ -182,6 +182,7 @@ def test_demo_trains_saves_and_explains_with_every_method(tmp_path, capsys):
     sheet = cv2.imread(str(out / "explanations.png"))
     assert sheet.shape[0] > 6 * 96 and sheet.shape[1] > len(METHODS) * 96  # input + every method but "cam"
     assert os.listdir(out / "logs" / "explanations")
+    assert len(os.listdir(out / "images")) == 6  # the sheet's rows, one file each
     assert f"tensorboard --logdir {out / 'logs'}" in printed and f"keras-interp explain {out / 'model.keras'}" in printed
     model = ki.load_model(out / "model.keras")
     assert model.output_shape == (None, 4)
@@ -288,3 +289,14 @@ def test_deconvnet_channel_mode_and_notes(files, tmp_path, capsys):
     code, _, err = run(["explain", tmp_path / "flat.keras", image, "--method", "cam", "--out", tmp_path / "f",
                         "--quiet"], capsys)
     assert code == 0 and err.startswith("keras-interp: note: ") and err.count("\n") == 1 and "Grad-CAM" in err
+
+
+def test_progress_bars_write_one_plain_line_when_stdout_is_not_a_terminal(capsys):
+    from keras_interp.compat import progress_bar
+
+    bar = progress_bar(3, unit_name="image", stateful_metrics=["images/s"])
+    for done in (1, 2, 3):
+        bar.update(done, values=[("images/s", 10.0)])
+    printed = capsys.readouterr().out
+    assert "\x1b" not in printed and "\r" not in printed and "\b" not in printed
+    assert printed.count("\n") == 1 and printed.startswith("3/3")

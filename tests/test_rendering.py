@@ -69,6 +69,25 @@ def test_grid_layout_and_save_round_trip(tmp_path):
         images.grid([[red, red, red]], col_labels=["a", "b"])
 
 
+def test_long_labels_wrap_at_a_legible_size_and_the_legend_goes_below():
+    cell = np.zeros((40, 96, 3), np.uint8)  # the demo sheet's cell width
+    short = images.grid([[cell, cell]], col_labels=["a", "b"])
+    title = "Blur Integrated Gradients"
+    lines, scale = images._layout(title, 96)
+    assert scale >= images._MIN_SCALE and len(lines) >= 2 and " ".join(lines) == title
+    assert all(images._text_width(line, scale) <= 96 for line in lines)
+    wrapped = images.grid([[cell, cell]], col_labels=["a", title])
+    assert wrapped.shape[0] - short.shape[0] == (len(lines) - 1) * images._LINE  # the header grew to fit
+    bar = images.colorbar(100, "jet", "low", "high")
+    assert bar.shape[1] == 100
+    # jet runs from blue to red along the bar
+    assert bar[0, 2, 2] > bar[0, 2, 0] and bar[0, -3, 0] > bar[0, -3, 2]
+    with_legend = images.grid([[cell, cell]], col_labels=["a", "b"], legend=bar)
+    assert with_legend.shape[0] == short.shape[0] + bar.shape[0] + 4
+    np.testing.assert_array_equal(with_legend[-bar.shape[0]:, 4:104], bar)
+    assert images._layout("Integratedgradientsxx", 60)[1] == images._MIN_SCALE  # never below legible
+
+
 # --- 1-D and 3-D renderings -------------------------------------------------------------------
 
 

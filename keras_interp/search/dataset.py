@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_interp import graph
+from keras_interp.compat import progress_bar
 from keras_interp.search.fields import ReceptiveField, receptive_field
 
 __all__ = ["DatasetSearch", "SearchResult"]
@@ -399,7 +400,7 @@ class DatasetSearch:
         ids = tf.constant(chosen, tf.int32)
         if self.strategy is not None:
             batches = self.strategy.experimental_distribute_dataset(batches)
-        bar = keras.utils.Progbar(count, stateful_metrics=["images/s"], unit_name="image") if verbose else None
+        bar = progress_bar(count, unit_name="image", stateful_metrics=["images/s"]) if verbose else None
         state, seen, start = init(), 0, time.perf_counter()
         try:
             for batch in batches:

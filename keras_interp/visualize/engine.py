@@ -15,9 +15,10 @@ the objective sees (`Jitter`); the gradient flows back through it, so it is undo
 import collections
 import math
 
-import keras
 import numpy as np
 import tensorflow as tf
+
+from keras_interp.compat import progress_bar
 
 __all__ = ["GradientAscent", "Ascent", "State", "L2Decay", "GaussianBlur", "Jitter", "ClipNorm",
            "ClipContribution", "resolve_value_range", "yosinski_defaults"]
@@ -269,7 +270,7 @@ class GradientAscent:
         best, best_scores = x, tf.fill([x.shape[0]], -np.inf)
         seed_t, steps_t = tf.constant(int(seed), tf.int32), tf.constant(int(steps), tf.int32)
         history = []
-        progress = keras.utils.Progbar(steps, unit_name="step") if verbose else None
+        progress = progress_bar(steps, unit_name="step") if verbose else None
         for first in range(0, int(steps), chunk):
             count = min(chunk, int(steps) - first)
             x, best, best_scores, scores = self._steps(
