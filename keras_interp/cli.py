@@ -551,6 +551,18 @@ def cmd_demo(args):
 # ----------------------------------------------------------------------------- parser
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default said once, and only where there is one: not after a help text that
+    already names it, not for flags, required options or options without a default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("default" in text or action.required or action.default is None or action.default is False
+                or action.default == argparse.SUPPRESS or not action.option_strings):
+            return text
+        return super()._get_help_string(action)
+
+
 def parser():
     from keras_interp import __version__
 
@@ -558,17 +570,18 @@ def parser():
     main_parser.add_argument("--version", action="version", version=f"keras-interp {__version__}")
     sub = main_parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name, help_, fn):
-        p = sub.add_parser(name, help=help_, description=help_, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        p.set_defaults(fn=fn)
+    def command(name, help_, fn, seed=None):
+        p = sub.add_parser(name, help=help_, description=help_, formatter_class=_HelpFormatter)
+        p.set_defaults(fn=fn, seed=0)
         p.add_argument("--quiet", action="store_true", help="no progress output")
-        p.add_argument("--seed", type=int, default=0, help="seed of the random parts (SmoothGrad noise, starts)")
+        if seed:  # only where something is random
+            p.add_argument("--seed", type=int, default=0, help=f"seed of {seed}")
         return p
 
     def model_args(p, out):
         p.add_argument("model", help="a saved .keras (or legacy .h5) model")
         p.add_argument("--unsafe", action="store_true", help="load models with Lambda layers (trusted files only)")
-        p.add_argument("--out", default=out, help=f"output folder (default {out})")
+        p.add_argument("--out", default=out, help="output folder")
         p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
 
     def scale_args(p):
@@ -580,13 +593,15 @@ def parser():
     def batch_arg(p):
         p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
 
-    p = command("demo", "train the reference CNN on the built-in shapes and show every method", cmd_demo)
+    p = command("demo", "train the reference CNN on the built-in shapes and show every method", cmd_demo,
+                seed="the training, SmoothGrad's noise and the other methods' draws")
     p.add_argument("--out", default=os.path.join("out", "demo"), help="output folder")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     p.add_argument("--epochs", type=int, default=8, help="training epochs")
     p.add_argument("--train-size", type=int, default=3000, help="training images")
 
-    p = command("explain", "explain images (files or folders) with one or more methods", cmd_explain)
+    p = command("explain", "explain images (files or folders) with one or more methods", cmd_explain,
+                seed="the random methods' draws (" + ", ".join(n for n, e in REGISTRY.items() if e.seeded) + ")")
     model_args(p, "explained")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
     p.add_argument("--method", action="append", required=True, metavar="NAME",
@@ -606,13 +621,13 @@ def parser():
     p.add_argument("model", help="a saved .keras (or legacy .h5) model")
     p.add_argument("--unsafe", action="store_true", help="load models with Lambda layers (trusted files only)")
 
-    p = command("visualize", "class-model images by gradient ascent", cmd_visualize)
+    p = command("visualize", "class-model images by gradient ascent", cmd_visualize, seed="the random start images")
     model_args(p, "class_models")
     p.add_argument("--classes", type=int, nargs="+", required=True, help="the classes to draw")
     p.add_argument("--output", help="the output whose classes are drawn, a name or an index (for a model with several)")
     p.add_argument("--steps", type=int, default=200, help="gradient-ascent steps")
 
-    p = command("dream", "Deep Dream on an image", cmd_dream)
+    p = command("dream", "Deep Dream on an image", cmd_dream, seed="the jitter")
     model_args(p, "dream")
     p.add_argument("image", help="an image file")
     p.add_argument("--layers", nargs="+", help="layers whose activations are amplified (none: DeepDream's own choice)")

@@ -300,3 +300,19 @@ def test_progress_bars_write_one_plain_line_when_stdout_is_not_a_terminal(capsys
     printed = capsys.readouterr().out
     assert "\x1b" not in printed and "\r" not in printed and "\b" not in printed
     assert printed.count("\n") == 1 and printed.startswith("3/3")
+
+
+def test_help_says_each_default_once_and_offers_seed_only_where_something_is_random(capsys):
+    for command in ("demo", "explain", "layers", "visualize", "dream", "search"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+        assert "(default: None)" not in text and "(default: False)" not in text, command
+        options = text.split(" --")[1:]
+        assert all(option.count("default") <= 1 for option in options), [o for o in options if o.count("default") > 1]
+        assert ("--seed" in text) == (command in ("demo", "explain", "visualize", "dream")), command
+    with pytest.raises(SystemExit):
+        cli.main(["explain", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--seed SEED seed of the random methods' draws (smoothgrad" in text and "(default: 0)" in text
+    assert "--out OUT output folder (default: explained)" in text
