@@ -157,6 +157,8 @@ def load(path, unsafe=False):
     try:
         return load_model(path, safe_mode=not unsafe, compile=False)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
+        if isinstance(exc, ValueError) and ("is not a Keras model file" in str(exc) or "is a folder" in str(exc)):
+            raise UsageError(str(exc)) from None
         text = _last_line(exc)
         if "safe_mode" in str(exc) or "unsafe" in str(exc).lower():
             raise UsageError(f"{path} contains code (a Lambda layer) that Keras refuses to load in safe mode; "

@@ -60,6 +60,15 @@ def load_model(path, safe_mode=True, compile=False):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No model file at {path!r}.")
+    # Keras answers anything else with a long paragraph on TFSMLayer; say it in one line.
+    suffix = os.path.splitext(path)[1].lower()
+    if os.path.isdir(path):
+        raise ValueError(f"{path!r} is a folder (a TensorFlow SavedModel?), not a Keras model file: load a .keras "
+                         "archive or a legacy .h5/.hdf5 file (Keras 3 reads a SavedModel only as "
+                         "keras.layers.TFSMLayer, which has no layers to explain).")
+    if suffix not in (".keras", ".h5", ".hdf5"):
+        raise ValueError(f"{path!r} is not a Keras model file ({f'a {suffix} file' if suffix else 'no extension'}): "
+                         "expected a .keras archive (model.save) or a legacy .h5/.hdf5 file.")
     if not compile:
         return keras.saving.load_model(path, safe_mode=safe_mode, compile=False)
     try:

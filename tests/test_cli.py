@@ -139,7 +139,8 @@ def test_target_scaling_and_other_subcommands(files, tmp_path, capsys):
         (["explain", "{root}/model.keras", "{root}/images", "--method", "saliency", "--target", "3"],
          r"--target 3 is out of range: the model has 3 classes \(0 to 2\)"),
         (["layers", "{root}/lambda.keras"], "Lambda layer.* safe mode; pass --unsafe"),
-        (["layers", "{root}/images/d.bmp"], "could not load .*d.bmp as a Keras model"),
+        (["layers", "{root}/images/d.bmp"], r"d.bmp' is not a Keras model file \(a .bmp file\): expected a .keras archive"),
+        (["layers", "{root}/images"], r"is a folder \(a TensorFlow SavedModel\?\), not a Keras model file"),
         (["explain", "{root}/model.keras", "{root}/images", "--method", "saliency", "--preprocess", "keras.applications.nope"],
          "no keras.applications.nope.preprocess_input"),
         (["explain", "{root}/model.keras", "{root}/images", "--method", "saliency", "--mean", "0.5", "0.5"],
@@ -152,7 +153,7 @@ def test_target_scaling_and_other_subcommands(files, tmp_path, capsys):
          r"--channel 4 is out of range: layer 'conv1' has 4 channels \(0 to 3\)"),
         (["explain", "{root}/segmentation.keras", "{root}/images", "--method", "saliency"],
          r"explain needs a classifier with \(batch, classes\) outputs; .* gives \(None, 16, 16, 2\)"),
-        (["layers", "{root}/images/broken.png"], "could not load"),
+        (["layers", "{root}/images/broken.png"], r"broken.png' is not a Keras model file \(a .png file\)"),
         (["layers", "{root}/fake.keras"], "is not a .keras archive"),
     ],
 )
