@@ -92,7 +92,7 @@ def test_guided_ig_with_max_dist_0_is_a_left_riemann_sum_on_a_cnn(cnn, images):
     assert np.abs(attr - expected).max() > 1e-3  # the guided path is not the straight line
     np.testing.assert_allclose(guided.attribute(images[2:3]), attr[2:3], rtol=1e-5, atol=1e-8)
     np.testing.assert_allclose(guided.explain(images), np.abs(attr.sum(axis=-1)), rtol=1e-5)
-    with pytest.raises(ValueError, match="fraction must be in"):
+    with pytest.raises(ValueError, match="fraction must be a number in"):
         ki.GuidedIntegratedGradients(cnn, fraction=0)
 
 
@@ -148,3 +148,23 @@ def test_fem_is_the_mean_weighted_k_sigma_masks(cnn, images, k, layer):
     np.testing.assert_allclose(maps, expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
     assert expected.max() > 0 and (expected == 0).any()  # masks that select, not all or nothing
     np.testing.assert_allclose(ki.FEM(cnn, layer=layer, k=k).explain(images, target=2, upsample=False), maps)
+
+
+def test_class_agnostic_maps_need_no_class_axis_and_bad_settings_are_refused(cnn, images):
+    # A segmentation-style output (no class axis): Eigen-CAM and FEM read no score, so no target.
+    inputs = keras.Input((12, 12, 3))
+    features = keras.layers.Conv2D(5, 3, padding="same", activation="relu", name="features")(inputs)
+    segmentation = keras.Model(inputs, keras.layers.Conv2D(2, 1, name="mask")(features))
+    a = keras.Model(inputs, features)(images).numpy().astype(np.float64)
+    mean, std = a.mean(axis=(1, 2), keepdims=True), a.std(axis=(1, 2), keepdims=True)
+    fem = ki.FEM(segmentation, layer="features").explain(images, upsample=False)
+    np.testing.assert_allclose(fem, ((a >= mean + 2 * std) * mean).sum(-1), rtol=1e-4, atol=1e-7)
+    assert ki.EigenCAM(segmentation, layer="features").explain(images).shape == (4, 12, 12)
+    with pytest.raises(ValueError, match="no top class"):  # a class-specific method still needs one
+        ki.GradCAM(segmentation, layer="features").explain(images)
+    for bad in (lambda: ki.GuidedIntegratedGradients(cnn, fraction="a"),
+                lambda: ki.GuidedIntegratedGradients(cnn, max_dist=True),
+                lambda: ki.BlurIntegratedGradients(cnn, max_sigma=True),
+                lambda: ki.FEM(cnn, k="a")):
+        with pytest.raises(ValueError, match="must be a"):
+            bad()

@@ -97,7 +97,8 @@ class BlurIntegratedGradients(GradientExplainer):
                  jit_compile=None):
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
             raise ValueError(f"steps must be a positive int; received {steps!r}.")
-        if not (isinstance(max_sigma, (int, float, np.number)) and math.isfinite(max_sigma) and max_sigma > 0):
+        if (isinstance(max_sigma, bool) or not isinstance(max_sigma, (int, float, np.number))
+                or not math.isfinite(max_sigma) or max_sigma <= 0):
             raise ValueError(f"max_sigma must be a finite number > 0 (pixels); received {max_sigma!r}.")
         alphas, weights = path_points(steps, method)
         super().__init__(model, batch_size=batch_size, output=output, jit_compile=jit_compile)

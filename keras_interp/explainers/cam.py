@@ -140,6 +140,16 @@ class _FeatureMapExplainer(Explainer):
         self._features = self.scorer.with_features(self.site)
 
 
+    # Class-agnostic methods (Eigen-CAM, FEM) read no score: `target` is ignored, so they also
+    # explain models whose outputs have no class axis (segmentation maps).
+    class_agnostic = False
+
+    def _prepare(self, inputs, target):
+        if not self.class_agnostic:
+            return super()._prepare(inputs, target)
+        x = self._check(inputs)
+        return x, np.full((batch_of(x),), -1, np.int32), None
+
     def _explain_graph(self, x, classes, score_fn, upsample, *extra):
         maps = self._maps(x, classes, score_fn, *extra)
         drawn_on = self._split(x, self.input_index)[0]
@@ -399,6 +409,7 @@ class EigenCAM(_FeatureMapExplainer):
 
     signed = True
     final_relu = False
+    class_agnostic = True
     _probe = "forward"  # jit_compile="auto" times the forward pass (see Explainer)
 
     def _maps(self, x, classes, score_fn):
@@ -421,8 +432,9 @@ class FEM(_FeatureMapExplainer):
 
     Needs no gradient and no class: `target` is ignored (class-agnostic, one forward pass). The
     paper's features follow a ReLU (non-negative means); on a signed layer a channel with a
-    negative mean subtracts where it fires, and the method warns once. A channel that is
-    constant over space has std 0 and its mask covers the whole map.
+    negative mean subtracts where it fires, and the method warns once. A channel constant over
+    space sits on its threshold: float rounding of its mean and std decides whether its mask is
+    empty or full (as in Xplique).
 
     Args:
         model: Keras model.
@@ -431,6 +443,7 @@ class FEM(_FeatureMapExplainer):
     """
 
     final_relu = False
+    class_agnostic = True
     assumes_nonnegative = True
     signed_note = "A channel with a negative mean then lowers the map where it fires."
     _probe = "forward"  # jit_compile="auto" times the forward pass (see Explainer)

@@ -124,10 +124,11 @@ class GuidedIntegratedGradients(GradientExplainer):
                  jit_compile=None):
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
             raise ValueError(f"steps must be a positive int; received {steps!r}.")
-        if not 0.0 < fraction <= 1.0:
-            raise ValueError(f"fraction must be in (0, 1]; received {fraction!r}.")
-        if not 0.0 <= max_dist <= 1.0:
-            raise ValueError(f"max_dist must be in [0, 1]; received {max_dist!r}.")
+        number = (int, float, np.integer, np.floating)
+        if isinstance(fraction, bool) or not isinstance(fraction, number) or not 0.0 < fraction <= 1.0:
+            raise ValueError(f"fraction must be a number in (0, 1]; received {fraction!r}.")
+        if isinstance(max_dist, bool) or not isinstance(max_dist, number) or not 0.0 <= max_dist <= 1.0:
+            raise ValueError(f"max_dist must be a number in [0, 1]; received {max_dist!r}.")
         super().__init__(model, batch_size=batch_size, output=output, jit_compile=jit_compile)
         shapes = self.scorer.input_shapes
         if shapes is not None and len(shapes) > 1:
