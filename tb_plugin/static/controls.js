@@ -34,6 +34,8 @@ export function createControls(names, state) {
   const clipReset = el("button", { id: "clip-reset", type: "button", text: "reset", title: "each method's own default clip" });
   const clipLine = el("div", { className: "hint clip-line" }, [clipMode, clipReset]);
   const colormap = el("select", { id: "colormap" }, options(SEQUENTIAL.map((n) => [n, n])));
+  // Says which columns polarity draws on the diverging red/blue scale instead of the colormap.
+  const colormapNote = el("div", { className: "hint", id: "colormap-note" });
   const opacity = el("input", { id: "opacity", type: "range", min: 0, max: 1, step: 0.05 });
   const opacityValue = el("span", { className: "value" });
   const mode = el("select", { id: "mode" }, options([["heat", "heat"], ["outline", "outline"]]));
@@ -57,7 +59,7 @@ export function createControls(names, state) {
     section("Methods", [methodList], "methods"),
     section("Image size", [field("size", sizeSlider, sizeValue)], "size"),
     section("Map", [field("polarity", polarity), field("clip low", clipLow, clipLowValue), field("clip high", clipHigh, clipHighValue), clipLine,
-      field("colormap", colormap), field("opacity", opacity, opacityValue), field("draw", mode), hoverBar], "map"),
+      field("colormap", colormap), colormapNote, field("opacity", opacity, opacityValue), field("draw", mode), hoverBar], "map"),
     section("Filter", [field("true class", filterTrue), field("predicted", filterPred), field("show", filterShow), filterNote], "filter"),
     section("Sort", [field("by", sortSelect)], "sort"),
   ]);
@@ -83,7 +85,7 @@ export function createControls(names, state) {
     opacityValue.textContent = s.opacity.toFixed(2);
     mode.value = s.mode;
     sizeSlider.value = String(state.size);
-    sizeValue.textContent = `${state.size}px`;
+    sizeValue.textContent = `${state.size}px${state.sizeAuto ? " (fit)" : ""}`;
     document.documentElement.style.setProperty("--ki-size", `${state.size}px`);
     filterShow.value = state.filters.show;
     sortSelect.value = state.sort;
@@ -122,7 +124,18 @@ export function createControls(names, state) {
     sortSelect.value = state.sort;
   }
 
+  // `diverging`: the labels of the shown columns drawn red (+) / blue (-), which the colormap
+  // does not colour; `all`: whether that is every shown column.
+  function showColormapUse(diverging, all) {
+    colormap.dataset.overridden = all ? "all" : diverging.length ? "some" : "none";
+    colormap.title = all ? "every shown map is signed: drawn red (+) / blue (-); polarity \"positive\" uses this colormap" : "";
+    colormapNote.textContent = !diverging.length ? "" : all
+      ? "all shown maps are signed: drawn red (+) / blue (-), not with the colormap (polarity \"positive\" uses it)"
+      : `red (+) / blue (-), not the colormap: ${diverging.join(", ")}`;
+  }
+
   return {
+    showColormapUse, colormapNote,
     sidebar, toolbar, runBoxes, methodList, sizeSlider, polarity, clipLow, clipHigh, clipReset, colormap, opacity, mode, hoverBar,
     filterTrue, filterPred, filterShow, sortSelect, filterNote, slider, sliderB, epochLabel, epochLabelB, compare, rowCount,
     download, showSettings, listMethods, listSorts,

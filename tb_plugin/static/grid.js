@@ -147,7 +147,8 @@ export function createGrid({ runs, state, store, label, slider, sliderB, hoverBa
     if (!p) return { text: "", correct: null };
     const name = (k) => (isNumber(k) ? (info.class_names && info.class_names[k] !== undefined ? info.class_names[k] : String(k)) : NA);
     let text = `predicted ${name(p.predicted)} (${percent(p.predicted_probability)})`;
-    if (info.labeled || p.explained !== p.predicted) text += `, explaining ${name(p.explained)} (${percent(p.explained_probability)})`;
+    // The explained class only where it is another than the predicted one: said once otherwise.
+    if (p.explained !== p.predicted) text += `, explaining ${name(p.explained)} (${percent(p.explained_probability)})`;
     const truth = trueLabel(run, index, answer);
     return { text, correct: isNumber(truth) && isNumber(p.predicted) ? truth === p.predicted : null };
   }

@@ -25,10 +25,10 @@ import { downloadPNG } from "./download.js";
 import { createGrid } from "./grid.js";
 import { createOrder } from "./order.js";
 import { DEFAULT_SETTINGS } from "./maps.js";
-import { hostWindow, linkedElsewhere, methodClip, readState, urlParams, urlSaver } from "./state.js";
+import { columnSettings, hostWindow, linkedElsewhere, methodClip, readState, urlParams, urlSaver } from "./state.js";
 import { createStrips } from "./strips.js";
-import { injectStyle, runColours } from "./theme.js";
-import { el, epochText, getJSON, isNumber, oncePerFrame, pictureTag, whileShown } from "./util.js";
+import { PAD, injectStyle, runColours } from "./theme.js";
+import { el, epochAndStep, epochText, getJSON, isNumber, oncePerFrame, pictureTag, whileShown } from "./util.js";
 
 // TensorBoard's own reload period; a test may shorten it (window.__kiPoll, in ms, read once).
 const POLL_MS = 30_000;
@@ -83,7 +83,18 @@ export async function render() {
     const column = view.groups.flatMap((g) => g.columns)[0];
     return column ? methodClip(runs, column.run, column.method) : [...DEFAULT_SETTINGS.clip];
   };
-  const showSettings = () => controls.showSettings(shownClip());
+  // The shown columns polarity draws on the diverging scale (signed maps under "auto", or all
+  // under "both"): the colormap control says it does not colour them.
+  const showColormapUse = () => {
+    const columns = view.groups.flatMap((g) => g.columns);
+    const diverging = columns.filter((c) => {
+      const s = columnSettings(runs, state, c.run, c.method);
+      return s.polarity === "both" || (s.polarity === "auto" && s.signed === true);
+    });
+    controls.showColormapUse([...new Set(diverging.map((c) => label(c.run, c.method)))],
+      columns.length > 0 && diverging.length === columns.length);
+  };
+  const showSettings = () => { controls.showSettings(shownClip()); showColormapUse(); };
 
   // ---- building the columns (runs, methods, compare) ----
   function build() {
@@ -95,6 +106,7 @@ export async function render() {
     colours.refresh();
     slider.max = sliderB.max = Math.max(0, view.steps.length - 1);
     showSettings();  // the handles follow the first column while the clip is per method
+    fitSize();
   }
 
   // The slider positions of the chosen steps (the nearest when a run set lacks one).
@@ -118,8 +130,8 @@ export async function render() {
     sliderB.disabled = !state.compare;
     sliderB.style.display = epochLabelB.style.display = state.compare ? "" : "none";
     const a = stepA(), b = stepB();
-    epochLabel.textContent = epochText(a);
-    epochLabelB.textContent = state.compare ? epochText(b) : "";
+    epochLabel.textContent = epochAndStep(a);
+    epochLabelB.textContent = state.compare ? epochAndStep(b) : "";
     for (const group of view.groups) {
       for (const c of group.columns) c.th.textContent = `${label(group.run, c.method)} @${epochText(c.which === "a" ? a : b)}`;
     }
@@ -220,16 +232,31 @@ export async function render() {
     state.settings.clip = [Math.min(v, clip[0]), v];
   });
   controls.clipReset.onclick = setting(() => { state.settings.clip = null; });
-  sizeSlider.oninput = () => {
+  function applySize(size) {
     const at = grid.firstRowInView();
-    state.size = Number(sizeSlider.value);
+    state.size = size;
     showSettings();
     view.rowHeight = grid.rowHeightEstimate();
     grid.renderRows();
     if (at !== null) grid.scrollToImage(at);
     grid.scheduleRows();
     saveURL();
+  }
+  sizeSlider.oninput = () => {
+    state.sizeAuto = false;  // the slider overrides the fit from now on (and the link keeps it)
+    applySize(Number(sizeSlider.value));
   };
+  // Until the slider is moved, the cells share the page's width: each column (an input column
+  // per run, then its maps) gets an equal part, within the slider's range.
+  function fitSize() {
+    if (!state.sizeAuto) return;
+    const columns = view.groups.reduce((n, g) => n + 1 + g.columns.length, 0);
+    const width = main.clientWidth - 2 * 16 - 2;  // the main area's padding, the card's border
+    if (!columns || width <= 0) return;
+    const size = Math.max(64, Math.min(320, Math.floor(width / columns) - 2 * PAD - 1));
+    if (size !== state.size) applySize(size);
+    else showSettings();
+  }
   const refilter = () => {
     state.filters = { true: filterTrue.value, pred: filterPred.value, show: filterShow.value };
     state.sort = sortSelect.value;
@@ -300,7 +327,7 @@ export async function render() {
   (function schedule() {
     setTimeout(() => poll().catch((error) => console.error(error)).finally(schedule), pollMs);
   })();
-  window.addEventListener("resize", grid.scheduleRows);
+  window.addEventListener("resize", () => { fitSize(); grid.scheduleRows(); });
 
   // Left/right move the epoch, except where the key edits a control (text, number, select, slider).
   document.addEventListener("keydown", (event) => {

@@ -265,11 +265,15 @@ export function paint(canvas, input, map, settings) {
     for (let p = 0, o = 0; p < w * h; p++, o += 4) {
       const x = values[p], v = m(x);
       if (v <= low || v === 0) continue;
-      const i = 3 * Math.round(255 * (span > 0 ? Math.min(1, (v - low) / span) : 1));
+      const t = span > 0 ? Math.min(1, (v - low) / span) : 1, i = 3 * Math.round(255 * t);
       const table = diverging ? (x < 0 ? BLUE : RED) : lut;
-      data[o] = b * pixels[o] + a * table[i];
-      data[o + 1] = b * pixels[o + 1] + a * table[i + 1];
-      data[o + 2] = b * pixels[o + 2] + a * table[i + 2];
+      // On the diverging scale the colour's strength is its depth alone (RdBu is pale at the low
+      // cut), so at half opacity a map read as a faint halo: its opacity rises with the value,
+      // from the chosen one at the low cut to opaque at the high cut.
+      const aa = diverging ? a + b * t : a, bb = 1 - aa;
+      data[o] = bb * pixels[o] + aa * table[i];
+      data[o + 1] = bb * pixels[o + 1] + aa * table[i + 1];
+      data[o + 2] = bb * pixels[o + 2] + aa * table[i + 2];
       data[o + 3] = 255;
     }
   }
@@ -318,7 +322,14 @@ export function colorBar(map, settings) {
     ticks.appendChild(span);
   };
   tick(lo, formatValue(lo));
-  if (lo < 0 && hi > 0) tick(0, "0");
+  // The zero tick only where it clears both end labels (measured in the ticks' font): next to a
+  // long minimum such as "-20.34" it would run into it.
+  ctx.font = "10px sans-serif";
+  const width = (text) => ctx.measureText(text).width, gap = 4;
+  if (lo < 0 && hi > 0) {
+    const at = -lo / (hi - lo), w0 = width("0"), left = at * (W - w0);
+    if (left >= width(formatValue(lo)) + gap && left + w0 <= W - width(formatValue(hi)) - gap) tick(0, "0");
+  }
   if (hi !== lo) tick(hi, formatValue(hi));
   const bar = document.createElement("div");
   bar.className = "colorbar";

@@ -55,7 +55,8 @@ button:hover { background: var(--ki-hover); }
 #grid { border-collapse: separate; border-spacing: 0; overflow-anchor: none; }
 #grid thead { position: sticky; top: ${TOOLBAR}px; z-index: 3; background: var(--ki-card); }
 #grid th { font-weight: 500; font-size: 12px; text-align: left; padding: 6px ${PAD}px; white-space: nowrap; background: var(--ki-card); }
-#grid tr.columns th { color: var(--ki-muted); border-bottom: 1px solid var(--ki-border); max-width: var(--ki-size); overflow: hidden; text-overflow: ellipsis; }
+#grid tr.columns th { color: var(--ki-muted); border-bottom: 1px solid var(--ki-border); max-width: var(--ki-size); overflow: hidden;
+  white-space: normal; overflow-wrap: anywhere; vertical-align: bottom; }
 #grid th.run-group { border-top: 3px solid var(--run); color: var(--ki-fg); font-size: 13px; }
 #grid th.run-group .swatch { display: inline-block; vertical-align: -1px; margin-right: 6px; }
 #grid td { padding: ${PAD}px; vertical-align: top; }

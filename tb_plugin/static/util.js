@@ -72,6 +72,9 @@ export const isNumber = (v) => typeof v === "number" && Number.isFinite(v);
 export const percent = (p) => (isNumber(p) ? `${(100 * p).toFixed(1)}%` : NA);
 // Epochs are labelled step + 1; runs with no logged step have no epoch to name.
 export const epochText = (step) => (isNumber(step) ? String(step + 1) : NA);
+// The epoch as the slider shows it with TensorBoard's step beside it: Keras's epoch 8 is the
+// event's step 7, the number TensorBoard's Time Series and Images dashboards show.
+export const epochAndStep = (step) => (isNumber(step) ? `${step + 1} (step ${step})` : NA);
 
 // A hook on TensorBoard's window (a listener, an observer) lives as long as this frame is shown:
 // TensorBoard may re-create the plugin's iframe, and each hook left on the parent would keep a dead
