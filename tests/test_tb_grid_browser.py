@@ -268,7 +268,8 @@ def test_two_runs_side_by_side_in_tensorboard_run_colours(server, browser):  # n
         # Captions are each run's own predictions (beta's are alpha's reversed).
         captions = browser.execute_script(
             "return [...document.querySelector('tr.image-row').querySelectorAll('.caption')].map(c => c.textContent);")
-        assert captions == ["predicted cat (90.0%), explaining cat (10.0%)", "predicted cat (70.0%), explaining cat (30.0%)"]
+        # The explained class is the predicted one: said once.
+        assert captions == ["predicted cat (90.0%)", "predicted cat (70.0%)"]
     finally:
         browser.switch_to.default_content()
 
@@ -321,7 +322,7 @@ def test_arrow_keys_move_the_epoch_except_in_a_control(server, browser):  # noqa
         wait_for(lambda: grid_state(browser)["step"] == "0", what="epoch 1 (and no further)")
         ActionChains(browser).send_keys(Keys.ARROW_RIGHT).perform()
         state = wait_for(lambda: (s := grid_state(browser))["step"] == "1" and s["loaded"] == 12 and s, what="epoch 2 again")
-        assert browser.execute_script("return document.getElementById('epoch-label').textContent") == "2"
+        assert browser.execute_script("return document.getElementById('epoch-label').textContent") == "2 (step 1)"
         # In a slider of the settings, arrows move that slider, not the epoch.
         low = float(browser.execute_script("const e = document.getElementById('clip-low'); e.focus(); return e.value"))
         ActionChains(browser).send_keys(Keys.ARROW_RIGHT).perform()
@@ -380,7 +381,7 @@ def test_a_deep_link_restores_the_view(server, browser):  # noqa: F811
         assert controls(browser) == before
         assert browser.execute_script("return document.getElementById('charts-details').open") is False
         assert state["groups"] == [ALPHA, BETA] and state["columns"] == ["input", "saliency @2", "saliency @1"] * 2
-        assert before["epoch"] == "2" and before["epochB"] == "1" and before["compare"]
+        assert before["epoch"] == "2 (step 1)" and before["epochB"] == "1 (step 0)" and before["compare"]
         assert before["methods"] == [["gradcam", False], ["saliency", True]]
         assert before["filters"] == ["", "", "wrong", "conf-asc"]
         assert before["settings"] == ["both", "50", "99", "viridis", "0.7", "outline", "96"]
@@ -421,7 +422,7 @@ def test_sort_by_a_quality_measure_at_the_chosen_epoch_and_in_a_deep_link(server
         wait_for(lambda: (s := grid_state(browser))["rows"] == expected and s["orderStep"] == "1" and s["loaded"] == 12,
                  what="the restored sort")
         assert controls(browser)["filters"] == ["", "", "all", "quality/saliency/deletion_auc"]
-        assert controls(browser)["epoch"] == "2"
+        assert controls(browser)["epoch"] == "2 (step 1)"
     finally:
         browser.switch_to.default_content()
 
@@ -645,6 +646,10 @@ def test_each_method_draws_with_its_own_polarity_and_clip(server, browser):  # n
             "return [document.getElementById('clip-mode').textContent, document.getElementById('clip-low').value,"
             " document.getElementById('clip-high').value, document.getElementById('clip-reset').disabled]")
         assert mode() == ["clip: per method (each its default) ", "0", "99.9", True]  # the first column's (gradcam's)
+        # The colormap control says which shown column it does not colour: occlusion, declared signed.
+        assert browser.execute_script(
+            "const c = document.getElementById('colormap'); return [c.dataset.overridden,"
+            " document.getElementById('colormap-note').textContent]") == ["some", "red (+) / blue (-), not the colormap: occlusion"]
         browser.switch_to.default_content()
         assert "lo%3D" not in browser.current_url
         browser.switch_to.frame(browser.find_elements("css selector", "iframe")[0])
@@ -683,7 +688,7 @@ def test_new_epochs_appear_in_an_open_page(server, browser):  # noqa: F811
         # The slider was on the last epoch: it follows the new one, and the link does not pin it.
         wait_for(lambda: (s := grid_state(browser))["step"] == "2" and s["loaded"] == 1 and browser.execute_script(
             "return document.querySelector('td.cell canvas').dataset.step") == "2", timeout=30, what="epoch 3 in the open page")
-        assert browser.execute_script("return document.getElementById('epoch-label').textContent") == "3"
+        assert browser.execute_script("return document.getElementById('epoch-label').textContent") == "3 (step 2)"
         wait_for(lambda: parent_ki(browser).get("run") == [LIVE], what="the URL")
         assert "step" not in parent_ki(browser)
         # Not on the last epoch: the slider stays where it is, and the link keeps the epoch.

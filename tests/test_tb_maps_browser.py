@@ -222,12 +222,17 @@ def test_colorbar_ticks_and_value_under_a_point(page, server):
       const ticks = (m) => [...M.colorBar(m, {}).querySelectorAll(".colorbar .tick")].map((t) => t.textContent);
       const points = [];
       for (let y = 0; y < 16; y += 5) for (let x = 0; x < 16; x += 3) points.push([y, x, M.valueAt(signed, (x + 0.5) / 16, (y + 0.5) / 16)]);
-      return {signed: ticks(signed), unsigned: ticks(unsigned), points, isBar: M.colorBar(signed, {}).classList.contains("colorbar")};
+      // A zero tick that would run into the minimum's label is left out (the ends always stay).
+      const crowded = {width: 2, height: 1, values: new Float32Array([-20.34, 2000]), lo: -20.34, hi: 2000, exact: true, signed: true};
+      const spans = [...M.colorBar(crowded, {}).querySelectorAll(".colorbar .tick")];
+      return {signed: ticks(signed), unsigned: ticks(unsigned), points, isBar: M.colorBar(signed, {}).classList.contains("colorbar"),
+              crowded: spans.map((t) => t.textContent)};
     """)
     assert result["isBar"]
     three = lambda x: float(f"{x:.3g}")
     assert [float(t) for t in result["signed"]] == [three(SIGNED.min()), 0.0, three(SIGNED.max())]
     assert [float(t) for t in result["unsigned"]] == [three(UNSIGNED.min()), three(UNSIGNED.max())]
+    assert result["crowded"] == ["-20.3", "2000"]
     for y, x, value in result["points"]:
         assert abs(value - SIGNED[y, x]) <= tolerance(SIGNED)
 

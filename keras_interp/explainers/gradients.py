@@ -52,6 +52,14 @@ class GradientExplainer(Explainer):
 
     reduce = staticmethod(max_abs_over_channels)
 
+    def _one_input_shape(self):
+        """The input's shape (None when unknown), or a ValueError for a model with several."""
+        shapes = self.scorer.input_shapes
+        if shapes is not None and len(shapes) > 1:
+            raise ValueError(f"{type(self).__name__} takes models with one input; this one has {len(shapes)} "
+                             f"{self.scorer.input_names}.")
+        return None if shapes is None else shapes[0]
+
     def _reduce_one(self, attributions):
         return tf.abs(attributions) if len(attributions.shape) == 2 else self.reduce(attributions)
 
@@ -339,11 +347,7 @@ class ExpectedGradients(GradientExplainer):
         if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
             raise ValueError(f"samples must be a positive int; received {samples!r}.")
         super().__init__(model, batch_size=batch_size, output=output, jit_compile=jit_compile)
-        shapes = self.scorer.input_shapes
-        if shapes is not None and len(shapes) > 1:
-            raise ValueError(f"ExpectedGradients takes models with one input; this one has {len(shapes)} "
-                             f"{self.scorer.input_names}.")
-        self.baselines = check_images(baselines, None if shapes is None else shapes[0], name="baselines")
+        self.baselines = check_images(baselines, self._one_input_shape(), name="baselines")
         self.samples, self.seed = samples, int(seed)
         rng = np.random.default_rng(self.seed)
         self._indices = rng.integers(0, len(self.baselines), samples).astype(np.int32)

@@ -154,10 +154,7 @@ class GuidedIntegratedGradients(GradientExplainer):
         if isinstance(max_dist, bool) or not isinstance(max_dist, number) or not 0.0 <= max_dist <= 1.0:
             raise ValueError(f"max_dist must be a number in [0, 1]; received {max_dist!r}.")
         super().__init__(model, batch_size=batch_size, output=output, jit_compile=jit_compile)
-        shapes = self.scorer.input_shapes
-        if shapes is not None and len(shapes) > 1:
-            raise ValueError(f"GuidedIntegratedGradients takes models with one input; this one has {len(shapes)} "
-                             f"{self.scorer.input_names}.")
+        self._one_input_shape()
         self.steps, self.fraction, self.max_dist = steps, float(fraction), float(max_dist)
         self.baseline = baseline
 

@@ -127,11 +127,11 @@ export function readState(runs, names) {
       mode: pick(url.get("mode"), ["heat", "outline"], DEFAULT_SETTINGS.mode),
     },
     size: num("size", 128, 64, 320),
-    sizeAuto: !url.has("size"),  // no size asked for: the cells fit the page's width
+    sizeAuto: false,  // true: the cells fit the page's width (not the default yet: see fitSize)
     at: url.has("at") ? num("at", null) : null,
     scalarsOpen: url.get("scalars") !== "0",
   };
-  if (!state.runs.length) state.runs = [...names];  // every run shown, as in TensorBoard's other dashboards
+  if (!state.runs.length) state.runs = [names[0]];
   if (!Object.hasOwn(SORTS, state.sort) && !qualitySorts(runs, state.runs).some(([sort]) => sort === state.sort)) state.sort = "index";
   if (state.settings.clip && state.settings.clip[0] > state.settings.clip[1]) state.settings.clip.reverse();
   return state;
@@ -159,7 +159,7 @@ export function urlParams(state, at, last = null) {
   if (s.colormap !== d.colormap) p.set("cmap", s.colormap);
   if (s.opacity !== d.opacity) p.set("op", String(s.opacity));
   if (s.mode !== d.mode) p.set("mode", s.mode);
-  if (!state.sizeAuto) p.set("size", String(state.size));
+  if (!state.sizeAuto && state.size !== 128) p.set("size", String(state.size));
   if (at !== null) p.set("at", String(at));
   if (state.scalarsOpen === false) p.set("scalars", "0");
   return p;
