@@ -54,9 +54,40 @@ def image_files(inputs):
     return found
 
 
-def read_image(path, size, channels):
+RESIZES = ("crop", "pad", "stretch")
+
+
+def fit_aspect(image, size, resize):
+    """The image brought to the aspect of size=(H, W) before resizing: "crop" keeps its centre,
+    "pad" adds black borders on both sides, "stretch" leaves it (the resize then squashes it)."""
+    if resize not in RESIZES:
+        raise ValueError(f"resize must be one of {RESIZES}; received {resize!r}")
+    h, w = image.shape[:2]
+    # Aspects that round to the same pixels count as equal: nothing to crop or pad.
+    if resize == "stretch" or round(h * size[1] / size[0]) == w or round(w * size[0] / size[1]) == h:
+        return image
+    if resize == "crop":
+        if w * size[0] > h * size[1]:  # wider than the model's aspect: crop the sides
+            keep = max(1, round(h * size[1] / size[0]))
+            left = (w - keep) // 2
+            return image[:, left:left + keep]
+        keep = max(1, round(w * size[0] / size[1]))
+        top = (h - keep) // 2
+        return image[top:top + keep]
+    if w * size[0] > h * size[1]:  # pad above and below
+        total = round(w * size[0] / size[1]) - h
+        widths = ((total // 2, total - total // 2), (0, 0))
+    else:
+        total = round(h * size[1] / size[0]) - w
+        widths = ((0, 0), (total // 2, total - total // 2))
+    return np.pad(image, widths + ((0, 0),) * (image.ndim - 2))
+
+
+def read_image(path, size, channels, resize="crop", changed=None):
     """An image file as float32 (H, W, C) in [0, 1], resized to size=(H, W): 8- or 16-bit, grey,
-    colour or with alpha (dropped), read by OpenCV (RGB order). Raises ValueError if unreadable."""
+    colour or with alpha (dropped), read by OpenCV (RGB order). An image of another aspect is
+    first cropped or padded to the model's (`resize`, see fit_aspect) and, when it was, its path
+    appended to `changed`. Raises ValueError if unreadable."""
     import cv2
 
     image = cv2.imread(path, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
@@ -76,9 +107,14 @@ def read_image(path, size, channels):
         image = np.repeat(image, 3, axis=-1)
     if image.shape[-1] != channels:
         raise ValueError(f"has {image.shape[-1]} channels; the model takes {channels}")
+    fitted = fit_aspect(image, size, resize)
+    if changed is not None and (fitted.shape != image.shape or (resize == "stretch" and fit_aspect(
+            image, size, "crop").shape != image.shape)):
+        changed.append(path)
+    image = fitted
     if image.shape[:2] != tuple(size):
         image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-        image = image.reshape(size + (channels,))
+        image = image.reshape(tuple(size) + (channels,))
     return image
 
 
@@ -120,18 +156,20 @@ def _scaler(args):
     return lambda x: ((low + x * (high - low)) - mean) / std
 
 
-def batches(files, size, channels, batch_size, failed):
+def batches(files, size, channels, batch_size, failed, resize="crop", changed=None):
     """(indices, images in [0, 1]) batches streamed from the files: a few batches in memory.
 
     Read in a tf.data pipeline (a generator over the file list, prefetched while the model
-    runs); an unreadable file is reported on stderr, recorded in `failed` and skipped.
+    runs); an unreadable file is reported on stderr, recorded in `failed` and skipped. Images of
+    another aspect than the model's are cropped, padded or stretched (`resize`) and listed in
+    `changed`.
     """
     import tensorflow as tf
 
     def read():
         for index, path in enumerate(files):
             try:
-                yield index, read_image(path, size, channels)
+                yield index, read_image(path, size, channels, resize, changed)
             except ValueError as exc:
                 failed.append(path)
                 print(f"keras-interp: skipped {path}: {exc}", file=sys.stderr)
@@ -255,13 +293,13 @@ def cmd_explain(args):
     devices = strategy_devices(args.strategy)
     out = out_folder(args.out, args.overwrite)
     names = unique_names(files)
-    failed, done, start = [], 0, time.perf_counter()
+    failed, reshaped, done, start = [], [], 0, time.perf_counter()
     bar = progress(len(files), args.quiet)
     with open(os.path.join(out, "explanations.csv"), "w", newline="") as handle:
         table = csv.writer(handle)
         table.writerow(["file", "output", "predicted_class", "confidence", "explained_class"]
                        + (["explained_channel"] if channel_mode else []))
-        for indices, shown in batches(files, shape[:2], shape[2], args.batch_size, failed):
+        for indices, shown in batches(files, shape[:2], shape[2], args.batch_size, failed, args.resize, reshaped):
             images = scale(shown)
             logits = scorer(images)
             probabilities = scorer.probabilities(logits)
@@ -288,7 +326,18 @@ def cmd_explain(args):
                 bar.update(done + len(failed), values=[("images/s", done / max(time.perf_counter() - start, 1e-9))])
     if not args.quiet:
         print(f"explained {done} images with {', '.join(args.method)}: {out}")
+    _report_resized(reshaped, files, shape, args)
     return _report_failures(failed, files)
+
+
+def _report_resized(reshaped, files, shape, args):
+    """Say once, on stderr, how images of another aspect than the model's were fitted to it."""
+    if not reshaped or args.quiet:
+        return
+    done = {"crop": "centre-cropped to it", "pad": "padded with black to it", "stretch": "stretched to it"}[args.resize]
+    others = ", ".join(r for r in RESIZES if r != args.resize)
+    print(f"keras-interp: {len(reshaped)} of {len(files)} images (first: {reshaped[0]}) have another aspect than the "
+          f"model's {shape[1]}x{shape[0]}: {done}, then resized (--resize {others} to change)", file=sys.stderr)
 
 
 def _report_failures(failed, files):
@@ -475,10 +524,10 @@ def cmd_search(args):
     files = image_files(args.inputs)
     scale = scaler(args, shape)
     out = out_folder(args.out, args.overwrite)
-    failed = []
+    failed, reshaped = [], []
 
     def images():
-        for _, batch in batches(files, shape[:2], shape[2], args.batch_size, failed):
+        for _, batch in batches(files, shape[:2], shape[2], args.batch_size, failed, args.resize, reshaped):
             yield from scale(batch)
 
     data = tf.data.Dataset.from_generator(images, output_signature=tf.TensorSpec(shape, tf.float32))
@@ -499,6 +548,7 @@ def cmd_search(args):
                                 *map(int, result.positions[c, r])])
     if not args.quiet:
         print(f"top {result.values.shape[1]} images of {len(result.channels)} channels of {search.layer}: {out}")
+    _report_resized(reshaped, files, shape, args)
     return _report_failures(failed, files)
 
 
@@ -594,6 +644,8 @@ def parser():
 
     def batch_arg(p):
         p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+        p.add_argument("--resize", choices=RESIZES, default="crop",
+                       help="images of another aspect than the model's: centre crop, pad with black or squash")
 
     p = command("demo", "train the reference CNN on the built-in shapes and show every method", cmd_demo,
                 seed="the training, SmoothGrad's noise and the other methods' draws")

@@ -82,12 +82,19 @@ def test_explain_a_folder_writes_sheets_maps_and_a_csv(files, tmp_path, capsys):
     rows = list(csv.DictReader(open(out / "explanations.csv")))
     files_read = [os.path.join(root, "images", p) for p in ("a.png", "c.jpg", "d.bmp", os.path.join("sub", "grey16.png"))]
     assert [r["file"] for r in rows] == files_read
-    # Each image as the command reads it: RGB in [0, 1], 16-bit scaled, grey repeated, resized.
+    # Each image as the command reads it: RGB in [0, 1], 16-bit scaled, grey repeated, centre-cropped
+    # to the model's square (a.png is 20 x 24: columns 2 to 21 kept), resized.
     grey = cv2.imread(files_read[3], cv2.IMREAD_UNCHANGED).astype(np.float32) / 65535.0
     np.testing.assert_allclose(cli.read_image(files_read[3], (SIZE, SIZE), 3), np.repeat(grey[..., None], 3, -1))
     bgr = cv2.imread(files_read[0]).astype(np.float32) / 255.0
     np.testing.assert_allclose(cli.read_image(files_read[0], (SIZE, SIZE), 3),
+                               cv2.resize(bgr[:, 2:22, ::-1], (SIZE, SIZE), interpolation=cv2.INTER_AREA), atol=1e-6)
+    np.testing.assert_allclose(cli.read_image(files_read[0], (SIZE, SIZE), 3, resize="stretch"),
                                cv2.resize(bgr[..., ::-1], (SIZE, SIZE), interpolation=cv2.INTER_AREA), atol=1e-6)
+    padded = np.zeros((24, 24, 3), np.float32)
+    padded[2:22] = bgr[..., ::-1]  # 20 rows, 2 black rows above and below
+    np.testing.assert_allclose(cli.read_image(files_read[0], (SIZE, SIZE), 3, resize="pad"),
+                               cv2.resize(padded, (SIZE, SIZE), interpolation=cv2.INTER_AREA), atol=1e-6)
     images = np.stack([cli.read_image(f, (SIZE, SIZE), 3) for f in files_read])
     probabilities = model.predict(images, verbose=0)
     for row, p, name, image in zip(rows, probabilities, names, images):
@@ -112,6 +119,11 @@ def test_target_scaling_and_other_subcommands(files, tmp_path, capsys):
     np.testing.assert_allclose(np.load(tmp_path / "e" / "d_bmp.occlusion.npy"),
                                ki.Occlusion(model).explain(x[None], target=2)[0], rtol=1e-5, atol=1e-6)
     assert list(csv.DictReader(open(tmp_path / "e" / "explanations.csv")))[0]["explained_class"] == "2"
+    # Not quiet: what was done to a photo of another aspect is said once, in one line.
+    code, _, err = run(["explain", root / "model.keras", root / "images" / "a.png", root / "images" / "c.jpg", "--method",
+                        "saliency", "--out", tmp_path / "r"], capsys)
+    assert code == 0 and err.count("\n") == 1 and "--resize pad, stretch" in err
+    assert f"1 of 2 images (first: {root / 'images' / 'a.png'}) have another aspect than the model's 16x16: centre-cropped" in err
     code, _, _ = run(["visualize", root / "model.keras", "--classes", "0", "2", "--steps", "5", "--out",
                       tmp_path / "v", "--quiet"], capsys)
     assert code == 0 and sorted(os.listdir(tmp_path / "v")) == ["class_0.png", "class_2.png"]
