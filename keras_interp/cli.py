@@ -57,6 +57,48 @@ def image_files(inputs):
 RESIZES = ("crop", "pad", "stretch")
 
 
+def read_labels(path):
+    """The class names of --labels FILE (one per line, line k naming class k), or None."""
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            names = [line.strip() for line in handle.read().splitlines()]
+    except OSError as exc:
+        raise UsageError(f"cannot read --labels {path}: {exc.strerror}") from None
+    while names and not names[-1]:
+        names.pop()
+    if not names:
+        raise UsageError(f"--labels {path} names no class (one name per line)")
+    return names
+
+
+def check_labels(names, count, path):
+    if names is not None and len(names) != count:
+        raise UsageError(f"--labels {path} has {len(names)} names for the model's {count} classes (one per line)")
+
+
+def class_index(value, names, count, option):
+    """A --target or --classes value, a class number or (with --labels) a class name, as an index."""
+    text = str(value).strip()
+    if text.lstrip("-").isdigit():
+        index = int(text)
+    elif names and text in names:
+        index = names.index(text)
+    else:
+        raise UsageError(f"{option} {text!r} is not a class " + (
+            f"number or a name of --labels ({', '.join(names[:8])}{', ...' if len(names) > 8 else ''})" if names
+            else "number (pass --labels FILE to use class names)"))
+    if not 0 <= index < count:
+        classes = "1 class (0)" if count == 1 else f"{count} classes (0 to {count - 1})"
+        raise UsageError(f"{option} {text} is out of range: the model has {classes}")
+    return index
+
+
+def class_name(index, names):
+    return names[index] if names else str(index)
+
+
 def fit_aspect(image, size, resize):
     """The image brought to the aspect of size=(H, W) before resizing: "crop" keeps its centre,
     "pad" adds black borders on both sides, "stretch" leaves it (the resize then squashes it)."""
@@ -275,10 +317,10 @@ def cmd_explain(args):
         if scorer.num_classes is None or len(scorer.output_shape) != 2:
             raise UsageError(f"explain needs a classifier with (batch, classes) outputs; {args.model} gives "
                              f"{scorer.output_shape} (use the Python API with a callable target)")
-        if args.target is not None and not 0 <= args.target < scorer.num_classes:
-            classes = "1 class (0)" if scorer.num_classes == 1 else \
-                f"{scorer.num_classes} classes (0 to {scorer.num_classes - 1})"
-            raise UsageError(f"--target {args.target} is out of range: the model has {classes}")
+        labels = read_labels(args.labels)
+        check_labels(labels, scorer.num_classes, args.labels)
+        if args.target is not None:
+            args.target = class_index(args.target, labels, scorer.num_classes, "--target")
         # Methods that need reference examples are made with the first batch read (below).
         explainers = {m: make_explainer(m, model, args) for m in args.method if not REGISTRY[m].needs_baselines}
         if args.channel is not None:
@@ -298,7 +340,8 @@ def cmd_explain(args):
     with open(os.path.join(out, "explanations.csv"), "w", newline="") as handle:
         table = csv.writer(handle)
         table.writerow(["file", "output", "predicted_class", "confidence", "explained_class"]
-                       + (["explained_channel"] if channel_mode else []))
+                       + (["explained_channel"] if channel_mode else [])
+                       + (["predicted_name", "explained_name"] if labels else []))
         for indices, shown in batches(files, shape[:2], shape[2], args.batch_size, failed, args.resize, reshaped):
             images = scale(shown)
             logits = scorer(images)
@@ -314,13 +357,18 @@ def cmd_explain(args):
             for row, index in enumerate(indices):
                 name = names[index]
                 cells = [shown[row]] + [ki.images.overlay(shown[row], maps[m][row]) for m in args.method]
-                sheet = ki.images.grid([cells], col_labels=["input"] + list(args.method), cell_size=(160, 160))
+                k = int(predicted[row])
+                said = f"input\npredicted {class_name(k, labels)} {p[row, k]:.0%}"
+                if explained[row] != k:
+                    said += f"\nexplaining {class_name(int(explained[row]), labels)}"
+                sheet = ki.images.grid([cells], col_labels=[said] + list(args.method), cell_size=(160, 160))
                 ki.images.save(os.path.join(out, name + ".png"), sheet)
                 for m in args.method:
                     np.save(os.path.join(out, f"{name}.{m}.npy"), maps[m][row])
                 channel = ["strongest" if args.channel is None else args.channel] if channel_mode else []
                 table.writerow([files[index], name, int(predicted[row]), f"{p[row, predicted[row]]:.6f}",
-                                int(explained[row])] + channel)
+                                int(explained[row])] + channel
+                               + ([labels[int(predicted[row])], labels[int(explained[row])]] if labels else []))
             done += len(images)
             if bar is not None:
                 bar.update(done + len(failed), values=[("images/s", done / max(time.perf_counter() - start, 1e-9))])
@@ -447,15 +495,25 @@ def cmd_visualize(args):
     model = load(args.model, args.unsafe)
     try:
         generator = ki.ClassModelVisualization(model, output=output_arg(args))
-        pictures = generator.visualize(args.classes, steps=args.steps, seed=args.seed)
+        count = generator.scorer.num_classes
+        labels = read_labels(args.labels)
+        check_labels(labels, count, args.labels)
+        classes = [class_index(c, labels, count, "--classes") for c in args.classes]
+        pictures = generator.visualize(classes, steps=args.steps, seed=args.seed)
     except ValueError as exc:
         raise UsageError(_last_line(exc)) from None
     out = out_folder(args.out, args.overwrite)
     low, high = generator.value_range
-    for c, picture in zip(args.classes, pictures):
-        ki.images.save(os.path.join(out, f"class_{c}.png"), (picture - low) / (high - low))
+    pictures = [(picture - low) / (high - low) for picture in pictures]
+    for c, picture in zip(classes, pictures):
+        ki.images.save(os.path.join(out, f"class_{c}.png"), picture)
+    # One labelled sheet of them all, pictures shown at least 128 pixels wide.
+    side = max(128, pictures[0].shape[0])
+    sheet = ki.images.grid([pictures], col_labels=[f"class {c}" + (f"\n{labels[c]}" if labels else "") for c in classes],
+                           cell_size=(side, side))
+    ki.images.save(os.path.join(out, "class_models.png"), sheet)
     if not args.quiet:
-        print(f"{len(args.classes)} class models: {out}")
+        print(f"{len(classes)} class models: {out} (class_models.png: all of them, labelled)")
     return 0
 
 
@@ -496,8 +554,15 @@ def cmd_dream(args):
         dream = dream.reshape(tuple(size) + (shape[-1],))
     out = out_folder(args.out, args.overwrite)
     path = ki.images.save(os.path.join(out, "dream.png"), dream)
+    # The photo and its dream side by side, as read and as dreamed, at least 256 pixels high.
+    dreamed = ki.images.to_uint8(dream)
+    height = max(256, image.shape[0])
+    width = max(1, round(image.shape[1] * height / image.shape[0]))
+    layers = ", ".join(dreamer.layers) if getattr(dreamer, "layers", None) else "default layers"
+    sheet = ki.images.grid([[image, dreamed]], col_labels=["photo", f"dream ({layers})"], cell_size=(height, width))
+    ki.images.save(os.path.join(out, "dream_sheet.png"), sheet)
     if not args.quiet:
-        print(f"dream written to {path}")
+        print(f"dream written to {path} (dream_sheet.png: beside the photo)")
     return 0
 
 
@@ -642,6 +707,10 @@ def parser():
         p.add_argument("--std", type=float, nargs="+", help="divided by after --mean")
         p.add_argument("--preprocess", help="keras.applications.<family>, e.g. keras.applications.resnet50")
 
+    def labels_arg(p):
+        p.add_argument("--labels", metavar="FILE", help="class names, one per line (line k names class k): "
+                       "written beside the class numbers and accepted in place of them")
+
     def batch_arg(p):
         p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
         p.add_argument("--resize", choices=RESIZES, default="crop",
@@ -660,7 +729,9 @@ def parser():
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
     p.add_argument("--method", action="append", required=True, metavar="NAME",
                    help="a method, repeat for several: " + ", ".join(_METHOD_NAMES))
-    p.add_argument("--target", type=int, help="class to explain (default: each image's predicted class)")
+    p.add_argument("--target", help="class to explain, a number or a --labels name (default: each image's "
+                   "predicted class)")
+    labels_arg(p)
     p.add_argument("--output", help="the output to explain, a name or an index (required for a model with several)")
     p.add_argument("--layer", help="layer for the CAM family (default: the last spatial one), and for deconvnet "
                    "and guided_backprop, which then explain a channel of it")
@@ -677,7 +748,8 @@ def parser():
 
     p = command("visualize", "class-model images by gradient ascent", cmd_visualize, seed="the random start images")
     model_args(p, "class_models")
-    p.add_argument("--classes", type=int, nargs="+", required=True, help="the classes to draw")
+    p.add_argument("--classes", nargs="+", required=True, help="the classes to draw, numbers or --labels names")
+    labels_arg(p)
     p.add_argument("--output", help="the output whose classes are drawn, a name or an index (for a model with several)")
     p.add_argument("--steps", type=int, default=200, help="gradient-ascent steps")
 

@@ -126,9 +126,28 @@ def test_target_scaling_and_other_subcommands(files, tmp_path, capsys):
     assert f"1 of 2 images (first: {root / 'images' / 'a.png'}) have another aspect than the model's 16x16: centre-cropped" in err
     code, _, _ = run(["visualize", root / "model.keras", "--classes", "0", "2", "--steps", "5", "--out",
                       tmp_path / "v", "--quiet"], capsys)
-    assert code == 0 and sorted(os.listdir(tmp_path / "v")) == ["class_0.png", "class_2.png"]
+    assert code == 0 and sorted(os.listdir(tmp_path / "v")) == ["class_0.png", "class_2.png", "class_models.png"]
+    # Class names: --labels names the classes in the CSV and sheets, and names stand for numbers.
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\ndog\nfox\n")
+    code, _, _ = run(["explain", root / "model.keras", image, "--method", "saliency", "--labels", labels, "--target", "fox",
+                      "--out", tmp_path / "named", "--quiet"], capsys)
+    row = list(csv.DictReader(open(tmp_path / "named" / "explanations.csv")))[0]
+    assert code == 0 and row["explained_class"] == "2" and row["explained_name"] == "fox"
+    assert row["predicted_name"] == ["cat", "dog", "fox"][int(row["predicted_class"])]
+    code, _, _ = run(["visualize", root / "model.keras", "--classes", "dog", "0", "--labels", labels, "--steps", "2",
+                      "--out", tmp_path / "vn", "--quiet"], capsys)
+    assert code == 0 and sorted(os.listdir(tmp_path / "vn")) == ["class_0.png", "class_1.png", "class_models.png"]
+    labels.write_text("cat\ndog\n")
+    code, _, err = run(["explain", root / "model.keras", image, "--method", "saliency", "--labels", labels,
+                        "--out", tmp_path / "bad", "--quiet"], capsys)
+    assert code == 2 and "has 2 names for the model's 3 classes" in err
+    code, _, err = run(["explain", root / "model.keras", image, "--method", "saliency", "--target", "fox",
+                        "--out", tmp_path / "bad2", "--quiet"], capsys)
+    assert code == 2 and "--target 'fox' is not a class number (pass --labels FILE" in err
     code, _, _ = run(["dream", root / "model.keras", image, "--steps", "2", "--out", tmp_path / "d", "--quiet"], capsys)
     assert code == 0 and cv2.imread(str(tmp_path / "d" / "dream.png")).shape == (SIZE, SIZE, 3)
+    assert cv2.imread(str(tmp_path / "d" / "dream_sheet.png")).shape[0] > 256  # photo and dream, labelled
     code, _, err = run(["search", root / "model.keras", root / "images", "--layer", "conv2", "--top-k", "2",
                         "--channels", "1", "4", "--out", tmp_path / "s", "--quiet"], capsys)
     assert code == 1 and "broken.png" in err  # the readable images are searched

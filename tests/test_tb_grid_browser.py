@@ -756,3 +756,29 @@ def test_a_failed_request_shows_error_and_is_asked_again(server, browser):  # no
     finally:
         browser.switch_to.default_content()
         browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": script})
+
+
+def test_fit_to_width_shares_the_page_between_the_columns_until_the_slider_moves(server, browser):  # noqa: F811
+    open_dashboard(browser, server)
+    try:
+        select_runs(browser, [ALPHA, BETA])
+        wait_for(lambda: grid_state(browser)["loaded"] > 0, what="two runs")
+        widths = lambda: browser.execute_script(  # noqa: E731
+            "const m = document.getElementById('main'), g = document.getElementById('grid');"
+            "return [m.clientWidth, g.getBoundingClientRect().width, document.getElementById('size').value,"
+            " document.querySelector('td.cell .box').getBoundingClientRect().width];")
+        main, grid, size, box = widths()
+        assert size == "128" and grid < 0.8 * main  # the default: a fixed size, part of the width
+        browser.find_element("id", "size-fit").click()
+        # Fitted: each column an equal share, within the slider's range; the grid then fills the
+        # page up to less than one column's slack, and the link keeps "fit".
+        main, grid, size, box = wait_for(lambda: (w := widths())[2] != "128" and w, what="the fitted size")
+        columns = len(grid_state(browser)["columns"])
+        assert int(size) == min(320, math.floor((main - 34) / columns) - 9) and box == int(size)
+        assert int(size) == 320 or main - 2 * (int(size) + 9) < grid <= main
+        wait_for(lambda: parent_ki(browser).get("size") == ["fit"], what="size=fit in the link")
+        choose(browser, "size", 96, "input")  # the slider takes over
+        wait_for(lambda: parent_ki(browser).get("size") == ["96"], what="the slider's size in the link")
+        assert widths()[3] == 96
+    finally:
+        browser.switch_to.default_content()

@@ -414,6 +414,9 @@ class DatasetSearch:
                 "images' loading and preprocessing)."
             ) from None
         if bar is not None and count is None:
+            # The total is known once the data ran out: the last line says it (Keras's plain,
+            # non-terminal line prints nothing for an unknown total).
+            bar.target = seen
             bar.update(seen, values=[("images/s", seen / max(time.perf_counter() - start, 1e-9))], finalize=True)
         if self.strategy is not None:
             state = gather(state)

@@ -21,6 +21,8 @@ export function createControls(names, state) {
   });
   const methodList = el("div", { id: "methods" });
   const sizeSlider = el("input", { id: "size", type: "range", min: 64, max: 320, step: 8, value: state.size });
+  const sizeFit = el("button", { id: "size-fit", type: "button", text: "fit to width",
+    title: "the cells share the page's width (up to 320 px); moving the slider sets a size again" });
   const sizeValue = el("span", { className: "value" });
   const polarity = el("select", { id: "polarity" }, options([["auto", "auto"], ["positive", "positive"], ["negative", "negative"], ["both", "both (diverging)"]]));
   const clipLow = el("input", { id: "clip-low", type: "range", min: 0, max: 100, step: 0.1,
@@ -57,7 +59,7 @@ export function createControls(names, state) {
   const sidebar = el("aside", { id: "sidebar" }, [
     section("Runs", [runList], "runs"),
     section("Methods", [methodList], "methods"),
-    section("Image size", [field("size", sizeSlider, sizeValue)], "size"),
+    section("Image size", [field("size", sizeSlider, sizeValue), el("div", { className: "hint" }, [sizeFit])], "size"),
     section("Map", [field("polarity", polarity), field("clip low", clipLow, clipLowValue), field("clip high", clipHigh, clipHighValue), clipLine,
       field("colormap", colormap), colormapNote, field("opacity", opacity, opacityValue), field("draw", mode), hoverBar], "map"),
     section("Filter", [field("true class", filterTrue), field("predicted", filterPred), field("show", filterShow), filterNote], "filter"),
@@ -136,7 +138,7 @@ export function createControls(names, state) {
 
   return {
     showColormapUse, colormapNote,
-    sidebar, toolbar, runBoxes, methodList, sizeSlider, polarity, clipLow, clipHigh, clipReset, colormap, opacity, mode, hoverBar,
+    sidebar, toolbar, runBoxes, methodList, sizeSlider, sizeFit, polarity, clipLow, clipHigh, clipReset, colormap, opacity, mode, hoverBar,
     filterTrue, filterPred, filterShow, sortSelect, filterNote, slider, sliderB, epochLabel, epochLabelB, compare, rowCount,
     download, showSettings, listMethods, listSorts,
   };

@@ -242,12 +242,16 @@ export async function render() {
     grid.scheduleRows();
     saveURL();
   }
+  controls.sizeFit.onclick = () => {
+    state.sizeAuto = true;
+    fitSize();
+  };
   sizeSlider.oninput = () => {
     state.sizeAuto = false;  // the slider overrides the fit from now on (and the link keeps it)
     applySize(Number(sizeSlider.value));
   };
-  // Until the slider is moved, the cells share the page's width: each column (an input column
-  // per run, then its maps) gets an equal part, within the slider's range.
+  // With "fit to width" (until the slider is moved), the cells share the page's width: each
+  // column (an input column per run, then its maps) gets an equal part, within the slider's range.
   function fitSize() {
     if (!state.sizeAuto) return;
     const columns = view.groups.reduce((n, g) => n + 1 + g.columns.length, 0);

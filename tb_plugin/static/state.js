@@ -127,7 +127,7 @@ export function readState(runs, names) {
       mode: pick(url.get("mode"), ["heat", "outline"], DEFAULT_SETTINGS.mode),
     },
     size: num("size", 128, 64, 320),
-    sizeAuto: false,  // true: the cells fit the page's width (not the default yet: see fitSize)
+    sizeAuto: url.get("size") === "fit",  // the cells share the page's width (the size's "fit" button)
     at: url.has("at") ? num("at", null) : null,
     scalarsOpen: url.get("scalars") !== "0",
   };
@@ -159,7 +159,8 @@ export function urlParams(state, at, last = null) {
   if (s.colormap !== d.colormap) p.set("cmap", s.colormap);
   if (s.opacity !== d.opacity) p.set("op", String(s.opacity));
   if (s.mode !== d.mode) p.set("mode", s.mode);
-  if (!state.sizeAuto && state.size !== 128) p.set("size", String(state.size));
+  if (state.sizeAuto) p.set("size", "fit");
+  else if (state.size !== 128) p.set("size", String(state.size));
   if (at !== null) p.set("at", String(at));
   if (state.scalarsOpen === false) p.set("scalars", "0");
   return p;
