@@ -74,7 +74,7 @@ def read_labels(path):
 
 
 def check_labels(names, count, path):
-    if names is not None and len(names) != count:
+    if names is not None and count is not None and len(names) != count:
         raise UsageError(f"--labels {path} has {len(names)} names for the model's {count} classes (one per line)")
 
 
@@ -89,7 +89,7 @@ def class_index(value, names, count, option):
         raise UsageError(f"{option} {text!r} is not a class " + (
             f"number or a name of --labels ({', '.join(names[:8])}{', ...' if len(names) > 8 else ''})" if names
             else "number (pass --labels FILE to use class names)"))
-    if not 0 <= index < count:
+    if count is not None and not 0 <= index < count:
         classes = "1 class (0)" if count == 1 else f"{count} classes (0 to {count - 1})"
         raise UsageError(f"{option} {text} is out of range: the model has {classes}")
     return index

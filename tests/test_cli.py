@@ -247,7 +247,11 @@ def test_every_explainer_gives_the_same_maps_after_save_and_load(tmp_path, image
     path = tmp_path / f"model{suffix}"
     model.save(path)
     loaded = ki.load_model(path)
-    for name, make in METHODS.items():
+    # The legacy HDF5 file differs in how it loads, not in what the methods do with it: one of each
+    # family there (gradient, path, CAM, perturbation, deconvnet); every method on .keras.
+    chosen = METHODS if suffix == ".keras" else ("saliency", "integrated_gradients", "gradcam", "occlusion", "deconvnet")
+    for name in chosen:
+        make = METHODS[name]
         np.testing.assert_allclose(make(loaded, 0, baselines=images).explain(images),
                                    make(model, 0, baselines=images).explain(images),
                                    rtol=1e-5, atol=1e-6, err_msg=name)

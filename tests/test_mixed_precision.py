@@ -43,8 +43,8 @@ def _explainers(model):
         "xgradcam": ki.XGradCAM(model),
         "eigencam": ki.EigenCAM(model),
         "ablationcam": ki.AblationCAM(model),
-        "guided_ig": ki.GuidedIntegratedGradients(model, steps=8),
-        "blur_ig": ki.BlurIntegratedGradients(model, steps=8, max_sigma=3.0),
+        "guided_ig": ki.GuidedIntegratedGradients(model, steps=4),
+        "blur_ig": ki.BlurIntegratedGradients(model, steps=4, max_sigma=3.0),
         "fem": ki.FEM(model),
         "expected_gradients": ki.ExpectedGradients(
             model, np.random.default_rng(5).uniform(size=(3, 12, 12, 3)).astype("float32"), samples=4),

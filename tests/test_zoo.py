@@ -135,7 +135,7 @@ ZOO = {
 EXPLAINERS = {
     "Saliency": lambda m: ki.Saliency(m),
     "SmoothGrad": lambda m: ki.SmoothGrad(m, samples=2),
-    "IntegratedGradients": lambda m: ki.IntegratedGradients(m, steps=4),
+    "IntegratedGradients": lambda m: ki.IntegratedGradients(m, steps=2),
     "Occlusion": lambda m: ki.Occlusion(m, patch_size=16, stride=16),
     "GradCAM": lambda m: ki.GradCAM(m),
     "GradCAMPlusPlus": lambda m: ki.GradCAMPlusPlus(m),
@@ -193,6 +193,12 @@ def zoo(request):
 LATER = ("GradientInput", "VarGrad", "HiResCAM", "XGradCAM", "EigenCAM", "ExpectedGradients",
          "GuidedIntegratedGradients", "BlurIntegratedGradients", "FEM")
 LATER_FORMS = ("ResNet50", "transfer_MobileNetV2", "Sequential_RandomFlip_MobileNetV2")
+# The newest run on one form each, the one that stresses what they add: Guided IG's NumPy walk
+# between compiled passes on a residual network, Blur IG's blurred copies through a nested
+# backbone behind preprocessing, FEM's feature tap in a Sequential wrapper. Their graph handling
+# is the gradient family's and Eigen-CAM's, which run on all three.
+ONE_FORM = {"GuidedIntegratedGradients": "ResNet50", "BlurIntegratedGradients": "transfer_MobileNetV2",
+            "FEM": "Sequential_RandomFlip_MobileNetV2"}
 
 
 def make_tests(models):
@@ -201,7 +207,7 @@ def make_tests(models):
     models are split over two files (test_zoo.py, test_zoo_b.py) so pytest-xdist runs them on
     both workers."""
     pairs = [(model, method) for model in models for method in EXPLAINERS
-             if method not in LATER or model in LATER_FORMS]
+             if (method not in LATER or model in LATER_FORMS) and ONE_FORM.get(method, model) == model]
 
     @pytest.mark.parametrize("zoo, method", pairs, indirect=["zoo"])
     def every_explainer_gives_a_finite_float32_map(zoo, method):
