@@ -467,10 +467,11 @@ def test_a_reloaded_frame_leaves_no_listener_on_tensorboards_window(server, brow
         "window.addEventListener = function (type, fn, ...rest) { if (type === 'hashchange') window.__hash.add(fn); return add.call(this, type, fn, ...rest); };"
         "window.removeEventListener = function (type, fn, ...rest) { if (type === 'hashchange') window.__hash.delete(fn); return remove.call(this, type, fn, ...rest); };"
         "document.querySelector('iframe').contentWindow.location.reload();")
+    # Right after reload() the frame may still show the old document (its grid ready, its listener
+    # already removed): wait for the new frame's grid and its one listener together.
     wait_for(lambda: browser.execute_script(
-        "const d = document.querySelector('iframe').contentDocument, g = d && d.getElementById('grid'); return g && g.dataset.step"),
-        what="the reloaded frame")
-    assert browser.execute_script("return window.__hash.size") == 1  # the new frame's
+        "const d = document.querySelector('iframe').contentDocument, g = d && d.getElementById('grid');"
+        "return window.__hash.size === 1 && g && g.dataset.step"), what="the reloaded frame and its one listener")
     for reload in (True, False):  # a reload, then the frame removed, as TensorBoard may do
         browser.execute_script("const f = document.querySelector('iframe'); arguments[0] ? f.contentWindow.location.reload() : f.remove();", reload)
         wait_for(lambda: browser.execute_script(

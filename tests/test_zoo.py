@@ -191,14 +191,19 @@ def zoo(request):
 # nested backbone behind preprocessing, Sequential), which keeps the tier within the suite's
 # time; the rest run on every model.
 LATER = ("GradientInput", "VarGrad", "HiResCAM", "XGradCAM", "EigenCAM", "ExpectedGradients",
-         "GuidedIntegratedGradients", "BlurIntegratedGradients", "FEM")
+         "GuidedIntegratedGradients", "BlurIntegratedGradients", "FEM",
+         # Grad-CAM's gradient to the feature layer, which runs on every model, followed by other
+         # tensor arithmetic (tested against NumPy on the small models): three forms suffice.
+         "GradCAMPlusPlus", "LayerCAM")
 LATER_FORMS = ("ResNet50", "transfer_MobileNetV2", "Sequential_RandomFlip_MobileNetV2")
 # The newest run on one form each, the one that stresses what they add: Guided IG's NumPy walk
 # between compiled passes on a residual network, Blur IG's blurred copies through a nested
 # backbone behind preprocessing, FEM's feature tap in a Sequential wrapper. Their graph handling
 # is the gradient family's and Eigen-CAM's, which run on all three.
 ONE_FORM = {"GuidedIntegratedGradients": "ResNet50", "BlurIntegratedGradients": "transfer_MobileNetV2",
-            "FEM": "Sequential_RandomFlip_MobileNetV2"}
+            "FEM": "Sequential_RandomFlip_MobileNetV2",
+            # Saliency's and Grad-CAM's passes with another product after them: one form each.
+            "GradientInput": "ResNet50", "HiResCAM": "ResNet50", "XGradCAM": "transfer_MobileNetV2"}
 
 
 def make_tests(models):
