@@ -27,7 +27,7 @@ import { createOrder } from "./order.js";
 import { DEFAULT_SETTINGS } from "./maps.js";
 import { columnSettings, hostWindow, linkedElsewhere, methodClip, readState, urlParams, urlSaver } from "./state.js";
 import { createStrips } from "./strips.js";
-import { PAD, injectStyle, runColours } from "./theme.js";
+import { PAD, TOOLBAR, injectStyle, runColours } from "./theme.js";
 import { el, epochAndStep, epochText, getJSON, isNumber, oncePerFrame, pictureTag, whileShown } from "./util.js";
 
 // TensorBoard's own reload period; a test may shorten it (window.__kiPoll, in ms, read once).
@@ -233,7 +233,9 @@ export async function render() {
   });
   controls.clipReset.onclick = setting(() => { state.settings.clip = null; });
   function applySize(size) {
-    const at = grid.firstRowInView();
+    // Keep the first row in view where the page was scrolled into the rows; above them (the
+    // scalars and pictures in view) the page stays where it is.
+    const at = grid.table.getBoundingClientRect().top < TOOLBAR ? grid.firstRowInView() : null;
     state.size = size;
     showSettings();
     view.rowHeight = grid.rowHeightEstimate();
