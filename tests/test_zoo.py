@@ -203,7 +203,9 @@ LATER_FORMS = ("ResNet50", "transfer_MobileNetV2", "Sequential_RandomFlip_Mobile
 ONE_FORM = {"GuidedIntegratedGradients": "ResNet50", "BlurIntegratedGradients": "transfer_MobileNetV2",
             "FEM": "Sequential_RandomFlip_MobileNetV2",
             # Saliency's and Grad-CAM's passes with another product after them: one form each.
-            "GradientInput": "ResNet50", "HiResCAM": "ResNet50", "XGradCAM": "transfer_MobileNetV2"}
+            "GradientInput": "ResNet50", "HiResCAM": "ResNet50", "XGradCAM": "transfer_MobileNetV2",
+            # SmoothGrad's and IG's loops (on every model) with other sums: one form each.
+            "VarGrad": "ResNet50", "ExpectedGradients": "transfer_MobileNetV2"}
 
 
 def make_tests(models):
