@@ -99,14 +99,20 @@ def class_name(index, names):
     return names[index] if names else str(index)
 
 
+def same_aspect(image, size):
+    """Whether the image has the aspect of size=(H, W), to the pixel (aspects that round to the
+    same pixels count as equal: nothing to crop or pad)."""
+    h, w = image.shape[:2]
+    return round(h * size[1] / size[0]) == w or round(w * size[0] / size[1]) == h
+
+
 def fit_aspect(image, size, resize):
     """The image brought to the aspect of size=(H, W) before resizing: "crop" keeps its centre,
     "pad" adds black borders on both sides, "stretch" leaves it (the resize then squashes it)."""
     if resize not in RESIZES:
         raise ValueError(f"resize must be one of {RESIZES}; received {resize!r}")
     h, w = image.shape[:2]
-    # Aspects that round to the same pixels count as equal: nothing to crop or pad.
-    if resize == "stretch" or round(h * size[1] / size[0]) == w or round(w * size[0] / size[1]) == h:
+    if resize == "stretch" or same_aspect(image, size):
         return image
     if resize == "crop":
         if w * size[0] > h * size[1]:  # wider than the model's aspect: crop the sides
@@ -149,11 +155,9 @@ def read_image(path, size, channels, resize="crop", changed=None):
         image = np.repeat(image, 3, axis=-1)
     if image.shape[-1] != channels:
         raise ValueError(f"has {image.shape[-1]} channels; the model takes {channels}")
-    fitted = fit_aspect(image, size, resize)
-    if changed is not None and (fitted.shape != image.shape or (resize == "stretch" and fit_aspect(
-            image, size, "crop").shape != image.shape)):
+    if changed is not None and not same_aspect(image, size):
         changed.append(path)
-    image = fitted
+    image = fit_aspect(image, size, resize)
     if image.shape[:2] != tuple(size):
         image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
         image = image.reshape(tuple(size) + (channels,))

@@ -49,19 +49,21 @@ def _along(t, matrix, axis, rank):
     return tf.einsum(f"ky{letters[axis]},{before}->{after}", matrix, t)
 
 
-def blurred_copies(x, matrices):
-    """(copies (k, B, *spatial, C), d copies / d sigma): x blurred along every spatial axis by
-    matrices[a] = (B_a, dB_a) for each of its k sigmas. The derivative is carried along with the
-    value, axis by axis (product rule: d(B v) = B dv + dB v), 3n - 1 matrix products for n axes."""
+def blurred_copies(x, matrices, derivative=True):
+    """(copies (k, B, *spatial, C), d copies / d sigma or None): x blurred along every spatial axis
+    by matrices[a] = (B_a, dB_a) for each of its k sigmas. The derivative is carried along with
+    the value, axis by axis (product rule: d(B v) = B dv + dB v), 3n - 1 matrix products for n
+    axes; without it, n."""
     rank = len(matrices)
     k = tf.shape(matrices[0][0])[0]
     value = tf.broadcast_to(x[None], tf.concat([[k], tf.shape(x)], 0))
-    derivative = None
+    d_value = None
     for axis, (blur, d_blur) in enumerate(matrices):
-        moved = _along(value, d_blur, axis, rank)
-        derivative = moved if derivative is None else _along(derivative, blur, axis, rank) + moved
+        if derivative:
+            moved = _along(value, d_blur, axis, rank)
+            d_value = moved if d_value is None else _along(d_value, blur, axis, rank) + moved
         value = _along(value, blur, axis, rank)
-    return value, derivative
+    return value, d_value
 
 
 class BlurIntegratedGradients(GradientExplainer):
@@ -143,7 +145,7 @@ class BlurIntegratedGradients(GradientExplainer):
             return total - tf.tensordot(tf.gather(weights, ids), d_copies * grads, axes=1)
 
         attr = over_chunks(chunk, tf.zeros_like(x), self.steps, per, xla=self.tracing_xla())
-        start, _ = blurred_copies(x, self._matrices(x, tf.constant([self.max_sigma])))
+        start, _ = blurred_copies(x, self._matrices(x, tf.constant([self.max_sigma])), derivative=False)
         at_start, _ = select_scores(self.scorer(start[0]), classes, score_fn)
         delta = tf.reduce_sum(attr, axis=list(range(1, len(x.shape)))) - (at_x - at_start)
         return attr, delta
