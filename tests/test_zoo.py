@@ -1,6 +1,7 @@
 """Model zoo tier: keras.applications architectures and common user forms, random weights.
 
-Each model is built once per module (a module-scoped fixture, grouped by pytest), at the
+Each model is built once (a module-scoped fixture keeping the current model; pytest groups the
+tests by model), at the
 smallest input size at which its last stage still has a spatial extent larger than 1x1 (at the
 minimum sizes keras.applications accepts, 32x32 and 75x75, that stage is 1x1 and every CAM is
 constant), with 5 classes, seeded random weights and a batch of 2 images.
@@ -182,9 +183,19 @@ class Zoo:
         return layer(self.model) if callable(layer) else layer
 
 
+_BUILT = {}
+
+
 @pytest.fixture(scope="module")
 def zoo(request):
-    return Zoo(request.param)
+    # pytest keys a parametrized fixture on the parameter's index, and each (model, method) pair
+    # is a parameter of its own, so it would build the model again for every test. One model is
+    # kept (tests are grouped by model): built once, with its explainers traced once.
+    name = request.param
+    if name not in _BUILT:
+        _BUILT.clear()
+        _BUILT[name] = Zoo(name)
+    return _BUILT[name]
 
 
 # The methods added after the lecture's run on the forms that stress them (residual adds, a
