@@ -61,6 +61,8 @@ class Method:
 _GRADIENTS = "keras_interp.explainers.gradients"
 _CAM = "keras_interp.explainers.cam"
 _DECONV = "keras_interp.explainers.deconv"
+_SENSITIVITY = "keras_interp.explainers.sensitivity"
+_SURROGATE = "keras_interp.explainers.surrogate"
 
 METHODS = {m.name: m for m in (
     Method("saliency", "Saliency", _GRADIENTS, "Saliency"),
@@ -76,6 +78,16 @@ METHODS = {m.name: m for m in (
     Method("blur_ig", "BlurIntegratedGradients", "keras_interp.explainers.blur_ig", "Blur Integrated Gradients",
            logged_signed=True),
     Method("occlusion", "Occlusion", "keras_interp.explainers.occlusion", "Occlusion", drawn=True),
+    # Black-box: scores of masked copies only, no gradient. The logger and the CLI draw a quarter
+    # to a half of the papers' samples (the classes' defaults), sized for a map every epoch.
+    Method("rise", "RISE", "keras_interp.explainers.rise", "RISE", drawn=True, seeded=True,
+           settings=(("masks", 1000),)),
+    Method("sobol", "SobolAttribution", _SENSITIVITY, "Sobol attribution", drawn=True,
+           settings=(("nb_design", 16),)),
+    Method("hsic", "HSICAttribution", _SENSITIVITY, "HSIC attribution", drawn=True, settings=(("samples", 500),)),
+    Method("lime", "LIME", _SURROGATE, "LIME", drawn=True, seeded=True, settings=(("samples", 500),)),
+    Method("kernel_shap", "KernelSHAP", _SURROGATE, "Kernel SHAP", drawn=True, seeded=True,
+           settings=(("samples", 500),)),
     Method("cam", "CAM", _CAM, "CAM", drawn=True, fallback="gradcam", fallback_note="no GAP head"),
     Method("gradcam", "GradCAM", _CAM, "Grad-CAM", layer=True, drawn=True),
     Method("gradcam++", "GradCAMPlusPlus", _CAM, "Grad-CAM++", layer=True, drawn=True),
