@@ -1,6 +1,6 @@
 """The gradient family and occlusion against their physical limits and peers.
 
-    python benchmarks/bench_attribution.py [--batch 32] [--repeats 3] [--only images|signals]
+    python benchmarks/bench_attribution.py [--batch 32] [--repeats 3] [--only images|signals|larger|black_box]
 
 Reference CNN (keras_interp.reference_cnn, 64x64x3, BatchNorm, GAP head), batch of 32 images.
 Limits, measured in the same run:
@@ -24,6 +24,11 @@ Then the same methods, plus Grad-CAM and Score-CAM, on a 1-D model: a Conv1D net
 reference CNN's form (three conv-BatchNorm-ReLU-pool blocks, GAP, Dense) on 32 signals of
 4096 samples x 3 channels (occlusion: patch 64, stride 32, 127 windows). Limits as above;
 Grad-CAM's is one forward+backward, Score-CAM's (channels x images) forwards at the best batch.
+
+Last (--only black_box), the black-box methods at their defaults on 4 images: limit = (masked
+copies per image x images) x a compiled forward per image at the best batch size (RISE 4000,
+Sobol 32 x (64 + 2), HSIC 1500, LIME 1000, Kernel SHAP 1000 + 2), against Xplique at the same
+sample counts; then RISE's peak resident-memory growth for 500, 2000 and 8000 masks.
 """
 
 from common import (
@@ -224,17 +229,55 @@ def larger_section(args):
     report(rows)
 
 
+BLACK_BOX_BATCH = 4
+
+
+def black_box_section(args):
+    """RISE, Sobol, HSIC, LIME and Kernel SHAP at their defaults on a few images: against the
+    compiled forward passes of all their masked copies at the best batch size, and Xplique."""
+    model, x = reference_batch(BLACK_BOX_BATCH)
+    target = 0
+    per_image, best_batch = best_forward_timer(model, x.shape[1:])
+    b = len(x)
+    print(f"\nblack-box methods on {b} images (compiled forward {per_image() * 1e6:.0f} us/image at batch {best_batch}):")
+    sobol_copies = 32 * (64 + 2)
+    ours = {
+        "rise": (ki.RISE(model), lambda: 4000 * b * per_image()),
+        "sobol": (ki.SobolAttribution(model), lambda: sobol_copies * b * per_image()),
+        "hsic": (ki.HSICAttribution(model), lambda: 1500 * b * per_image()),
+        "lime": (ki.LIME(model), lambda: 1000 * b * per_image()),
+        "kernel_shap": (ki.KernelSHAP(model), lambda: 1002 * b * per_image()),
+    }
+    if args.methods:
+        ours = {m: v for m, v in ours.items() if m in args.methods}
+    xplique = xplique_times(model, x, target, list(ours), max(1, args.repeats - 1))
+    rows = []
+    for method, (explainer, limit) in ours.items():
+        seconds, limit_seconds = paired(lambda: explainer.explain(x, target=target), limit, rounds=args.repeats)
+        rows.append((method, seconds, limit_seconds, {"xplique": xplique[method]} if method in xplique else {}))
+    report(rows)
+    if "rise" in ours:
+        print("RISE peak resident-memory growth during a call (chunks of 256 images):")
+        for masks in (500, 2000, 8000):
+            rise = ki.RISE(model, masks=masks)
+            _, first = peak_rss_growth(lambda: rise.explain(x))
+            _, steady = peak_rss_growth(lambda: rise.explain(x))
+            print(f"  {masks:5d} masks: first call {first / 2 ** 20:7.1f} MiB, later calls {steady / 2 ** 20:7.1f} MiB")
+
+
 def main():
     parser = batch_parser(__doc__)
-    parser.add_argument("--only", choices=("images", "signals", "larger"), help="run one section")
+    parser.add_argument("--only", choices=("images", "signals", "larger", "black_box"), help="run one section")
     parser.add_argument("--methods", nargs="*", help="only these methods of the images section")
     args = parser.parse_args()
     if args.only in (None, "images"):
         images_section(args)
-    if args.only not in ("images", "larger"):
+    if args.only in (None, "signals"):
         signals_section(args)
     if args.only in (None, "larger"):
         larger_section(args)
+    if args.only in (None, "black_box"):
+        black_box_section(args)
 
 
 def images_section(args):

@@ -42,7 +42,29 @@ def explainers(model, settings):
         "squaregrad": lambda: SquareGrad(model, batch_size=128, nb_samples=25, noise=0.15),
         "vargrad": lambda: VarGrad(model, batch_size=128, nb_samples=25, noise=0.15),
         "fem": lambda: FEM(model, batch_size=settings["batch"], conv_layer=settings.get("layer")),
+        # Black-box methods at our defaults' sample counts (LIME and Kernel SHAP on our default
+        # 6 x 6 grid of segments, given as Xplique's map to its interpretable space).
+        "rise": lambda: _xplique("Rise")(model, batch_size=256, nb_samples=4000, grid_size=7),
+        "sobol": lambda: _xplique("SobolAttributionMethod")(model, grid_size=8, nb_design=32, batch_size=256),
+        "hsic": lambda: _xplique("HsicAttributionMethod")(model, grid_size=8, nb_design=1500, batch_size=256),
+        "lime": lambda: _xplique("Lime")(model, batch_size=256, nb_samples=1000, map_to_interpret_space=_grid6,
+                                         ref_value=np.zeros(3, np.float32), distance_mode="cosine", kernel_width=0.25),
+        "kernel_shap": lambda: _xplique("KernelShap")(model, batch_size=256, nb_samples=1000,
+                                                      map_to_interpret_space=_grid6, ref_value=np.zeros(3, np.float32)),
     }
+
+
+def _xplique(name):
+    import xplique.attributions
+
+    return getattr(xplique.attributions, name)
+
+
+def _grid6(image):
+    h, w = int(image.shape[0]), int(image.shape[1])
+    rows = np.minimum(np.arange(h) * 6 // h, 5)
+    cols = np.minimum(np.arange(w) * 6 // w, 5)
+    return tf.constant(rows[:, None] * 6 + cols[None], tf.int32)
 
 
 def main():

@@ -255,8 +255,10 @@ def test_bad_inputs_get_clear_errors(images):
         ki.LIME(model, segments=3, samples=5).explain(images)
     with pytest.raises(ValueError, match=r"segments of shape \(5, 5\) match neither"):
         ki.KernelSHAP(model, segments=np.zeros((5, 5), int)).explain(images)
-    with pytest.raises(ValueError, match=r"labels must be integers; received dtype float"):
-        ki.LIME(model, segments=np.zeros((12, 12))).explain(images)
+    with pytest.raises(ValueError, match=r"labels must be integers, one per pixel; received dtype float"):
+        ki.LIME(model, segments=np.zeros((12, 12)))
+    with pytest.raises(ValueError, match=r"segments must be an int .*; received 2.0"):
+        ki.KernelSHAP(model, segments=2.0)
     with pytest.raises(ValueError, match=r"callable returned labels of shape \(3,\)"):
         ki.LIME(model, segments=lambda image: np.zeros(3, int)).explain(images)
     with pytest.raises(ValueError, match=r"nb_design must be a power of two .*; received 24"):
@@ -267,3 +269,24 @@ def test_bad_inputs_get_clear_errors(images):
         ki.HSICAttribution(model, score="prob")
     with pytest.raises(ValueError, match=r"grid \(13, 13\) exceeds"):
         ki.SobolAttribution(model, grid=13).explain(images)
+    with pytest.raises(ValueError, match=r"p must be a number in \(0, 1\]; received 'a'"):
+        ki.RISE(model, p="a")
+    with pytest.raises(ValueError, match=r"seed must be a non-negative int; received None"):
+        ki.LIME(model, seed=None)
+    with pytest.raises(ValueError, match=r"kernel_width must be a number in \(0, inf\]"):
+        ki.LIME(model, kernel_width=None)
+    with pytest.raises(ValueError, match=r"masks' mean is 0.200 but p=0.5"):
+        ki.RISE(model, masks=np.full((4, 12, 12), 0.2))
+
+
+def test_a_diverged_model_is_refused_and_a_constant_one_gets_zero_indices(images):
+    broken = tiny_cnn()
+    broken.set_weights([np.full_like(w, np.nan) for w in broken.get_weights()])
+    for explainer in (ki.RISE(broken, masks=8, cells=3), ki.SobolAttribution(broken, grid=2, nb_design=2),
+                      ki.LIME(broken, segments=2, samples=8)):
+        with pytest.raises(ValueError, match=r"NaN or infinite scores .*has training diverged"):
+            explainer.explain(images, target=0)
+    # Scores that vary by float rounding only: no dependence, not a map of the noise.
+    flat = score_model((12, 12, 3), weights=np.full(12 * 12 * 3, 1e-9), bias=3.0)
+    assert not ki.HSICAttribution(flat, grid=3, samples=32).cell_values(images).any()
+    assert not ki.SobolAttribution(flat, grid=3, nb_design=4).cell_values(images).any()

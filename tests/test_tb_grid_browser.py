@@ -143,7 +143,11 @@ def big_server(tmp_path_factory):
         yield url
 
 
-def open_dashboard(driver, url, fragment="#keras_interp", query="?darkMode=false"):
+# The cells' size pinned to 128 px (fit to width is the default; its test opens the plain tab).
+PINNED = "#keras_interp&ki=size%3D128"
+
+
+def open_dashboard(driver, url, fragment=PINNED, query="?darkMode=false"):
     """A fresh page (not a same-document hash change) on the dashboard, switched into its frame."""
     driver.switch_to.default_content()
     driver.get("about:blank")
@@ -759,27 +763,31 @@ def test_a_failed_request_shows_error_and_is_asked_again(server, browser):  # no
         browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": script})
 
 
-def test_fit_to_width_shares_the_page_between_the_columns_until_the_slider_moves(server, browser):  # noqa: F811
-    open_dashboard(browser, server)
+def test_every_run_shown_and_fit_to_width_by_default_until_the_slider_moves(server, browser):  # noqa: F811
+    open_dashboard(browser, server, fragment="#keras_interp")  # no link: the defaults
     try:
+        with urllib.request.urlopen(f"{server}/data/plugin/keras_interp/runs") as response:
+            runs = sorted(json.load(response)["runs"])
+        shown = lambda: browser.execute_script(  # noqa: E731
+            "return [...document.querySelectorAll('#runs input[data-run]')].filter(b => b.checked).map(b => b.dataset.run)")
+        wait_for(lambda: sorted(shown()) == runs and len(runs) > 1, what="every run checked")
         select_runs(browser, [ALPHA, BETA])
         wait_for(lambda: grid_state(browser)["loaded"] > 0, what="two runs")
         widths = lambda: browser.execute_script(  # noqa: E731
             "const m = document.getElementById('main'), g = document.getElementById('grid');"
             "return [m.clientWidth, g.getBoundingClientRect().width, document.getElementById('size').value,"
             " document.querySelector('td.cell .box').getBoundingClientRect().width];")
-        main, grid, size, box = widths()
-        assert size == "128" and grid < 0.8 * main  # the default: a fixed size, part of the width
-        browser.find_element("id", "size-fit").click()
         # Fitted: each column an equal share, within the slider's range; the grid then fills the
-        # page up to less than one column's slack, and the link keeps "fit".
-        main, grid, size, box = wait_for(lambda: (w := widths())[2] != "128" and w, what="the fitted size")
+        # page up to less than one column's slack, and the link leaves the default out.
         columns = len(grid_state(browser)["columns"])
-        assert int(size) == min(320, math.floor((main - 34) / columns) - 9) and box == int(size)
-        assert int(size) == 320 or main - 2 * (int(size) + 9) < grid <= main
-        wait_for(lambda: parent_ki(browser).get("size") == ["fit"], what="size=fit in the link")
+        fitted = lambda: min(320, math.floor((widths()[0] - 34) / columns) - 9)  # noqa: E731
+        main, grid, size, box = wait_for(lambda: (w := widths())[2] == str(fitted()) and w, what="the fitted size")
+        assert box == int(size) and (int(size) == 320 or main - 2 * (int(size) + 9) < grid <= main)
+        assert "size" not in parent_ki(browser)
         choose(browser, "size", 96, "input")  # the slider takes over
         wait_for(lambda: parent_ki(browser).get("size") == ["96"], what="the slider's size in the link")
         assert widths()[3] == 96
+        browser.find_element("id", "size-fit").click()  # and "fit" gives the page back to the columns
+        wait_for(lambda: widths()[2] == str(fitted()) and "size" not in parent_ki(browser), what="fit again")
     finally:
         browser.switch_to.default_content()

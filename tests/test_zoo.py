@@ -157,6 +157,11 @@ EXPLAINERS = {
     "FEM": lambda m: ki.FEM(m),
     "ExpectedGradients": lambda m: ki.ExpectedGradients(m, np.zeros((1,) + tuple(m.inputs[0].shape[1:]), "float32"),
                                                         samples=2),
+    "RISE": lambda m: ki.RISE(m, masks=8, cells=3),
+    "SobolAttribution": lambda m: ki.SobolAttribution(m, grid=2, nb_design=2),
+    "HSICAttribution": lambda m: ki.HSICAttribution(m, grid=2, samples=8),
+    "LIME": lambda m: ki.LIME(m, segments=2, samples=8),
+    "KernelSHAP": lambda m: ki.KernelSHAP(m, segments=2, samples=8),
 }
 
 
@@ -203,6 +208,7 @@ def zoo(request):
 # time; the rest run on every model.
 LATER = ("GradientInput", "VarGrad", "HiResCAM", "XGradCAM", "EigenCAM", "ExpectedGradients",
          "GuidedIntegratedGradients", "BlurIntegratedGradients", "FEM",
+         "RISE", "SobolAttribution", "HSICAttribution", "LIME", "KernelSHAP",
          # Grad-CAM's gradient to the feature layer, which runs on every model, followed by other
          # tensor arithmetic (tested against NumPy on the small models): three forms suffice.
          "GradCAMPlusPlus", "LayerCAM")
@@ -216,7 +222,12 @@ ONE_FORM = {"GuidedIntegratedGradients": "ResNet50", "BlurIntegratedGradients": 
             # Saliency's and Grad-CAM's passes with another product after them: one form each.
             "GradientInput": "ResNet50", "HiResCAM": "ResNet50", "XGradCAM": "transfer_MobileNetV2",
             # SmoothGrad's and IG's loops (on every model) with other sums: one form each.
-            "VarGrad": "ResNet50", "ExpectedGradients": "transfer_MobileNetV2"}
+            "VarGrad": "ResNet50", "ExpectedGradients": "transfer_MobileNetV2",
+            # The black-box methods read the model's forward pass only (occlusion's path, on every
+            # model): each on one form, their masks and estimators tested on small models.
+            "RISE": "ResNet50", "SobolAttribution": "transfer_MobileNetV2",
+            "HSICAttribution": "Sequential_RandomFlip_MobileNetV2", "LIME": "ResNet50",
+            "KernelSHAP": "transfer_MobileNetV2"}
 
 
 def make_tests(models):

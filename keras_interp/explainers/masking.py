@@ -19,7 +19,8 @@ from keras_interp.explainers.chunks import batch_of, broadcast_baseline, fused, 
 from keras_interp.explainers.perturbation import PerturbationExplainer
 from keras_interp.targets import select_scores
 
-__all__ = ["MaskExplainer", "blended_copies", "resize_matrix", "upsample_grids", "check_count"]
+__all__ = ["MaskExplainer", "blended_copies", "resize_matrix", "upsample_grids", "check_count", "check_number",
+           "check_seed", "negligible_spread"]
 
 SCORES = ("logit", "probability")
 
@@ -58,6 +59,30 @@ def check_count(value, name, least=1):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < least:
         raise ValueError(f"{name} must be an int >= {least}; received {value!r}.")
     return int(value)
+
+
+def check_number(value, name, low=None, high=None, low_open=False):
+    """A float within [low, high] (or (low, high] with low_open), else a ValueError saying so."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    ok = ok and np.isfinite(value) and (low is None or value > low if low_open else low is None or value >= low)
+    ok = ok and (high is None or value <= high)
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+        raise ValueError(f"{name} must be a number in {interval}; received {value!r}.")
+    return float(value)
+
+
+def check_seed(seed):
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int; received {seed!r}.")
+    return int(seed)
+
+
+def negligible_spread(scores):
+    """Whether scores (N,) vary only by float32 rounding: a model that does not respond to the
+    masks (its indices are then 0, not a map of the noise)."""
+    scores = np.asarray(scores, np.float64)
+    return np.ptp(scores) <= 1e-5 * max(1.0, float(np.abs(scores).max()))
 
 
 class MaskExplainer(PerturbationExplainer):
@@ -142,6 +167,13 @@ class MaskExplainer(PerturbationExplainer):
             return self._call("_scores_fn", xb, cb, score_fn, baseline, count, per, shared + tuple(rows))
 
         out = self._batched(call, x, classes, broadcast_baseline(self.baseline, xi), *aligned)
+        state, clean, _ = out
+        if not (np.isfinite(clean).all() and np.isfinite(state).all()):
+            bad = "its outputs on the inputs" if not np.isfinite(clean).all() else "its outputs on masked copies"
+            raise ValueError(
+                f"The model gave NaN or infinite scores ({bad}): has training diverged, or do the "
+                "inputs lie outside the range the model takes? No map can be computed from them."
+            )
         return out, xi
 
     @staticmethod

@@ -3,7 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
-from keras_interp.explainers.masking import MaskExplainer, check_count, resize_matrix, upsample_grids
+from keras_interp.explainers.masking import (MaskExplainer, check_count, check_number, check_seed, resize_matrix,
+                                             upsample_grids)
 
 __all__ = ["RISE", "rise_masks"]
 
@@ -81,19 +82,26 @@ class RISE(MaskExplainer):
                  batch_size=256, output=None, input=None, jit_compile=None):
         super().__init__(model, score=score, baseline=baseline, batch_size=batch_size, output=output, input=input,
                          jit_compile=jit_compile)
+        p = check_number(p, "p", 0, 1, low_open=True)
         if isinstance(masks, (int, np.integer)) and not isinstance(masks, (bool, np.bool_)):
             self.masks = check_count(masks, "masks")
-        else:
+        elif isinstance(masks, (np.ndarray, list, tuple)) or hasattr(masks, "numpy"):
             masks = np.asarray(masks, np.float32)
-            if masks.ndim < 2 or not np.isfinite(masks).all() or masks.min() < 0 or masks.max() > 1:
+            if masks.ndim < 2 or not masks.size or not np.isfinite(masks).all() or masks.min() < 0 or masks.max() > 1:
                 raise ValueError(
-                    f"masks must be a count or an array (N, *spatial) of values in [0, 1]; received an array of "
-                    f"shape {masks.shape} with values in [{np.nanmin(masks)}, {np.nanmax(masks)}]."
+                    "masks must be a count or an array (N, *spatial) of values in [0, 1]; received an array of "
+                    f"shape {masks.shape}" + (f" with values in [{np.nanmin(masks)}, {np.nanmax(masks)}]." if masks.size else ".")
+                )
+            if abs(float(masks.mean()) - p) > 0.05:
+                # The map is divided by N p: masks of another mean would be silently rescaled.
+                raise ValueError(
+                    f"The masks' mean is {masks.mean():.3f} but p={p}: p is their expected value (the map is "
+                    f"divided by N p). Pass p={masks.mean():.3f}."
                 )
             self.masks = masks
-        if not 0 < p <= 1:
-            raise ValueError(f"p must lie in (0, 1]; received {p!r}.")
-        self.cells, self.p, self.seed = cells, float(p), int(seed)
+        else:
+            raise ValueError(f"masks must be an int count or an array (N, *spatial) of masks; received {masks!r}.")
+        self.cells, self.p, self.seed = cells, p, check_seed(seed)
         shapes = self.scorer.input_shapes
         if isinstance(self.masks, int) and shapes:
             _cells(cells, len(shapes[self.input_index]) - 2)  # fail now on a bad grid

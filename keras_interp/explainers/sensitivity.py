@@ -10,7 +10,7 @@ the cell accounts for. The cell values are resized to the input bicubically, as 
 import numpy as np
 import tensorflow as tf
 
-from keras_interp.explainers.masking import MaskExplainer, check_count, resize_matrix, upsample_grids
+from keras_interp.explainers.masking import MaskExplainer, check_count, negligible_spread, resize_matrix, upsample_grids
 
 __all__ = ["SobolAttribution", "HSICAttribution", "jansen_total", "saltelli_first", "hsic_binary"]
 
@@ -31,6 +31,8 @@ def jansen_total(scores, designs):
     (2 N Var f(A)), the variance with ddof=1 (as Xplique computes it)."""
     scores = np.asarray(scores, np.float64)
     a, c = scores[:designs], scores[2 * designs:].reshape(-1, designs)
+    if negligible_spread(scores):
+        return np.zeros(len(c))
     var = max(np.var(a, ddof=1) if designs > 1 else 0.0, _EPS)
     return ((a[None] - c) ** 2).sum(axis=1) / (2 * designs * var)
 
@@ -40,6 +42,8 @@ def saltelli_first(scores, designs):
     mean_n f(B_n) (f(C_i,n) - f(A_n)) / Var f(A)."""
     scores = np.asarray(scores, np.float64)
     a, b, c = scores[:designs], scores[designs:2 * designs], scores[2 * designs:].reshape(-1, designs)
+    if negligible_spread(scores):
+        return np.zeros(len(c))
     var = max(np.var(a, ddof=1) if designs > 1 else 0.0, _EPS)
     return (b[None] * (c - a[None])).mean(axis=1) / var
 
@@ -55,14 +59,18 @@ def hsic_binary(scores, masks, width):
     """HSIC (d,) between each binary mask variable (masks: (N, d) in {0, 1}) and the scores (N,),
     as Xplique's estimator: trace(K_i H L H) / N with the input kernel K_i = 1.5 - (m - m')^2 and
     an RBF output kernel L of `width`. With binary masks trace(K_i H L H) = 2 m_i' (H L H) m_i (the
-    constant part meets H L H's zero row sums), one product for all cells."""
+    constant part meets H L H's zero row sums), one product for all cells. Scores that vary only
+    by float rounding give 0 (see negligible_spread)."""
     y = np.asarray(scores, np.float64)
     m = np.asarray(masks, np.float64)
     n = len(y)
+    if negligible_spread(y):  # no dependence to measure, only rounding: not a map of the noise
+        return np.zeros(m.shape[1])
     width = max(float(width), _EPS)
     L = np.exp(-((y[:, None] - y[None]) ** 2) / (2 * width ** 2))
-    H = np.eye(n) - 1.0 / n
-    Lc = H @ L @ H
+    # H L H (H = I - 11'/n) by subtracting row and column means: O(n^2), not two n^3 products.
+    row = L.mean(axis=1)
+    Lc = L - row[:, None] - row[None] + row.mean()
     return 2.0 * (m * (Lc @ m)).sum(axis=0) / n
 
 

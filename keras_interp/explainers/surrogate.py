@@ -14,7 +14,7 @@ import cv2
 import tensorflow as tf
 import numpy as np
 
-from keras_interp.explainers.masking import MaskExplainer, check_count
+from keras_interp.explainers.masking import MaskExplainer, check_count, check_number, check_seed
 
 __all__ = ["LIME", "KernelSHAP", "grid_segments", "superpixels", "kernel_shap_coalitions", "shapley_kernel"]
 
@@ -57,12 +57,33 @@ def superpixels(image, count=64, compactness=0.0):
     return np.unique(labels, return_inverse=True)[1].reshape(h, w).astype(np.int32)
 
 
+def _is_grid(segments):
+    ints = (int, np.integer)
+    return (isinstance(segments, ints) and not isinstance(segments, (bool, np.bool_))) or (
+        isinstance(segments, tuple) and segments and all(isinstance(c, ints) for c in segments))
+
+
+def _checked_segments(segments):
+    """segments as given, or a ValueError when it is none of the accepted forms."""
+    if _is_grid(segments) or callable(segments):
+        return segments
+    if isinstance(segments, (np.ndarray, list)) or hasattr(segments, "numpy"):
+        labels = np.asarray(segments)
+        if labels.ndim >= 1 and np.issubdtype(labels.dtype, np.integer):
+            return labels
+        raise ValueError(f"segment labels must be integers, one per pixel; received dtype {labels.dtype} and "
+                         f"shape {labels.shape}.")
+    raise ValueError(
+        "segments must be an int (a grid of that many cells a side) or a tuple of one per axis, integer labels "
+        f"per pixel ((H, W) or (B, H, W)), or a callable image -> labels; received {segments!r}."
+    )
+
+
 def _labels(segments, images):
     """(B, *spatial) int32 labels numbered 0 .. S_b - 1 per image, and S_b (B,)."""
     spatial = images.shape[1:-1]
     batch = len(images)
-    if isinstance(segments, (int, np.integer)) and not isinstance(segments, (bool, np.bool_)) or (
-            isinstance(segments, tuple) and all(isinstance(c, (int, np.integer)) for c in segments)):
+    if _is_grid(segments):
         labels = np.broadcast_to(grid_segments(spatial, segments), (batch,) + spatial)
     elif callable(segments):
         labels = []
@@ -101,9 +122,9 @@ class _SegmentExplainer(MaskExplainer):
     def __init__(self, model, segments, samples, score, baseline, seed, batch_size, output, input, jit_compile):
         super().__init__(model, score=score, baseline=baseline, batch_size=batch_size, output=output, input=input,
                          jit_compile=jit_compile)
-        self.segments = DEFAULT_GRID if segments is None else segments
+        self.segments = DEFAULT_GRID if segments is None else _checked_segments(segments)
         self.samples = check_count(samples, "samples", least=2)
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
 
     def _masks(self, ids, xi, arrays):
         labels, coalitions = arrays  # (B, P) int32, (B, N, S) float32
@@ -154,7 +175,8 @@ class LIME(_SegmentExplainer):
     """LIME (Ribeiro et al., 2016) on segments: a weighted ridge regression of the score on which
     segments are kept.
 
-    As the authors' `lime_image`: the first coalition keeps every segment, the others keep each
+    As the authors' `lime_image` (which reads the class probability: `score="probability"`; the
+    default explains the pre-softmax score, as every other explainer here): the first coalition keeps every segment, the others keep each
     segment with probability 1/2; a coalition's weight is sqrt(exp(-d^2 / kernel_width^2)), d
     the cosine distance between the coalition and the all-kept one; the surrogate is a ridge
     regression with intercept (penalty `alpha`, 1 as scikit-learn's Ridge in lime) whose
@@ -186,11 +208,8 @@ class LIME(_SegmentExplainer):
     def __init__(self, model, segments=None, samples=1000, kernel_width=0.25, alpha=1.0, score="logit", baseline=0.0,
                  seed=0, batch_size=256, output=None, input=None, jit_compile=None):
         super().__init__(model, segments, samples, score, baseline, seed, batch_size, output, input, jit_compile)
-        if not kernel_width > 0:
-            raise ValueError(f"kernel_width must be positive; received {kernel_width!r}.")
-        if not alpha >= 0:
-            raise ValueError(f"alpha must be >= 0; received {alpha!r}.")
-        self.kernel_width, self.alpha = float(kernel_width), float(alpha)
+        self.kernel_width = check_number(kernel_width, "kernel_width", 0, low_open=True)
+        self.alpha = check_number(alpha, "alpha", 0)
 
     @staticmethod
     def _least(segments):

@@ -127,11 +127,12 @@ export function readState(runs, names) {
       mode: pick(url.get("mode"), ["heat", "outline"], DEFAULT_SETTINGS.mode),
     },
     size: num("size", 128, 64, 320),
-    sizeAuto: url.get("size") === "fit",  // the cells share the page's width (the size's "fit" button)
+    // The cells share the page's width ("fit", the default) until a size is chosen.
+    sizeAuto: !url.has("size") || url.get("size") === "fit",
     at: url.has("at") ? num("at", null) : null,
     scalarsOpen: url.get("scalars") !== "0",
   };
-  if (!state.runs.length) state.runs = [names[0]];
+  if (!state.runs.length) state.runs = [...names];  // every run shown, as TensorBoard's other dashboards
   if (!Object.hasOwn(SORTS, state.sort) && !qualitySorts(runs, state.runs).some(([sort]) => sort === state.sort)) state.sort = "index";
   if (state.settings.clip && state.settings.clip[0] > state.settings.clip[1]) state.settings.clip.reverse();
   return state;
@@ -159,8 +160,7 @@ export function urlParams(state, at, last = null) {
   if (s.colormap !== d.colormap) p.set("cmap", s.colormap);
   if (s.opacity !== d.opacity) p.set("op", String(s.opacity));
   if (s.mode !== d.mode) p.set("mode", s.mode);
-  if (state.sizeAuto) p.set("size", "fit");
-  else if (state.size !== 128) p.set("size", String(state.size));
+  if (!state.sizeAuto) p.set("size", String(state.size));  // fit to width is the default
   if (at !== null) p.set("at", String(at));
   if (state.scalarsOpen === false) p.set("scalars", "0");
   return p;
