@@ -28,7 +28,7 @@ Grad-CAM's is one forward+backward, Score-CAM's (channels x images) forwards at 
 Last (--only black_box), the black-box methods at their defaults on 4 images: limit = (masked
 copies per image x images) x a compiled forward per image at the best batch size (RISE 4000,
 Sobol 32 x (64 + 2), HSIC 1500, LIME 1000, Kernel SHAP 1000 + 2), against Xplique at the same
-sample counts; then RISE's peak resident-memory growth for 500, 2000 and 8000 masks.
+sample counts (their memory: benchmarks/bench_memory.py).
 """
 
 from common import (
@@ -256,13 +256,6 @@ def black_box_section(args):
         seconds, limit_seconds = paired(lambda: explainer.explain(x, target=target), limit, rounds=args.repeats)
         rows.append((method, seconds, limit_seconds, {"xplique": xplique[method]} if method in xplique else {}))
     report(rows)
-    if "rise" in ours:
-        print("RISE peak resident-memory growth during a call (chunks of 256 images):")
-        for masks in (500, 2000, 8000):
-            rise = ki.RISE(model, masks=masks)
-            _, first = peak_rss_growth(lambda: rise.explain(x))
-            _, steady = peak_rss_growth(lambda: rise.explain(x))
-            print(f"  {masks:5d} masks: first call {first / 2 ** 20:7.1f} MiB, later calls {steady / 2 ** 20:7.1f} MiB")
 
 
 def main():

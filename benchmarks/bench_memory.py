@@ -1,6 +1,7 @@
 """Peak memory of the perturbation methods, run after run: is `batch_size` a true bound?
 
     python benchmarks/bench_memory.py [--runs 3] [--methods smoothgrad,integrated_gradients,occlusion,scorecam]
+    python benchmarks/bench_memory.py --runs 2 --methods rise,sobol,hsic,lime,kernel_shap
 
 Each measurement is a fresh Python process (the reference CNN, 32 images of 64x64,
 batch_size=128) that calls the method twice and reports the peak resident-memory growth of
@@ -26,7 +27,8 @@ import keras_interp as ki
 from common import forward_backward_step, peak_rss_growth
 method, count = {method!r}, {count}
 model = ki.reference_cnn((64, 64, 3))
-x = np.random.default_rng(0).uniform(size=(32, 64, 64, 3)).astype("float32")
+images = 4 if method in {black_box!r} else 32
+x = np.random.default_rng(0).uniform(size=(images, 64, 64, 3)).astype("float32")
 if method == "chunk":
     step = forward_backward_step(model)
     z = tf.constant(np.concatenate([x] * 4))
@@ -37,6 +39,11 @@ else:
         "integrated_gradients": lambda: ki.IntegratedGradients(model, steps=count, batch_size=128),
         "occlusion": lambda: ki.Occlusion(model, patch_size=64 // count, stride=64 // count, batch_size=128),
         "scorecam": lambda: ki.ScoreCAM(model, max_channels=count, batch_size=128),
+        "rise": lambda: ki.RISE(model, masks=count, batch_size=128),
+        "sobol": lambda: ki.SobolAttribution(model, nb_design=count, batch_size=128),
+        "hsic": lambda: ki.HSICAttribution(model, samples=count, batch_size=128),
+        "lime": lambda: ki.LIME(model, samples=count, batch_size=128),
+        "kernel_shap": lambda: ki.KernelSHAP(model, samples=count, batch_size=128),
     }}[method]()
     run = lambda: explainer.explain(x, target=0)
 _, first = peak_rss_growth(run)
@@ -46,10 +53,16 @@ print(json.dumps([first / 2**20, later / 2**20]))
 
 # method -> (small count, large count): samples, steps, windows per side, channels.
 COUNTS = {"smoothgrad": (25, 400), "integrated_gradients": (16, 256), "occlusion": (8, 32), "scorecam": (8, 64)}
+# The black-box methods on 4 images, from 500 to 8000 masked copies per image (Sobol: 8 and 128
+# designs of 66 copies, 528 and 8448).
+BLACK_BOX = {"rise": (500, 8000), "sobol": (8, 128), "hsic": (500, 8000), "lime": (500, 8000),
+             "kernel_shap": (500, 8000)}
+COUNTS.update(BLACK_BOX)
 
 
 def measure(method, count):
-    code = CHILD.format(bench=os.path.dirname(os.path.abspath(__file__)), method=method, count=count)
+    code = CHILD.format(bench=os.path.dirname(os.path.abspath(__file__)), method=method, count=count,
+                        black_box=set(BLACK_BOX))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"{method} ({count}) failed: {done.stderr.strip().splitlines()[-1]}")
@@ -59,7 +72,8 @@ def measure(method, count):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--methods", default=",".join(COUNTS))
+    parser.add_argument("--methods", default=",".join(m for m in COUNTS if m not in BLACK_BOX),
+                        help="comma-separated; also " + ",".join(BLACK_BOX) + " (4 images each)")
     args = parser.parse_args()
     chunk = [measure("chunk", 0) for _ in range(args.runs)]
     print(f"one chunk's forward+backward (128 images): first call {min(c[0] for c in chunk):.0f}-"

@@ -15,7 +15,7 @@ import tensorflow as tf
 import keras_interp as ki
 from conftest import tiny_cnn
 from keras_interp.explainers.rise import _Draws, rise_masks
-from keras_interp.explainers.sensitivity import median_distance
+from keras_interp.explainers.sensitivity import hsic_binary
 from keras_interp.explainers.surrogate import grid_segments, superpixels
 
 
@@ -168,6 +168,8 @@ def test_hsic_is_xpliques_estimator_on_the_same_masks():
         K = 1 + (0.5 - (masks[:, i][:, None] - masks[:, i][None]) ** 2)
         expected.append(np.sum((H @ K @ H) * (H @ L @ H).T) / n)
     np.testing.assert_allclose(hsic.cell_values(x)[0].ravel(), expected, rtol=1e-4, atol=1e-9)
+    # The kernel is built a block of rows at a time: any block size gives the same values.
+    np.testing.assert_allclose(hsic_binary(y, masks, width, block=7), hsic_binary(y, masks, width), rtol=1e-12)
 
 
 # -------------------------------------------------------------------------- LIME and Kernel SHAP

@@ -48,14 +48,17 @@ def saltelli_first(scores, designs):
     return (b[None] * (c - a[None])).mean(axis=1) / var
 
 
-def median_distance(y):
-    """The median of |y_i - y_j| over pairs i < j: the usual bandwidth of an RBF kernel."""
+def median_distance(y, most=1000):
+    """The median of |y_i - y_j| over pairs i < j: the usual bandwidth of an RBF kernel. Past
+    `most` scores, over the pairs of `most` evenly spaced ones (memory stays O(most^2))."""
     y = np.asarray(y, np.float64)
+    if len(y) > most:
+        y = y[np.linspace(0, len(y) - 1, most).round().astype(int)]
     diff = np.abs(y[:, None] - y[None])
     return float(np.median(diff[np.triu_indices(len(y), 1)])) if len(y) > 1 else 0.0
 
 
-def hsic_binary(scores, masks, width):
+def hsic_binary(scores, masks, width, block=128):
     """HSIC (d,) between each binary mask variable (masks: (N, d) in {0, 1}) and the scores (N,),
     as Xplique's estimator: trace(K_i H L H) / N with the input kernel K_i = 1.5 - (m - m')^2 and
     an RBF output kernel L of `width`. With binary masks trace(K_i H L H) = 2 m_i' (H L H) m_i (the
@@ -67,11 +70,16 @@ def hsic_binary(scores, masks, width):
     if negligible_spread(y):  # no dependence to measure, only rounding: not a map of the noise
         return np.zeros(m.shape[1])
     width = max(float(width), _EPS)
-    L = np.exp(-((y[:, None] - y[None]) ** 2) / (2 * width ** 2))
-    # H L H (H = I - 11'/n) by subtracting row and column means: O(n^2), not two n^3 products.
-    row = L.mean(axis=1)
-    Lc = L - row[:, None] - row[None] + row.mean()
-    return 2.0 * (m * (Lc @ m)).sum(axis=0) / n
+    # (H L H) m with H = I - 11'/n is L m - r (1'm) - 1 (r'm) + mean(r) (1'm), r the row means of L
+    # (symmetric): L is built a block of rows at a time, so memory stays O(block n), not n^2.
+    lm, row = np.empty_like(m), np.empty(n)
+    for start in range(0, n, block):
+        rows = np.exp(-((y[start:start + block, None] - y[None]) ** 2) / (2 * width ** 2))
+        lm[start:start + block] = rows @ m
+        row[start:start + block] = rows.mean(axis=1)
+    ones = m.sum(axis=0)  # 1'm
+    lcm = lm - row[:, None] * ones[None] - (row @ m)[None] + row.mean() * ones[None]
+    return 2.0 * (m * lcm).sum(axis=0) / n
 
 
 class _GridSensitivity(MaskExplainer):
