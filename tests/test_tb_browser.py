@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -189,7 +190,7 @@ def _frame_state(driver):
 
 @pytest.mark.parametrize("tensorboard_server", [("true", ""), ("false", ""), ("true", "/under/prefix")], indirect=True)
 def test_dashboard_loads_every_image_and_the_slider_changes_the_epoch(tensorboard_server, browser, tmp_path):
-    browser.get(f"{tensorboard_server}/?darkMode=false#keras_interp")
+    browser.get(f"{tensorboard_server}/?darkMode=false{pinned(tensorboard_server)}")
     frame = wait_for(lambda: browser.find_elements("css selector", "iframe"), what="the plugin iframe")[0]
     browser.switch_to.frame(frame)
     try:
@@ -226,6 +227,14 @@ def test_dashboard_loads_every_image_and_the_slider_changes_the_epoch(tensorboar
         assert os.path.getsize(path) > 10_000
     finally:
         browser.switch_to.default_content()
+
+
+def pinned(url):
+    """The dashboard's tab with its first run only, cells of 128 px: the view these tests read
+    (the defaults, every run shown and fit to width, have their own test)."""
+    with urllib.request.urlopen(f"{url}/data/plugin/keras_interp/runs", timeout=10) as response:
+        first = sorted(json.load(response)["runs"])[0]
+    return "#keras_interp&ki=" + urllib.parse.quote(urllib.parse.urlencode({"run": first, "size": 128}))
 
 
 def select_runs(driver, names):
@@ -277,7 +286,7 @@ def _pixels(driver):
 
 @pytest.mark.parametrize("tensorboard_server", [("true", "")], indirect=True)
 def test_dashboard_survives_nan_stale_redraws_recolours_locally_and_shows_dropped_methods(tensorboard_server, browser):
-    browser.get(f"{tensorboard_server}/?darkMode=false#keras_interp")
+    browser.get(f"{tensorboard_server}/?darkMode=false{pinned(tensorboard_server)}")
     frame = wait_for(lambda: browser.find_elements("css selector", "iframe"), what="the plugin iframe")[0]
     browser.switch_to.frame(frame)
     try:
@@ -371,7 +380,7 @@ def test_dashboard_survives_nan_stale_redraws_recolours_locally_and_shows_droppe
 
 
 def test_a_signal_run_shows_its_curves_with_the_map_stretched_over_them(signal_server, browser):
-    browser.get(f"{signal_server}/?darkMode=false#keras_interp")
+    browser.get(f"{signal_server}/?darkMode=false{pinned(signal_server)}")
     frame = wait_for(lambda: browser.find_elements("css selector", "iframe"), what="the plugin iframe")[0]
     browser.switch_to.frame(frame)
     try:

@@ -17,7 +17,7 @@ import tensorflow as tf
 import tensorboard
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
-from test_tb_browser import _serve, browser, select_runs, wait_for  # noqa: F401 - fixtures
+from test_tb_browser import _serve, browser, pinned, select_runs, wait_for  # noqa: F401 - fixtures
 from test_tb_plugin import legacy_map_metadata, write_class_models
 
 from keras_interp import summary
@@ -143,12 +143,10 @@ def big_server(tmp_path_factory):
         yield url
 
 
-# The cells' size pinned to 128 px (fit to width is the default; its test opens the plain tab).
-PINNED = "#keras_interp&ki=size%3D128"
-
-
-def open_dashboard(driver, url, fragment=PINNED, query="?darkMode=false"):
-    """A fresh page (not a same-document hash change) on the dashboard, switched into its frame."""
+def open_dashboard(driver, url, fragment=None, query="?darkMode=false"):
+    """A fresh page (not a same-document hash change) on the dashboard, switched into its frame;
+    `fragment` None: pinned(url)."""
+    fragment = pinned(url) if fragment is None else fragment
     driver.switch_to.default_content()
     driver.get("about:blank")
     driver.get(f"{url}/{query}{fragment}")
@@ -781,13 +779,14 @@ def test_every_run_shown_and_fit_to_width_by_default_until_the_slider_moves(serv
         # page up to less than one column's slack, and the link leaves the default out.
         columns = len(grid_state(browser)["columns"])
         fitted = lambda: min(320, math.floor((widths()[0] - 34) / columns) - 9)  # noqa: E731
-        main, grid, size, box = wait_for(lambda: (w := widths())[2] == str(fitted()) and w, what="the fitted size")
-        assert box == int(size) and (int(size) == 320 or main - 2 * (int(size) + 9) < grid <= main)
+        # (The slider shows the fitted size to its step; the cells have it exactly.)
+        main, grid, _, box = wait_for(lambda: (w := widths())[3] == fitted() and w, what="the fitted size, drawn")
+        assert box == 320 or main - 2 * (box + 9) < grid <= main
         assert "size" not in parent_ki(browser)
         choose(browser, "size", 96, "input")  # the slider takes over
         wait_for(lambda: parent_ki(browser).get("size") == ["96"], what="the slider's size in the link")
         assert widths()[3] == 96
         browser.find_element("id", "size-fit").click()  # and "fit" gives the page back to the columns
-        wait_for(lambda: widths()[2] == str(fitted()) and "size" not in parent_ki(browser), what="fit again")
+        wait_for(lambda: widths()[3] == fitted() and "size" not in parent_ki(browser), what="fit again")
     finally:
         browser.switch_to.default_content()

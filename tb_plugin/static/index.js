@@ -334,6 +334,15 @@ export async function render() {
     setTimeout(() => poll().catch((error) => console.error(error)).finally(schedule), pollMs);
   })();
   window.addEventListener("resize", () => { fitSize(); grid.scheduleRows(); });
+  // The main area also narrows when its scrollbar appears (the rows rendered): fit again then.
+  let mainWidth = main.clientWidth;
+  if (typeof ResizeObserver === "function") {
+    new ResizeObserver(() => {
+      if (main.clientWidth === mainWidth) return;  // heights change with every render: only widths refit
+      mainWidth = main.clientWidth;
+      fitSize();
+    }).observe(main);
+  }
 
   // Left/right move the epoch, except where the key edits a control (text, number, select, slider).
   document.addEventListener("keydown", (event) => {

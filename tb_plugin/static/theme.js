@@ -21,6 +21,7 @@ const STYLE = `
   --ki-muted: #a0a0a0; --ki-shadow: 0 1px 3px rgba(0,0,0,.5); --ki-accent: #ef8d32; --ki-hover: #454545; color-scheme: dark; }
 html, body { margin: 0; background: var(--ki-bg); color: var(--ki-fg); overflow-anchor: none; }
 body { font: 13px/1.4 Roboto, "Helvetica Neue", Arial, sans-serif; }
+html { scrollbar-gutter: stable; }  /* the page's width stays put as rows come and go: "fit" keeps fitting */
 #app { display: flex; align-items: flex-start; min-height: 100vh; }
 #sidebar { width: 240px; flex: none; position: sticky; top: 0; height: 100vh; overflow: auto; box-sizing: border-box;
   background: var(--ki-card); border-right: 1px solid var(--ki-border); }
