@@ -15,7 +15,6 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
 
 import keras_interp as ki  # noqa: E402
 from keras_interp.explainers.surrogate import superpixels  # noqa: E402

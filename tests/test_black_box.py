@@ -3,7 +3,6 @@ the papers' definitions: the expectation identities of RISE on a linear score, v
 of an additive score, exact Shapley values by enumeration, OpenCV's bilinear resize, Xplique's
 HSIC estimator written out with its kernel matrices."""
 
-import itertools
 import math
 
 import cv2

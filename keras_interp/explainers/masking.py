@@ -20,7 +20,7 @@ from keras_interp.explainers.perturbation import PerturbationExplainer
 from keras_interp.targets import select_scores
 
 __all__ = ["MaskExplainer", "blended_copies", "resize_matrix", "upsample_grids", "check_count", "check_number",
-           "check_seed", "negligible_spread"]
+           "check_seed", "negligible_spread", "per_axis"]
 
 SCORES = ("logit", "probability")
 
@@ -61,13 +61,26 @@ def check_count(value, name, least=1):
     return int(value)
 
 
+def per_axis(value, axes, name):
+    """A positive int or one per spatial axis, as a tuple of `axes` ints; else a ValueError."""
+    try:
+        values = (value,) * axes if np.isscalar(value) else tuple(value)
+    except TypeError:
+        values = ()
+    if len(values) != axes or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and v >= 1 for v in values):
+        raise ValueError(f"{name} must be a positive int or one per spatial axis ({axes}); received {value!r}.")
+    return tuple(int(v) for v in values)
+
+
 def check_number(value, name, low=None, high=None, low_open=False):
     """A float within [low, high] (or (low, high] with low_open), else a ValueError saying so."""
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
     ok = ok and np.isfinite(value) and (low is None or value > low if low_open else low is None or value >= low)
     ok = ok and (high is None or value <= high)
     if not ok:
-        interval = f"{'(' if low_open else '['}{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+        ends = ("-inf" if low is None else low, "inf" if high is None else high)
+        interval = f"{'(' if low_open else '['}{ends[0]}, {ends[1]}]"
         raise ValueError(f"{name} must be a number in {interval}; received {value!r}.")
     return float(value)
 

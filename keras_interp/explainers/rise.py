@@ -3,18 +3,14 @@
 import numpy as np
 import tensorflow as tf
 
-from keras_interp.explainers.masking import (MaskExplainer, check_count, check_number, check_seed, resize_matrix,
-                                             upsample_grids)
+from keras_interp.explainers.masking import (MaskExplainer, check_count, check_number, check_seed, per_axis,
+                                             resize_matrix, upsample_grids)
 
 __all__ = ["RISE", "rise_masks"]
 
 
 def _cells(cells, axes):
-    values = (cells,) * axes if np.isscalar(cells) else tuple(cells)
-    if len(values) != axes or not all(
-            isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)) and c >= 1 for c in values):
-        raise ValueError(f"cells must be a positive int or one per spatial axis ({axes}); received {cells!r}.")
-    return tuple(int(c) for c in values)
+    return per_axis(cells, axes, "cells")
 
 
 class _Draws:
@@ -88,9 +84,10 @@ class RISE(MaskExplainer):
         elif isinstance(masks, (np.ndarray, list, tuple)) or hasattr(masks, "numpy"):
             masks = np.asarray(masks, np.float32)
             if masks.ndim < 2 or not masks.size or not np.isfinite(masks).all() or masks.min() < 0 or masks.max() > 1:
+                values = f" with values in [{np.nanmin(masks)}, {np.nanmax(masks)}]" if masks.size else ""
                 raise ValueError(
                     "masks must be a count or an array (N, *spatial) of values in [0, 1]; received an array of "
-                    f"shape {masks.shape}" + (f" with values in [{np.nanmin(masks)}, {np.nanmax(masks)}]." if masks.size else ".")
+                    f"shape {masks.shape}{values}."
                 )
             if abs(float(masks.mean()) - p) > 0.05:
                 # The map is divided by N p: masks of another mean would be silently rescaled.

@@ -10,7 +10,8 @@ the cell accounts for. The cell values are resized to the input bicubically, as 
 import numpy as np
 import tensorflow as tf
 
-from keras_interp.explainers.masking import MaskExplainer, check_count, negligible_spread, resize_matrix, upsample_grids
+from keras_interp.explainers.masking import (MaskExplainer, check_count, negligible_spread, per_axis, resize_matrix,
+                                             upsample_grids)
 
 __all__ = ["SobolAttribution", "HSICAttribution", "jansen_total", "saltelli_first", "hsic_binary"]
 
@@ -18,11 +19,7 @@ _EPS = 1e-12
 
 
 def _grid(grid, axes):
-    values = (grid,) * axes if np.isscalar(grid) else tuple(grid)
-    if len(values) != axes or not all(
-            isinstance(g, (int, np.integer)) and not isinstance(g, (bool, np.bool_)) and g >= 1 for g in values):
-        raise ValueError(f"grid must be a positive int or one per spatial axis ({axes}); received {grid!r}.")
-    return tuple(int(g) for g in values)
+    return per_axis(grid, axes, "grid")
 
 
 def jansen_total(scores, designs):

@@ -14,7 +14,7 @@ import cv2
 import tensorflow as tf
 import numpy as np
 
-from keras_interp.explainers.masking import MaskExplainer, check_count, check_number, check_seed
+from keras_interp.explainers.masking import MaskExplainer, check_count, check_number, check_seed, per_axis
 
 __all__ = ["LIME", "KernelSHAP", "grid_segments", "superpixels", "kernel_shap_coalitions", "shapley_kernel"]
 
@@ -22,9 +22,7 @@ __all__ = ["LIME", "KernelSHAP", "grid_segments", "superpixels", "kernel_shap_co
 def grid_segments(spatial, cells):
     """(*spatial) int32: the cell of a grid of `cells` a side (an int or one per axis) each pixel
     lies in, cells numbered in row-major order."""
-    cells = (cells,) * len(spatial) if np.isscalar(cells) else tuple(cells)
-    if len(cells) != len(spatial) or any(not isinstance(c, (int, np.integer)) or c < 1 for c in cells):
-        raise ValueError(f"segments as a grid must be a positive int or one per spatial axis; received {cells!r}.")
+    cells = per_axis(cells, len(spatial), "segments as a grid")
     if any(c > n for c, n in zip(cells, spatial)):
         raise ValueError(f"a grid of {cells} cells exceeds the input's spatial size {tuple(spatial)}.")
     index = [np.minimum(np.arange(n) * c // n, c - 1) for n, c in zip(spatial, cells)]
@@ -176,13 +174,13 @@ class LIME(_SegmentExplainer):
     segments are kept.
 
     As the authors' `lime_image` (which reads the class probability: `score="probability"`; the
-    default explains the pre-softmax score, as every other explainer here): the first coalition keeps every segment, the others keep each
-    segment with probability 1/2; a coalition's weight is sqrt(exp(-d^2 / kernel_width^2)), d
-    the cosine distance between the coalition and the all-kept one; the surrogate is a ridge
-    regression with intercept (penalty `alpha`, 1 as scikit-learn's Ridge in lime) whose
-    coefficients are the map, segment by segment. Removed segments take `baseline`. On a score
-    linear in the input the coefficients are the segments' contributions sum_i w_i (x_i - b_i)
-    (exactly with alpha=0).
+    default explains the pre-softmax score, as every other explainer here): the first coalition
+    keeps every segment, the others keep each segment with probability 1/2; a coalition's weight
+    is sqrt(exp(-d^2 / kernel_width^2)), d the cosine distance between the coalition and the
+    all-kept one; the surrogate is a ridge regression with intercept (penalty `alpha`, 1 as
+    scikit-learn's Ridge in lime) whose coefficients are the map, segment by segment. Removed
+    segments take `baseline`. On a score linear in the input the coefficients are the segments'
+    contributions sum_i w_i (x_i - b_i) (exactly with alpha=0).
 
     Args:
         model: Keras model.
