@@ -73,6 +73,26 @@ def read_labels(path):
     return names
 
 
+def model_class_names(model, count):
+    """Class names saved with a model, where present: a `class_names` attribute of as many strings
+    as the model has classes (a subclassed model that keeps them in its config, or one given them
+    before saving by code that restores them). Keras' own .keras files keep none."""
+    names = getattr(model, "class_names", None)
+    if isinstance(names, (str, bytes)) or not hasattr(names, "__len__"):
+        return None
+    names = list(names)
+    if not names or not all(isinstance(n, str) for n in names) or (count is not None and len(names) != count):
+        return None
+    return names
+
+
+def labels_for(args, model, count):
+    """--labels FILE's names, else the model's own class names (model_class_names), else None."""
+    names = read_labels(args.labels)
+    check_labels(names, count, args.labels)
+    return names if names is not None else model_class_names(model, count)
+
+
 def check_labels(names, count, path):
     if names is not None and count is not None and len(names) != count:
         raise UsageError(f"--labels {path} has {len(names)} names for the model's {count} classes (one per line)")
@@ -321,8 +341,7 @@ def cmd_explain(args):
         if scorer.num_classes is None or len(scorer.output_shape) != 2:
             raise UsageError(f"explain needs a classifier with (batch, classes) outputs; {args.model} gives "
                              f"{scorer.output_shape} (use the Python API with a callable target)")
-        labels = read_labels(args.labels)
-        check_labels(labels, scorer.num_classes, args.labels)
+        labels = labels_for(args, model, scorer.num_classes)
         if args.target is not None:
             args.target = class_index(args.target, labels, scorer.num_classes, "--target")
         # Methods that need reference examples are made with the first batch read (below).
@@ -500,8 +519,7 @@ def cmd_visualize(args):
     try:
         generator = ki.ClassModelVisualization(model, output=output_arg(args))
         count = generator.scorer.num_classes
-        labels = read_labels(args.labels)
-        check_labels(labels, count, args.labels)
+        labels = labels_for(args, model, count)
         classes = [class_index(c, labels, count, "--classes") for c in args.classes]
         pictures = generator.visualize(classes, steps=args.steps, seed=args.seed)
     except ValueError as exc:
@@ -637,6 +655,10 @@ def cmd_demo(args):
                                          seed=args.seed, verbose=0 if args.quiet else 2)
     model_path = os.path.join(out, "model.keras")
     model.save(model_path)
+    # Keras' .keras files keep no class names: they go beside the model, for --labels.
+    labels_path = os.path.join(out, "labels.txt")
+    with open(labels_path, "w", encoding="utf-8") as handle:
+        handle.write("".join(f"{name}\n" for name in held_out.class_names))
     shown = 6
     rows, labels = held_out.images[:shown], held_out.labels[:shown]
     names = list(methods())
@@ -665,7 +687,7 @@ def cmd_demo(args):
         print("Next:")
         print(f"  tensorboard --logdir {logs} --samples_per_plugin=images=1000,keras_interp=1000")
         print(f"  keras-interp explain {model_path} {images_dir} --method gradcam --method saliency "
-              f"--out {os.path.join(out, 'explained')}")
+              f"--labels {labels_path} --out {os.path.join(out, 'explained')}")
     return 0
 
 

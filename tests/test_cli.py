@@ -210,7 +210,9 @@ def test_demo_trains_saves_and_explains_with_every_method(tmp_path, capsys):
     out = tmp_path / "demo"
     code, printed, _ = run(["demo", "--epochs", "1", "--train-size", "64", "--out", out], capsys)
     assert code == 0
-    assert {"model.keras", "explanations.png", "logs", "images"} <= set(os.listdir(out))
+    assert {"model.keras", "labels.txt", "explanations.png", "logs", "images"} <= set(os.listdir(out))
+    assert (out / "labels.txt").read_text().split() == list(ki.datasets.shapes(1).class_names)
+    assert f"--labels {out / 'labels.txt'}" in printed
     sheet = cv2.imread(str(out / "explanations.png"))
     assert sheet.shape[0] > 6 * 96 and sheet.shape[1] > len(METHODS) * 96  # input + every method but "cam"
     assert os.listdir(out / "logs" / "explanations")
@@ -352,3 +354,20 @@ def test_help_says_each_default_once_and_offers_seed_only_where_something_is_ran
     text = " ".join(capsys.readouterr().out.split())
     assert "--seed SEED seed of the random methods' draws (smoothgrad" in text and "(default: 0)" in text
     assert "--out OUT output folder (default: explained)" in text
+
+
+def test_class_names_saved_with_a_model_name_the_classes_unless_labels_are_given(tmp_path):
+    import types
+
+    model = tiny_cnn()  # 3 classes
+    plain = types.SimpleNamespace(labels=None)
+    assert cli.labels_for(plain, model, 3) is None  # Keras keeps none
+    model.class_names = ["cat", "dog", "fox"]
+    assert cli.labels_for(plain, model, 3) == ["cat", "dog", "fox"]
+    assert cli.model_class_names(model, 4) is None  # not as many as the classes: not names of them
+    model.class_names = "cat dog fox"
+    assert cli.model_class_names(model, 3) is None
+    path = tmp_path / "labels.txt"
+    path.write_text("a\nb\nc\n")
+    model.class_names = ["cat", "dog", "fox"]
+    assert cli.labels_for(types.SimpleNamespace(labels=str(path)), model, 3) == ["a", "b", "c"]  # the file wins
