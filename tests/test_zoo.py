@@ -1,10 +1,9 @@
 """Model zoo tier: keras.applications architectures and common user forms, random weights.
 
 Each model is built once (a module-scoped fixture keeping the current model; pytest groups the
-tests by model), at the
-smallest input size at which its last stage still has a spatial extent larger than 1x1 (at the
-minimum sizes keras.applications accepts, 32x32 and 75x75, that stage is 1x1 and every CAM is
-constant), with 5 classes, seeded random weights and a batch of 2 images.
+tests by model), at the smallest input size at which its last stage still has a spatial extent
+larger than 1x1 (at the minimum sizes keras.applications accepts, 32x32 and 75x75, that stage is
+1x1 and every CAM is constant), with 5 classes, seeded random weights and a batch of 2 images.
 
 For every model:
 1. every explainer runs and returns a finite float32 (B, H, W) map; CAM on GAP -> (Dropout) -> Dense
