@@ -28,6 +28,7 @@ _EXPORTS = {
     "reference_cnn": "keras_interp.models",
     "receptive_field": "keras_interp.search",
     "DatasetSearch": "keras_interp.search",
+    "localize": "keras_interp.metrics.localize",
 }
 _SUBMODULES = ("callbacks", "checks", "datasets", "explainers", "images", "layers", "metrics", "models", "registry",
                "search", "summary", "tags", "targets", "visualize")

@@ -231,8 +231,9 @@ def test_dashboard_loads_every_image_and_the_slider_changes_the_epoch(tensorboar
 
 def pinned(url):
     """The dashboard's tab with its first run only, cells of 128 px: the view these tests read
-    (the defaults, every run shown and fit to width, have their own test)."""
-    with urllib.request.urlopen(f"{url}/data/plugin/keras_interp/runs", timeout=10) as response:
+    (the defaults, every run shown and fit to width, have their own test). The timeout is long:
+    listing a run of a thousand images takes seconds on a busy machine."""
+    with urllib.request.urlopen(f"{url}/data/plugin/keras_interp/runs", timeout=120) as response:
         first = sorted(json.load(response)["runs"])[0]
     return "#keras_interp&ki=" + urllib.parse.quote(urllib.parse.urlencode({"run": first, "size": 128}))
 

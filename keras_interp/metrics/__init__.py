@@ -2,6 +2,8 @@
 depend on the model at all?
 
 - Localization (`localization`): pointing game and energy against object masks.
+- Boxes and masks from maps (`localize`, also `ki.localize`): the CAM paper's threshold rule and
+  GrabCut seeded by the map, and box and mask IoU against ground truth.
 - Faithfulness (`faithfulness`): deletion and insertion curves and their areas (Petsiuk et
   al., RISE, 2018).
 - Sanity (`randomization`): the cascading model-randomization check (Adebayo et al., 2018).
@@ -17,6 +19,7 @@ from keras_interp.metrics.faithfulness import (
     insertion_curve,
 )
 from keras_interp.metrics.localization import energy_in_mask, energy_pointing_game, pointing_game, pointing_hits
+from keras_interp.metrics.localize import box_iou, localization_accuracy, localize, mask_boxes, mask_iou
 from keras_interp.metrics.randomization import randomization_check, spearman
 
 __all__ = [
@@ -30,4 +33,9 @@ __all__ = [
     "insertion_curve",
     "randomization_check",
     "spearman",
+    "localize",
+    "box_iou",
+    "mask_iou",
+    "mask_boxes",
+    "localization_accuracy",
 ]
