@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from keras_interp.explainers.base import choose_input
 from keras_interp.explainers.chunks import batch_of, broadcast_baseline, fused, merge_leading, over_chunks, plan_chunks
+from keras_interp.explainers.occlusion import _expand, _per_axis
 from keras_interp.explainers.perturbation import PerturbationExplainer
 from keras_interp.targets import select_scores
 
@@ -62,15 +63,9 @@ def check_count(value, name, least=1):
 
 
 def per_axis(value, axes, name):
-    """A positive int or one per spatial axis, as a tuple of `axes` ints; else a ValueError."""
-    try:
-        values = (value,) * axes if np.isscalar(value) else tuple(value)
-    except TypeError:
-        values = ()
-    if len(values) != axes or not all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and v >= 1 for v in values):
-        raise ValueError(f"{name} must be a positive int or one per spatial axis ({axes}); received {value!r}.")
-    return tuple(int(v) for v in values)
+    """A positive int or one per spatial axis, as a tuple of `axes` ints; else a ValueError
+    (occlusion's patch and stride checks)."""
+    return tuple(_expand(_per_axis(value, name), axes, name))
 
 
 def check_number(value, name, low=None, high=None, low_open=False):
@@ -167,11 +162,17 @@ class MaskExplainer(PerturbationExplainer):
         state = over_chunks(chunk, self._start(xi, count), count, per, xla=self.tracing_xla())
         return self._finish(state), self._read(clean, classes, score_fn), classes
 
-    def _scores(self, inputs, target, count, shared=(), aligned=()):
-        """(kept state (B, ...), clean scores (B,), classes (B,)) as NumPy, and the masked input (B, ...,
-        C): the model read on `count` masked copies of each example. `shared` arrays are the
-        same for every example; `aligned` ones have one row per example (split with them)."""
-        x, classes, score_fn = self._prepare(inputs, target)
+    def _prepared(self, inputs, target):
+        """(the checked inputs, classes and score function, as `_scores` takes them; the masked
+        input (B, ..., C)), checked once per call."""
+        prepared = self._prepare(inputs, target)
+        return prepared, self._split(prepared[0], self.input_index)[0]
+
+    def _scores(self, prepared, count, shared=(), aligned=()):
+        """The kept state (B, ...) as NumPy: the model read on `count` masked copies of each
+        example (`prepared` from `_prepared`). `shared` arrays are the same for every example;
+        `aligned` ones have one row per example (split with them)."""
+        x, classes, score_fn = prepared
         xi = self._split(x, self.input_index)[0]
         shared = tuple(shared)
 
@@ -179,21 +180,15 @@ class MaskExplainer(PerturbationExplainer):
             per = plan_chunks(count, batch_of(xb), self._chunk_images(xb, count))
             return self._call("_scores_fn", xb, cb, score_fn, baseline, count, per, shared + tuple(rows))
 
-        out = self._batched(call, x, classes, broadcast_baseline(self.baseline, xi), *aligned)
-        state, clean, _ = out
+        state, clean, _ = self._batched(call, x, classes, broadcast_baseline(self.baseline, xi), *aligned)
         if not (np.isfinite(clean).all() and np.isfinite(state).all()):
             bad = "its outputs on the inputs" if not np.isfinite(clean).all() else "its outputs on masked copies"
             raise ValueError(
                 f"The model gave NaN or infinite scores ({bad}): has training diverged, or do the "
                 "inputs lie outside the range the model takes? No map can be computed from them."
             )
-        return out, xi
+        return state
 
     @staticmethod
     def _spatial(xi):
         return tuple(int(n) for n in xi.shape[1:-1])
-
-    def _input_spatial(self, inputs):
-        """The masked input's spatial shape, checked, without running the model."""
-        x = self._check(inputs)
-        return self._spatial(self._split(x, self.input_index)[0])

@@ -124,7 +124,8 @@ class RISE(MaskExplainer):
 
     def explain(self, inputs, target=None):
         """Maps (B, *spatial) float32: E[f(x * M) M] / p."""
-        spatial = self._input_spatial(inputs)
+        prepared, xi = self._prepared(inputs, target)
+        spatial = self._spatial(xi)
         if isinstance(self.masks, int):
             count, arrays = self.masks, _Draws(self.masks, spatial, self.cells, self.p, self.seed).arrays()
         else:
@@ -133,5 +134,5 @@ class RISE(MaskExplainer):
                     f"masks of shape {self.masks.shape[1:]} do not match the input's spatial shape {spatial}."
                 )
             count, arrays = len(self.masks), (self.masks,)
-        (heat, _, _), _ = self._scores(inputs, target, count, shared=arrays)
+        heat = self._scores(prepared, count, shared=arrays)
         return (heat / (count * self.p)).astype(np.float32)

@@ -94,25 +94,33 @@ class _GridSensitivity(MaskExplainer):
         designs, matrices = arrays[0], arrays[1:]
         return upsample_grids(tf.gather(designs, ids), matrices)[:, None]
 
-    def _run(self, inputs, target, designs):
-        """Scores (B, count) of the masked copies for design rows (count, cells), the grid and the
-        input's spatial shape."""
-        spatial = self._input_spatial(inputs)
+    def designs(self, cells):
+        raise NotImplementedError
+
+    def _values(self, scores, designs):
+        """(B, cells) cell values from the scores (B, count) of the design rows (count, cells)."""
+        raise NotImplementedError
+
+    def _cell_values(self, inputs, target):
+        """The cell values (B, *grid) and the input's spatial shape."""
+        prepared, xi = self._prepared(inputs, target)
+        spatial = self._spatial(xi)
         grid = _grid(self.grid, len(spatial))
         if any(g > n for g, n in zip(grid, spatial)):
             raise ValueError(f"grid {grid} exceeds the input's spatial size {spatial}: a cell must hold a pixel.")
+        designs = self.designs(int(np.prod(grid)))
         matrices = tuple(resize_matrix(n, g, "nearest") for n, g in zip(spatial, grid))
         shaped = np.ascontiguousarray(designs, np.float32).reshape((len(designs),) + grid)
-        (scores, _, _), _ = self._scores(inputs, target, len(designs), shared=(shaped,) + matrices)
-        return scores, grid, spatial
+        scores = self._scores(prepared, len(designs), shared=(shaped,) + matrices)
+        return self._values(scores, designs).reshape((len(scores),) + grid), spatial
 
     def cell_values(self, inputs, target=None):
-        raise NotImplementedError
+        """(B, *grid) float64: each cell's index (Sobol) or dependence (HSIC), before resizing."""
+        return self._cell_values(inputs, target)[0]
 
     def explain(self, inputs, target=None):
         """Maps (B, *spatial) float32: `cell_values` resized bicubically to the input (as Xplique)."""
-        cells = self.cell_values(inputs, target)
-        spatial = self._input_spatial(inputs)
+        cells, spatial = self._cell_values(inputs, target)
         matrices = [resize_matrix(n, g, "bicubic") for n, g in zip(spatial, cells.shape[1:])]
         return upsample_grids(tf.constant(cells, tf.float32), matrices).numpy().astype(np.float32)
 
@@ -161,13 +169,9 @@ class SobolAttribution(_GridSensitivity):
         c[idx, :, idx] = b.T  # ... with column i from B
         return np.concatenate([a, b, c.reshape(-1, cells)])
 
-    def cell_values(self, inputs, target=None):
-        """(B, *grid) float64: each cell's Sobol index (total or first-order), before resizing."""
-        spatial = self._input_spatial(inputs)
-        cells = int(np.prod(_grid(self.grid, len(spatial))))
-        scores, grid, _ = self._run(inputs, target, self.designs(cells))
+    def _values(self, scores, designs):
         estimate = jansen_total if self.indices == "total" else saltelli_first
-        return np.stack([estimate(s, self.nb_design) for s in scores]).reshape((len(scores),) + grid)
+        return np.stack([estimate(s, self.nb_design) for s in scores])
 
 
 class HSICAttribution(_GridSensitivity):
@@ -206,11 +210,6 @@ class HSICAttribution(_GridSensitivity):
         """(samples, cells) float32 in {0, 1}: the binary masks."""
         return np.round(tf.math.sobol_sample(cells, self.samples, dtype=tf.float32).numpy())
 
-    def cell_values(self, inputs, target=None):
-        """(B, *grid) float64: each cell's HSIC with the score, before resizing."""
-        spatial = self._input_spatial(inputs)
-        cells = int(np.prod(_grid(self.grid, len(spatial))))
-        masks = self.designs(cells)
-        scores, grid, _ = self._run(inputs, target, masks)
+    def _values(self, scores, designs):
         width = self.bandwidth or median_distance
-        return np.stack([hsic_binary(s, masks, width(s)) for s in scores]).reshape((len(scores),) + grid)
+        return np.stack([hsic_binary(s, designs, width(s)) for s in scores])

@@ -11,10 +11,11 @@ least squares whose solution is the Shapley values. A segment's weight is given 
 import math
 
 import cv2
-import tensorflow as tf
 import numpy as np
+import tensorflow as tf
 
 from keras_interp.explainers.masking import MaskExplainer, check_count, check_number, check_seed, per_axis
+from keras_interp.images import to_uint8
 
 __all__ = ["LIME", "KernelSHAP", "grid_segments", "superpixels", "kernel_shap_coalitions", "shapley_kernel"]
 
@@ -32,15 +33,12 @@ def grid_segments(spatial, cells):
 def superpixels(image, count=64, compactness=0.0):
     """(H, W) int32 superpixel labels of an (H, W, C) image: OpenCV's watershed on the image's
     colour gradient, seeded by a regular grid of about `count` markers, so each region follows
-    edges near its seed. Values are rescaled to 8 bits per image first (watershed's input)."""
+    edges near its seed. The image is read as `ki.images.to_uint8` shows it (watershed's 8-bit input)."""
     image = np.asarray(image, np.float32)
     if image.ndim != 3:
         raise ValueError(f"superpixels takes one (H, W, C) image; received shape {image.shape}.")
     h, w = image.shape[:2]
-    lo, hi = float(image.min()), float(image.max())
-    scaled = np.zeros_like(image) if hi <= lo else (image - lo) / (hi - lo) * 255.0
-    rgb = scaled[..., :3] if image.shape[-1] >= 3 else np.repeat(scaled[..., :1], 3, axis=-1)
-    rgb = np.ascontiguousarray(rgb.astype(np.uint8))
+    rgb = np.ascontiguousarray(to_uint8(image))  # watershed reads 8-bit colour
     side = max(1, int(round(math.sqrt(count * h / w)))), max(1, int(round(math.sqrt(count * w / h))))
     markers = np.zeros((h, w), np.int32)
     for i in range(side[0]):
@@ -140,8 +138,7 @@ class _SegmentExplainer(MaskExplainer):
 
     def explain(self, inputs, target=None):
         """Maps (B, *spatial) float32: each segment's coefficient on its pixels."""
-        x = self._check(inputs)
-        xi = self._split(x, self.input_index)[0]
+        prepared, xi = self._prepared(inputs, target)
         labels, counts = _labels(self.segments, xi)
         least = self._least(int(counts.max()))
         if self.samples < least:
@@ -155,7 +152,7 @@ class _SegmentExplainer(MaskExplainer):
         for b, (zb, _) in enumerate(drawn):
             z[b, :len(zb), :zb.shape[1]] = zb
         flat = labels.reshape(len(xi), -1)
-        (scores, _, _), _ = self._scores(inputs, target, count, aligned=(flat, z))
+        scores = self._scores(prepared, count, aligned=(flat, z))
         maps = np.empty(labels.shape, np.float32)
         for b, (zb, weights) in enumerate(drawn):
             coef = self._fit(zb, weights, scores[b, :len(zb)])
