@@ -137,6 +137,11 @@ class MaskExplainer(PerturbationExplainer):
         are the tensors the method passed to `_scores` (its draws)."""
         raise NotImplementedError
 
+    def _copies(self, xi, baseline, masks):
+        """The chunk's perturbed copies (k * B, ..., C), k-major, from its `_masks`: by default
+        x * M + (1 - M) * baseline."""
+        return blended_copies(xi, baseline, masks)
+
     def _start(self, xi, count):
         return tf.zeros(tf.stack([count, tf.shape(xi)[0]]), tf.float32)
 
@@ -155,7 +160,7 @@ class MaskExplainer(PerturbationExplainer):
         def chunk(state, _, ids):
             k = tf.shape(ids)[0]
             masks = self._masks(ids, xi, arrays)
-            logits = self._logits_with(blended_copies(xi, baseline, masks), others)
+            logits = self._logits_with(self._copies(xi, baseline, masks), others)
             scores = tf.reshape(self._read(logits, tf.tile(classes, [k]), score_fn), tf.stack([k, -1]))
             return self._add(state, scores, masks, ids)
 

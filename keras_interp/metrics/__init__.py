@@ -6,6 +6,9 @@ depend on the model at all?
   GrabCut seeded by the map, and box and mask IoU against ground truth.
 - Faithfulness (`faithfulness`): deletion and insertion curves and their areas (Petsiuk et
   al., RISE, 2018).
+- Remove And Debias (`road`): deletion with noisy linear imputation (Rong et al., 2022).
+- Fidelity (`fidelity`): MuFidelity (Bhatt et al., 2020), infidelity and max-sensitivity (Yeh
+  et al., 2019).
 - Sanity (`randomization`): the cascading model-randomization check (Adebayo et al., 2018).
 
 Maps come from any explainer as (B, h, w) arrays; maps smaller than the images are resized to
@@ -18,9 +21,11 @@ from keras_interp.metrics.faithfulness import (
     insertion_auc,
     insertion_curve,
 )
+from keras_interp.metrics.fidelity import infidelity, max_sensitivity, mu_fidelity
 from keras_interp.metrics.localization import energy_in_mask, energy_pointing_game, pointing_game, pointing_hits
 from keras_interp.metrics.localize import box_iou, localization_accuracy, localize, mask_boxes, mask_iou
 from keras_interp.metrics.randomization import randomization_check, spearman
+from keras_interp.metrics.road import road, road_curve
 
 __all__ = [
     "pointing_game",
@@ -31,6 +36,11 @@ __all__ = [
     "insertion_auc",
     "deletion_curve",
     "insertion_curve",
+    "road",
+    "road_curve",
+    "mu_fidelity",
+    "infidelity",
+    "max_sensitivity",
     "randomization_check",
     "spearman",
     "localize",

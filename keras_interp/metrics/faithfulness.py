@@ -153,6 +153,16 @@ def _area(curves):
     return ((curves[:, :-1] + curves[:, 1:]).sum(axis=1) / (2 * (curves.shape[1] - 1))).astype(np.float32)
 
 
+def _area_over(curves, fractions):
+    """Trapezoidal area of curves (B, n) over the points `fractions` (n,), divided by their span:
+    the curve's mean level (a single point: its value)."""
+    if len(fractions) == 1:
+        return curves[:, 0].astype(np.float32)
+    widths = np.diff(fractions)
+    area = ((curves[:, :-1] + curves[:, 1:]) * widths).sum(axis=1) / 2
+    return (area / (fractions[-1] - fractions[0])).astype(np.float32)
+
+
 def deletion_auc(model, inputs, maps, target=None, steps=32, substrate="blur", batch_size=128, output=None):
     """Per-image area under the deletion curve, (B,) float32: lower is more faithful.
 

@@ -1,0 +1,247 @@
+"""ROAD: Remove And Debias (Rong, Leemann, Nguyen, Fiedler, Haghighi, Kasneci, ICML 2022).
+
+Deletion replaces pixels by a blur or a constant, and the shape of what was replaced tells the
+model where the removed pixels were: a map can score well by leaking its own mask. ROAD removes
+pixels by noisy linear imputation instead: each removed pixel becomes the weighted mean of its
+8 neighbours (weight 1/6 for the 4 edge neighbours, 1/12 for the 4 diagonal ones; only the
+neighbours inside the image count, their weights renormalised), all removed pixels of an image
+at once, which is one sparse linear system, plus a little Gaussian noise. The target's
+probability is then read with the top (MoRF: most relevant first, a fast fall is good) or the
+bottom (LeRF: least relevant first, a slow fall is good) fraction of the pixels removed.
+
+The system of an image is a weighted graph Laplacian on the removed pixels with the kept ones
+as boundary values: symmetric and positive definite wherever every region of removed pixels
+touches a kept pixel, as it does for any fraction below 1. ROAD's authors solve it with a direct
+sparse solver; here it is solved by conjugate gradients preconditioned by its diagonal, started
+from the solution on a pyramid of coarser grids, for all images, channels and fractions of a
+chunk at once inside the compiled chunk loop, until every removed pixel is within `TOLERANCE`
+(1e-4) of the image's value range of its neighbours' weighted mean: the definition, to that
+tolerance (tests/test_evaluation.py checks it, and a dense NumPy solve).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_interp.explainers.chunks import fused, over_chunks, plan_chunks
+from keras_interp.explainers.masking import check_count, check_number, check_seed
+from keras_interp.explainers.perturbation import PerturbationExplainer
+from keras_interp.metrics._maps import pixel_maps
+from keras_interp.metrics.faithfulness import _area_over, pixel_ranks
+from keras_interp.targets import select_scores
+
+__all__ = ["road", "road_curve", "impute", "NEIGHBOUR_WEIGHTS", "PERCENTAGES"]
+
+# Row-major 3x3 weights of the neighbours (the centre is the pixel itself).
+NEIGHBOUR_WEIGHTS = np.array([[1 / 12, 1 / 6, 1 / 12], [1 / 6, 0.0, 1 / 6], [1 / 12, 1 / 6, 1 / 12]])
+PERCENTAGES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+ORDERS = ("morf", "lerf")
+TOLERANCE = 1e-4  # of the image's value range: far below one 8-bit level
+
+
+def _neighbour_sum(u):
+    """sum_j w_ij u_j over the 8 neighbours j of each pixel i (zero outside the image), per channel.
+
+    The stencil is separable up to its centre: [1 2 1]^T [1 2 1] / 12 has 1/3 at the centre, so
+    the sum is that filter less u / 3, as shifted adds that XLA fuses (a 3x3 depthwise
+    convolution is several times slower on CPU)."""
+    p = tf.pad(u, [[0, 0], [1, 1], [0, 0], [0, 0]])
+    rows = p[:, :-2] + 2.0 * p[:, 1:-1] + p[:, 2:]
+    p = tf.pad(rows, [[0, 0], [0, 0], [1, 1], [0, 0]])
+    return (p[:, :, :-2] + 2.0 * p[:, :, 1:-1] + p[:, :, 2:]) / 12.0 - u / 3.0
+
+
+def _conjugate_gradients(x, removed, start, tolerance, max_iterations):
+    """(the solution on the removed pixels, iterations): conjugate gradients preconditioned by the
+    diagonal, from `start`, until every removed pixel is within `tolerance` ((N, 1, 1, 1), in the
+    image's units) of its neighbours' weighted mean."""
+    weights = _neighbour_sum(tf.ones_like(x[:1, ..., :1]))  # (1, H, W, 1): the neighbour weights inside
+    kept = x * (1.0 - removed)
+
+    def apply(u):  # the system's matrix on the removed pixels: sum_j w_ij (u_i - u_j)
+        return removed * (weights * u - _neighbour_sum(removed * u))
+
+    def dot(a, b):  # one value per image and channel: each is its own system
+        return tf.reduce_sum(a * b, axis=[1, 2], keepdims=True)
+
+    u = removed * start
+    r = removed * _neighbour_sum(kept) - apply(u)
+    z = r / weights  # r_i / w_i: how far pixel i is from its neighbours' weighted mean
+    p, rz = z, dot(r, z)
+
+    def unfinished(i, u, r, z, p, rz):
+        return tf.logical_and(i < max_iterations, tf.reduce_any(tf.abs(z) > tolerance))
+
+    def step(i, u, r, z, p, rz):
+        ap = apply(p)
+        # A system that has converged stops moving, so its answer does not depend on how long
+        # the others in its chunk (other images, fractions) take.
+        active = tf.cast(tf.reduce_max(tf.abs(z), axis=[1, 2], keepdims=True) > tolerance, u.dtype)
+        alpha = active * tf.math.divide_no_nan(rz, dot(p, ap))
+        u, r = u + alpha * p, r - alpha * ap
+        z = r / weights
+        rz_next = dot(r, z)
+        return i + 1, u, r, z, z + tf.math.divide_no_nan(rz_next, rz) * p, rz_next
+
+    i, u, *_ = tf.while_loop(unfinished, step, (tf.constant(0), u, r, z, p, rz))
+    return u, i
+
+
+@fused
+def solve_imputation(x, removed, tolerance):
+    """(N, H, W, C): x with each removed pixel ((N, H, W, 1), 1.0 where removed) the weighted mean
+    of its neighbours to within `tolerance` times the image's value range, all removed pixels
+    solved together (no noise).
+
+    Conjugate gradients alone need on the order of the image's side in iterations (the system
+    is a Laplacian): the solve starts on a pyramid of 2x2 means of the kept pixels (a coarse
+    pixel is kept where any of its four is), and each level's solution, upsampled, starts the
+    next finer one, where only the fine detail is left to find. The coarse levels only choose
+    the start: the answer is the full-resolution system's."""
+    spread = tf.reduce_max(x, axis=[1, 2, 3], keepdims=True) - tf.reduce_min(x, axis=[1, 2, 3], keepdims=True)
+    limit = tolerance * spread
+    images, masks = [x], [removed]
+    while min(images[-1].shape[1:3]) >= 16:
+        kept = 1.0 - masks[-1]
+        share = tf.nn.avg_pool2d(kept, 2, 2, "VALID")
+        images.append(tf.math.divide_no_nan(tf.nn.avg_pool2d(images[-1] * kept, 2, 2, "VALID"), share))
+        masks.append(tf.cast(share == 0.0, x.dtype))
+    coarse, gaps = images[-1], masks[-1]
+    mean = tf.math.divide_no_nan(tf.reduce_sum(coarse * (1.0 - gaps), axis=[1, 2], keepdims=True),
+                                 tf.reduce_sum(1.0 - gaps, axis=[1, 2], keepdims=True))
+    u = mean * tf.ones_like(coarse)
+    for level in range(len(images) - 1, -1, -1):
+        image, mask = images[level], masks[level]
+        if level < len(images) - 1:
+            u = tf.image.resize(u, image.shape[1:3], "bilinear")
+        u, _ = _conjugate_gradients(image, mask, u, limit, 20 * sum(image.shape[1:3]))
+    return x * (1.0 - removed) + removed * u
+
+
+class _Road(PerturbationExplainer):
+    """The compiled ROAD curve: each fraction's imputed images streamed through the model in chunks."""
+
+    def _road_fn(self, x, classes, score_fn, ranks, counts, noise, lerf, tolerance, per):
+        _, classes = select_scores(self.scorer(x), classes, score_fn)  # None: the original's top class
+        shape = tf.shape(x)
+        batch, pixels = shape[0], shape[1] * shape[2]
+        levels = int(counts.shape[0])
+        scale = tf.math.reduce_std(x, axis=[1, 2, 3], keepdims=True)  # the noise is relative to each image
+
+        def chunk(curves, _, ids):
+            k = tf.shape(ids)[0]
+            n = tf.gather(counts, ids)[:, None, None, None]
+            chosen = ranks[None] >= pixels - n if lerf else ranks[None] < n  # (k, B, H, W)
+            removed = tf.reshape(tf.cast(chosen, x.dtype), tf.concat([[k * batch], shape[1:3], [1]], 0))
+            copies = tf.reshape(tf.tile(x[None], [k, 1, 1, 1, 1]), tf.concat([[k * batch], shape[1:]], 0))
+            filled = solve_imputation(copies, removed, tolerance)
+            jitter = tf.repeat(tf.gather(noise, ids), batch, axis=0) * tf.tile(scale, [k, 1, 1, 1])
+            images = filled + removed * jitter
+            confidence = self.scorer.confidence(self.scorer(images), tf.tile(classes, [k]), score_fn)
+            return tf.tensor_scatter_nd_update(curves, ids[:, None], tf.reshape(confidence, (k, batch)))
+
+        return tf.transpose(over_chunks(chunk, tf.zeros(tf.stack([levels, batch])), levels, per,
+                                        xla=self.tracing_xla()))
+
+
+def _percentages(percentages):
+    try:
+        values = np.asarray(percentages, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        values = np.array([np.nan])
+    if values.size == 0 or not np.isfinite(values).all() or (values < 0).any() or (values >= 1).any() or (
+            np.diff(values) <= 0).any():
+        raise ValueError(
+            f"percentages must be increasing fractions of the pixels in [0, 1), e.g. {PERCENTAGES}; "
+            f"received {percentages!r}."
+        )
+    return values
+
+
+def _noise_field(levels, shape, seed):
+    """(levels, H, W, C) standard normal draws, one field per fraction, the same for every image
+    (so an image's curve does not depend on the rest of its batch)."""
+    return np.random.default_rng(seed).standard_normal((levels,) + tuple(shape)).astype(np.float32)
+
+
+def road_curve(model, inputs, maps, target=None, percentages=PERCENTAGES, order="morf", noise=0.01, seed=0,
+               batch_size=128, output=None):
+    """(B, len(percentages)) float32: the target's probability with each fraction of the pixels
+    removed by noisy linear imputation, in the map's order (see the module docstring).
+
+    Args:
+        model: the Keras model the maps explain.
+        inputs: (B, H, W, C) images, as the model takes them.
+        maps: (B, h, w) maps, one per image; smaller maps are resized bilinearly. Only their
+            order matters; ties are broken in a fixed pseudo-random order (`pixel_ranks`).
+        target: None (each image's top class on the original image), an int, one int per image,
+            or a callable `logits -> (B,)` (its value is followed instead of a probability).
+        percentages: fractions of the pixels removed, increasing, in [0, 1) (ROAD's 10% to 90%).
+        order: "morf" removes the most relevant pixels first (lower is better), "lerf" the
+            least relevant first (higher is better).
+        noise: standard deviation of the Gaussian noise added to each imputed value, as a
+            fraction of the image's standard deviation (ROAD adds 0.01 to standardized
+            inputs, whose standard deviation is about 1).
+        seed: seed of the noise.
+        batch_size: most images per forward pass.
+        output: the output whose target is followed (name or index), for a model with several.
+
+    The probability is read as deletion_curve reads it: the model's own softmax or sigmoid, the
+    softmax of a logit model's outputs, or a callable target's value.
+    """
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}; received {order!r}.")
+    fractions = _percentages(percentages)
+    noise = check_number(noise, "noise", 0.0)
+    seed = check_seed(seed)
+    road = _Road(model, batch_size=batch_size, output=output)
+    x, classes, score_fn = road._prepare(inputs, target)
+    if isinstance(x, tuple) or x.ndim != 4:
+        shapes = [a.shape for a in x] if isinstance(x, tuple) else x.shape
+        raise ValueError(
+            f"ROAD needs a single-input image model, inputs (batch, height, width, channels); received inputs "
+            f"of shape {shapes}."
+        )
+    pixels = x.shape[1] * x.shape[2]
+    ranks = pixel_ranks(pixel_maps(maps, x.shape[1:3], len(x), "inputs"))
+    counts = np.floor(fractions * pixels + 0.5).astype(np.int32)
+    field = noise * _noise_field(len(counts), x.shape[1:], seed)
+
+    def call(xb, cb, rb):
+        per = plan_chunks(len(counts), xb.shape[0], road.batch_size)
+        return road._call("_road_fn", xb, cb, score_fn, rb, counts, field, order == "lerf",
+                          np.float32(TOLERANCE), per)
+
+    return road._batched(call, x, classes, ranks).astype(np.float32)
+
+
+def road(model, inputs, maps, target=None, percentages=PERCENTAGES, order="morf", noise=0.01, seed=0,
+         batch_size=128, output=None):
+    """Per-image ROAD score, (B,) float32: the area under `road_curve` over the fractions removed,
+    divided by their span (the mean probability over 10%..90%): with order="morf" lower is
+    better, with "lerf" higher is better. Arguments as for `road_curve`.
+
+    Example:
+        >>> maps = ki.GradCAM(model).explain(images)
+        >>> ki.metrics.road(model, images, maps, order="morf").mean()
+    """
+    curves = road_curve(model, inputs, maps, target, percentages, order, noise, seed, batch_size, output)
+    return _area_over(curves, _percentages(percentages))
+
+
+def impute(images, removed, noise=0.0, seed=0):
+    """ROAD's noisy linear imputation of (B, H, W, C) images: the pixels where `removed` ((B, H, W)
+    bool) is True become the weighted mean of their neighbours (module docstring), solved
+    together, plus Gaussian noise of standard deviation `noise` times the image's standard
+    deviation. NumPy in, NumPy (float32) out."""
+    x = np.asarray(images, np.float32)
+    mask = np.asarray(removed)
+    if x.ndim != 4 or mask.shape != x.shape[:3]:
+        raise ValueError(
+            f"impute takes images (B, H, W, C) and a removed mask (B, H, W); received shapes {x.shape} and "
+            f"{mask.shape}."
+        )
+    noise = check_number(noise, "noise", 0.0)
+    m = tf.constant(mask.astype(np.float32)[..., None])
+    filled = solve_imputation(tf.constant(x), m, tf.constant(TOLERANCE, tf.float32)).numpy()
+    field = noise * _noise_field(1, x.shape[1:], check_seed(seed))[0]
+    return filled + mask[..., None] * field * x.std(axis=(1, 2, 3), keepdims=True)
