@@ -29,6 +29,8 @@ _EXPORTS = {
     "receptive_field": "keras_interp.search",
     "DatasetSearch": "keras_interp.search",
     "localize": "keras_interp.metrics.localize",
+    "evaluate": "keras_interp.evaluation",
+    "Evaluation": "keras_interp.evaluation",
 }
 _SUBMODULES = ("callbacks", "checks", "datasets", "explainers", "images", "layers", "metrics", "models", "registry",
                "search", "summary", "tags", "targets", "visualize")

@@ -597,6 +597,105 @@ def _native_size(path):
     return image.shape[:2]
 
 
+def mask_files(files, folder):
+    """{image file: its mask file}: the file in `folder` (searched recursively) with the image's
+    name less its suffix; every image needs one."""
+    if not os.path.isdir(folder):
+        raise UsageError(f"--masks {folder} is not a folder")
+    by_stem = {}
+    for path in image_files([folder]):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if stem in by_stem:
+            raise UsageError(f"two masks are named {stem!r} in {folder}: {by_stem[stem]} and {path}")
+        by_stem[stem] = path
+    found = {}
+    for path in files:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if stem not in by_stem:
+            raise UsageError(f"no mask for {path} in {folder} (expected a file named {stem}.png or another "
+                             "image suffix)")
+        found[path] = by_stem[stem]
+    return found
+
+
+def read_mask(path, size, resize):
+    """A mask file as (H, W) bool at the model's size: nonzero pixels are the object; cropped or
+    padded like its image (`resize`), then resized by nearest neighbour."""
+    import cv2
+
+    mask = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise UsageError(f"could not read the mask {path}")
+    mask = fit_aspect((mask > 0).astype(np.uint8), size, resize)
+    return cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+def _classifier(args, model):
+    """(input shape (H, W, C), scorer) of a single-input image classifier, else a UsageError."""
+    from keras_interp.targets import Scorer
+
+    if len(getattr(model, "inputs", None) or ()) > 1:
+        raise UsageError(f"{args.model} has {len(model.inputs)} inputs; {args.command} reads image files for models "
+                         "with one input (use the Python API, which takes a list or dict of inputs)")
+    shape = tuple(model.inputs[0].shape)[1:] if getattr(model, "inputs", None) else None
+    if shape is None or len(shape) != 3 or None in shape:
+        raise UsageError(f"{args.model} takes inputs of shape {shape}; {args.command} needs images of a fixed size "
+                         "(H, W, C)")
+    try:
+        scorer = Scorer(model, output=output_arg(args))
+    except ValueError as exc:
+        raise UsageError(_last_line(exc)) from None
+    if scorer.num_classes is None or len(scorer.output_shape) != 2:
+        raise UsageError(f"{args.command} needs a classifier with (batch, classes) outputs; {args.model} gives "
+                         f"{scorer.output_shape} (use the Python API with a callable target)")
+    return shape, scorer
+
+
+def cmd_evaluate(args):
+    from keras_interp.evaluation import MEASURES, Evaluator
+
+    unknown = [m for m in args.method if m not in methods()]
+    if unknown:
+        raise UsageError(f"unknown method {unknown[0]!r}; choose from {', '.join(sorted(methods()))}")
+    wrong = [m for m in args.measure or () if m not in MEASURES]
+    if wrong:
+        raise UsageError(f"unknown measure {wrong[0]!r}; choose from {', '.join(MEASURES)}")
+    model = load(args.model, args.unsafe)
+    shape, scorer = _classifier(args, model)
+    labels = labels_for(args, model, scorer.num_classes)
+    target = None if args.target is None else class_index(args.target, labels, scorer.num_classes, "--target")
+    files = image_files(args.inputs)
+    masks = mask_files(files, args.masks) if args.masks else None
+    scale = scaler(args, shape)
+    try:
+        evaluator = Evaluator(model, args.method, args.measure, masks=masks is not None, steps=args.steps,
+                              seed=args.seed, output=output_arg(args), batch_size=args.batch_size)
+    except ValueError as exc:
+        raise UsageError(_last_line(exc)) from None
+    out = out_folder(args.out, args.overwrite)
+    failed, reshaped, done = [], [], 0
+    bar = progress(len(files), args.quiet)
+    for indices, shown in batches(files, shape[:2], shape[2], args.batch_size, failed, args.resize, reshaped):
+        objects = None if masks is None else np.stack([read_mask(masks[files[i]], shape[:2], args.resize)
+                                                       for i in indices])
+        try:
+            evaluator.add(scale(shown), target=target, masks=objects)
+        except ValueError as exc:
+            raise UsageError(_last_line(exc)) from None
+        done += len(indices)
+        if bar is not None:
+            bar.update(done + len(failed))
+    if not done:
+        raise UsageError("none of the inputs could be read")
+    report = evaluator.result()
+    paths = report.save(out)
+    if not args.quiet:
+        print(report.markdown())
+        print(f"evaluated {', '.join(args.method)} on {done} images: " + ", ".join(paths.values()))
+    _report_resized(reshaped, files, shape, args)
+    return _report_failures(failed, files)
+
+
 def cmd_search(args):
     import tensorflow as tf
 
@@ -765,6 +864,27 @@ def parser():
                    "(default: each image's most active)")
     p.add_argument("--strategy", choices=("mirrored",), help="spread each batch over the machine's devices "
                    "(tf.distribute.MirroredStrategy's: every GPU, else the CPU)")
+    scale_args(p)
+    batch_arg(p)
+
+    p = command("evaluate", "judge methods on images: faithfulness and, with --masks, localization; writes a "
+                "table (CSV, Markdown) and a figure", cmd_evaluate,
+                seed="the random methods' and measures' draws")
+    model_args(p, "evaluation")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
+    p.add_argument("--method", action="append", required=True, metavar="NAME",
+                   help="a method, repeat for several: " + ", ".join(_METHOD_NAMES))
+    p.add_argument("--measure", action="append", metavar="NAME",
+                   help="a measure, repeat for several (default: deletion, insertion, road_morf, road_lerf, "
+                   "mu_fidelity, and with --masks pointing_game, energy, box_iou, mask_iou, localization_accuracy; "
+                   "also infidelity, max_sensitivity)")
+    p.add_argument("--masks", metavar="FOLDER", help="object masks, one image file per input with its name "
+                   "(nonzero = object): adds the localization measures")
+    p.add_argument("--target", help="class to explain and judge, a number or a --labels name (default: each "
+                   "image's predicted class)")
+    labels_arg(p)
+    p.add_argument("--output", help="the output to explain, a name or an index (required for a model with several)")
+    p.add_argument("--steps", type=int, default=16, help="points of the deletion and insertion curves")
     scale_args(p)
     batch_arg(p)
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 __all__ = [
-    "plot_signal", "slice_indices", "flat_picture", "flat_map",
+    "plot_signal", "slice_indices", "flat_picture", "flat_map", "chart", "bars",
     "normalize", "heatmap", "overlay", "to_uint8", "resize_map", "grid", "colorbar", "save", "band", "slices", "render",
 ]
 
@@ -527,3 +527,123 @@ def render(inputs, map_, alpha=0.5, colormap="jet", method="minmax", **kwargs):
     if inputs.ndim == 2:
         return band(inputs, map_, colormap=colormap, method=method, **kwargs)
     return slices(inputs, map_, alpha=alpha, colormap=colormap, method=method, **kwargs)
+
+
+_INK, _GRID = (40, 40, 40), (215, 215, 215)
+
+
+_KEY = 104  # pixels right of the plot area for the legend
+
+
+def _axes(size, xlim, ylim, title, xlabel, ylabel):
+    """A white picture with a framed plot area (a legend column kept free on its right), grid
+    lines and tick labels at quarters of each axis (xlim None: no x ticks), a title and axis
+    labels; returns it and the plot area's (left, right, top, bottom) pixels."""
+    height, width = size
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    left, right, top, bottom = 44, width - _KEY, 26, height - 34
+    scale = 0.4
+    for k in range(5):
+        py = int(round(bottom - (bottom - top) * k / 4))
+        cv2.line(canvas, (left, py), (right, py), _GRID, 1)
+        cv2.putText(canvas, f"{ylim[0] + (ylim[1] - ylim[0]) * k / 4:.2g}", (4, py + 4), _FONT, scale, _INK, 1,
+                    cv2.LINE_AA)
+        if xlim is not None:
+            px = int(round(left + (right - left) * k / 4))
+            cv2.putText(canvas, f"{xlim[0] + (xlim[1] - xlim[0]) * k / 4:.2g}", (px - 8, bottom + 14), _FONT, scale,
+                        _INK, 1, cv2.LINE_AA)
+    cv2.rectangle(canvas, (left, top), (right, bottom), _INK, 1)
+    cv2.putText(canvas, title, (left, 17), _FONT, 0.5, _INK, 1, cv2.LINE_AA)
+    cv2.putText(canvas, xlabel, (left + (right - left) // 2 - _text_width(xlabel, scale) // 2, height - 6),
+                _FONT, scale, _INK, 1, cv2.LINE_AA)
+    if ylabel:
+        label = np.full((14, _text_width(ylabel, scale) + 4, 3), 255, np.uint8)
+        cv2.putText(label, ylabel, (2, 11), _FONT, scale, _INK, 1, cv2.LINE_AA)
+        label = np.rot90(label)  # reads bottom to top
+        h = min(label.shape[0], bottom - top)
+        y = top + (bottom - top - h) // 2
+        canvas[y:y + h, 30:30 + label.shape[1]] = np.minimum(canvas[y:y + h, 30:30 + label.shape[1]], label[:h])
+    return canvas, (left, right, top, bottom)
+
+
+def _key(canvas, right, top, row, label, mark):
+    """One legend entry right of the plot area: its mark (drawn by `mark(baseline y)`) and label."""
+    y = top + 10 + 14 * row
+    mark(y)
+    cv2.putText(canvas, label[:13], (right + 24, y), _FONT, 0.4, _INK, 1, cv2.LINE_AA)
+
+
+def chart(series, title="", xlabel="", ylabel="", size=(260, 420), ylim=None):
+    """Curves on labelled axes: RGB uint8 (height, width, 3), for reports.
+
+    Args:
+        series: {label: (xs, ys)} with xs and ys of equal length (>= 2 points each), drawn in
+            the palette's colours in order, with a legend.
+        title, xlabel, ylabel: text above the plot and along its axes.
+        size: (height, width) of the picture.
+        ylim: (low, high) of the vertical axis; None: the data's range.
+    """
+    height, width = (_positive_int("size", n) for n in size)
+    if not series:
+        raise ValueError("chart needs at least one series {label: (xs, ys)}; received none.")
+    curves = {}
+    for label, (xs, ys) in series.items():
+        xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
+        if xs.ndim != 1 or xs.shape != ys.shape or len(xs) < 2:
+            raise ValueError(f"series {label!r} needs xs and ys of one equal length >= 2; received shapes "
+                             f"{xs.shape} and {ys.shape}.")
+        _check_finite(f"series {label!r}", np.r_[xs, ys])
+        curves[label] = xs, ys
+    every_x = np.concatenate([xs for xs, _ in curves.values()])
+    every_y = np.concatenate([ys for _, ys in curves.values()])
+    x0, x1 = float(every_x.min()), float(every_x.max())
+    y0, y1 = (float(every_y.min()), float(every_y.max())) if ylim is None else map(float, ylim)
+    x1, y1 = (x1 if x1 > x0 else x0 + 1.0), (y1 if y1 > y0 else y0 + 1.0)
+    canvas, (left, right, top, bottom) = _axes((height, width), (x0, x1), (y0, y1), title, xlabel, ylabel)
+    for i, (label, (xs, ys)) in enumerate(curves.items()):
+        px = left + (xs - x0) / (x1 - x0) * (right - left)
+        py = bottom - (np.clip(ys, y0, y1) - y0) / (y1 - y0) * (bottom - top)
+        points = np.round(np.stack([px, py], axis=-1) * 16).astype(np.int32).reshape(-1, 1, 2)
+        colour = _PALETTE[i % len(_PALETTE)]
+        cv2.polylines(canvas, [points], False, colour, 2, cv2.LINE_AA, shift=4)
+        _key(canvas, right, top, i, str(label), lambda y: cv2.line(canvas, (right + 8, y - 4), (right + 20, y - 4),
+                                                                colour, 2, cv2.LINE_AA))
+    return canvas
+
+
+def bars(groups, title="", ylabel="", size=(260, 420), ylim=(0.0, 1.0)):
+    """Grouped bars: RGB uint8 (height, width, 3), for reports.
+
+    Args:
+        groups: {group label: {bar label: value}}: one cluster per group (e.g. a method), the
+            bars in the palette's colours by bar label, with a legend.
+        title, ylabel: text above the plot and along its axis.
+        size: (height, width); ylim: the value axis.
+    """
+    height, width = (_positive_int("size", n) for n in size)
+    names = list(dict.fromkeys(k for bars_ in groups.values() for k in bars_))
+    if not groups or not names:
+        raise ValueError("bars needs at least one group with one bar {group: {bar: value}}; received none.")
+    _check_finite("bar values", np.array([v for bars_ in groups.values() for v in bars_.values()], np.float64))
+    canvas, (left, right, top, bottom) = _axes((height, width), None, tuple(map(float, ylim)), title, "", ylabel)
+    low, high = map(float, ylim)
+    slot = (right - left) / len(groups)
+    bar = max(2.0, slot * 0.8 / len(names))
+    ink = _INK
+    for g, (group, values) in enumerate(groups.items()):
+        x0 = left + g * slot + slot * 0.1
+        for b, name in enumerate(names):
+            if name not in values:
+                continue
+            share = (np.clip(values[name], low, high) - low) / (high - low)
+            y = int(round(bottom - share * (bottom - top)))
+            cv2.rectangle(canvas, (int(x0 + b * bar), y), (int(x0 + (b + 1) * bar) - 1, bottom - 1),
+                          _PALETTE[b % len(_PALETTE)], -1)
+        label = str(group)[:12]
+        cv2.putText(canvas, label, (int(left + g * slot + slot / 2 - _text_width(label, 0.4) / 2), bottom + 14),
+                    _FONT, 0.4, ink, 1, cv2.LINE_AA)
+    for b, name in enumerate(names):
+        colour = _PALETTE[b % len(_PALETTE)]
+        _key(canvas, right, top, b, str(name), lambda y: cv2.rectangle(canvas, (right + 8, y - 8), (right + 19, y),
+                                                                       colour, -1))
+    return canvas

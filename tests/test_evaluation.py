@@ -1,6 +1,8 @@
 """ROAD, MuFidelity, infidelity and max-sensitivity against their definitions, NumPy references
 and the identities of linear models."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -211,3 +213,65 @@ def test_max_sensitivity_of_saliency_on_a_linear_model_is_zero(linear, images):
 def test_evaluation_errors(cnn, images, call, message):
     with pytest.raises((ValueError, TypeError), match=message):
         call(cnn, images)
+
+
+def test_the_report_is_the_metrics_and_the_cli_writes_it_from_a_folder(tmp_path, capsys):
+    import csv
+
+    import cv2
+
+    from keras_interp import cli
+
+    model = tiny_cnn((16, 16, 3), num_classes=3)
+    data = ki.datasets.shapes(6, image_size=16, seed=5)
+    images = np.round(data.images * 255) / 255  # what PNG files hold
+    images = images.astype("float32")
+    masks = data.masks
+    report = ki.evaluate(model, images, methods=("saliency", "gradcam"), masks=masks, batch_size=4)
+    assert report.measures == ["deletion", "insertion", "road_morf", "road_lerf", "mu_fidelity", "pointing_game",
+                               "energy", "box_iou", "mask_iou", "localization_accuracy"]
+    # Each column is the metric functions' value on the method's maps, for the top class.
+    top = np.asarray(ki.Scorer(model)(images)).argmax(axis=1)
+    maps = ki.GradCAM(model).explain(images, target=top)
+    found = ki.localize(maps)
+    iou = metrics.box_iou(found.boxes, metrics.mask_boxes(masks))
+    want = {"deletion": metrics.deletion_auc(model, images, maps, target=top, steps=16),
+            "road_morf": metrics.road(model, images, maps, target=top),
+            "road_lerf": metrics.road(model, images, maps, target=top, order="lerf"),
+            "mu_fidelity": metrics.mu_fidelity(model, images, maps, target=top),
+            "energy": metrics.energy_in_mask(maps, masks), "box_iou": iou,
+            "localization_accuracy": iou >= 0.5}
+    for measure, values in want.items():
+        np.testing.assert_allclose(report.per_image["gradcam"][measure], values, atol=1e-5, err_msg=measure)
+    xs, mean_curve = report.curves["gradcam"]["deletion"]
+    np.testing.assert_allclose(mean_curve, metrics.deletion_curve(model, images, maps, target=top, steps=16).mean(0),
+                               atol=1e-6)
+    assert xs[0] == 0 and xs[-1] == 1 and len(xs) == 17
+
+    # The command: a folder of files and a folder of masks with their names.
+    folder, mask_folder, out = tmp_path / "images", tmp_path / "masks", tmp_path / "report"
+    folder.mkdir()
+    mask_folder.mkdir()
+    for i, (image, mask) in enumerate(zip(images, masks)):
+        cv2.imwrite(str(folder / f"{i}.png"), cv2.cvtColor(np.round(image * 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(mask_folder / f"{i}.png"), mask.astype(np.uint8) * 255)
+    model.save(tmp_path / "model.keras")
+    argv = ["evaluate", tmp_path / "model.keras", folder, "--method", "saliency", "--method", "gradcam",
+            "--masks", mask_folder, "--out", out, "--batch-size", "4", "--quiet"]
+    assert cli.main([str(a) for a in argv]) == 0
+    rows = list(csv.reader(open(out / "evaluation.csv")))
+    assert rows[0][:3] == ["method", "images", "deletion (lower is better)"] and [r[0] for r in rows[1:]] == [
+        "saliency", "gradcam"]
+    for measure in ("deletion", "road_morf", "box_iou"):
+        column = next(i for i, name in enumerate(rows[0]) if name.startswith(measure + " "))
+        assert float(rows[2][column]) == pytest.approx(report.mean("gradcam", measure), abs=1e-4), measure
+    assert "| gradcam | 6 |" in (out / "evaluation.md").read_text()
+    figure = cv2.imread(str(out / "evaluation.png"))
+    assert figure.shape == (3 * 260, 2 * 420, 3)
+    # A missing mask, and an unknown measure, are usage errors.
+    os.remove(mask_folder / "3.png")
+    capsys.readouterr()
+    assert cli.main([str(a) for a in argv + ["--overwrite"]]) == 2
+    assert "no mask for" in capsys.readouterr().err
+    assert cli.main([str(a) for a in argv[:-1] + ["--measure", "accuracy", "--overwrite"]]) == 2
+    assert "unknown measure 'accuracy'" in capsys.readouterr().err

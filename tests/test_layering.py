@@ -15,7 +15,7 @@ LAYERS = [
     {"explainers", "models"},
     {"metrics", "search", "visualize"},
     {"logger"},
-    {"callbacks"},
+    {"callbacks", "evaluation"},
     {"cli", "__main__", "__init__"},
 ]
 
