@@ -101,9 +101,12 @@ class ExplanationLogger(keras.callbacks.Callback):
             predicted class is explained.
         masks: optional (N, H, W) object masks: adds pointing game and energy scalars.
         faithfulness: True also logs each method's mean deletion and insertion AUC
-            (`ki.metrics.deletion_auc` / `insertion_auc`, blurred substrate) as scalars
-            `explanations/{method}/deletion_auc` and `.../insertion_auc`; an int sets the
-            curves' steps (True: 16). Costs (steps + 1) x 2 forward passes per image and method.
+            (`ki.metrics.deletion_auc` / `insertion_auc`, blurred substrate) and ROAD with the
+            most and the least relevant pixels removed first (`ki.metrics.road`, 10%..90%) as
+            scalars `explanations/{method}/deletion_auc`, `.../insertion_auc`, `.../road_morf`
+            and `.../road_lerf`; an int sets the deletion and insertion curves' steps (True:
+            16). Costs (steps + 1) x 2 + 18 forward passes per image and method, and ROAD's
+            imputations; with freq=None the budget keeps the total within its share.
         class_names: optional names shown next to the class indices.
         overlays: also write overlay grids to TensorBoard's Images dashboard.
         seed: seed of SmoothGrad's noise.
@@ -444,6 +447,9 @@ class ExplanationLogger(keras.callbacks.Callback):
                                                    output=self.output))
                          for metric, fn in (("deletion_auc", metrics.deletion_auc),
                                             ("insertion_auc", metrics.insertion_auc))]
+            measures += [(f"road_{order}", lambda order=order: metrics.road(
+                self.model, self.images, maps, target=self._target, order=order, seed=self.seed,
+                output=self.output)) for order in ("morf", "lerf")]
         per_image = {}
         for metric, compute in measures:
             values = self._out.guarded(f"the {name!r} {metric} scalar", compute)

@@ -30,7 +30,8 @@ keras_interp.tags, which the plugin imports too: a new kind of picture is one en
 Standard summaries: `explanations/{method}` (Images dashboard: a grid of overlays, one row per
 image), `explanations/{kind}` (a labelled grid of that kind's pictures) and scalars
 `explanations/confidence`, `explanations/{method}/pointing_game` and `.../energy` (when masks are
-given), `explanations/{method}/deletion_auc` and `.../insertion_auc` (with faithfulness=True).
+given), `explanations/{method}/deletion_auc`, `.../insertion_auc`, `.../road_morf` and
+`.../road_lerf` (with faithfulness=True).
 The dashboard charts every `explanations/...` scalar.
 """
 

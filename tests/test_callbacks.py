@@ -99,9 +99,14 @@ def test_faithfulness_scalars_equal_the_metrics_on_the_final_weights(tmp_path):
             # Each image's value, for the dashboard to sort by: one (images, measures) tensor per epoch.
             (step, quality) = events[summary.quality_tag(method)][-1]
             fields = json.loads(events[summary.quality_tag(method)][0][1].metadata.plugin_data.content)["fields"]
-            assert step == 1 and fields == ["deletion_auc", "insertion_auc"]
+            assert step == 1 and fields == ["deletion_auc", "insertion_auc", "road_morf", "road_lerf"]
             np.testing.assert_allclose(tf.make_ndarray(quality.tensor)[:, fields.index(metric)], want, rtol=1e-5)
-    assert not any(tag.endswith("_auc") for tag in _events_of_default_logger(tmp_path / "plain", model, x, y))
+        for order in ("morf", "lerf"):
+            written = events[f"explanations/{method}/road_{order}"]
+            want = ki.metrics.road(model, x[:3], maps, target=y[:3], order=order)
+            assert [s for s, _ in written] == [0, 1]
+            assert float(tf.make_ndarray(written[-1][1].tensor)) == pytest.approx(want.mean(), rel=1e-5)
+    assert not any(tag.endswith(("_auc", "_morf", "_lerf")) for tag in _events_of_default_logger(tmp_path / "plain", model, x, y))
 
 
 def _events_of_default_logger(log_dir, model, x, y):

@@ -21,9 +21,10 @@ export function parseQualitySort(sort) {
   const match = /^quality\/([^/]+)\/(.+)$/.exec(sort || "");
   return match ? { method: match[1], measure: match[2] } : null;
 }
-// Best first: a lower deletion AUC is the more faithful map; higher is better for the pointing
-// game, the energy share and the insertion AUC (and, by default, for measures added later).
-export const ascending = (measure) => measure === "deletion_auc";
+// Best first: a lower deletion AUC or ROAD with the most relevant pixels removed first is the
+// more faithful map; higher is better for the pointing game, the energy share, the insertion AUC
+// and ROAD removing the least relevant first (and, by default, for measures added later).
+export const ascending = (measure) => measure === "deletion_auc" || measure === "road_morf";
 // The quality sorts the checked runs offer: [[sort, method, measure]], methods sorted, measures in
 // the order they were logged.
 export function qualitySorts(runs, checked) {
