@@ -532,7 +532,7 @@ def render(inputs, map_, alpha=0.5, colormap="jet", method="minmax", **kwargs):
 _INK, _GRID = (40, 40, 40), (215, 215, 215)
 
 
-_KEY = 104  # pixels right of the plot area for the legend
+_KEY = 150  # pixels right of the plot area for the legend
 
 
 def _axes(size, xlim, ylim, title, xlabel, ylabel):
@@ -566,14 +566,21 @@ def _axes(size, xlim, ylim, title, xlabel, ylabel):
     return canvas, (left, right, top, bottom)
 
 
+def _fitted(text, width, scale=0.4):
+    """`text` cut to fit `width` pixels at `scale`."""
+    while text and _text_width(text, scale) > width:
+        text = text[:-1]
+    return text
+
+
 def _key(canvas, right, top, row, label, mark):
     """One legend entry right of the plot area: its mark (drawn by `mark(baseline y)`) and label."""
     y = top + 10 + 14 * row
     mark(y)
-    cv2.putText(canvas, label[:13], (right + 24, y), _FONT, 0.4, _INK, 1, cv2.LINE_AA)
+    cv2.putText(canvas, _fitted(label, _KEY - 28), (right + 24, y), _FONT, 0.4, _INK, 1, cv2.LINE_AA)
 
 
-def chart(series, title="", xlabel="", ylabel="", size=(260, 420), ylim=None):
+def chart(series, title="", xlabel="", ylabel="", size=(260, 460), ylim=None):
     """Curves on labelled axes: RGB uint8 (height, width, 3), for reports.
 
     Args:
@@ -611,7 +618,7 @@ def chart(series, title="", xlabel="", ylabel="", size=(260, 420), ylim=None):
     return canvas
 
 
-def bars(groups, title="", ylabel="", size=(260, 420), ylim=(0.0, 1.0)):
+def bars(groups, title="", ylabel="", size=(260, 460), ylim=(0.0, 1.0)):
     """Grouped bars: RGB uint8 (height, width, 3), for reports.
 
     Args:
@@ -639,7 +646,7 @@ def bars(groups, title="", ylabel="", size=(260, 420), ylim=(0.0, 1.0)):
             y = int(round(bottom - share * (bottom - top)))
             cv2.rectangle(canvas, (int(x0 + b * bar), y), (int(x0 + (b + 1) * bar) - 1, bottom - 1),
                           _PALETTE[b % len(_PALETTE)], -1)
-        label = str(group)[:12]
+        label = _fitted(str(group), int(slot) - 4)
         cv2.putText(canvas, label, (int(left + g * slot + slot / 2 - _text_width(label, 0.4) / 2), bottom + 14),
                     _FONT, 0.4, ink, 1, cv2.LINE_AA)
     for b, name in enumerate(names):

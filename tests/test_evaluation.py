@@ -267,7 +267,7 @@ def test_the_report_is_the_metrics_and_the_cli_writes_it_from_a_folder(tmp_path,
         assert float(rows[2][column]) == pytest.approx(report.mean("gradcam", measure), abs=1e-4), measure
     assert "| gradcam | 6 |" in (out / "evaluation.md").read_text()
     figure = cv2.imread(str(out / "evaluation.png"))
-    assert figure.shape == (3 * 260, 2 * 420, 3)
+    assert figure.shape == (3 * 260, 2 * 460, 3)
     # A missing mask, and an unknown measure, are usage errors.
     os.remove(mask_folder / "3.png")
     capsys.readouterr()

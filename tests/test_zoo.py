@@ -210,7 +210,12 @@ LATER = ("GradientInput", "VarGrad", "HiResCAM", "XGradCAM", "EigenCAM", "Expect
          "RISE", "SobolAttribution", "HSICAttribution", "LIME", "KernelSHAP",
          # Grad-CAM's gradient to the feature layer, which runs on every model, followed by other
          # tensor arithmetic (tested against NumPy on the small models): three forms suffice.
-         "GradCAMPlusPlus", "LayerCAM")
+         "GradCAMPlusPlus", "LayerCAM",
+         # Saliency's gradient (checked against the tape on every model) at noisy copies or along
+         # a path, summed in the chunk loop (tested on small models and in the jit and
+         # mixed-precision tiers): the three forms that stress the graph suffice; on the others
+         # they cost the most traced graphs of the tier.
+         "SmoothGrad", "IntegratedGradients")
 LATER_FORMS = ("ResNet50", "transfer_MobileNetV2", "Sequential_RandomFlip_MobileNetV2")
 # The newest run on one form each, the one that stresses what they add: Guided IG's NumPy walk
 # between compiled passes on a residual network, Blur IG's blurred copies through a nested
