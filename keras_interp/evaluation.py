@@ -20,6 +20,7 @@ from keras_interp import metrics
 from keras_interp.logger.methods import METHODS
 from keras_interp.metrics.faithfulness import _area, _area_over
 from keras_interp.metrics.road import PERCENTAGES
+from keras_interp.targets import Scorer
 
 __all__ = ["evaluate", "Evaluator", "Evaluation", "MEASURES", "DEFAULT_MEASURES", "LOCALIZATION"]
 
@@ -163,7 +164,7 @@ class Evaluator:
         self.model, self.methods, self.steps = model, list(dict.fromkeys(methods)), steps
         self.seed, self.output, self.batch_size = seed, output, batch_size
         self.measures = _measures(measures, masks)
-        self._explainers = {}
+        self._explainers, self._scorer = {}, None
         self._per_image = {m: {k: [] for k in self.measures} for m in self.methods}
         self._curves = {m: {} for m in self.methods}
         self._seconds = dict.fromkeys(self.methods, 0.0)
@@ -180,9 +181,9 @@ class Evaluator:
         if masks is None and any(m in LOCALIZATION for m in self.measures):
             raise ValueError("This evaluation compares maps with object masks: pass masks= with every batch.")
         if target is None:  # the class explained is the class judged: fixed once, from the clean image
-            from keras_interp.targets import Scorer
-
-            logits = np.concatenate([np.asarray(Scorer(self.model, output=self.output)(images[i:i + self.batch_size]))
+            if self._scorer is None:
+                self._scorer = Scorer(self.model, output=self.output)
+            logits = np.concatenate([np.asarray(self._scorer(images[i:i + self.batch_size]))
                                      for i in range(0, len(images), self.batch_size)])
             target = logits.argmax(axis=-1) if logits.ndim == 2 else None
         for method in self.methods:

@@ -38,3 +38,15 @@ def pixel_maps(maps, size, batch, against):
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(f"The maps contain {int(bad.sum())} NaN or infinite values (first at {first}).")
     return np.stack([resize_map(m, (height, width)) for m in maps])
+
+
+def single_images(x, what):
+    """x (checked inputs: an array, or a tuple for several inputs) if it is one batch of images
+    (B, H, W, C), else a ValueError naming `what` needs them."""
+    if isinstance(x, tuple) or x.ndim != 4:
+        shapes = [a.shape for a in x] if isinstance(x, tuple) else x.shape
+        raise ValueError(
+            f"{what} a single-input image model, inputs (batch, height, width, channels); received inputs of "
+            f"shape {shapes}."
+        )
+    return x

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from keras_interp.explainers.chunks import broadcast_baseline, over_chunks, plan_chunks, replaced_copies
 from keras_interp.explainers.perturbation import PerturbationExplainer
-from keras_interp.metrics._maps import pixel_maps
+from keras_interp.metrics._maps import pixel_maps, single_images
 from keras_interp.targets import select_scores
 
 __all__ = ["deletion_curve", "insertion_curve", "deletion_auc", "insertion_auc", "pixel_ranks", "substrate_images"]
@@ -89,12 +89,7 @@ def _curve(model, inputs, maps, target, steps, substrate, batch_size, inserting,
         raise ValueError(f"steps must be a positive int; received {steps!r}.")
     curves = _Curves(model, batch_size=batch_size, output=output)
     x, classes, score_fn = curves._prepare(inputs, target)
-    if isinstance(x, tuple) or x.ndim != 4:
-        shapes = [a.shape for a in x] if isinstance(x, tuple) else x.shape
-        raise ValueError(
-            f"Deletion and insertion curves need a single-input image model, inputs (batch, height, width, "
-            f"channels); received inputs of shape {shapes}."
-        )
+    single_images(x, "Deletion and insertion curves need")
     ranks = pixel_ranks(pixel_maps(maps, x.shape[1:3], len(x), "inputs"))
     steps = min(int(steps), x.shape[1] * x.shape[2])
 

@@ -34,7 +34,7 @@ from keras_interp.explainers.masking import (
     resize_matrix,
     upsample_grids,
 )
-from keras_interp.metrics._maps import pixel_maps
+from keras_interp.metrics._maps import pixel_maps, single_images
 from keras_interp.targets import resolve_target
 
 __all__ = ["mu_fidelity", "infidelity", "max_sensitivity"]
@@ -60,10 +60,7 @@ class _Noised(MaskExplainer):
 
 def _image_inputs(explainer, inputs, target, what):
     prepared, xi = explainer._prepared(inputs, target)
-    if isinstance(prepared[0], tuple) or xi.ndim != 4:
-        shapes = [a.shape for a in prepared[0]] if isinstance(prepared[0], tuple) else xi.shape
-        raise ValueError(f"{what} needs a single-input image model, inputs (batch, height, width, channels); "
-                         f"received inputs of shape {shapes}.")
+    single_images(prepared[0], f"{what} needs")
     return prepared, xi
 
 

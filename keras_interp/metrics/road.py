@@ -25,7 +25,7 @@ import tensorflow as tf
 from keras_interp.explainers.chunks import over_chunks, plan_chunks
 from keras_interp.explainers.masking import check_count, check_number, check_seed
 from keras_interp.explainers.perturbation import PerturbationExplainer
-from keras_interp.metrics._maps import pixel_maps
+from keras_interp.metrics._maps import pixel_maps, single_images
 from keras_interp.metrics.faithfulness import _area_over, pixel_ranks
 from keras_interp.targets import select_scores
 
@@ -215,12 +215,7 @@ def road_curve(model, inputs, maps, target=None, percentages=PERCENTAGES, order=
     seed = check_seed(seed)
     road = _Road(model, batch_size=batch_size, output=output)
     x, classes, score_fn = road._prepare(inputs, target)
-    if isinstance(x, tuple) or x.ndim != 4:
-        shapes = [a.shape for a in x] if isinstance(x, tuple) else x.shape
-        raise ValueError(
-            f"ROAD needs a single-input image model, inputs (batch, height, width, channels); received inputs "
-            f"of shape {shapes}."
-        )
+    single_images(x, "ROAD needs")
     pixels = x.shape[1] * x.shape[2]
     ranks = pixel_ranks(pixel_maps(maps, x.shape[1:3], len(x), "inputs"))
     counts = np.floor(fractions * pixels + 0.5).astype(np.int32)
