@@ -36,6 +36,7 @@ def models(names):
 def main():
     parser = batch_parser(__doc__, repeats=2)
     parser.add_argument("--models", default="reference,resnet50")
+    parser.add_argument("--measures", default="road,mu_fidelity,infidelity,memory")
     args = parser.parse_args()
     for name, model, size, batch in models(args.models.split(",")):
         rng = np.random.default_rng(0)
@@ -44,13 +45,16 @@ def main():
         sizes = (32, 64, 128, 256) if size <= 64 else (16, 32, 64)
         per_image, best = best_forward_timer(model, (size, size, 3), batch_sizes=sizes)
         print(f"{name}: {batch} images; best forward batch {best}")
-        rows = [("ROAD, 9 fractions", lambda: ki.metrics.road_curve(model, x, maps), 9),
-                ("MuFidelity, 128 subsets", lambda: ki.metrics.mu_fidelity(model, x, maps), 129),
-                ("infidelity, 64 draws", lambda: ki.metrics.infidelity(model, x, maps), 65)]
-        for label, fn, copies in rows:
+        rows = [("road", "ROAD, 9 fractions", lambda: ki.metrics.road_curve(model, x, maps), 9),
+                ("mu_fidelity", "MuFidelity, 128 subsets", lambda: ki.metrics.mu_fidelity(model, x, maps), 129),
+                ("infidelity", "infidelity, 64 draws", lambda: ki.metrics.infidelity(model, x, maps), 65)]
+        chosen = args.measures.split(",")
+        for key, label, fn, copies in rows:
+            if key not in chosen:
+                continue
             seconds, limit = paired(fn, lambda: per_image() * batch * copies, rounds=args.repeats)
             print(f"  {label:26s} {seconds:8.3f} s   limit {limit:8.3f} s   ratio {seconds / limit:6.2f}")
-        for count in (batch // 2, batch * 2):
+        for count in (batch // 2, batch * 2) if "memory" in chosen else ():
             images = rng.uniform(size=(count, size, size, 3)).astype("float32")
             few = ki.GradCAM(model).explain(images)
             ki.metrics.road_curve(model, images, few)  # traced before measuring

@@ -22,7 +22,7 @@ checks it pixel by pixel, and against a dense NumPy solve).
 import numpy as np
 import tensorflow as tf
 
-from keras_interp.explainers.chunks import over_chunks, plan_chunks
+from keras_interp.explainers.chunks import fused, over_chunks, plan_chunks
 from keras_interp.explainers.masking import check_count, check_number, check_seed
 from keras_interp.explainers.perturbation import PerturbationExplainer
 from keras_interp.metrics._maps import pixel_maps, single_images
@@ -110,25 +110,28 @@ def solve_imputation(x, removed, tolerance):
     def far(r):  # planes with a removed pixel farther than the tolerance from its neighbours' mean
         return tf.reduce_max(tf.abs(r) / weights[0], axis=[1, 2], keepdims=True) > limit
 
+    # XLA fuses each piece's stencil and pointwise work into a few loops (2-4x faster on CPU than
+    # op by op); the loop around them stays plain (XLA compiling the whole solve was slower).
+    fine, cycle = fused(lambda u: apply(0, u)), fused(lambda r: v_cycle(0, r))
     unknown = masks[0]
     kept = planes * (1.0 - unknown)
     mean = tf.math.divide_no_nan(tf.reduce_sum(kept, axis=[1, 2], keepdims=True),
                                  tf.reduce_sum(1.0 - unknown, axis=[1, 2], keepdims=True))
     u = unknown * mean  # each plane's mean kept value: the solution's scale, so CG finds its shape
-    r = unknown * _neighbour_sum(kept) - apply(0, u)
-    z = v_cycle(0, r)
+    r = unknown * _neighbour_sum(kept) - fine(u)
+    z = cycle(r)
     p, rz = z, dot(r, z)
 
     def unfinished(i, u, r, p, rz):
         return tf.logical_and(i < 20 * _COARSEST + height + width, tf.reduce_any(far(r)))
 
     def step(i, u, r, p, rz):
-        ap = apply(0, p)
+        ap = fine(p)
         # A system that has converged stops moving, so its answer does not depend on how long
         # the others in its chunk (other images, fractions) take.
         alpha = tf.cast(far(r), u.dtype) * tf.math.divide_no_nan(rz, dot(p, ap))
         u, r = u + alpha * p, r - alpha * ap
-        z = v_cycle(0, r)
+        z = cycle(r)
         rz_next = dot(r, z)
         return i + 1, u, r, z + tf.math.divide_no_nan(rz_next, rz) * p, rz_next
 
