@@ -618,16 +618,24 @@ def mask_files(files, folder):
     return found
 
 
-def read_mask(path, size, resize):
-    """A mask file as (H, W) bool at the model's size: nonzero pixels are the object; cropped or
-    padded like its image (`resize`), then resized by nearest neighbour."""
+def read_mask(path, size, resize, image_path):
+    """A mask file as (H, W) bool at the model's size: nonzero pixels are the object; it must have
+    its image's size and mark something. Cropped or padded like its image (`resize`), then resized
+    by nearest neighbour."""
     import cv2
 
     mask = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
     if mask is None:
         raise UsageError(f"could not read the mask {path}")
+    if mask.shape != _native_size(image_path):
+        raise UsageError(f"the mask {path} is {mask.shape[1]}x{mask.shape[0]} pixels but its image {image_path} is "
+                         f"{_native_size(image_path)[1]}x{_native_size(image_path)[0]}: a mask must have its image's size")
     mask = fit_aspect((mask > 0).astype(np.uint8), size, resize)
-    return cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+    mask = cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+    if not mask.any():
+        raise UsageError(f"the mask {path} marks no object (no nonzero pixel within the part of the image the "
+                         "model sees)")
+    return mask
 
 
 def _classifier(args, model):
@@ -665,7 +673,15 @@ def cmd_evaluate(args):
     labels = labels_for(args, model, scorer.num_classes)
     target = None if args.target is None else class_index(args.target, labels, scorer.num_classes, "--target")
     files = image_files(args.inputs)
-    masks = mask_files(files, args.masks) if args.masks else None
+    masks = None
+    if args.masks:  # a masks folder inside an input folder holds masks, not inputs
+        inside = os.path.join(os.path.realpath(args.masks), "")
+        files = [f for f in files if not os.path.realpath(f).startswith(inside)]
+        if not files:
+            raise UsageError(f"no images outside the masks folder {args.masks} in {', '.join(args.inputs)}")
+        masks = mask_files(files, args.masks)
+        # Every mask is read and checked before any work, so a bad one fails the run at once.
+        masks = {f: read_mask(m, shape[:2], args.resize, f) for f, m in masks.items()}
     scale = scaler(args, shape)
     try:
         evaluator = Evaluator(model, args.method, args.measure, masks=masks is not None, steps=args.steps,
@@ -676,8 +692,7 @@ def cmd_evaluate(args):
     failed, reshaped, done = [], [], 0
     bar = progress(len(files), args.quiet)
     for indices, shown in batches(files, shape[:2], shape[2], args.batch_size, failed, args.resize, reshaped):
-        objects = None if masks is None else np.stack([read_mask(masks[files[i]], shape[:2], args.resize)
-                                                       for i in indices])
+        objects = None if masks is None else np.stack([masks[files[i]] for i in indices])
         try:
             evaluator.add(scale(shown), target=target, masks=objects)
         except ValueError as exc:

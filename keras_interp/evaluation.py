@@ -18,6 +18,8 @@ import numpy as np
 from keras_interp import images as render
 from keras_interp import metrics
 from keras_interp.logger.methods import METHODS
+from keras_interp.checks import check_inputs
+from keras_interp.metrics._maps import single_images
 from keras_interp.metrics.faithfulness import _area, _area_over
 from keras_interp.metrics.road import PERCENTAGES
 from keras_interp.targets import Scorer
@@ -73,19 +75,20 @@ class Evaluation:
         rows = [header]
         for method in self.methods:
             count = len(next(iter(self.per_image[method].values()), ()))
-            rows.append([method, str(count)] + [f"{self.mean(method, m):.4f}" for m in self.measures]
+            rows.append([method, str(count)] + [_number(self.mean(method, m)) for m in self.measures]
                         + [f"{self.seconds[method]:.2f}"])
         return rows
 
     def markdown(self):
         rows = self.rows()
+        rows = [rows[0]] + [row[:2] + [_number(float(v), 4) for v in row[2:-1]] + row[-1:] for row in rows[1:]]
         best = {m: self._best(m) for m in self.measures}
         lines = ["| " + " | ".join(rows[0]) + " |", "|" + " --- |" * len(rows[0])]
         for method, row in zip(self.methods, rows[1:]):
             cells = [f"**{cell}**" if 2 <= i < 2 + len(self.measures) and best[self.measures[i - 2]] == method
                      else cell for i, cell in enumerate(row)]
             lines.append("| " + " | ".join(cells) + " |")
-        return "\n".join(lines) + "\n\nBold: the best method on each measure.\n"
+        return "\n".join(lines) + "\n\nBold: the best method on each measure (none where the best is tied).\n"
 
     def _best(self, measure):
         means = {m: self.mean(m, measure) for m in self.methods}
@@ -93,7 +96,10 @@ class Evaluation:
         if len(means) < 2:
             return None
         pick = min if MEASURES[measure][1] == "lower" else max
-        return pick(means, key=means.get)
+        best = pick(means, key=means.get)
+        if sum(v == means[best] for v in means.values()) > 1:
+            return None  # a tie: no method is best
+        return best
 
     def figure(self):
         """RGB uint8: the mean deletion, insertion and ROAD curves per method side by side, and
@@ -127,20 +133,33 @@ class Evaluation:
         with open(paths["md"], "w", encoding="utf-8") as handle:
             handle.write(self.markdown())
         try:
-            render.save(paths["png"], self.figure())
-        except ValueError:
+            picture = self.figure()
+        except ValueError:  # no curves and no localization: no figure, and none left from an earlier run
+            picture = None
+            if os.path.exists(paths["png"]):
+                os.remove(paths["png"])
             del paths["png"]
+        if picture is not None:
+            render.save(paths["png"], picture)
         return paths
 
 
+def _number(value, digits=9):
+    """A table cell: `digits` significant digits (infidelity's 1e-5 stays readable), "nan" for none."""
+    return f"{value:.{digits}g}"
+
+
 def _measures(measures, masks_given):
+    if measures is not None and (isinstance(measures, str) or not len(measures)):
+        raise ValueError(f"measures must be a sequence of names from {', '.join(MEASURES)} (or None for the "
+                         f"default); received {measures!r}.")
     chosen = list(DEFAULT_MEASURES if measures is None else measures)
     unknown = [m for m in chosen if m not in MEASURES]
     if unknown:
         raise ValueError(f"Unknown measure {unknown[0]!r}; choose from {', '.join(MEASURES)}.")
     located = [m for m in chosen if m in LOCALIZATION]
     if located and not masks_given:
-        raise ValueError(f"{located[0]!r} compares maps with object masks: pass masks=.")
+        raise ValueError(f"{located[0]!r} compares maps with object masks: pass masks (--masks on the command line).")
     if measures is None and masks_given:
         chosen += list(LOCALIZATION)
     return list(dict.fromkeys(chosen))
@@ -157,14 +176,21 @@ class Evaluator:
                  seed=0, output=None, batch_size=64):
         if isinstance(methods, str):
             methods = (methods,)
+        if not methods:
+            raise ValueError(f"methods is empty; give one or more of {', '.join(sorted(METHODS))}.")
         unknown = [m for m in methods if m not in METHODS]
-        if unknown or not methods:
-            raise ValueError(f"Unknown method {unknown[0] if unknown else None!r}; choose from "
-                             f"{', '.join(sorted(METHODS))}.")
+        if unknown:
+            raise ValueError(f"Unknown method {unknown[0]!r}; choose from {', '.join(sorted(METHODS))}.")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int; received {batch_size!r}.")
+        self._scorer = Scorer(model, output=output)
+        if self._scorer.input_shapes is not None and len(self._scorer.input_shapes) > 1:
+            raise ValueError(f"evaluate judges maps of single-input image models; this model takes "
+                             f"{len(self._scorer.input_shapes)} inputs (use the metrics in ki.metrics directly).")
         self.model, self.methods, self.steps = model, list(dict.fromkeys(methods)), steps
         self.seed, self.output, self.batch_size = seed, output, batch_size
         self.measures = _measures(measures, masks)
-        self._explainers, self._scorer = {}, None
+        self._explainers, self._count = {}, 0
         self._per_image = {m: {k: [] for k in self.measures} for m in self.methods}
         self._curves = {m: {} for m in self.methods}
         self._seconds = dict.fromkeys(self.methods, 0.0)
@@ -177,12 +203,19 @@ class Evaluator:
     def add(self, images, target=None, masks=None):
         """Explain and judge one batch: `images` (B, H, W, C) as the model takes them, `target`
         as for the explainers (None: each image's top class), `masks` (B, H, W) bool objects."""
-        images = np.asarray(images, np.float32)
+        images = single_images(check_inputs(images, self._scorer.input_shapes, self._scorer.input_names)[0],
+                               "evaluate needs")
         if masks is None and any(m in LOCALIZATION for m in self.measures):
             raise ValueError("This evaluation compares maps with object masks: pass masks= with every batch.")
+        if masks is not None:
+            masks = np.asarray(masks)
+            if masks.shape != images.shape[:3]:
+                raise ValueError(f"masks must have shape {images.shape[:3]} (one per image); received {masks.shape}.")
+            empty = np.flatnonzero(~masks.reshape(len(masks), -1).any(axis=1))
+            if empty.size:
+                raise ValueError(f"{empty.size} masks are empty (first: image {self._count + int(empty[0])} of the "
+                                 "evaluation); every mask must mark the object.")
         if target is None:  # the class explained is the class judged: fixed once, from the clean image
-            if self._scorer is None:
-                self._scorer = Scorer(self.model, output=self.output)
             logits = np.concatenate([np.asarray(self._scorer(images[i:i + self.batch_size]))
                                      for i in range(0, len(images), self.batch_size)])
             target = logits.argmax(axis=-1) if logits.ndim == 2 else None
@@ -199,13 +232,14 @@ class Evaluator:
                     sums = curve.sum(axis=0) if total is None else total[1] + curve.sum(axis=0)
                     self._curves[method][measure] = (curve.shape[0] + (0 if total is None else total[0]), sums,
                                                      curve.shape[1])
+        self._count += len(images)
         return self
 
     def _measure(self, measure, explainer, x, maps, target, masks):
-        kw = dict(target=target, output=self.output)
+        kw = dict(target=target, output=self.output, batch_size=self.batch_size)
         if measure in ("deletion", "insertion"):
             fn = metrics.deletion_curve if measure == "deletion" else metrics.insertion_curve
-            curves = fn(self.model, x, maps, steps=self.steps, batch_size=max(self.batch_size, 64), **kw)
+            curves = fn(self.model, x, maps, steps=self.steps, **kw)
             return _area(curves), curves
         if measure in ("road_morf", "road_lerf"):
             curves = metrics.road_curve(self.model, x, maps, order=measure[5:], seed=self.seed, **kw)
@@ -215,7 +249,7 @@ class Evaluator:
         if measure == "infidelity":
             return metrics.infidelity(self.model, x, maps, seed=self.seed, **kw), None
         if measure == "max_sensitivity":
-            return metrics.max_sensitivity(explainer, x, target=target, seed=self.seed), None
+            return metrics.max_sensitivity(explainer, x, target=target, seed=self.seed), None  # the explainer's own batches
         masks = np.asarray(masks).astype(bool)
         if measure == "pointing_game":
             return metrics.pointing_hits(maps, masks), None
@@ -266,10 +300,12 @@ def evaluate(model, inputs, methods=("saliency", "gradcam", "occlusion"), target
         >>> report = ki.evaluate(model, x_val[:64], methods=("saliency", "gradcam", "rise"), target=y_val[:64])
         >>> print(report.markdown())
     """
-    x = np.asarray(inputs, np.float32)
-    if x.ndim != 4 or len(x) == 0:
-        raise ValueError(f"evaluate takes images (N, H, W, C) with N >= 1; received shape {x.shape}.")
     evaluator = Evaluator(model, methods, measures, masks is not None, steps, seed, output, batch_size)
+    if isinstance(inputs, (list, tuple, dict)) and not isinstance(inputs, np.ndarray) and len(inputs) and (
+            isinstance(inputs, dict) or np.ndim(inputs[0]) == 4):
+        raise ValueError("evaluate judges maps of single-input image models: give one (N, H, W, C) array.")
+    x = single_images(check_inputs(inputs, evaluator._scorer.input_shapes, evaluator._scorer.input_names)[0],
+                      "evaluate needs")
     labels = None if target is None or callable(target) or np.ndim(target) == 0 else np.asarray(target)
     if labels is not None and len(labels) != len(x):
         raise ValueError(f"target has {len(labels)} classes for {len(x)} images; give one per image.")

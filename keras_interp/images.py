@@ -573,6 +573,13 @@ def _fitted(text, width, scale=0.4):
     return text
 
 
+def _limits(ylim):
+    low, high = (float(v) for v in ylim)
+    if not (np.isfinite(low) and np.isfinite(high) and low < high):
+        raise ValueError(f"ylim must be (low, high) with low < high; received {ylim!r}.")
+    return low, high
+
+
 def _key(canvas, right, top, row, label, mark):
     """One legend entry right of the plot area: its mark (drawn by `mark(baseline y)`) and label."""
     y = top + 10 + 14 * row
@@ -591,6 +598,8 @@ def chart(series, title="", xlabel="", ylabel="", size=(260, 460), ylim=None):
         ylim: (low, high) of the vertical axis; None: the data's range.
     """
     height, width = (_positive_int("size", n) for n in size)
+    if width < 2 * _KEY or height < 100:
+        raise ValueError(f"chart needs size (height, width) of at least (100, {2 * _KEY}); received {size!r}.")
     if not series:
         raise ValueError("chart needs at least one series {label: (xs, ys)}; received none.")
     curves = {}
@@ -604,7 +613,7 @@ def chart(series, title="", xlabel="", ylabel="", size=(260, 460), ylim=None):
     every_x = np.concatenate([xs for xs, _ in curves.values()])
     every_y = np.concatenate([ys for _, ys in curves.values()])
     x0, x1 = float(every_x.min()), float(every_x.max())
-    y0, y1 = (float(every_y.min()), float(every_y.max())) if ylim is None else map(float, ylim)
+    y0, y1 = (float(every_y.min()), float(every_y.max())) if ylim is None else _limits(ylim)
     x1, y1 = (x1 if x1 > x0 else x0 + 1.0), (y1 if y1 > y0 else y0 + 1.0)
     canvas, (left, right, top, bottom) = _axes((height, width), (x0, x1), (y0, y1), title, xlabel, ylabel)
     for i, (label, (xs, ys)) in enumerate(curves.items()):
@@ -632,7 +641,7 @@ def bars(groups, title="", ylabel="", size=(260, 460), ylim=(0.0, 1.0)):
     if not groups or not names:
         raise ValueError("bars needs at least one group with one bar {group: {bar: value}}; received none.")
     _check_finite("bar values", np.array([v for bars_ in groups.values() for v in bars_.values()], np.float64))
-    canvas, (left, right, top, bottom) = _axes((height, width), None, tuple(map(float, ylim)), title, "", ylabel)
+    canvas, (left, right, top, bottom) = _axes((height, width), None, _limits(ylim), title, "", ylabel)
     low, high = map(float, ylim)
     slot = (right - left) / len(groups)
     bar = max(2.0, slot * 0.8 / len(names))

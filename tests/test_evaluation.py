@@ -2,6 +2,7 @@
 and the identities of linear models."""
 
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -64,6 +65,19 @@ def test_imputation_is_the_neighbours_weighted_mean_and_the_dense_solve():
     gaps = [abs(got[i, j] - _neighbour_mean(got, i, j)).max() for i, j in np.argwhere(removed[0])]
     assert max(gaps) <= 2 * TOLERANCE * np.ptp(x), max(gaps)
     np.testing.assert_allclose(got, _dense_imputation(x[0], removed[0]), atol=1e-3)
+
+
+def test_constant_images_and_tiny_images_are_imputed_at_once():
+    flat = np.full((1, 32, 32, 3), 0.7, "float32")
+    removed = np.zeros((1, 32, 32), bool)
+    removed[0, 4:28, 4:28] = True
+    np.testing.assert_allclose(impute(flat, removed), flat, atol=1e-6)
+    # 90% of 2 x 2 pixels rounds to all four: one is kept, so the system keeps its boundary.
+    model = keras.Sequential([keras.Input((2, 2, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    curve = metrics.road_curve(model, np.arange(8, dtype="float32").reshape(2, 2, 2, 1), np.ones((2, 2, 2)))
+    assert np.isfinite(curve).all()
+    with pytest.raises(ValueError, match="image 0 has every pixel removed"):
+        impute(flat, np.ones((1, 32, 32), bool))
 
 
 def test_imputation_noise_is_relative_to_the_image_and_seeded():
@@ -193,9 +207,24 @@ def test_max_sensitivity_of_saliency_on_a_linear_model_is_zero(linear, images):
     assert (metrics.max_sensitivity(saliency, images, radius=0.05, samples=2) > 0).all()
 
 
+def _diverged():
+    model = tiny_cnn()
+    kernel, bias = model.get_layer("predictions").get_weights()
+    model.get_layer("predictions").set_weights([np.full_like(kernel, np.nan), bias])
+    return model
+
+
 @pytest.mark.parametrize(
     "call, message",
     [
+        (lambda m, x: metrics.road(_diverged(), x, np.ones((4, 12, 12))), "has training diverged"),
+        (lambda m, x: metrics.max_sensitivity(ki.Saliency(_diverged()), x), "has training diverged"),
+        (lambda m, x: ki.evaluate(m, x[..., :2]), "Image channels is 2 but the model expects 3"),
+        (lambda m, x: ki.evaluate(m, x, methods=()), "methods is empty"),
+        (lambda m, x: ki.evaluate(m, x, batch_size=0), "batch_size must be a positive int"),
+        (lambda m, x: ki.evaluate(m, x, measures=()), "measures must be a sequence"),
+        (lambda m, x: ki.evaluate(m, x, measures=("box_iou",)), "pass masks"),
+        (lambda m, x: ki.evaluate(m, x, masks=np.zeros((4, 12, 12), bool)), r"4 masks are empty \(first: image 0"),
         (lambda m, x: metrics.road(m, x, np.ones((4, 12, 12)), order="best"), r"order must be one of \('morf', 'lerf'\)"),
         (lambda m, x: metrics.road(m, x, np.ones((4, 12, 12)), percentages=(0.5, 0.2)), "increasing fractions"),
         (lambda m, x: metrics.road(m, x, np.ones((4, 12, 12)), percentages=(0.5, 1.0)), r"in \[0, 1\)"),
@@ -266,10 +295,20 @@ def test_the_report_is_the_metrics_and_the_cli_writes_it_from_a_folder(tmp_path,
     for measure in ("deletion", "road_morf", "box_iou"):
         column = next(i for i, name in enumerate(rows[0]) if name.startswith(measure + " "))
         assert float(rows[2][column]) == pytest.approx(report.mean("gradcam", measure), abs=1e-4), measure
-    assert "| gradcam | 6 |" in (out / "evaluation.md").read_text()
+    markdown = (out / "evaluation.md").read_text()
+    assert "| gradcam | 6 |" in markdown and "none where the best is tied" in markdown
     figure = cv2.imread(str(out / "evaluation.png"))
     assert figure.shape == (2 * 260, 2 * 460, 3)  # deletion, ROAD MoRF; localization
-    # A missing mask, and an unknown measure, are usage errors.
+    # Masks kept inside the images' folder are not read as images.
+    shutil.copytree(mask_folder, folder / "masks")
+    inside = argv[:8] + [folder / "masks"] + argv[9:] + ["--overwrite"]
+    assert cli.main([str(a) for a in inside]) == 0
+    assert list(csv.reader(open(out / "evaluation.csv")))[1][1] == "6"
+    # A missing mask, a mask of another size, an unknown measure: usage errors, before any work.
+    cv2.imwrite(str(mask_folder / "2.png"), np.ones((16, 20), np.uint8))
+    capsys.readouterr()
+    assert cli.main([str(a) for a in argv + ["--overwrite"]]) == 2
+    assert "is 20x16 pixels but its image" in capsys.readouterr().err
     os.remove(mask_folder / "3.png")
     capsys.readouterr()
     assert cli.main([str(a) for a in argv + ["--overwrite"]]) == 2

@@ -150,7 +150,8 @@ def infidelity(model, inputs, attributions, target=None, samples=64, noise=0.1, 
 
     Perturbations I are Gaussian; the value is min over beta of E[(beta I . phi - (f(x) - f(x -
     I)))^2] (Yeh et al.'s code scales each explanation by that beta first), in the score's units
-    squared.
+    squared. beta may be negative, as in the authors' code: a map and its negation score the same
+    (read the sign from MuFidelity).
     """
     samples = check_count(samples, "samples", 2)
     noise = check_number(noise, "noise", 0.0, low_open=True)
@@ -170,6 +171,13 @@ def infidelity(model, inputs, attributions, target=None, samples=64, noise=0.1, 
     beta = np.divide((changes * dots).mean(axis=1), (dots * dots).mean(axis=1),
                      out=np.zeros(len(dots)), where=(dots * dots).mean(axis=1) > 0)
     return ((changes - beta[:, None] * dots) ** 2).mean(axis=1).astype(np.float32)
+
+
+def _finite_maps(maps):
+    if not np.isfinite(maps).all():
+        raise ValueError("The explainer gave NaN or infinite maps: has training diverged, or do the inputs lie "
+                         "outside the range the model takes? No sensitivity can be computed from them.")
+    return maps
 
 
 def max_sensitivity(explainer, inputs, radius=0.02, samples=10, target=None, seed=0):
@@ -207,7 +215,7 @@ def max_sensitivity(explainer, inputs, radius=0.02, samples=10, target=None, see
         target = logits.argmax(axis=1)
     elif not callable(target):
         target = resolve_target(target, len(x), explainer.scorer.num_classes, explainer.scorer.output_shape)[0]
-    base = np.asarray(explainer.explain(x, target=target), np.float64).reshape(len(x), -1)
+    base = _finite_maps(np.asarray(explainer.explain(x, target=target), np.float64).reshape(len(x), -1))
     spread = x.reshape(len(x), -1)
     size = (radius * (spread.max(axis=1) - spread.min(axis=1))).reshape((-1,) + (1,) * (x.ndim - 1))
     rng = np.random.default_rng(seed)
@@ -215,6 +223,7 @@ def max_sensitivity(explainer, inputs, radius=0.02, samples=10, target=None, see
     for _ in range(samples):
         moved = (x + rng.uniform(-1.0, 1.0, size=x.shape).astype(np.float32) * size).astype(np.float32)
         maps = np.asarray(explainer.explain(moved, target=target), np.float64).reshape(len(x), -1)
+        _finite_maps(maps)
         worst = np.maximum(worst, np.linalg.norm(maps - base, axis=1))
     norm = np.linalg.norm(base, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):

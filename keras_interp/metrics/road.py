@@ -35,7 +35,9 @@ __all__ = ["road", "road_curve", "impute", "NEIGHBOUR_WEIGHTS", "PERCENTAGES"]
 NEIGHBOUR_WEIGHTS = np.array([[1 / 12, 1 / 6, 1 / 12], [1 / 6, 0.0, 1 / 6], [1 / 12, 1 / 6, 1 / 12]])
 PERCENTAGES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 ORDERS = ("morf", "lerf")
-TOLERANCE = 1e-4  # of the image's value range: far below one 8-bit level
+# Of the image's value range: the solution is then within about 1e-3 of the range of the exact one
+# (a quarter of an 8-bit level; tests/test_evaluation.py).
+TOLERANCE = 1e-5
 
 
 def _neighbour_sum(u):
@@ -82,7 +84,9 @@ def solve_imputation(x, removed, tolerance):
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
     planes = tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [-1, height, width])
     spread = tf.reduce_max(x, axis=[1, 2, 3]) - tf.reduce_min(x, axis=[1, 2, 3])
-    limit = tf.reshape(tf.repeat(tolerance * spread, channels), [-1, 1, 1])
+    # A floor at float32 rounding of the values: a constant image (spread 0) is solved by its start.
+    floor = 1e-6 * tf.reduce_max(tf.abs(x), axis=[1, 2, 3]) + 1e-30
+    limit = tf.reshape(tf.repeat(tf.maximum(tolerance * spread, floor), channels), [-1, 1, 1])
     masks = [tf.reshape(tf.tile(tf.transpose(removed, [0, 3, 1, 2]), [1, channels, 1, 1]), [-1, height, width])]
     while min(masks[-1].shape[1:3]) > _COARSEST:
         masks.append(tf.cast(_coarser(masks[-1]) > 0, x.dtype))
@@ -221,7 +225,8 @@ def road_curve(model, inputs, maps, target=None, percentages=PERCENTAGES, order=
     single_images(x, "ROAD needs")
     pixels = x.shape[1] * x.shape[2]
     ranks = pixel_ranks(pixel_maps(maps, x.shape[1:3], len(x), "inputs"))
-    counts = np.floor(fractions * pixels + 0.5).astype(np.int32)
+    # At least one pixel is kept: with none the system has no boundary values (singular).
+    counts = np.minimum(np.floor(fractions * pixels + 0.5), pixels - 1).astype(np.int32)
     field = noise * _noise_field(len(counts), x.shape[1:], seed)
 
     def call(xb, cb, rb):
@@ -229,7 +234,13 @@ def road_curve(model, inputs, maps, target=None, percentages=PERCENTAGES, order=
         return road._call("_road_fn", xb, cb, score_fn, rb, counts, field, order == "lerf",
                           np.float32(TOLERANCE), per)
 
-    return road._batched(call, x, classes, ranks).astype(np.float32)
+    curves = road._batched(call, x, classes, ranks).astype(np.float32)
+    if not np.isfinite(curves).all():
+        raise ValueError(
+            "The model gave NaN or infinite probabilities on the imputed images: has training diverged, or do "
+            "the inputs lie outside the range the model takes? ROAD cannot be computed from them."
+        )
+    return curves
 
 
 def road(model, inputs, maps, target=None, percentages=PERCENTAGES, order="morf", noise=0.01, seed=0,
@@ -246,6 +257,9 @@ def road(model, inputs, maps, target=None, percentages=PERCENTAGES, order="morf"
     return _area_over(curves, _percentages(percentages))
 
 
+_SOLVE = tf.function(solve_imputation)  # traced once per image shape
+
+
 def impute(images, removed, noise=0.0, seed=0):
     """ROAD's noisy linear imputation of (B, H, W, C) images: the pixels where `removed` ((B, H, W)
     bool) is True become the weighted mean of their neighbours (module docstring), solved
@@ -259,7 +273,11 @@ def impute(images, removed, noise=0.0, seed=0):
             f"{mask.shape}."
         )
     noise = check_number(noise, "noise", 0.0)
+    full = np.flatnonzero(mask.reshape(len(mask), -1).all(axis=1))
+    if full.size:
+        raise ValueError(f"impute needs at least one kept pixel per image (the neighbours' values); image "
+                         f"{int(full[0])} has every pixel removed.")
     m = tf.constant(mask.astype(np.float32)[..., None])
-    filled = tf.function(solve_imputation)(tf.constant(x), m, tf.constant(TOLERANCE, tf.float32)).numpy()
+    filled = _SOLVE(tf.constant(x), m, tf.constant(TOLERANCE, tf.float32)).numpy()
     field = noise * _noise_field(1, x.shape[1:], check_seed(seed))[0]
     return filled + mask[..., None] * field * x.std(axis=(1, 2, 3), keepdims=True)
