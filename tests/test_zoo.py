@@ -215,7 +215,11 @@ LATER = ("GradientInput", "VarGrad", "HiResCAM", "XGradCAM", "EigenCAM", "Expect
          # a path, summed in the chunk loop (tested on small models and in the jit and
          # mixed-precision tiers): the three forms that stress the graph suffice; on the others
          # they cost the most traced graphs of the tier.
-         "SmoothGrad", "IntegratedGradients")
+         "SmoothGrad", "IntegratedGradients",
+         # Forward passes only, of masked copies (occlusion) or of the input scaled by each channel
+         # of the CAM layer (Score-CAM, whose layer tap is Grad-CAM's, on every model): their graph
+         # handling is the forward pass that Saliency's gradient runs on every model.
+         "Occlusion", "ScoreCAM")
 LATER_FORMS = ("ResNet50", "transfer_MobileNetV2", "Sequential_RandomFlip_MobileNetV2")
 # The newest run on one form each, the one that stresses what they add: Guided IG's NumPy walk
 # between compiled passes on a residual network, Blur IG's blurred copies through a nested
