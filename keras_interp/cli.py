@@ -270,6 +270,27 @@ def load(path, unsafe=False):
         raise UsageError(f"could not load {path} as a Keras model: {text}") from None
 
 
+def _classifier(args, model):
+    """(input shape (H, W, C), scorer) of a single-input image classifier, else a UsageError."""
+    from keras_interp.targets import Scorer
+
+    if len(getattr(model, "inputs", None) or ()) > 1:
+        raise UsageError(f"{args.model} has {len(model.inputs)} inputs; {args.command} reads image files for models "
+                         "with one input (use the Python API, which takes a list or dict of inputs)")
+    shape = tuple(model.inputs[0].shape)[1:] if getattr(model, "inputs", None) else None
+    if shape is None or len(shape) != 3 or None in shape:
+        raise UsageError(f"{args.model} takes inputs of shape {shape}; {args.command} needs images of a fixed size "
+                         "(H, W, C)")
+    try:
+        scorer = Scorer(model, output=output_arg(args))
+    except ValueError as exc:
+        raise UsageError(_last_line(exc)) from None
+    if scorer.num_classes is None or len(scorer.output_shape) != 2:
+        raise UsageError(f"{args.command} needs a classifier with (batch, classes) outputs; {args.model} gives "
+                         f"{scorer.output_shape} (use the Python API with a callable target)")
+    return shape, scorer
+
+
 def methods():
     from keras_interp.logger.methods import METHODS
 
@@ -319,7 +340,6 @@ CHANNEL_METHODS = tuple(name for name, entry in REGISTRY.items() if entry.channe
 
 def cmd_explain(args):
     import keras_interp as ki
-    from keras_interp.targets import Scorer
 
     unknown = [m for m in args.method if m not in methods()]
     if unknown:
@@ -330,17 +350,8 @@ def cmd_explain(args):
     if args.channel is not None and not channel_mode:
         raise UsageError("--channel is for deconvnet and guided_backprop with --layer (a channel of that layer)")
     model = load(args.model, args.unsafe)
-    if len(getattr(model, "inputs", None) or ()) > 1:
-        raise UsageError(f"{args.model} has {len(model.inputs)} inputs; explain reads image files for models with "
-                         "one input (use the Python API, which takes a list or dict of inputs)")
-    shape = tuple(model.inputs[0].shape)[1:] if getattr(model, "inputs", None) else None
-    if shape is None or len(shape) != 3 or None in shape:
-        raise UsageError(f"{args.model} takes inputs of shape {shape}; explain needs images of a fixed size (H, W, C)")
+    shape, scorer = _classifier(args, model)
     try:
-        scorer = Scorer(model, output=output_arg(args))
-        if scorer.num_classes is None or len(scorer.output_shape) != 2:
-            raise UsageError(f"explain needs a classifier with (batch, classes) outputs; {args.model} gives "
-                             f"{scorer.output_shape} (use the Python API with a callable target)")
         labels = labels_for(args, model, scorer.num_classes)
         if args.target is not None:
             args.target = class_index(args.target, labels, scorer.num_classes, "--target")
@@ -627,36 +638,16 @@ def read_mask(path, size, resize, image_path):
     mask = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
     if mask is None:
         raise UsageError(f"could not read the mask {path}")
-    if mask.shape != _native_size(image_path):
+    height, width = _native_size(image_path)
+    if mask.shape != (height, width):
         raise UsageError(f"the mask {path} is {mask.shape[1]}x{mask.shape[0]} pixels but its image {image_path} is "
-                         f"{_native_size(image_path)[1]}x{_native_size(image_path)[0]}: a mask must have its image's size")
+                         f"{width}x{height}: a mask must have its image's size")
     mask = fit_aspect((mask > 0).astype(np.uint8), size, resize)
     mask = cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
     if not mask.any():
         raise UsageError(f"the mask {path} marks no object (no nonzero pixel within the part of the image the "
                          "model sees)")
     return mask
-
-
-def _classifier(args, model):
-    """(input shape (H, W, C), scorer) of a single-input image classifier, else a UsageError."""
-    from keras_interp.targets import Scorer
-
-    if len(getattr(model, "inputs", None) or ()) > 1:
-        raise UsageError(f"{args.model} has {len(model.inputs)} inputs; {args.command} reads image files for models "
-                         "with one input (use the Python API, which takes a list or dict of inputs)")
-    shape = tuple(model.inputs[0].shape)[1:] if getattr(model, "inputs", None) else None
-    if shape is None or len(shape) != 3 or None in shape:
-        raise UsageError(f"{args.model} takes inputs of shape {shape}; {args.command} needs images of a fixed size "
-                         "(H, W, C)")
-    try:
-        scorer = Scorer(model, output=output_arg(args))
-    except ValueError as exc:
-        raise UsageError(_last_line(exc)) from None
-    if scorer.num_classes is None or len(scorer.output_shape) != 2:
-        raise UsageError(f"{args.command} needs a classifier with (batch, classes) outputs; {args.model} gives "
-                         f"{scorer.output_shape} (use the Python API with a callable target)")
-    return shape, scorer
 
 
 def cmd_evaluate(args):

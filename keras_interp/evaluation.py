@@ -22,7 +22,7 @@ from keras_interp.checks import check_inputs
 from keras_interp.metrics._maps import single_images
 from keras_interp.metrics.faithfulness import _area, _area_over
 from keras_interp.metrics.road import PERCENTAGES
-from keras_interp.targets import Scorer
+from keras_interp.targets import Scorer, top_classes
 
 __all__ = ["evaluate", "Evaluator", "Evaluation", "MEASURES", "DEFAULT_MEASURES", "LOCALIZATION"]
 
@@ -69,19 +69,19 @@ class Evaluation:
         values = self.per_image[method][measure]
         return float(np.mean(values)) if len(values) else float("nan")
 
-    def rows(self):
-        """The table as rows of strings: a header, then one row per method."""
+    def rows(self, digits=9):
+        """The table as rows of strings: a header, then one row per method, each mean with `digits`
+        significant digits (infidelity's 1e-5 stays readable)."""
         header = ["method", "images"] + [f"{m} ({MEASURES[m][1]} is better)" for m in self.measures] + ["seconds"]
         rows = [header]
         for method in self.methods:
             count = len(next(iter(self.per_image[method].values()), ()))
-            rows.append([method, str(count)] + [_number(self.mean(method, m)) for m in self.measures]
+            rows.append([method, str(count)] + [f"{self.mean(method, m):.{digits}g}" for m in self.measures]
                         + [f"{self.seconds[method]:.2f}"])
         return rows
 
     def markdown(self):
-        rows = self.rows()
-        rows = [rows[0]] + [row[:2] + [_number(float(v), 4) for v in row[2:-1]] + row[-1:] for row in rows[1:]]
+        rows = self.rows(digits=4)
         best = {m: self._best(m) for m in self.measures}
         lines = ["| " + " | ".join(rows[0]) + " |", "|" + " --- |" * len(rows[0])]
         for method, row in zip(self.methods, rows[1:]):
@@ -112,7 +112,7 @@ class Evaluation:
             if series:
                 panels.append(render.chart(series, titles[kind], "fraction of pixels removed" if kind != "insertion"
                                            else "fraction of pixels inserted", "probability", ylim=(0.0, 1.0)))
-        located = [m for m in ("box_iou", "mask_iou", "localization_accuracy") if m in self.measures]
+        located = [m for m in _LOCATED if m in self.measures]
         if located:
             short = {"box_iou": "box IoU", "mask_iou": "mask IoU", "localization_accuracy": "accuracy"}
             groups = {m: {short[k]: self.mean(m, k) for k in located} for m in self.methods}
@@ -133,20 +133,12 @@ class Evaluation:
         with open(paths["md"], "w", encoding="utf-8") as handle:
             handle.write(self.markdown())
         try:
-            picture = self.figure()
+            render.save(paths["png"], self.figure())
         except ValueError:  # no curves and no localization: no figure, and none left from an earlier run
-            picture = None
             if os.path.exists(paths["png"]):
                 os.remove(paths["png"])
             del paths["png"]
-        if picture is not None:
-            render.save(paths["png"], picture)
         return paths
-
-
-def _number(value, digits=9):
-    """A table cell: `digits` significant digits (infidelity's 1e-5 stays readable), "nan" for none."""
-    return f"{value:.{digits}g}"
 
 
 def _measures(measures, masks_given):
@@ -192,7 +184,7 @@ class Evaluator:
         self.measures = _measures(measures, masks)
         self._explainers, self._count = {}, 0
         self._per_image = {m: {k: [] for k in self.measures} for m in self.methods}
-        self._curves = {m: {} for m in self.methods}
+        self._curve_sums = {m: {} for m in self.methods}  # {measure: [curves, their sum]}
         self._seconds = dict.fromkeys(self.methods, 0.0)
 
     def _explainer(self, method, images):
@@ -203,39 +195,54 @@ class Evaluator:
     def add(self, images, target=None, masks=None):
         """Explain and judge one batch: `images` (B, H, W, C) as the model takes them, `target`
         as for the explainers (None: each image's top class), `masks` (B, H, W) bool objects."""
-        images = single_images(check_inputs(images, self._scorer.input_shapes, self._scorer.input_names)[0],
-                               "evaluate needs")
-        if masks is None and any(m in LOCALIZATION for m in self.measures):
-            raise ValueError("This evaluation compares maps with object masks: pass masks= with every batch.")
-        if masks is not None:
-            masks = np.asarray(masks)
-            if masks.shape != images.shape[:3]:
-                raise ValueError(f"masks must have shape {images.shape[:3]} (one per image); received {masks.shape}.")
-            empty = np.flatnonzero(~masks.reshape(len(masks), -1).any(axis=1))
-            if empty.size:
-                raise ValueError(f"{empty.size} masks are empty (first: image {self._count + int(empty[0])} of the "
-                                 "evaluation); every mask must mark the object.")
+        images = self._images(images)
+        return self._judge(images, target, self._masks(masks, images.shape[:3], self._count))
+
+    def _images(self, images):
+        return single_images(check_inputs(images, self._scorer.input_shapes, self._scorer.input_names)[0],
+                             "evaluate needs")
+
+    def _masks(self, masks, shape, first):
+        """The masks as bool (B, H, W), checked: one per image, each marking something (`first`:
+        the evaluation's index of the first image, for the message)."""
+        if masks is None:
+            if any(m in LOCALIZATION for m in self.measures):
+                raise ValueError("This evaluation compares maps with object masks: pass masks= with every batch.")
+            return None
+        masks = np.asarray(masks).astype(bool)
+        if masks.shape != shape:
+            raise ValueError(f"masks must have shape {shape} (one per image); received {masks.shape}.")
+        empty = np.flatnonzero(~masks.reshape(len(masks), -1).any(axis=1))
+        if empty.size:
+            raise ValueError(f"{empty.size} masks are empty (first: image {first + int(empty[0])} of the "
+                             "evaluation); every mask must mark the object.")
+        return masks
+
+    def _judge(self, images, target, masks):
+        """`add` on checked images and masks."""
         if target is None:  # the class explained is the class judged: fixed once, from the clean image
-            logits = np.concatenate([np.asarray(self._scorer(images[i:i + self.batch_size]))
-                                     for i in range(0, len(images), self.batch_size)])
-            target = logits.argmax(axis=-1) if logits.ndim == 2 else None
+            target = top_classes(self._scorer, images, self.batch_size)
         for method in self.methods:
             explainer = self._explainer(method, images)
             start = time.perf_counter()
             maps = np.asarray(explainer.explain(images, target=target))
             self._seconds[method] += time.perf_counter() - start
+            located = None
             for measure in self.measures:
-                values, curve = self._measure(measure, explainer, images, maps, target, masks)
+                if measure in _LOCATED:  # one localization serves its three measures
+                    located = located or _located(maps, masks)
+                    values, curve = located[measure], None
+                else:
+                    values, curve = self._measure(measure, explainer, images, maps, target, masks)
                 self._per_image[method][measure].append(np.asarray(values, np.float64).reshape(-1))
                 if curve is not None:
-                    total = self._curves[method].get(measure)
-                    sums = curve.sum(axis=0) if total is None else total[1] + curve.sum(axis=0)
-                    self._curves[method][measure] = (curve.shape[0] + (0 if total is None else total[0]), sums,
-                                                     curve.shape[1])
+                    sums = self._curve_sums[method].setdefault(measure, [0, 0.0])
+                    sums[0], sums[1] = sums[0] + len(curve), sums[1] + curve.sum(axis=0)
         self._count += len(images)
         return self
 
     def _measure(self, measure, explainer, x, maps, target, masks):
+        """(per-image values, curves or None) of one measure that is not a localization's."""
         kw = dict(target=target, output=self.output, batch_size=self.batch_size)
         if measure in ("deletion", "insertion"):
             fn = metrics.deletion_curve if measure == "deletion" else metrics.insertion_curve
@@ -250,29 +257,28 @@ class Evaluator:
             return metrics.infidelity(self.model, x, maps, seed=self.seed, **kw), None
         if measure == "max_sensitivity":
             return metrics.max_sensitivity(explainer, x, target=target, seed=self.seed), None  # the explainer's own batches
-        masks = np.asarray(masks).astype(bool)
         if measure == "pointing_game":
             return metrics.pointing_hits(maps, masks), None
-        if measure == "energy":
-            return metrics.energy_in_mask(maps, masks), None
-        found = metrics.localize(maps)
-        if measure == "mask_iou":
-            return metrics.mask_iou(found.masks, masks), None
-        iou = metrics.box_iou(found.boxes, metrics.mask_boxes(masks))
-        return (iou if measure == "box_iou" else (iou >= 0.5)), None
+        return metrics.energy_in_mask(maps, masks), None
 
     def result(self):
         """The Evaluation of every batch added so far."""
         per_image = {m: {k: np.concatenate(v) if v else np.zeros(0) for k, v in values.items()}
                      for m, values in self._per_image.items()}
-        curves = {}
-        for method, kinds in self._curves.items():
-            curves[method] = {}
-            for kind, (count, sums, points) in kinds.items():
-                xs = (np.asarray(PERCENTAGES) if kind.startswith("road")
-                      else np.linspace(0.0, 1.0, points))
-                curves[method][kind] = (xs, sums / count)
+        curves = {method: {kind: (np.asarray(PERCENTAGES) if kind.startswith("road") else np.linspace(0.0, 1.0, len(sums)),
+                                  sums / count) for kind, (count, sums) in kinds.items()}
+                  for method, kinds in self._curve_sums.items()}
         return Evaluation(self.methods, self.measures, per_image, curves, dict(self._seconds))
+
+
+_LOCATED = ("box_iou", "mask_iou", "localization_accuracy")
+
+
+def _located(maps, masks):
+    """The localization measures of the CAM paper's rule: {box_iou, mask_iou, localization_accuracy}."""
+    found = metrics.localize(maps)
+    iou = metrics.box_iou(found.boxes, metrics.mask_boxes(masks))
+    return {"box_iou": iou, "mask_iou": metrics.mask_iou(found.masks, masks), "localization_accuracy": iou >= 0.5}
 
 
 def evaluate(model, inputs, methods=("saliency", "gradcam", "occlusion"), target=None, masks=None, measures=None,
@@ -301,22 +307,14 @@ def evaluate(model, inputs, methods=("saliency", "gradcam", "occlusion"), target
         >>> print(report.markdown())
     """
     evaluator = Evaluator(model, methods, measures, masks is not None, steps, seed, output, batch_size)
-    if isinstance(inputs, (list, tuple, dict)) and not isinstance(inputs, np.ndarray) and len(inputs) and (
-            isinstance(inputs, dict) or np.ndim(inputs[0]) == 4):
-        raise ValueError("evaluate judges maps of single-input image models: give one (N, H, W, C) array.")
-    x = single_images(check_inputs(inputs, evaluator._scorer.input_shapes, evaluator._scorer.input_names)[0],
-                      "evaluate needs")
+    x = evaluator._images(inputs)  # checked once, then judged in batches
+    masks = evaluator._masks(masks, x.shape[:3], 0)
     labels = None if target is None or callable(target) or np.ndim(target) == 0 else np.asarray(target)
     if labels is not None and len(labels) != len(x):
         raise ValueError(f"target has {len(labels)} classes for {len(x)} images; give one per image.")
-    if masks is not None:
-        masks = np.asarray(masks)
-        if masks.shape != x.shape[:3]:
-            raise ValueError(f"masks must have shape {x.shape[:3]} (one per image); received {masks.shape}.")
     for start in range(0, len(x), batch_size):
         part = slice(start, start + batch_size)
-        evaluator.add(x[part], target if labels is None else labels[part],
-                      None if masks is None else masks[part])
+        evaluator._judge(x[part], target if labels is None else labels[part], None if masks is None else masks[part])
     report = evaluator.result()
     if out is not None:
         report.save(out)

@@ -539,7 +539,9 @@ def _axes(size, xlim, ylim, title, xlabel, ylabel):
     """A white picture with a framed plot area (a legend column kept free on its right), grid
     lines and tick labels at quarters of each axis (xlim None: no x ticks), a title and axis
     labels; returns it and the plot area's (left, right, top, bottom) pixels."""
-    height, width = size
+    height, width = (_positive_int("size", n) for n in size)
+    if width < 2 * _KEY or height < 100:
+        raise ValueError(f"charts need size (height, width) of at least (100, {2 * _KEY}); received {size!r}.")
     canvas = np.full((height, width, 3), 255, np.uint8)
     left, right, top, bottom = 44, width - _KEY, 26, height - 34
     scale = 0.4
@@ -597,9 +599,6 @@ def chart(series, title="", xlabel="", ylabel="", size=(260, 460), ylim=None):
         size: (height, width) of the picture.
         ylim: (low, high) of the vertical axis; None: the data's range.
     """
-    height, width = (_positive_int("size", n) for n in size)
-    if width < 2 * _KEY or height < 100:
-        raise ValueError(f"chart needs size (height, width) of at least (100, {2 * _KEY}); received {size!r}.")
     if not series:
         raise ValueError("chart needs at least one series {label: (xs, ys)}; received none.")
     curves = {}
@@ -615,7 +614,7 @@ def chart(series, title="", xlabel="", ylabel="", size=(260, 460), ylim=None):
     x0, x1 = float(every_x.min()), float(every_x.max())
     y0, y1 = (float(every_y.min()), float(every_y.max())) if ylim is None else _limits(ylim)
     x1, y1 = (x1 if x1 > x0 else x0 + 1.0), (y1 if y1 > y0 else y0 + 1.0)
-    canvas, (left, right, top, bottom) = _axes((height, width), (x0, x1), (y0, y1), title, xlabel, ylabel)
+    canvas, (left, right, top, bottom) = _axes(size, (x0, x1), (y0, y1), title, xlabel, ylabel)
     for i, (label, (xs, ys)) in enumerate(curves.items()):
         px = left + (xs - x0) / (x1 - x0) * (right - left)
         py = bottom - (np.clip(ys, y0, y1) - y0) / (y1 - y0) * (bottom - top)
@@ -636,16 +635,14 @@ def bars(groups, title="", ylabel="", size=(260, 460), ylim=(0.0, 1.0)):
         title, ylabel: text above the plot and along its axis.
         size: (height, width); ylim: the value axis.
     """
-    height, width = (_positive_int("size", n) for n in size)
     names = list(dict.fromkeys(k for bars_ in groups.values() for k in bars_))
     if not groups or not names:
         raise ValueError("bars needs at least one group with one bar {group: {bar: value}}; received none.")
     _check_finite("bar values", np.array([v for bars_ in groups.values() for v in bars_.values()], np.float64))
-    canvas, (left, right, top, bottom) = _axes((height, width), None, _limits(ylim), title, "", ylabel)
-    low, high = map(float, ylim)
+    low, high = _limits(ylim)
+    canvas, (left, right, top, bottom) = _axes(size, None, (low, high), title, "", ylabel)
     slot = (right - left) / len(groups)
     bar = max(2.0, slot * 0.8 / len(names))
-    ink = _INK
     for g, (group, values) in enumerate(groups.items()):
         x0 = left + g * slot + slot * 0.1
         for b, name in enumerate(names):
@@ -657,7 +654,7 @@ def bars(groups, title="", ylabel="", size=(260, 460), ylim=(0.0, 1.0)):
                           _PALETTE[b % len(_PALETTE)], -1)
         label = _fitted(str(group), int(slot) - 4)
         cv2.putText(canvas, label, (int(left + g * slot + slot / 2 - _text_width(label, 0.4) / 2), bottom + 14),
-                    _FONT, 0.4, ink, 1, cv2.LINE_AA)
+                    _FONT, 0.4, _INK, 1, cv2.LINE_AA)
     for b, name in enumerate(names):
         colour = _PALETTE[b % len(_PALETTE)]
         _key(canvas, right, top, b, str(name), lambda y: cv2.rectangle(canvas, (right + 8, y - 8), (right + 19, y),

@@ -561,3 +561,11 @@ def select_scores(logits, classes, score_fn=None):
     scores = ops.take_along_axis(logits, classes[:, None], axis=-1)[:, 0]
     return scores, classes
 
+
+
+def top_classes(scorer, x, batch_size=128):
+    """(B,) int64: each example's top class under `scorer` (its logits' argmax), run on slices of
+    at most `batch_size` examples; None when the outputs have no class axis (B, classes). Fixing
+    target=None to these lets a measure keep the clean input's class on perturbed copies."""
+    logits = np.concatenate([np.asarray(scorer(x[i:i + batch_size])) for i in range(0, len(x), batch_size)])
+    return logits.argmax(axis=1).astype(np.int64) if logits.ndim == 2 else None

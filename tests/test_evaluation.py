@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import keras_interp as ki
-from conftest import linear_model, tiny_cnn
+from conftest import tiny_cnn
 from keras_interp import metrics
 from keras_interp.metrics.road import NEIGHBOUR_WEIGHTS, TOLERANCE, impute
 

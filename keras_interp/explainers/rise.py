@@ -9,16 +9,12 @@ from keras_interp.explainers.masking import (MaskExplainer, check_count, check_n
 __all__ = ["RISE", "rise_masks"]
 
 
-def _cells(cells, axes):
-    return per_axis(cells, axes, "cells")
-
-
 class _Draws:
     """The paper's masks as the compiled loop builds them: binary grids, shifts and, per axis, the
     bilinear upsampling matrix cropped at each possible shift."""
 
     def __init__(self, count, spatial, cells, p, seed):
-        cells = _cells(cells, len(spatial))
+        cells = per_axis(cells, len(spatial), "cells")
         if any(c > n for c, n in zip(cells, spatial)):
             raise ValueError(f"cells {cells} exceeds the input's spatial size {spatial}: a cell must hold a pixel.")
         rng = np.random.default_rng(seed)
@@ -101,7 +97,7 @@ class RISE(MaskExplainer):
         self.cells, self.p, self.seed = cells, p, check_seed(seed)
         shapes = self.scorer.input_shapes
         if isinstance(self.masks, int) and shapes:
-            _cells(cells, len(shapes[self.input_index]) - 2)  # fail now on a bad grid
+            per_axis(cells, len(shapes[self.input_index]) - 2, "cells")  # fail now on a bad grid
         self.signed = score == "logit"
 
     def _masks(self, ids, xi, arrays):

@@ -18,10 +18,6 @@ __all__ = ["SobolAttribution", "HSICAttribution", "jansen_total", "saltelli_firs
 _EPS = 1e-12
 
 
-def _grid(grid, axes):
-    return per_axis(grid, axes, "grid")
-
-
 def jansen_total(scores, designs):
     """Total Sobol indices (d,) by Jansen's estimator from the scores of the design [A; B; C_1 ..
     C_d] (C_i: A with column i taken from B), `designs` rows each: sum_n (f(A_n) - f(C_i,n))^2 /
@@ -88,7 +84,7 @@ class _GridSensitivity(MaskExplainer):
         shapes = self.scorer.input_shapes
         self.grid = grid
         if shapes:
-            _grid(grid, len(shapes[self.input_index]) - 2)  # fail now on a bad grid
+            per_axis(grid, len(shapes[self.input_index]) - 2, "grid")  # fail now on a bad grid
 
     def _masks(self, ids, xi, arrays):
         designs, matrices = arrays[0], arrays[1:]
@@ -105,7 +101,7 @@ class _GridSensitivity(MaskExplainer):
         """The cell values (B, *grid) and the input's spatial shape."""
         prepared, xi = self._prepared(inputs, target)
         spatial = self._spatial(xi)
-        grid = _grid(self.grid, len(spatial))
+        grid = per_axis(self.grid, len(spatial), "grid")
         if any(g > n for g, n in zip(grid, spatial)):
             raise ValueError(f"grid {grid} exceeds the input's spatial size {spatial}: a cell must hold a pixel.")
         designs = self.designs(int(np.prod(grid)))

@@ -26,16 +26,18 @@ import numpy as np
 import tensorflow as tf
 
 from keras_interp.explainers.chunks import merge_leading
+from keras_interp.explainers.gradients import _value_range
 from keras_interp.explainers.masking import (
     MaskExplainer,
     check_count,
     check_number,
     check_seed,
+    per_axis,
     resize_matrix,
     upsample_grids,
 )
 from keras_interp.metrics._maps import pixel_maps, single_images
-from keras_interp.targets import resolve_target
+from keras_interp.targets import resolve_target, top_classes
 
 __all__ = ["mu_fidelity", "infidelity", "max_sensitivity"]
 
@@ -49,13 +51,14 @@ class _Subsets(MaskExplainer):
 
 
 class _Noised(MaskExplainer):
-    """The model's scores on x - s I: shared draws I, each image's scale s carried in `baseline`."""
+    """The model's scores on x - s I: draws I shared by the examples, each example's scale s."""
 
     def _masks(self, ids, xi, arrays):
-        return tf.gather(arrays[0], ids)[:, None]  # (k, 1, H, W, C or 1)
+        draws, scale = arrays  # (count, H, W, C or 1), (B, 1, 1, 1): one row per example
+        return tf.gather(draws, ids)[:, None] * scale[None]  # (k, B, H, W, C or 1): the perturbations
 
-    def _copies(self, xi, scale, draws):
-        return merge_leading(xi[None] - draws * scale[None])
+    def _copies(self, xi, baseline, perturbations):
+        return merge_leading(xi[None] - perturbations)
 
 
 def _image_inputs(explainer, inputs, target, what):
@@ -66,7 +69,7 @@ def _image_inputs(explainer, inputs, target, what):
 
 def _attributions(attributions, xi):
     """(B, H, W, 1) for maps (resized to the pixels), (B, H, W, C) for per-channel attributions."""
-    a = np.asarray(attributions) if not isinstance(attributions, np.ndarray) else attributions
+    a = np.asarray(attributions)
     if a.ndim == 4:
         if a.shape != xi.shape:
             raise ValueError(f"Per-channel attributions must have the inputs' shape {xi.shape}; received {a.shape}.")
@@ -77,10 +80,10 @@ def _attributions(attributions, xi):
     return pixel_maps(a, xi.shape[1:3], len(xi), "inputs")[..., None]
 
 
-def _scores_with_original(explainer, prepared, count, shared):
+def _scores_with_original(explainer, prepared, count, shared, aligned=()):
     """(f(x) per image (B,), scores of the `count` perturbed copies (B, count)): perturbation 0 is
     the identity (an all-kept grid, a zero draw), so the original is scored in the same passes."""
-    scores = explainer._scores(prepared, count + 1, shared=shared).astype(np.float64)
+    scores = explainer._scores(prepared, count + 1, shared=shared, aligned=aligned).astype(np.float64)
     return scores[:, 0], scores[:, 1:]
 
 
@@ -110,8 +113,6 @@ def mu_fidelity(model, inputs, attributions, target=None, grid=9, subset=0.2, sa
     seed = check_seed(seed)
     explainer = _Subsets(model, score=score, baseline=baseline, batch_size=batch_size, output=output)
     prepared, xi = _image_inputs(explainer, inputs, target, "MuFidelity")
-    from keras_interp.explainers.masking import per_axis
-
     cells = per_axis(grid, 2, "grid")
     phi = _attributions(attributions, xi).sum(axis=-1, dtype=np.float64)  # (B, H, W)
     rows, cols = (resize_matrix(n, c, "nearest") for n, c in zip(xi.shape[1:3], cells))
@@ -160,14 +161,12 @@ def infidelity(model, inputs, attributions, target=None, samples=64, noise=0.1, 
     prepared, xi = _image_inputs(explainer, inputs, target, "Infidelity")
     phi = _attributions(attributions, xi)
     draws = np.random.default_rng(seed).standard_normal((samples,) + phi.shape[1:]).astype(np.float32)
-    spread = xi.reshape(len(xi), -1)
-    scale = (noise * (spread.max(axis=1) - spread.min(axis=1))).astype(np.float32)
-    explainer.baseline = scale[:, None, None, None]
+    scale = (noise * _value_range(xi)).astype(np.float32)  # (B, 1, 1, 1)
     original, moved = _scores_with_original(explainer, prepared, samples,
-                                            (np.concatenate([np.zeros_like(draws[:1]), draws]),))
+                                            (np.concatenate([np.zeros_like(draws[:1]), draws]),), (scale,))
     changes = original[:, None] - moved
     # I . phi per draw, each image's draws scaled to it.
-    dots = scale[:, None] * (phi.reshape(len(phi), -1).astype(np.float64) @ draws.reshape(samples, -1).T)
+    dots = scale.reshape(-1, 1) * (phi.reshape(len(phi), -1).astype(np.float64) @ draws.reshape(samples, -1).T)
     beta = np.divide((changes * dots).mean(axis=1), (dots * dots).mean(axis=1),
                      out=np.zeros(len(dots)), where=(dots * dots).mean(axis=1) > 0)
     return ((changes - beta[:, None] * dots) ** 2).mean(axis=1).astype(np.float32)
@@ -207,17 +206,14 @@ def max_sensitivity(explainer, inputs, radius=0.02, samples=10, target=None, see
         raise ValueError("max_sensitivity needs a single-input model; this one takes "
                          f"{len(x)} inputs.")
     if target is None:
-        logits = np.concatenate([np.asarray(explainer.scorer(x[i:i + explainer.batch_size]))
-                                 for i in range(0, len(x), explainer.batch_size)])
-        if logits.ndim != 2:
-            raise ValueError(f"target=None needs (batch, classes) outputs; the model gives {logits.shape[1:]}: pass "
-                             "a callable target.")
-        target = logits.argmax(axis=1)
+        target = top_classes(explainer.scorer, x, explainer.batch_size)
+        if target is None:
+            raise ValueError(f"target=None needs (batch, classes) outputs; the model gives "
+                             f"{explainer.scorer.output_shape}: pass a callable target.")
     elif not callable(target):
         target = resolve_target(target, len(x), explainer.scorer.num_classes, explainer.scorer.output_shape)[0]
     base = _finite_maps(np.asarray(explainer.explain(x, target=target), np.float64).reshape(len(x), -1))
-    spread = x.reshape(len(x), -1)
-    size = (radius * (spread.max(axis=1) - spread.min(axis=1))).reshape((-1,) + (1,) * (x.ndim - 1))
+    size = radius * _value_range(x)
     rng = np.random.default_rng(seed)
     worst = np.zeros(len(x))
     for _ in range(samples):

@@ -18,7 +18,7 @@ import tensorflow as tf
 from keras_interp import compat
 from keras_interp.checks import check_images
 from keras_interp.graph import graph_of, operations_on_path
-from keras_interp.targets import Scorer
+from keras_interp.targets import Scorer, top_classes
 
 __all__ = ["randomization_check", "spearman", "ssim", "cascade_layers"]
 
@@ -189,8 +189,7 @@ def _fixed_target(model, x, target, output=None):
     scorer = Scorer(model, output=output)
     if scorer.num_classes is None:
         return None
-    logits = np.concatenate([np.asarray(scorer(x[i:i + 128])) for i in range(0, len(x), 128)])
-    return logits.argmax(axis=1).astype(np.int64)
+    return top_classes(scorer, x)
 
 
 def randomization_check(explainer_factory, model, inputs, target=None, layers=None, absolute=False,

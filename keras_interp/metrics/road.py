@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_interp.explainers.chunks import fused, over_chunks, plan_chunks
-from keras_interp.explainers.masking import check_count, check_number, check_seed
+from keras_interp.explainers.masking import check_number, check_seed
 from keras_interp.explainers.perturbation import PerturbationExplainer
 from keras_interp.metrics._maps import pixel_maps, single_images
 from keras_interp.metrics.faithfulness import _area_over, pixel_ranks
