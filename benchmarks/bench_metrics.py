@@ -5,7 +5,7 @@ forward passes of the copies it scores, measured in the same run.
 
 - ROAD (`ki.metrics.road_curve`, 9 fractions, one order): limit = the forward passes of the
   B x 9 imputed images at the best batch size; the rest is the noisy linear imputation (one
-  sparse solve per image and fraction, coarse-to-fine conjugate gradients). Goal: <= 2x.
+  sparse solve per image and fraction, conjugate gradients preconditioned by a multigrid V-cycle). Goal: <= 2x.
 - MuFidelity (128 subsets) and infidelity (64 draws): limit = the forward passes of their copies.
 - Memory: ROAD's peak resident growth at 4 and at 16 images (flat: the copies stream in chunks).
 

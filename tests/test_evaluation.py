@@ -66,6 +66,21 @@ def test_imputation_is_the_neighbours_weighted_mean_and_the_dense_solve():
     np.testing.assert_allclose(got, _dense_imputation(x[0], removed[0]), atol=1e-3)
 
 
+def test_the_preconditioner_carries_residuals_by_the_transpose_of_its_interpolation():
+    # CG needs a symmetric preconditioner: <finer(c), f> = <c, coarser(f)>, odd sizes included.
+    from keras_interp.metrics.road import _coarser, _finer
+
+    rng = np.random.default_rng(1)
+    for height, width in ((8, 6), (9, 7)):
+        c = rng.standard_normal((2, (height + 1) // 2, (width + 1) // 2)).astype("float32")
+        f = rng.standard_normal((2, height, width)).astype("float32")
+        fine, coarse = _finer(c, (height, width)).numpy(), _coarser(f).numpy()
+        np.testing.assert_allclose((fine * f).sum(), (c * coarse).sum(), rtol=1e-5)
+    # The interpolation is bilinear between cell centres: a linear ramp stays one inside.
+    ramp = np.arange(6, dtype="float32")[None, :, None] * np.ones((1, 1, 4), "float32")
+    np.testing.assert_allclose(_finer(ramp, (12, 8)).numpy()[0, 1:-1, 0], np.arange(10) / 2 + 0.25)
+
+
 def test_constant_images_and_tiny_images_are_imputed_at_once():
     flat = np.full((1, 32, 32, 3), 0.7, "float32")
     removed = np.zeros((1, 32, 32), bool)
