@@ -5,7 +5,7 @@ import warnings
 
 import keras
 
-__all__ = ["reference_cnn", "load_model"]
+__all__ = ["reference_cnn", "reference_vit", "load_model"]
 
 
 def reference_cnn(input_shape=(64, 64, 3), num_classes=4, head="gap", width=16, name=None):
@@ -41,6 +41,54 @@ def reference_cnn(input_shape=(64, 64, 3), num_classes=4, head="gap", width=16, 
         x = keras.layers.Dense(64, activation="relu", name="fc")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name or f"reference_cnn_{head}")
+
+
+def reference_vit(input_shape=(64, 64, 3), num_classes=4, patch_size=8, dim=64, heads=4, blocks=4,
+                  pooling="token", name=None):
+    """A small Vision Transformer (Dosovitskiy et al., 2021): patches embedded by a strided
+    convolution, a class token and learned positions, pre-norm blocks of multi-head attention
+    and an MLP, a final LayerNormalization, then the class token (pooling="token") or the mean
+    of all tokens (pooling="mean", no class token) into a Dense head.
+
+    Args:
+        input_shape: (height, width, channels), values in [0, 1]; each side a multiple of
+            patch_size.
+        num_classes: number of output classes.
+        patch_size: side of the square patches, in pixels.
+        dim, heads, blocks: token width, attention heads and transformer blocks.
+        pooling: "token" or "mean".
+        name: model name; defaults to "reference_vit_<pooling>".
+
+    Returns:
+        An uncompiled functional `keras.Model` ending in softmax. Its attention layers are
+        named "block<i>_attention", the norms before them "block<i>_norm1".
+    """
+    from keras_interp.layers.token_embedding import TokenEmbedding
+
+    if pooling not in ("token", "mean"):
+        raise ValueError(f"pooling must be 'token' or 'mean'; received {pooling!r}.")
+    if input_shape[0] % patch_size or input_shape[1] % patch_size:
+        raise ValueError(f"The image sides {tuple(input_shape[:2])} must be multiples of patch_size={patch_size}.")
+    layers = keras.layers
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = layers.Conv2D(dim, patch_size, strides=patch_size, name="patch_embedding")(inputs)
+    x = layers.Reshape((-1, dim), name="patches")(x)
+    x = TokenEmbedding(class_tokens=1 if pooling == "token" else 0, name="tokens")(x)
+    for i in range(1, blocks + 1):
+        h = layers.LayerNormalization(epsilon=1e-6, name=f"block{i}_norm1")(x)
+        h = layers.MultiHeadAttention(heads, dim // heads, name=f"block{i}_attention")(h, h)
+        x = layers.Add(name=f"block{i}_add1")([x, h])
+        h = layers.LayerNormalization(epsilon=1e-6, name=f"block{i}_norm2")(x)
+        h = layers.Dense(2 * dim, activation="gelu", name=f"block{i}_mlp1")(h)
+        h = layers.Dense(dim, name=f"block{i}_mlp2")(h)
+        x = layers.Add(name=f"block{i}_add2")([x, h])
+    x = layers.LayerNormalization(epsilon=1e-6, name="norm")(x)
+    if pooling == "token":
+        x = x[:, 0]  # the class token (a GetItem operation: saved and loaded without a Lambda)
+    else:
+        x = layers.GlobalAveragePooling1D(name="mean_tokens")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name or f"reference_vit_{pooling}")
 
 
 def load_model(path, safe_mode=True, compile=False):

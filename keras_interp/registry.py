@@ -98,6 +98,10 @@ METHODS = {m.name: m for m in (
     Method("fem", "FEM", _CAM, "FEM", layer=True, drawn=True),
     Method("ablationcam", "AblationCAM", _CAM, "Ablation-CAM", layer=True, drawn=True),
     Method("scorecam", "ScoreCAM", _CAM, "Score-CAM", layer=True, drawn=True, settings=(("max_channels", 32),)),
+    # Token models (a Vision Transformer): the attention of its MultiHeadAttention layers.
+    Method("attention_rollout", "AttentionRollout", "keras_interp.explainers.rollout", "Attention rollout"),
+    Method("gradient_rollout", "GradientAttentionRollout", "keras_interp.explainers.rollout",
+           "Gradient-weighted rollout"),
     Method("deconvnet", "Deconvnet", _DECONV, "Deconvnet", layer=True, channel=True),
     Method("guided_backprop", "GuidedBackprop", _DECONV, "Guided Backprop", layer=True, channel=True),
 )}

@@ -25,6 +25,7 @@ from keras_interp.graph import (
     FORMS, Cursor, depends_on_input, last_spatial_site, no_graph_error, out_of_frame, spatial_layers,
 )
 from keras_interp.layers.cam_head import CAMHead
+from keras_interp.tokens import TokenLayer, attention_layers, find_attention
 from keras_interp.targets import Scorer, is_shape_only, select_scores, squashing
 
 __all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "HiResCAM", "XGradCAM", "EigenCAM", "FEM", "AblationCAM", "ScoreCAM", "find_cam_head", "upsample_maps", "resize_nd"]
@@ -110,6 +111,15 @@ class _FeatureMapExplainer(Explainer):
                 "Pass input= to choose another."
             )
         several = shapes is not None and len(shapes) > 1
+        self.tokens = None  # a TokenGrid when the layer is a token tensor (tokens.py)
+        attention = attention_layers(model) if not several else []
+        named = find_attention(model, layer) if attention and isinstance(layer, str) else None
+        if named is not None:
+            self._token_source(model, rank, named, chosen=True)
+            return
+        if layer is None and attention:
+            self._token_source(model, rank, None, chosen=False)
+            return
         if layer is None:
             self.site = last_spatial_site(model, output=self.scorer.output_index or 0, rank=rank,
                                           input=self.input_index if several else None)
@@ -123,6 +133,9 @@ class _FeatureMapExplainer(Explainer):
                 )
         self.layer = self.site.path
         shape = self.site.shape
+        if len(shape) == 3 and rank == 4 and not several:
+            self._token_source(model, rank, self.site, chosen=True)
+            return
         if len(shape) != rank:
             raise ValueError(
                 f"Layer {self.layer!r} has output shape {shape}, not a spatial {FORMS[rank]} map like "
@@ -137,8 +150,27 @@ class _FeatureMapExplainer(Explainer):
                 f"frame: {spatial_layers(model, rank, in_frame=True)[-8:]} (last 8)."
             )
         self._channels = shape[-1]
-        self._features = self.scorer.with_features(self.site)
+        self._source = self.scorer.with_features(self.site)
 
+    def _token_source(self, model, rank, where, chosen):
+        """Features from a (B, T, D) token tensor on its patch grid: `where` is a graph Site, an
+        attention layer (its query input) or None (the default, see TokenLayer.default)."""
+        if where is None:
+            found = TokenLayer.default(self.scorer, rank)
+        elif isinstance(where, keras.layers.MultiHeadAttention):
+            found = TokenLayer.of_attention(self.scorer, where, rank)
+        else:
+            found = TokenLayer(self.scorer, where, rank)
+        if chosen:
+            found.check_reach()
+        self.site, self.tokens, self.layer = found, found.grid, found.path
+        self._channels = found.shape[-1]
+        self._source = found.features
+
+    def _features(self, x):
+        """(features (B, *grid, K) in the layer's dtype, logits float32)."""
+        raw, logits = self._source(x)
+        return (raw if self.tokens is None else self.tokens.to_map(raw)), logits
 
     # Class-agnostic methods (Eigen-CAM, FEM) read no score: `target` is ignored, so they also
     # explain models whose outputs have no class axis (segmentation maps).
@@ -234,9 +266,11 @@ class _FeatureMapExplainer(Explainer):
         mixed precision) and cast afterwards: a cast copy would not be on the path to the logits.
         """
         with tf.GradientTape() as tape:
-            features, logits = self._features(x)
+            features, logits = self._source(x)
             scores, _ = select_scores(logits, classes, score_fn)
         grads = tape.gradient(scores, features)
+        if self.tokens is not None:
+            features, grads = self.tokens.to_map(features), self.tokens.to_map(grads)
         return tf.cast(features, tf.float32), tf.cast(grads, tf.float32)
 
 
@@ -483,7 +517,7 @@ class AblationCAM(_FeatureMapExplainer, PerturbationExplainer):
 
     def __init__(self, model, layer=None, batch_size=256, output=None, input=None, jit_compile=None):
         super().__init__(model, layer, batch_size=batch_size, output=output, input=input, jit_compile=jit_compile)
-        if len(tree.flatten(self.site.nodes[-1].outputs)) != 1:
+        if self.tokens is None and len(tree.flatten(self.site.nodes[-1].outputs)) != 1:
             raise ValueError(f"Ablation-CAM ablates a layer with one output; {self.layer!r} has several.")
 
     def _extra(self, x):
@@ -491,11 +525,12 @@ class AblationCAM(_FeatureMapExplainer, PerturbationExplainer):
         return count, plan_chunks(count, batch_of(x), self._chunk_images(x, count))
 
     def _maps(self, x, classes, score_fn, count, per):
-        native, logits = self._features(x)
-        features = tf.cast(native, tf.float32)
+        native, logits = self._source(x)
+        features = tf.cast(native if self.tokens is None else self.tokens.to_map(native), tf.float32)
         scores, classes = select_scores(logits, classes, score_fn)
+        extra = 0 if self.tokens is None else self.tokens.extra  # class tokens are not ablated
         xi, others = self._split(x, self.input_index)
-        batch, rank = tf.shape(xi)[0], len(features.shape)
+        batch, rank = tf.shape(xi)[0], len(native.shape)
 
         def chunk(state, _, ids):
             k = tf.shape(ids)[0]
@@ -507,12 +542,15 @@ class AblationCAM(_FeatureMapExplainer, PerturbationExplainer):
             tiled = tf.tile(native, tf.concat([[k], tf.ones([rank - 1], tf.int32)], 0))
 
             def ablated(*args, **kwargs):
-                return tiled * tf.cast(keep, tiled.dtype)
+                return tf.concat([tiled[:, :extra], tiled[:, extra:] * tf.cast(keep, tiled.dtype)], axis=1)
 
             copies = tf.tile(xi, tf.concat([[k], tf.ones([len(xi.shape) - 1], tf.int32)], 0))
             full = copies if not others else [copies if o is None else tf.tile(o, [k] + [1] * (len(o.shape) - 1))
                                               for o in others]
-            logits_k = self.scorer.with_replaced({self.site.nodes: ablated})(full)
+            if self.tokens is None:
+                logits_k = self.scorer.with_replaced({self.site.nodes: ablated})(full)
+            else:
+                logits_k = self.site.replaced_logits(ablated, full)
             ablated_scores, _ = select_scores(logits_k, tf.tile(classes, [k]), score_fn)
             return tf.tensor_scatter_nd_update(state, ids[:, None], tf.reshape(ablated_scores, (k, batch)))
 
