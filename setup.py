@@ -24,7 +24,7 @@ setup(
         "console_scripts": ["keras-interp = keras_interp.cli:run"],
     },
     extras_require={
-        "test": ["pytest>=7", "pytest-xdist>=3", "scikit-image", "selenium>=4.10"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "scikit-image", "selenium>=4.10", "keras-hub>=0.32"],
         "bench": ["tf-explain==0.3.1", "tf-keras-vis==0.8.7", "saliency==0.2.1", "scipy", "deprecated", "imageio", "pillow"],
         "photos": ["scikit-image"],
     },

@@ -37,6 +37,8 @@ class Method:
         fallback_note: why, in a few words, for the column's label and the warning.
         needs_baselines: takes a data set of reference examples (`baselines`, its second
             argument); the logger and the CLI give it their own inputs.
+        attention: reads the attention of `keras.layers.MultiHeadAttention` layers, so it
+            applies to transformers only (a ViT), not to a CNN.
     """
 
     name: str
@@ -52,6 +54,7 @@ class Method:
     fallback: str = None
     fallback_note: str = ""
     needs_baselines: bool = False
+    attention: bool = False
 
     def load(self):
         """The class (importing its module)."""
@@ -99,9 +102,10 @@ METHODS = {m.name: m for m in (
     Method("ablationcam", "AblationCAM", _CAM, "Ablation-CAM", layer=True, drawn=True),
     Method("scorecam", "ScoreCAM", _CAM, "Score-CAM", layer=True, drawn=True, settings=(("max_channels", 32),)),
     # Token models (a Vision Transformer): the attention of its MultiHeadAttention layers.
-    Method("attention_rollout", "AttentionRollout", "keras_interp.explainers.rollout", "Attention rollout"),
+    Method("attention_rollout", "AttentionRollout", "keras_interp.explainers.rollout", "Attention rollout",
+           attention=True),
     Method("gradient_rollout", "GradientAttentionRollout", "keras_interp.explainers.rollout",
-           "Gradient-weighted rollout"),
+           "Gradient-weighted rollout", attention=True),
     Method("deconvnet", "Deconvnet", _DECONV, "Deconvnet", layer=True, channel=True),
     Method("guided_backprop", "GuidedBackprop", _DECONV, "Guided Backprop", layer=True, channel=True),
 )}

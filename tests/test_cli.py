@@ -214,7 +214,9 @@ def test_demo_trains_saves_and_explains_with_every_method(tmp_path, capsys):
     assert (out / "labels.txt").read_text().split() == list(ki.datasets.shapes(1).class_names)
     assert f"--labels {out / 'labels.txt'}" in printed
     sheet = cv2.imread(str(out / "explanations.png"))
-    assert sheet.shape[0] > 6 * 96 and sheet.shape[1] > len(METHODS) * 96  # input + every method but "cam"
+    # The input and every method that applies to a CNN (not the rollouts of attention).
+    shown = [name for name in METHODS if not ki.registry.METHODS[name].attention]
+    assert sheet.shape[0] > 6 * 96 and sheet.shape[1] > len(shown) * 96
     assert os.listdir(out / "logs" / "explanations")
     assert len(os.listdir(out / "images")) == 6  # the sheet's rows, one file each
     assert f"tensorboard --logdir {out / 'logs'}" in printed and f"keras-interp explain {out / 'model.keras'}" in printed
@@ -251,7 +253,8 @@ def test_every_explainer_gives_the_same_maps_after_save_and_load(tmp_path, image
     loaded = ki.load_model(path)
     # The legacy HDF5 file differs in how it loads, not in what the methods do with it: one of each
     # family there (gradient, path, CAM, perturbation, deconvnet); every method on .keras.
-    chosen = METHODS if suffix == ".keras" else ("saliency", "integrated_gradients", "gradcam", "occlusion", "deconvnet")
+    cnn_methods = [name for name in METHODS if not ki.registry.METHODS[name].attention]
+    chosen = cnn_methods if suffix == ".keras" else ("saliency", "integrated_gradients", "gradcam", "occlusion", "deconvnet")
     for name in chosen:
         make = METHODS[name]
         np.testing.assert_allclose(make(loaded, 0, baselines=images).explain(images),

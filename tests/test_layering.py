@@ -10,7 +10,7 @@ import keras_interp
 LAYERS = [
     {"compat", "tags", "registry", "images", "datasets"},
     {"graph"},
-    {"checks", "targets"},
+    {"checks", "targets", "tokens"},
     {"layers", "summary"},
     {"explainers", "models"},
     {"metrics", "search", "visualize"},
