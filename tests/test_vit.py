@@ -203,3 +203,37 @@ def test_token_embedding_round_trip(tmp_path):
     assert loaded.get_layer("embed").get_config()["class_tokens"] == 2
     with pytest.raises(ValueError, match="class_tokens must be a non-negative int"):
         ki.layers.TokenEmbedding(class_tokens=-1)
+
+
+def test_the_logger_and_the_command_line_on_a_vit(vits, x, tmp_path):
+    import glob
+    import os
+
+    import cv2
+
+    from keras_interp import cli, summary
+
+    model = keras.models.clone_model(vits["token"])
+    model.set_weights(vits["token"].get_weights())
+    model.compile("adam", "sparse_categorical_crossentropy")
+    methods = ("gradcam", "attention_rollout", "gradient_rollout", "saliency")
+    logger = ki.ExplanationLogger(x[:2], tmp_path / "logs", methods=methods, labels=[0, 1], freq=1)
+    model.fit(x, np.array([0, 1, 2]), epochs=2, verbose=0, callbacks=[logger])
+    tags = set()
+    for path in glob.glob(str(tmp_path / "logs" / summary.SUBDIR / "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update((v.tag, event.step) for v in event.summary.value)
+    for method in methods:
+        assert {(summary.map_tag(method, i), step) for i in (0, 1) for step in (0, 1)} <= tags, method
+    # The command line on the saved ViT and a folder of PNG files.
+    model.save(tmp_path / "vit.keras")
+    (tmp_path / "images").mkdir()
+    for i, image in enumerate(x):
+        cv2.imwrite(str(tmp_path / "images" / f"{i}.png"), (image[..., ::-1] * 255).astype(np.uint8))
+    code = cli.main(["explain", str(tmp_path / "vit.keras"), str(tmp_path / "images"), "--method", "attention_rollout",
+                     "--method", "gradient_rollout", "--method", "gradcam", "--out", str(tmp_path / "out"), "--quiet"])
+    assert code == 0
+    rollout = np.load(tmp_path / "out" / "0_png.attention_rollout.npy")
+    read = cli.read_image(str(tmp_path / "images" / "0.png"), (SIZE, SIZE), 3)
+    np.testing.assert_allclose(rollout, ki.AttentionRollout(model).explain(read[None])[0], rtol=1e-5, atol=1e-7)
+    assert sorted(os.listdir(tmp_path / "out")).count("0_png.png") == 1

@@ -9,14 +9,13 @@ attention's input (inside keras-hub's blocks), both rollouts, and a class row th
 class for the gradient-weighted rollout, not for plain rollout.
 """
 
+import keras
+import keras_hub  # in the test extra (setup.py), not an install requirement
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import keras_interp as ki
-
-keras_hub = pytest.importorskip("keras_hub")  # the test extra installs it: .ci/run runs this tier
-keras = pytest.importorskip("keras")
 
 pytestmark = pytest.mark.zoo
 

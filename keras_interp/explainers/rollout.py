@@ -110,6 +110,7 @@ class AttentionRollout(_Rollout):
             smallest first (jacobgil's vit-explain; weights to the class and other extra tokens
             are kept), before the identity is added.
         batch_size: most images per forward pass.
+        output: accepted for the common interface (the attention does not depend on it).
 
     Example:
         >>> maps = ki.AttentionRollout(vit).explain(images)        # (B, H, W)
@@ -119,13 +120,13 @@ class AttentionRollout(_Rollout):
     class_agnostic = True
     _probe = "forward"
 
-    def __init__(self, model, head_fusion="mean", discard_ratio=0.0, batch_size=128, jit_compile=None):
+    def __init__(self, model, head_fusion="mean", discard_ratio=0.0, batch_size=128, output=None, jit_compile=None):
         if head_fusion not in HEAD_FUSIONS:
             raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}; received {head_fusion!r}.")
         if isinstance(discard_ratio, bool) or not isinstance(discard_ratio, (int, float, np.number)) or not (
                 0.0 <= discard_ratio < 1.0):
             raise ValueError(f"discard_ratio must be a fraction in [0, 1); received {discard_ratio!r}.")
-        super().__init__(model, batch_size=batch_size, jit_compile=jit_compile)
+        super().__init__(model, batch_size=batch_size, output=output, jit_compile=jit_compile)
         self.head_fusion, self.discard_ratio = head_fusion, float(discard_ratio)
 
     def _maps(self, x, classes, score_fn):
