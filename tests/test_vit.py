@@ -132,7 +132,8 @@ def test_the_default_token_layer_reaches_the_score(vits, x):
 def test_token_errors(vits, cnn, images):
     with pytest.raises(ValueError, match="no keras.layers.MultiHeadAttention"):
         ki.AttentionRollout(cnn)
-    with pytest.raises(ValueError, match="No layer or operation named 'block9_norm1'.*block2_norm1"):
+    with pytest.raises(ValueError, match="No layer or operation named 'block9_norm1'.*block2_norm1.*"
+                                         "Attention layers .*'block2_attention'"):
         ki.GradCAM(vits["token"], layer="block9_norm1")
     # Tokens that are no grid the model defines: 10 of the 16 patches.
     inputs = keras.Input((SIZE, SIZE, 3))

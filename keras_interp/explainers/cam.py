@@ -25,7 +25,7 @@ from keras_interp.graph import (
     FORMS, Cursor, depends_on_input, last_spatial_site, no_graph_error, out_of_frame, spatial_layers,
 )
 from keras_interp.layers.cam_head import CAMHead
-from keras_interp.tokens import TokenLayer, attention_layers, find_attention
+from keras_interp.tokens import TokenLayer, attention_layers, attention_paths, find_attention
 from keras_interp.targets import Scorer, is_shape_only, select_scores, squashing
 
 __all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "HiResCAM", "XGradCAM", "EigenCAM", "FEM", "AblationCAM", "ScoreCAM", "find_cam_head", "upsample_maps", "resize_nd"]
@@ -124,7 +124,14 @@ class _FeatureMapExplainer(Explainer):
             self.site = last_spatial_site(model, output=self.scorer.output_index or 0, rank=rank,
                                           input=self.input_index if several else None)
         else:
-            self.site = self.scorer.site(layer)
+            try:
+                self.site = self.scorer.site(layer)
+            except ValueError as error:
+                if not attention:
+                    raise
+                names = list(attention_paths(model))[-4:]
+                raise ValueError(f"{error} Attention layers (naming one means its query input): {names} (last 4).") \
+                    from None
             if several and not depends_on_input(model, self.site, self.input_index):
                 raise ValueError(
                     f"Layer {self.site.path!r} is not computed from input "
