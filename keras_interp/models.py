@@ -4,6 +4,7 @@ import os
 import warnings
 
 import keras
+import numpy as np
 
 __all__ = ["reference_cnn", "reference_vit", "load_model"]
 
@@ -44,7 +45,7 @@ def reference_cnn(input_shape=(64, 64, 3), num_classes=4, head="gap", width=16, 
 
 
 def reference_vit(input_shape=(64, 64, 3), num_classes=4, patch_size=8, dim=64, heads=4, blocks=4,
-                  pooling="token", name=None):
+                  pooling="token", stem="patch", name=None):
     """A small Vision Transformer (Dosovitskiy et al., 2021): patches embedded by a strided
     convolution, a class token and learned positions, pre-norm blocks of multi-head attention
     and an MLP, a final LayerNormalization, then the class token (pooling="token") or the mean
@@ -57,6 +58,11 @@ def reference_vit(input_shape=(64, 64, 3), num_classes=4, patch_size=8, dim=64, 
         patch_size: side of the square patches, in pixels.
         dim, heads, blocks: token width, attention heads and transformer blocks.
         pooling: "token" or "mean".
+        stem: "patch" (one strided convolution per patch, ViT's) or "conv" (3x3 convolutions,
+            BatchNorm and ReLU, each halving the image down to the patch grid: a hybrid ViT,
+            which learns from small data sets such as the built-in shapes, where a plain ViT
+            trained from scratch stays at chance; Xiao et al. 2021). patch_size must then be a
+            power of 2.
         name: model name; defaults to "reference_vit_<pooling>".
 
     Returns:
@@ -69,9 +75,20 @@ def reference_vit(input_shape=(64, 64, 3), num_classes=4, patch_size=8, dim=64, 
         raise ValueError(f"pooling must be 'token' or 'mean'; received {pooling!r}.")
     if input_shape[0] % patch_size or input_shape[1] % patch_size:
         raise ValueError(f"The image sides {tuple(input_shape[:2])} must be multiples of patch_size={patch_size}.")
+    if stem not in ("patch", "conv") or (stem == "conv" and patch_size & (patch_size - 1)):
+        raise ValueError(f"stem must be 'patch' or 'conv' (with a power-of-2 patch_size); received stem={stem!r}, "
+                         f"patch_size={patch_size}.")
     layers = keras.layers
     inputs = keras.Input(shape=tuple(input_shape), name="image")
-    x = layers.Conv2D(dim, patch_size, strides=patch_size, name="patch_embedding")(inputs)
+    if stem == "patch":
+        x = layers.Conv2D(dim, patch_size, strides=patch_size, name="patch_embedding")(inputs)
+    else:
+        x, steps = inputs, int(np.log2(patch_size))
+        for i in range(1, steps + 1):
+            x = layers.Conv2D(max(dim >> (steps - i), 8), 3, strides=2, padding="same", use_bias=False,
+                              name=f"stem{i}_conv")(x)
+            x = layers.ReLU(name=f"stem{i}_relu")(layers.BatchNormalization(name=f"stem{i}_bn")(x))
+        x = layers.Conv2D(dim, 1, name="patch_embedding")(x)
     x = layers.Reshape((-1, dim), name="patches")(x)
     x = TokenEmbedding(class_tokens=1 if pooling == "token" else 0, name="tokens")(x)
     for i in range(1, blocks + 1):

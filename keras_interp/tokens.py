@@ -17,7 +17,6 @@ of the model is changed: the watch is an attribute of the layer instance set for
 removed after it.
 """
 
-import contextlib
 import threading
 
 import keras
@@ -195,35 +194,65 @@ class TokenGrid:
         return hash((self.grid, self.extra))
 
 
+def flattened_grids(model, rank=2):
+    """[(grid, layer name)] of the feature maps (B, *grid, D) the model's graph flattens into
+    tokens (B, prod(grid), D) by a Reshape: a hybrid ViT's convolutional stem, whose grid no
+    patch size gives."""
+    from keras_interp.graph import _sites, graph_of
+
+    graph = graph_of(model)
+    found = []
+    for site in [] if graph is None else _sites(graph):
+        node = site.nodes[-1]
+        if not isinstance(site.operation, keras.layers.Reshape) and type(site.operation).__name__ != "Reshape":
+            continue
+        inputs = node.input_tensors
+        before, after = (tuple(inputs[0].shape) if inputs else None), site.shape
+        if before is None or len(before) != rank + 2 or len(after) != 3 or None in before[1:]:
+            continue
+        if after[1] == int(np.prod(before[1:-1])) and after[2] == before[-1]:
+            found.append((tuple(before[1:-1]), site.path))
+    return found
+
+
 def token_grid(model, tokens, input_shape, what):
     """The TokenGrid of `tokens` ((B, T, D) shape) in a model whose input is `input_shape`
-    ((B, H, W, C) or (B, L, C)); ValueError when the model defines no grid the tokens fit."""
+    ((B, H, W, C) or (B, L, C)): from the model's patch size (see patch_size), else from a
+    feature map its graph flattens into tokens (see flattened_grids). ValueError when the
+    model defines no grid the tokens fit."""
     rank = len(input_shape) - 2
     count = tokens[1]
+    spatial = input_shape[1:-1]
     found = patch_size(model, rank)
-    if found is None:
+    candidates, tried = [], []
+    if found is not None:
+        size, source = found
+        if any(s is None for s in spatial) or count is None:
+            raise ValueError(
+                f"{what} has {count} tokens and the model takes inputs of shape {tuple(input_shape[1:])}: the "
+                "patch grid needs a fixed input size."
+            )
+        grid = tuple(int(s) // p for s, p in zip(spatial, size))
+        candidates.append((grid, source))
+        tried.append(f"its {'x'.join(map(str, size))} patches (from layer {source!r}) on its "
+                     f"{'x'.join(map(str, spatial))} input make a {'x'.join(map(str, grid))} grid of {int(np.prod(grid))}")
+    for grid, source in flattened_grids(model, rank):
+        candidates.append((grid, source))
+        tried.append(f"layer {source!r} flattens a {'x'.join(map(str, grid))} map into {int(np.prod(grid))} tokens")
+    if not candidates:
         raise ValueError(
             f"{what} has {count} tokens, but model {model.name!r} defines no patch grid: no layer has a "
-            "`patch_size` and no convolution has a stride equal to its kernel (a patch embedding). Class "
-            "activation maps on tokens need the grid the patches lie on."
+            "`patch_size`, no convolution has a stride equal to its kernel (a patch embedding) and no Reshape "
+            "flattens a feature map into tokens. Class activation maps on tokens need the grid the patches lie on."
         )
-    size, source = found
-    spatial = input_shape[1:-1]
-    if any(s is None for s in spatial) or count is None:
-        raise ValueError(
-            f"{what} has {count} tokens and the model takes inputs of shape {tuple(input_shape[1:])}: the "
-            "patch grid needs a fixed input size."
-        )
-    grid = tuple(int(s) // p for s, p in zip(spatial, size))
-    patches = int(np.prod(grid))
-    extra = count - patches
-    if extra < 0 or extra >= patches:
-        raise ValueError(
-            f"{what} has {count} tokens, but the model's {'x'.join(map(str, size))} patches (from layer "
-            f"{source!r}) on its {'x'.join(map(str, spatial))} input make a {'x'.join(map(str, grid))} grid of "
-            f"{patches}: these tokens are not that grid's patches (plus a few class or register tokens in front)."
-        )
-    return TokenGrid(grid, extra, source)
+    for grid, source in candidates:
+        patches = int(np.prod(grid))
+        if count is not None and 0 <= count - patches < patches:
+            return TokenGrid(grid, count - patches, source)
+    raise ValueError(
+        f"{what} has {count} tokens, but {'; '.join(tried)}: these tokens are not such a grid's patches (plus a "
+        "few class or register tokens in front)."
+    )
 
 
 def _probe(scorer):

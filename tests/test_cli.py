@@ -160,7 +160,8 @@ def test_target_scaling_and_other_subcommands(files, tmp_path, capsys):
     "argv, message",
     [
         (["explain", "{root}/model.keras", "{root}/images", "--method", "gradcm"],
-         "unknown method 'gradcm'; choose from ablationcam, blur_ig, cam, deconvnet, eigencam, expected_gradients, fem, gradcam"),
+         "unknown method 'gradcm'; choose from ablationcam, attention_rollout, blur_ig, cam, deconvnet, eigencam, "
+         "expected_gradients, fem, gradcam"),
         (["explain", "{root}/missing.keras", "{root}/images", "--method", "saliency"], "no such model file"),
         (["explain", "{root}/model.keras", "{root}/nothing", "--method", "saliency"], "no such file or folder"),
         (["explain", "{root}/model.keras", "{root}/images", "--method", "saliency", "--out", "{root}/images"],

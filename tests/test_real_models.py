@@ -257,8 +257,8 @@ def test_signed_check_runs_once_and_ignores_small_dips(monkeypatch):
     explainer = ki.GradCAMPlusPlus(model, layer="conv")
     x = _images(2)
     calls = []
-    features = explainer._features
-    monkeypatch.setattr(explainer, "_features", lambda t: calls.append(1) or features(t))
+    source = explainer._source  # the feature tap every pass goes through
+    monkeypatch.setattr(explainer, "_source", lambda t: calls.append(1) or source(t))
     import warnings
 
     with warnings.catch_warnings():

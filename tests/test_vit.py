@@ -129,6 +129,17 @@ def test_the_default_token_layer_reaches_the_score(vits, x):
     assert maps.shape == (3, SIZE, SIZE) and np.isfinite(maps).all() and np.abs(maps).max() > 0
 
 
+def test_a_hybrid_vit_takes_its_grid_from_the_map_it_flattens(x):
+    # A convolutional stem (strides 2, kernels 3): no patch size, but the Reshape of its 4 x 4 map.
+    hybrid = ki.models.reference_vit((SIZE, SIZE, 3), 3, PATCH, DIM, HEADS, 1, stem="conv")
+    cam = ki.GradCAM(hybrid, relu=False)
+    assert (cam.layer, cam.tokens.grid, cam.tokens.extra, cam.tokens.source) == ("block1_norm1", (4, 4), 1, "patches")
+    assert ki.AttentionRollout(hybrid).grid == cam.tokens
+    assert np.isfinite(cam.explain(x)).all()
+    with pytest.raises(ValueError, match="power-of-2"):
+        ki.models.reference_vit(patch_size=6, input_shape=(12, 12, 3), stem="conv")
+
+
 def test_token_errors(vits, cnn, images):
     with pytest.raises(ValueError, match="no keras.layers.MultiHeadAttention"):
         ki.AttentionRollout(cnn)
