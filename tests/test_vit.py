@@ -237,6 +237,16 @@ def test_the_logger_and_the_command_line_on_a_vit(vits, x, tmp_path):
             tags.update((v.tag, event.step) for v in event.summary.value)
     for method in methods:
         assert {(summary.map_tag(method, i), step) for i in (0, 1) for step in (0, 1)} <= tags, method
+    # The dashboard's server lists the ViT's methods and serves their maps.
+    from test_tb_plugin import get, make_client, strict_json
+
+    client = make_client(str(tmp_path))
+    info = strict_json(get(client, "runs"))["runs"]["logs/explanations"]
+    assert sorted(info["methods"]) == sorted(methods) and info["steps"] == [0, 1]
+    assert info["labels"]["attention_rollout"] == "attention_rollout"
+    for method in ("attention_rollout", "gradient_rollout"):
+        served = get(client, "image", run="logs/explanations", tag=summary.map_tag(method, 1), step=1)
+        assert served.status_code == 200 and served.mimetype == "image/png"
     # The command line on the saved ViT and a folder of PNG files.
     model.save(tmp_path / "vit.keras")
     (tmp_path / "images").mkdir()
