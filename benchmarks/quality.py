@@ -15,6 +15,8 @@ settings) plus Score-CAM's three readings over all channels, and prints per meth
   substrate (--substrate zero or mean for the others), the class's softmax probability;
 - Spearman similarity of the maps after every layer is randomized (Adebayo et al.'s cascade,
   on the first --randomization-images images; lower is better: the maps depend on the model);
+- Spearman similarity of the maps for another class (the next one) to the true class's: 1.0
+  for a class-agnostic method, lower for one that depends on the class;
 
 next to a uniform random map and two oracles built from the object mask (the mask itself, and
 the mask smoothed over about one feature cell), ends with the report's expectations, each
@@ -71,8 +73,8 @@ def train_vit(seed, epochs=20, train_size=3000):
     keras.utils.set_random_seed(seed)
     model = ki.models.reference_vit(stem="conv")
     steps = epochs * (train_size // 64 + 1)
-    schedule = keras.optimizers.schedules.CosineDecay(0.0, steps, warmup_target=1e-3, warmup_steps=steps // epochs)
-    model.compile(keras.optimizers.AdamW(schedule, weight_decay=0.05), "sparse_categorical_crossentropy",
+    schedule = keras.optimizers.schedules.CosineDecay(0.0, steps, warmup_target=2e-3, warmup_steps=steps // epochs)
+    model.compile(keras.optimizers.AdamW(schedule, weight_decay=1e-4), "sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     return ki.models.train_on_shapes(model, train_size=train_size, epochs=epochs, seed=seed, verbose=0)[0]
 
@@ -158,8 +160,13 @@ def main():
         if args.methods and name not in args.methods:
             continue
         start = time.perf_counter()
-        maps = make(model).explain(data.images, target=data.labels)
+        explainer = make(model)
+        maps = explainer.explain(data.images, target=data.labels)
         row = score(model, data, maps, args.steps, args.substrate)
+        # Class sensitivity: the map for another class against the true class's (1.0: the same
+        # map whatever the class, as for a class-agnostic method such as attention rollout).
+        other = explainer.explain(data.images, target=(data.labels + 1) % len(data.class_names))
+        row["other class"] = float(np.mean(ki.metrics.spearman(maps, other)))
         similarity = ki.metrics.randomization_check(make, model, data.images[few], target=data.labels[few],
                                                     last_only=True)
         row["randomized"] = next(iter(similarity.values()))
@@ -168,12 +175,14 @@ def main():
 
     print()
     print(f"{'method':22s} {'pointing':>9s} {f'+-{TOLERANCE}px':>7s} {'energy':>7s} {'deletion':>9s} {'insertion':>10s} "
-          f"{'randomized':>11s}")
-    print(f"{'':22s} {'(higher)':>9s} {'':>7s} {'(higher)':>7s} {'(lower)':>9s} {'(higher)':>10s} {'(lower)':>11s}")
+          f"{'randomized':>11s} {'other class':>12s}")
+    print(f"{'':22s} {'(higher)':>9s} {'':>7s} {'(higher)':>7s} {'(lower)':>9s} {'(higher)':>10s} {'(lower)':>11s} "
+          f"{'(spearman)':>12s}")
     for name, row in rows.items():
         randomized = f"{row['randomized']:11.3f}" if "randomized" in row else f"{'n/a':>11s}"
+        other = f"{row['other class']:12.3f}" if "other class" in row else f"{'n/a':>12s}"
         print(f"{name:22s} {row['pointing']:9.3f} {row['tolerant']:7.3f} {row['energy']:7.3f} "
-              f"{row['deletion'].mean():9.3f} {row['insertion'].mean():10.3f} {randomized}")
+              f"{row['deletion'].mean():9.3f} {row['insertion'].mean():10.3f} {randomized} {other}")
 
     methods = {k: v for k, v in rows.items() if k not in baselines}
     mean = {k: {m: float(np.mean(v[m])) for m in ("deletion", "insertion")} for k, v in rows.items()}

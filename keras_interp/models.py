@@ -58,8 +58,8 @@ def reference_vit(input_shape=(64, 64, 3), num_classes=4, patch_size=8, dim=64, 
         patch_size: side of the square patches, in pixels.
         dim, heads, blocks: token width, attention heads and transformer blocks.
         pooling: "token" or "mean".
-        stem: "patch" (one strided convolution per patch, ViT's) or "conv" (3x3 convolutions,
-            BatchNorm and ReLU, each halving the image down to the patch grid: a hybrid ViT,
+        stem: "patch" (one strided convolution per patch, ViT's) or "conv" (3x3 convolutions with
+            BatchNorm and ReLU, two per halving of the image, down to the patch grid: a hybrid ViT,
             which learns from small data sets such as the built-in shapes, where a plain ViT
             trained from scratch stays at chance; Xiao et al. 2021). patch_size must then be a
             power of 2.
@@ -85,9 +85,10 @@ def reference_vit(input_shape=(64, 64, 3), num_classes=4, patch_size=8, dim=64, 
     else:
         x, steps = inputs, int(np.log2(patch_size))
         for i in range(1, steps + 1):
-            x = layers.Conv2D(max(dim >> (steps - i), 8), 3, strides=2, padding="same", use_bias=False,
-                              name=f"stem{i}_conv")(x)
-            x = layers.ReLU(name=f"stem{i}_relu")(layers.BatchNormalization(name=f"stem{i}_bn")(x))
+            for j, stride in ((1, 1), (2, 2)):
+                x = layers.Conv2D(max(dim >> (steps - i), 8), 3, strides=stride, padding="same", use_bias=False,
+                                  name=f"stem{i}_conv{j}")(x)
+                x = layers.ReLU(name=f"stem{i}_relu{j}")(layers.BatchNormalization(name=f"stem{i}_bn{j}")(x))
         x = layers.Conv2D(dim, 1, name="patch_embedding")(x)
     x = layers.Reshape((-1, dim), name="patches")(x)
     x = TokenEmbedding(class_tokens=1 if pooling == "token" else 0, name="tokens")(x)

@@ -17,6 +17,7 @@ of the model is changed: the watch is an attribute of the layer instance set for
 removed after it.
 """
 
+import inspect
 import threading
 
 import keras
@@ -104,11 +105,13 @@ class Watch:
         watch = self
         compute, call = layer._compute_attention, layer.call
         flash = getattr(layer, "_flash_attention", False)
+        asks = "return_attention_scores" in inspect.signature(compute).parameters
 
         def compute_attention(query, key, value, attention_mask=None, training=None, *args, **kwargs):
             if not watch.want_probabilities:
                 return compute(query, key, value, attention_mask, training, *args, **kwargs)
-            kwargs["return_attention_scores"] = True
+            if asks:  # Keras >= 3.5 forms the probabilities only when asked (else a fused kernel)
+                kwargs["return_attention_scores"] = True
             output, scores = compute(query, key, value, attention_mask, training, **kwargs)
             watch.probabilities.append(scores)
             return output, scores
