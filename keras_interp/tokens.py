@@ -118,23 +118,33 @@ class Watch:
 
         def watched_call(query, *args, **kwargs):
             if layer in watch.replace_query:
-                query = watch.replace_query[layer](query)
+                # Self-attention passes one tensor as query, value (and key): it is replaced in
+                # every role, as the tensor it stands for would be.
+                original, query = query, watch.replace_query[layer](query)
+                args = tuple(query if a is original else a for a in args)
+                kwargs = {k: query if v is original else v for k, v in kwargs.items()}
             watch.queries.append(query)
             watch.callers.append(layer)
             return call(query, *args, **kwargs)
 
+        # What the instance itself held (a user's or a profiler's wrapper, an enclosing Watch)
+        # is put back on exit, in reverse order.
+        saved = {name: layer.__dict__[name] for name in ("_compute_attention", "call", "_flash_attention")
+                 if name in layer.__dict__}
+        self.__dict__.setdefault("_restore_list", []).append((layer, saved))
         # Flash attention never forms the probabilities; the plain path computes the same output.
-        object.__setattr__(layer, "_flash_attention", False) if flash else None
+        if flash:
+            object.__setattr__(layer, "_flash_attention", False)
         object.__setattr__(layer, "_compute_attention", compute_attention)
         object.__setattr__(layer, "call", watched_call)
-        self.__dict__.setdefault("_restore_list", []).append((layer, flash))
 
     def _restore(self):
-        for layer, flash in self.__dict__.pop("_restore_list", []):
-            for name in ("_compute_attention", "call"):
-                layer.__dict__.pop(name, None)
-            if flash:
-                object.__setattr__(layer, "_flash_attention", True)
+        for layer, saved in reversed(self.__dict__.pop("_restore_list", [])):
+            for name in ("_compute_attention", "call", "_flash_attention"):
+                if name in saved:
+                    object.__setattr__(layer, name, saved[name])
+                else:
+                    layer.__dict__.pop(name, None)
 
 
 def _sizes(value, rank):
@@ -248,10 +258,13 @@ def token_grid(model, tokens, input_shape, what):
             "`patch_size`, no convolution has a stride equal to its kernel (a patch embedding) and no Reshape "
             "flattens a feature map into tokens. Class activation maps on tokens need the grid the patches lie on."
         )
-    for grid, source in candidates:
-        patches = int(np.prod(grid))
-        if count is not None and 0 <= count - patches < patches:
-            return TokenGrid(grid, count - patches, source)
+    # Of the grids the tokens fit, the one with the fewest extra tokens: a patch size on an image
+    # side it does not divide ('same' padding) undercounts the patches, the flattened map does not.
+    fits = [(count - int(np.prod(grid)), grid, source) for grid, source in candidates
+            if count is not None and 0 <= count - int(np.prod(grid)) < int(np.prod(grid))]
+    if fits:
+        extra, grid, source = min(fits, key=lambda f: f[0])
+        return TokenGrid(grid, extra, source)
     raise ValueError(
         f"{what} has {count} tokens, but {'; '.join(tried)}: these tokens are not such a grid's patches (plus a "
         "few class or register tokens in front)."

@@ -259,3 +259,63 @@ def test_the_logger_and_the_command_line_on_a_vit(vits, x, tmp_path):
     read = cli.read_image(str(tmp_path / "images" / "0.png"), (SIZE, SIZE), 3)
     np.testing.assert_allclose(rollout, ki.AttentionRollout(model).explain(read[None])[0], rtol=1e-5, atol=1e-7)
     assert sorted(os.listdir(tmp_path / "out")).count("0_png.png") == 1
+
+
+def test_review_findings_ablation_grid_choice_wrappers_ties_and_subclassed(vits, x):
+    model = vits["token"]
+    # Ablation through a watched attention replaces the tokens as query, key and value alike: the
+    # same weights as ablating the norm's output in the graph.
+    watched = ki.AblationCAM(model, layer="block2_attention")
+    watched.site = ki.tokens.TokenLayer(watched.scorer, model.get_layer("block2_attention"), 4)
+    watched._source = watched.site.features
+    np.testing.assert_allclose(watched.explain(x, upsample=False), ki.AblationCAM(
+        model, layer="block2_norm1").explain(x, upsample=False), rtol=1e-4, atol=1e-6)
+    # Of two grids the tokens fit, the one with the fewest extra tokens: 8-pixel patches with
+    # 'same' padding on 30 pixels are a 4 x 4 grid (the Reshape), not 3 x 3 plus 8 extra.
+    inputs = keras.Input((30, 30, 3))
+    t = keras.layers.Reshape((-1, 16))(keras.layers.Conv2D(16, 8, strides=8, padding="same")(inputs))
+    t = ki.layers.TokenEmbedding(1)(t)
+    h = keras.layers.LayerNormalization()(t)
+    t = t + keras.layers.MultiHeadAttention(2, 8)(h, h)
+    padded = keras.Model(inputs, keras.layers.Dense(2)(t[:, 0]))
+    assert (ki.AttentionRollout(padded).grid.grid, ki.AttentionRollout(padded).grid.extra) == ((4, 4), 1)
+    # A wrapper the user put on the layer survives a watch, and watches nest.
+    layer = model.get_layer("block2_attention")
+    original = layer.call
+    object.__setattr__(layer, "call", lambda *a, **k: original(*a, **k))
+    wrapper = layer.__dict__["call"]
+    try:
+        with Watch([layer]) as outer:
+            with Watch([layer]) as inner:
+                ki.targets.Scorer(model)(x)
+            ki.targets.Scorer(model)(x)
+        assert len(inner.probabilities) == 1 and len(outer.probabilities) == 2
+        ki.AttentionRollout(model).explain(x)
+        assert layer.__dict__["call"] is wrapper
+    finally:
+        layer.__dict__.pop("call", None)
+    assert "call" not in layer.__dict__ and "_compute_attention" not in layer.__dict__
+    # Discarding by position: uniform attention loses exactly the fraction asked.
+    rollout = ki.AttentionRollout(model, discard_ratio=0.1)
+    dropped = rollout._discard(tf.fill([1, 17, 17], 1 / 17), 17).numpy()
+    assert (dropped == 0).sum() == int(0.1 * 17 * 17) and (dropped[0, :, 0] > 0).all()
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.embed = keras.layers.Conv2D(8, PATCH, strides=PATCH)
+            self.attention = keras.layers.MultiHeadAttention(2, 4)
+            self.head = keras.layers.Dense(2)
+
+        def call(self, images):
+            t = keras.ops.reshape(self.embed(images), (-1, 16, 8))
+            return self.head(keras.ops.mean(self.attention(t, t), axis=1))
+
+    sub = Subclassed()
+    sub(x)
+    for method in (ki.GradCAM, ki.AttentionRollout):
+        with pytest.raises(ValueError, match="subclassed keras.Model"):
+            method(sub)
+    wrapped_inputs = keras.Input((SIZE, SIZE, 3))
+    wrapped = keras.Model(wrapped_inputs, sub(wrapped_inputs))
+    assert np.isfinite(ki.AttentionRollout(wrapped).explain(x)).all()

@@ -112,7 +112,7 @@ class _FeatureMapExplainer(Explainer):
             )
         several = shapes is not None and len(shapes) > 1
         self.tokens = None  # a TokenGrid when the layer is a token tensor (tokens.py)
-        attention = attention_layers(model) if not several else []
+        attention = attention_layers(model) if shapes is not None and not several else []
         named = find_attention(model, layer) if attention and isinstance(layer, str) else None
         if named is not None:
             self._token_source(model, rank, named, chosen=True)

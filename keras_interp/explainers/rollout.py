@@ -33,7 +33,13 @@ class _Rollout(Explainer):
     def __init__(self, model, batch_size=128, output=None, jit_compile=None):
         super().__init__(model, batch_size=batch_size, output=output, jit_compile=jit_compile)
         shapes = self.scorer.input_shapes
-        if shapes is None or len(shapes) != 1 or len(shapes[0]) not in (3, 4):
+        if shapes is None:
+            raise ValueError(
+                f"Model {model.name!r} is a subclassed keras.Model with no known input shape, so the token grid "
+                f"cannot be found. Wrap it: `inputs = keras.Input(shape); keras.Model(inputs, model(inputs))`; "
+                f"{type(self).__name__} then reads its attention layers inside it."
+            )
+        if len(shapes) != 1 or len(shapes[0]) not in (3, 4):
             raise ValueError(
                 f"{type(self).__name__} draws maps on one image (batch, height, width, channels) or signal "
                 f"(batch, length, channels) input; model {model.name!r} takes {shapes}."
@@ -146,15 +152,20 @@ class AttentionRollout(_Rollout):
         return self._row(relevance)
 
     def _discard(self, a, tokens):
-        flat = tf.reshape(a, [-1, tokens * tokens])
-        count = int(self.discard_ratio * tokens * tokens)
+        """The `discard_ratio` smallest weights of each block's fused attention set to zero, by
+        position (ties are not all dropped), never those to the extra tokens."""
+        extra = self.grid.extra
+        count = min(int(self.discard_ratio * tokens * tokens), tokens * (tokens - extra))
         if count == 0:
             return a
-        threshold = -tf.math.top_k(-flat, k=count).values[:, -1:]  # the count-th smallest weight
-        keep = flat > threshold
+        flat = tf.reshape(a, [-1, tokens * tokens])
         column = tf.reshape(tf.tile(tf.range(tokens)[None], [tokens, 1]), [1, -1])
-        keep = keep | (column < self.grid.extra)
-        return tf.reshape(tf.where(keep, flat, 0.0), tf.shape(a))
+        candidates = tf.where(column < extra, tf.float32.max, flat)
+        smallest = tf.math.top_k(-candidates, k=count).indices  # (B, count)
+        rows = tf.repeat(tf.range(tf.shape(flat)[0]), count)
+        flat = tf.tensor_scatter_nd_update(flat, tf.stack([rows, tf.reshape(smallest, [-1])], axis=1),
+                                           tf.zeros(tf.shape(rows), flat.dtype))
+        return tf.reshape(flat, tf.shape(a))
 
 
 class GradientAttentionRollout(_Rollout):
