@@ -4,7 +4,9 @@ here), small enough for the suite, with 3 classes and 2 images of 32 x 32.
 
 For every model: saliency is the tape's gradient of the classifier's logit (keras-hub heads have
 no softmax); Grad-CAM's default layer gives finite, non-constant maps; occlusion and Score-CAM give
-finite maps of the input's size. For the ViT also: Grad-CAM on the patch tokens at the last
+finite maps of the input's size, as do Grad-CAM++, LayerCAM, Eigen-CAM, HiResCAM and Integrated
+Gradients; CAM reads the GAP -> Dense heads and refuses the others (ViT, MobileNet). For the ViT
+also: Grad-CAM on the patch tokens at the last
 attention's input (inside keras-hub's blocks), both rollouts, and a class row that depends on the
 class for the gradient-weighted rollout, not for plain rollout.
 """
@@ -100,7 +102,17 @@ def test_keras_hub_classifiers(hub):
     assert all(m.max() > m.min() for m in maps), cam.layer
     _finite_maps(ki.Occlusion(model, patch_size=8, stride=8).explain(x))
     _finite_maps(ki.ScoreCAM(model, max_channels=2).explain(x))
-    if model.name.startswith("vi_t") or "ViT" in type(model).__name__:
+    for explainer in (ki.GradCAMPlusPlus(model), ki.LayerCAM(model), ki.EigenCAM(model), ki.HiResCAM(model),
+                      ki.IntegratedGradients(model, steps=2)):
+        _finite_maps(explainer.explain(x))
+    # CAM reads the GAP -> Dense heads; it refuses the ViT's class token and MobileNet's keep-dims
+    # pooling followed by convolutions, pointing to Grad-CAM.
+    if type(model).__name__ in ("ViTImageClassifier", "MobileNetImageClassifier"):
+        with pytest.raises(ValueError, match="GradCAM"):
+            ki.CAM(model)
+    else:
+        _finite_maps(ki.CAM(model).explain(x))
+    if "ViT" in type(model).__name__:
         assert cam.layer.endswith("transformer_block_2/mha") and cam.tokens.grid == (4, 4) and cam.tokens.extra == 1
         rollout = ki.AttentionRollout(model)
         np.testing.assert_array_equal(rollout.explain(x, target=0), rollout.explain(x, target=1))
