@@ -66,19 +66,6 @@ def factories(seed, architecture="cnn"):
     return made
 
 
-def train_vit(seed, epochs=20, train_size=3000):
-    """The hybrid reference ViT trained on the shapes (AdamW, one epoch of warm-up, cosine decay)."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    model = ki.models.reference_vit(stem="conv")
-    steps = epochs * (train_size // 64 + 1)
-    schedule = keras.optimizers.schedules.CosineDecay(0.0, steps, warmup_target=2e-3, warmup_steps=steps // epochs)
-    model.compile(keras.optimizers.AdamW(schedule, weight_decay=1e-4), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    return ki.models.train_on_shapes(model, train_size=train_size, epochs=epochs, seed=seed, verbose=0)[0]
-
-
 def vit_sheet(model, data, made, path, shown=4):
     """The methods' maps on the first `shown` held-out images, one row each."""
     rows, labels = data.images[:shown], data.labels[:shown]
@@ -130,7 +117,7 @@ def main():
     else:
         start = time.perf_counter()
         if args.architecture == "vit":
-            model = train_vit(args.seed)
+            model, _ = ki.models.train_vit_on_shapes(seed=args.seed, verbose=0)
         else:
             model, _ = ki.models.train_on_shapes(seed=args.seed, verbose=0)
         print(f"trained the reference {args.architecture.upper()} in {time.perf_counter() - start:.0f} s")

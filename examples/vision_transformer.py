@@ -15,20 +15,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_interp as ki  # noqa: E402
-
-
-def train(epochs, seed=0, train_size=3000):
-    keras.utils.set_random_seed(seed)
-    model = ki.models.reference_vit(stem="conv")
-    steps = epochs * (train_size // 64 + 1)
-    schedule = keras.optimizers.schedules.CosineDecay(0.0, steps, warmup_target=2e-3, warmup_steps=steps // epochs)
-    model.compile(keras.optimizers.AdamW(schedule, weight_decay=1e-4), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    return ki.models.train_on_shapes(model, train_size=train_size, epochs=epochs, seed=seed, verbose=2)[0]
 
 
 def main():
@@ -37,7 +26,7 @@ def main():
     parser.add_argument("--model", help="a saved ViT (.keras) to explain instead of training one")
     parser.add_argument("--out", default="vit_explained.png")
     args = parser.parse_args()
-    model = ki.load_model(args.model) if args.model else train(args.epochs)
+    model = ki.load_model(args.model) if args.model else ki.models.train_vit_on_shapes(args.epochs)[0]
     data = ki.datasets.shapes(4, seed=1234)
     explainers = {
         "Grad-CAM (tokens)": ki.GradCAM(model),

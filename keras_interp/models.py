@@ -6,7 +6,7 @@ import warnings
 import keras
 import numpy as np
 
-__all__ = ["reference_cnn", "reference_vit", "load_model"]
+__all__ = ["reference_cnn", "reference_vit", "load_model", "train_on_shapes", "train_vit_on_shapes"]
 
 
 def reference_cnn(input_shape=(64, 64, 3), num_classes=4, head="gap", width=16, name=None):
@@ -183,3 +183,22 @@ def train_on_shapes(model=None, train_size=3000, epochs=8, image_size=64, seed=0
         callbacks=callbacks, verbose=verbose,
     )
     return model, history
+
+
+def train_vit_on_shapes(epochs=20, train_size=3000, seed=0, callbacks=None, verbose=2):
+    """The hybrid `reference_vit(stem="conv")` trained on the built-in shapes: AdamW (weight
+    decay 1e-4), one epoch of linear warm-up to 2e-3, then cosine decay; batches of 64 (ViTs
+    want the warm-up; a plain ViT from scratch stays at chance on 3000 shapes). About 0.97
+    held-out accuracy after 20 epochs (benchmarks/quality.py --architecture vit).
+
+    Returns:
+        (model, history), as `train_on_shapes`.
+    """
+    keras.utils.set_random_seed(seed)
+    model = reference_vit(stem="conv")
+    steps = epochs * (train_size // 64 + 1)
+    schedule = keras.optimizers.schedules.CosineDecay(0.0, steps, warmup_target=2e-3, warmup_steps=steps // epochs)
+    model.compile(keras.optimizers.AdamW(schedule, weight_decay=1e-4), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return train_on_shapes(model, train_size=train_size, epochs=epochs, seed=seed, callbacks=callbacks,
+                           verbose=verbose)
