@@ -9,6 +9,16 @@ Printed per step: ours (default regularizers: L2 decay and a blur every 4 steps)
 ours / tf-keras-vis 0.8.7's ActivationMaximization (its default jitter, rotation, total
 variation and norm regularizers, ReplaceToLinear, on a clone) for the same classes and steps
 (pip install -e ".[bench]"). Also: Deep Dream time per step and per pixel on a 1024x768 photo.
+
+    python benchmarks/bench_visualize.py --evidence [--steps 256] [--docs]
+
+The recipes compared (issue: class models a person, or another model, recognises). Trains the
+reference CNN on the shapes (seed 0) and, as a judge, a model of another architecture on other
+shapes (the hybrid reference ViT, seed 1, `ki.models.train_vit_on_shapes`). For each recipe
+("yosinski", "fourier", "maco"), draws the CNN's 4 class models and prints how many of them the
+judge classifies as their class, the judge's probability of each, and each class model's logit on
+the CNN against the best of 1000 real training images. --docs writes docs/class_model_recipes.png,
+one row per recipe.
 """
 
 import numpy as np
@@ -31,11 +41,51 @@ def vis_activation_maximization(model, classes, steps):
     return lambda: maximization(score, seed_input=seed, steps=steps, input_range=(0.0, 1.0))
 
 
+def evidence(steps, docs):
+    import os
+    import time
+
+    start = time.perf_counter()
+    model, _ = ki.models.train_on_shapes(seed=0, verbose=0)
+    judge, _ = ki.models.train_vit_on_shapes(seed=1, verbose=0)
+    held_out = ki.datasets.shapes(500, seed=4321)
+    names = held_out.class_names
+    accuracy = [np.mean(m.predict(held_out.images, verbose=0).argmax(1) == held_out.labels) for m in (model, judge)]
+    print(f"trained in {time.perf_counter() - start:.0f} s; held-out accuracy: CNN {accuracy[0]:.3f}, judge (ViT, "
+          f"other shapes) {accuracy[1]:.3f}")
+    real = ki.datasets.shapes(1000, seed=0)
+    logits = ki.targets.Scorer(model)(real.images).numpy()
+    best = [logits[real.labels == c, c].max() for c in range(len(names))]
+    print(f"best real image's logit per class: {', '.join(f'{n} {b:.1f}' for n, b in zip(names, best))}")
+    rows, labels = [], []
+    for recipe in ("yosinski", "fourier", "maco"):
+        start = time.perf_counter()
+        images = ki.ClassModelVisualization(model, recipe=recipe).visualize(steps=steps, seed=0)
+        seconds = time.perf_counter() - start
+        p = judge.predict(images, verbose=0)
+        own = ki.targets.Scorer(model)(images).numpy()
+        recognised = int(np.sum(p.argmax(1) == np.arange(len(names))))
+        print(f"{recipe:9s} recognised by the judge: {recognised} of {len(names)} "
+              f"(judge's probability of the class: {', '.join(f'{p[c, c]:.2f}' for c in range(len(names)))}); "
+              f"CNN logits {', '.join(f'{own[c, c]:.1f}' for c in range(len(names)))}; {seconds:.0f} s")
+        rows.append(list(images))
+        labels.append(f"{recipe}\n{recognised} of {len(names)}\nrecognised")
+    if docs:
+        sheet = ki.images.grid(rows, col_labels=list(names), row_labels=labels, cell_size=(128, 128),
+                               row_label_width=110)
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "class_model_recipes.png")
+        print(f"wrote {ki.images.save(path, sheet)}")
+
+
 def main():
     parser = batch_parser(__doc__)
     parser.set_defaults(batch=8)
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--evidence", action="store_true", help="compare the recipes (see the docstring)")
+    parser.add_argument("--docs", action="store_true")
     args = parser.parse_args()
+    if args.evidence:
+        return evidence(args.steps, args.docs)
 
     classes = list(range(args.batch))
     model = ki.reference_cnn(num_classes=args.batch)

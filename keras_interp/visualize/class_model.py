@@ -7,8 +7,26 @@ import tensorflow as tf
 from keras_interp import graph
 from keras_interp.targets import Scorer, _pre_activation, inner_scorer
 from keras_interp.visualize.engine import GradientAscent, check_steps, resolve_value_range, yosinski_defaults
+from keras_interp.visualize.parameterization import (
+    Crop, FourierImage, MaCoImage, Noise, ParameterizedAscent, RandomScale, robustness,
+)
 
-__all__ = ["ClassModelVisualization", "FeatureVisualization"]
+__all__ = ["ClassModelVisualization", "FeatureVisualization", "RECIPES"]
+
+
+def _fourier(shape):
+    return FourierImage(decorrelate=shape[-1] == 3), robustness(shape[0]), 0.05
+
+
+def _maco(shape):
+    # MaCo's random crops with noise (Fel et al. 2023), sized to the image.
+    side = shape[0]
+    return MaCoImage(), [Crop(max(1, side // 8)), RandomScale([0.9, 0.95, 1.0, 1.05, 1.1]), Noise(0.02)], 1.0
+
+
+# Recipe name -> None (pixels, the engine's regularizers) or shape -> (parameterization,
+# transforms, Adam's learning rate).
+RECIPES = {"yosinski": None, "fourier": _fourier, "maco": _maco}
 
 
 def _image_shape(model, size):
@@ -52,16 +70,28 @@ def _indices(values, count, what, plural, owner):
 class _Visualization:
     """Shared by the generators: the engine settings, the start image, the run."""
 
-    def __init__(self, model, value_range=None, regularizers=None, step_size=0.03, size=None):
+    def __init__(self, model, value_range=None, regularizers=None, step_size=0.03, size=None, recipe="yosinski"):
+        if recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {sorted(RECIPES)}; received {recipe!r}.")
+        if recipe != "yosinski" and regularizers is not None:
+            raise ValueError(f"regularizers are the pixel recipe's (recipe='yosinski'); recipe {recipe!r} has its "
+                             "own transforms.")
         self.model = model
         self.value_range = resolve_value_range(value_range)
         self.regularizers = regularizers
         self.step_size = step_size
+        self.recipe = recipe
         self.image_shape = _image_shape(model, size)
         self._engines = {}
 
     def _engine(self, steps):
         check_steps(steps)  # before yosinski_defaults divides by it
+        if self.recipe != "yosinski":
+            if self.recipe not in self._engines:
+                parameterization, transforms, rate = RECIPES[self.recipe](self.image_shape)
+                self._engines[self.recipe] = ParameterizedAscent(self._objective, parameterization, transforms,
+                                                                 self.value_range, rate)
+            return self._engines[self.recipe]
         # One engine (and so one compiled step) per step count: the default regularizers scale with it.
         key = steps if self.regularizers is None else None
         if key not in self._engines:
@@ -76,6 +106,10 @@ class _Visualization:
 
     def _ascend(self, count, steps, seed, verbose):
         engine = self._engine(steps)
+        if isinstance(engine, ParameterizedAscent):
+            result = engine.run(count, self.image_shape, steps, seed=seed, verbose=verbose)
+            self.history = result.history
+            return result.images
         init = engine.initial((count,) + self.image_shape, seed)
         result = engine.run(init, steps, seed=seed, verbose=verbose)
         self.history = result.history
@@ -100,14 +134,19 @@ class ClassModelVisualization(_Visualization):
         step_size: mean pixel change per step as a fraction of the range.
         size: (H, W) for models whose input size is open.
         output: the output whose classes are drawn (name or index), for a model with several.
+        recipe: "yosinski" (pixels, the regularizers above), "fourier" (Lucid: a 1/f-scaled
+            spectrum with colour decorrelation behind a sigmoid, seen through random pad,
+            jitter, scale and rotation, Adam 0.05) or "maco" (MaCo: the spectrum's phase only,
+            random crops and noise, Adam 1.0); see keras_interp.visualize.parameterization.
 
     Example:
         >>> images = ki.ClassModelVisualization(model).visualize([0, 1, 2], steps=200, seed=0)
     """
 
-    def __init__(self, model, value_range=None, regularizers=None, step_size=0.03, size=None, output=None):
+    def __init__(self, model, value_range=None, regularizers=None, step_size=0.03, size=None, output=None,
+                 recipe="yosinski"):
         self.scorer = Scorer(model, output=output)
-        super().__init__(model, value_range, regularizers, step_size, size)
+        super().__init__(model, value_range, regularizers, step_size, size, recipe)
         if self.scorer.output_shape is None:  # a subclassed model: learn its outputs from one call
             self.scorer.check_outputs(np.zeros((1,) + self.image_shape, np.float32))
         if self.scorer.num_classes is None:
@@ -155,17 +194,18 @@ class FeatureVisualization(_Visualization):
         value_range, regularizers, step_size, size: as for ClassModelVisualization.
         output: accepted for symmetry with the other tools; a channel of `layer` needs no output,
             so a model with several outputs needs none here.
+        recipe: as for ClassModelVisualization.
 
     Example:
         >>> images = ki.FeatureVisualization(model, "conv2").visualize([0, 5, 7], steps=200)
     """
 
     def __init__(self, model, layer, objective="mean", value_range=None, regularizers=None, step_size=0.03,
-                 size=None, output=None):
+                 size=None, output=None, recipe="yosinski"):
         if objective not in ("mean", "center"):
             raise ValueError(f"objective must be 'mean' or 'center'; received {objective!r}.")
         self.scorer = inner_scorer(model, output)
-        super().__init__(model, value_range, regularizers, step_size, size)
+        super().__init__(model, value_range, regularizers, step_size, size, recipe)
         site = self.scorer.site(layer)
         self.layer = site.path
         self.channels = site.shape[-1]

@@ -1,0 +1,100 @@
+"""Lucid's Fourier image, MaCo's phase-only spectrum, the robustness transforms and Adam, against
+NumPy and hand-derived identities; the recipes of the class-model and channel generators."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_interp as ki
+from conftest import tiny_cnn
+from keras_interp.visualize.parameterization import (
+    COLOR_CORRELATION, Crop, FourierImage, MaCoImage, Pad, ParameterizedAscent, PixelImage, RandomRotate,
+    RandomScale,
+)
+
+
+def _sigmoid(t):
+    return 1 / (1 + np.exp(-t))
+
+
+def test_the_fourier_image_is_the_scaled_spectrum_transformed_back():
+    shape = (6, 5, 3)
+    fourier = FourierImage(sd=0.5, decay=1.0).for_shape(shape)
+    params = fourier.initial(2, shape, seed=0)
+    fy, fx = np.fft.fftfreq(6)[:, None], np.fft.rfftfreq(5)[None, :]
+    scale = np.sqrt(6 * 5) / np.maximum(np.sqrt(fx ** 2 + fy ** 2), 1 / 6)  # 1/f, floored at one cycle per image
+    spatial = np.fft.irfft2((params[0] + 1j * params[1]) * scale, s=(6, 5)).transpose(0, 2, 3, 1) / 4
+    want = 0.2 + 0.6 * _sigmoid(spatial @ COLOR_CORRELATION.T)  # decorrelated colours, value range [0.2, 0.8]
+    np.testing.assert_allclose(fourier(tf.constant(params), 0.2, 0.8).numpy(), want, rtol=1e-5, atol=1e-6)
+    grey = FourierImage(decorrelate=True).for_shape((6, 5, 1))  # one channel: no colour matrix
+    p = grey.initial(1, (6, 5, 1), 0)
+    np.testing.assert_allclose(grey(tf.constant(p), 0.0, 1.0).numpy(), _sigmoid(grey.spatial(p, 6, 5).numpy()),
+                               rtol=1e-6)
+
+
+def test_maco_keeps_its_magnitude_whatever_the_phase():
+    shape = (8, 8, 3)
+    images = np.random.default_rng(0).uniform(size=(5,) + shape).astype("float32")
+    magnitude = MaCoImage.magnitude_of(images)
+    assert magnitude.shape == (3, 8, 5)
+    maco = MaCoImage(magnitude).for_shape(shape)
+    for seed in (0, 1):
+        phase = tf.constant(maco.initial(1, shape, seed))
+        spectrum = tf.complex(magnitude * tf.cos(phase), magnitude * tf.sin(phase))
+        spatial = tf.signal.irfft2d(spectrum, fft_length=[8, 8]).numpy()
+        # Columns 1..3 are free of rfft's Hermitian constraint: their magnitude is exactly the one fixed.
+        np.testing.assert_allclose(np.abs(np.fft.rfft2(spatial))[..., 1:4], magnitude[None, ..., 1:4], rtol=1e-4,
+                                   atol=1e-5)
+        out = maco(phase, 0.0, 1.0).numpy()
+        assert out.shape == (1,) + shape and 0 < out.min() and out.max() < 1
+    with pytest.raises(ValueError, match="MaCo's magnitude has shape"):
+        MaCoImage(np.ones((4, 3))).for_shape(shape)
+
+
+def test_transforms_against_numpy():
+    x = tf.constant(np.random.default_rng(0).uniform(size=(2, 7, 7, 3)).astype("float32"))
+    key = tf.constant([3, 4])
+    # A quarter turn about the centre of a square image is numpy's rot90 (counter-clockwise).
+    np.testing.assert_allclose(RandomRotate([90])(x, key).numpy(), np.rot90(x.numpy(), k=1, axes=(1, 2)), atol=1e-5)
+    np.testing.assert_allclose(RandomRotate([0])(x, key).numpy(), x.numpy(), atol=1e-6)
+    np.testing.assert_allclose(RandomScale([1.0])(x, key).numpy(), x.numpy(), atol=1e-6)
+    padded = Pad(2)(x, key, centre=0.5).numpy()
+    assert padded.shape == (2, 11, 11, 3) and (padded[:, :2] == 0.5).all()
+    np.testing.assert_allclose(padded[:, 2:-2, 2:-2], x.numpy(), atol=1e-6)
+    cropped = Crop(3)(tf.constant(padded), key).numpy()
+    assert cropped.shape == (2, 8, 8, 3)
+    assert any(np.array_equal(cropped, padded[:, i:i + 8, j:j + 8]) for i in range(4) for j in range(4))
+
+
+def test_adams_first_step_moves_every_parameter_by_the_rate_along_its_gradients_sign():
+    weights = tf.constant(np.random.default_rng(1).normal(size=(1, 4, 4, 1)).astype("float32"))
+    ascent = ParameterizedAscent(lambda x: tf.reduce_sum(x * weights, axis=[1, 2, 3]), PixelImage(sd=0.3), [],
+                                 (0.0, 1.0), learning_rate=0.05)
+    start = PixelImage(sd=0.3).initial(2, (4, 4, 1), seed=3)
+    result = ascent.run(2, (4, 4, 1), steps=1, seed=3)
+    moved = np.log(result.images / (1 - result.images)) - start  # back through the sigmoid
+    np.testing.assert_allclose(moved, np.broadcast_to(0.05 * np.sign(weights.numpy()), moved.shape), atol=1e-4)
+    assert result.history.shape == (1, 2)
+    np.testing.assert_allclose(result.history[0], (_sigmoid(start) * weights.numpy()).sum(axis=(1, 2, 3)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("recipe", ["fourier", "maco"])
+def test_recipes_raise_the_class_logit_and_the_channel(recipe):
+    model = tiny_cnn((16, 16, 3), activation=None)
+    generator = ki.ClassModelVisualization(model, recipe=recipe)
+    images = generator.visualize([0, 2], steps=48, seed=0)
+    assert images.shape == (2, 16, 16, 3) and np.isfinite(images).all() and 0 <= images.min() and images.max() <= 1
+    logits = model.predict(images, verbose=0)
+    start = model.predict(np.full((1, 16, 16, 3), 0.5, "float32"), verbose=0)[0]
+    assert logits[0, 0] > start[0] and logits[1, 2] > start[2]
+    assert generator.history.shape == (48, 2) and generator.history[-8:].mean() > generator.history[:8].mean()
+    features = ki.FeatureVisualization(model, "conv2", recipe=recipe).visualize([1], steps=32)
+    assert features.shape == (1, 16, 16, 3) and np.isfinite(features).all()
+
+
+def test_recipe_errors():
+    model = tiny_cnn((16, 16, 3))
+    with pytest.raises(ValueError, match="recipe must be one of"):
+        ki.ClassModelVisualization(model, recipe="lucid2")
+    with pytest.raises(ValueError, match="regularizers are the pixel recipe's"):
+        ki.ClassModelVisualization(model, recipe="fourier", regularizers=[ki.visualize.L2Decay()])
