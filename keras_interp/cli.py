@@ -528,7 +528,7 @@ def cmd_visualize(args):
 
     model = load(args.model, args.unsafe)
     try:
-        generator = ki.ClassModelVisualization(model, output=output_arg(args))
+        generator = ki.ClassModelVisualization(model, output=output_arg(args), recipe=args.recipe)
         count = generator.scorer.num_classes
         labels = labels_for(args, model, count)
         classes = [class_index(c, labels, count, "--classes") for c in args.classes]
@@ -564,7 +564,7 @@ def cmd_dream(args):
     except ValueError as exc:
         raise UsageError(f"{args.image}: {exc}") from None
     try:
-        dreamer = ki.DeepDream(model, layers=args.layers or None, output=output_arg(args))
+        dreamer = ki.DeepDream(model, layers=args.layers or None, output=output_arg(args), target=args.target)
     except ValueError as exc:
         raise UsageError(_last_line(exc)) from None
     try:
@@ -592,6 +592,8 @@ def cmd_dream(args):
     height = max(256, image.shape[0])
     width = max(1, round(image.shape[1] * height / image.shape[0]))
     layers = ", ".join(dreamer.layers) if getattr(dreamer, "layers", None) else "default layers"
+    if dreamer.target is not None:
+        layers = f"class {dreamer.target}"
     sheet = ki.images.grid([[image, dreamed]], col_labels=["photo", f"dream ({layers})"], cell_size=(height, width))
     ki.images.save(os.path.join(out, "dream_sheet.png"), sheet)
     if not args.quiet:
@@ -904,6 +906,8 @@ def parser():
     labels_arg(p)
     p.add_argument("--output", help="the output whose classes are drawn, a name or an index (for a model with several)")
     p.add_argument("--steps", type=int, default=200, help="gradient-ascent steps")
+    p.add_argument("--recipe", choices=("yosinski", "fourier", "maco"), default="yosinski",
+                   help="pixels with blur (yosinski), Lucid's Fourier image (fourier) or MaCo's phase (maco)")
 
     p = command("dream", "Deep Dream on an image", cmd_dream, seed="the jitter")
     model_args(p, "dream")
@@ -911,6 +915,7 @@ def parser():
     p.add_argument("--layers", nargs="+", help="layers whose activations are amplified (none: DeepDream's own choice)")
     p.add_argument("--output", help="with several outputs and no --layers: the output whose last feature map is "
                    "amplified, a name or an index")
+    p.add_argument("--target", type=int, help="a class index: boost that class's score instead of layers' activations")
     p.add_argument("--steps", type=int, default=20, help="gradient-ascent steps per octave")
     scale_args(p)
 

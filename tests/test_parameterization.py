@@ -98,3 +98,25 @@ def test_recipe_errors():
         ki.ClassModelVisualization(model, recipe="lucid2")
     with pytest.raises(ValueError, match="regularizers are the pixel recipe's"):
         ki.ClassModelVisualization(model, recipe="fourier", regularizers=[ki.visualize.L2Decay()])
+
+
+def test_deep_dream_on_a_class_boosts_it_and_stays_a_version_of_the_photo():
+    model = tiny_cnn((16, 16, 3), activation=None)  # GAP head: runs on any size
+    photo = np.random.default_rng(0).uniform(0.2, 0.8, size=(24, 32, 3)).astype("float32")
+    scorer = ki.targets.Scorer(model)
+    before = scorer(photo[None]).numpy()[0]
+    dreams = {c: ki.DeepDream(model, target=c).dream(photo, octaves=2, steps=10, step_size=0.01, tile_size=16, seed=0)
+              for c in (0, 2)}
+    after = {c: scorer(d[None]).numpy()[0] for c, d in dreams.items()}
+    # Each dream raises its own class, and more than the other class's dream does.
+    assert after[2][2] > before[2] and after[0][0] > before[0]
+    assert after[2][2] > after[0][2] and after[0][0] > after[2][0]
+    for dream in dreams.values():
+        assert dream.shape == photo.shape and np.abs(dream - photo).mean() < 0.1 * np.ptp(photo)
+    flat = ki.models.reference_cnn((16, 16, 3), 3, head="flatten")  # a fixed-size head
+    with pytest.raises(ValueError, match="whose head needs 16x16 inputs"):
+        ki.DeepDream(flat, target=1).dream(photo, steps=1)
+    assert ki.DeepDream(flat, target=1).dream(photo[:16, :16], octaves=1, steps=2).shape == (16, 16, 3)
+    for kwargs, message in (({"target": 3}, r"class index in \[0, 3\)"), ({"target": 1, "layers": ["conv1"]}, "not both")):
+        with pytest.raises(ValueError, match=message):
+            ki.DeepDream(model, **kwargs)

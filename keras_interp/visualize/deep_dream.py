@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from keras_interp import graph
 from keras_interp.checks import check_image_model_input
-from keras_interp.targets import inner_scorer, output_names
+from keras_interp.targets import Scorer, inner_scorer, output_names
 from keras_interp.visualize.engine import GradientAscent, Jitter, resolve_value_range
 
 __all__ = ["DeepDream"]
@@ -32,20 +32,41 @@ class DeepDream:
     `layers` run, so the photo can have any size when that part of the model is fully
     convolutional. The same gradient-ascent engine as the class models does the steps.
 
+    With `target=c` the objective is instead class c's pre-softmax score (the lecture's Deep
+    Dream that "boosts the confidence" of a class): the whole model runs on each tile, so the
+    photo, its octaves and its tiles can have any size only when the model takes any size (a
+    convolutional network with global pooling); a model with a fixed-size head (Flatten -> Dense,
+    a ViT's position embedding) needs the photo at its input size, one octave and one tile, and
+    says so.
+
     Args:
         model: single-input image model with a functional graph.
         layers: a layer name ("nested/path" included) or a list of them; None: the last layer
             with a spatial output on the path to the output.
         output: for a model with several outputs and layers=None, the output (name or index)
-            whose path gives the default layer; not needed when the outputs share it, or with
-            `layers`.
+            whose path gives the default layer (or whose class `target` is); not needed when the
+            outputs share it, or with `layers`.
+        target: a class index: ascend that class's pre-softmax score instead of `layers`.
 
     Example:
         >>> dream = ki.DeepDream(model, layers=["conv2", "conv3"]).dream(photo, steps=20, seed=0)
+        >>> cats = ki.DeepDream(model, target=3).dream(photo, steps=20, seed=0)
     """
 
-    def __init__(self, model, layers=None, output=None):
+    def __init__(self, model, layers=None, output=None, target=None):
         self.model = model
+        self.target = None
+        if target is not None:
+            if layers is not None:
+                raise ValueError("DeepDream takes layers= (amplify what they see) or target= (boost a class), not both.")
+            self.scorer = Scorer(model, output=output)
+            classes = self.scorer.num_classes
+            if isinstance(target, bool) or not isinstance(target, (int, np.integer)) or classes is None or not (
+                    0 <= target < classes):
+                raise ValueError(f"target must be a class index in [0, {classes}) for a classifier; received "
+                                 f"{target!r} (model output shape {self.scorer.output_shape}).")
+            self.target, self._sites, self.layers, self._engines = int(target), [], [], {}
+            return
         self.scorer = inner_scorer(model, output)
         if layers is None:
             sites = [self._default_site(model, output)]
@@ -79,12 +100,13 @@ class DeepDream:
             if key not in known:
                 # Traced, not run: shape inference refuses a size the layers cannot take (an eager
                 # run may not), and tracing computes nothing. Once per size and explainer.
-                trace = tf.function(lambda t: graph.run(self.model, t, self._sites, stop_after_taps=True)[1])
+                trace = tf.function(self._objective)
                 try:
                     trace.get_concrete_function(tf.TensorSpec((1,) + key[0] + (channels,), tf.float32))
                     known[key] = None
                 except Exception as exc:  # noqa: BLE001 - Keras and TensorFlow raise many types for a too-small input
-                    known[key] = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+                    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+                    known[key] = lines[-1][:160] if lines else type(exc).__name__  # tf.function puts the cause last
             if known[key] is not None:
                 reason = known[key]
                 continue
@@ -94,12 +116,22 @@ class DeepDream:
                     f"so the {k} smallest of {len(sizes)} octaves are skipped (pass fewer octaves or a smaller "
                     "octave_scale to silence this).", stacklevel=3)
             return sizes[k:]
+        if self.target is not None:
+            fixed = tuple(self.scorer.input_shape[1:3]) if self.scorer.input_shape else (None, None)
+            need = "inputs of a fixed size" if None in fixed else f"{fixed[0]}x{fixed[1]} inputs"
+            raise ValueError(
+                f"DeepDream: the model cannot run on a {sizes[-1][0]}x{sizes[-1][1]} image ({reason}); a class target "
+                f"runs the whole model, whose head needs {need}: give the photo at that size "
+                "with octaves=1 and tile_size at least its side, or dream on layers (layers=[...])."
+            )
         raise ValueError(
             f"DeepDream: layers {self.layers} cannot run on a {sizes[-1][0]}x{sizes[-1][1]} image ({reason}); "
             "give a larger image, or dream on earlier layers (layers=[...])."
         )
 
     def _objective(self, x):
+        if self.target is not None:
+            return self.scorer(x)[:, self.target]
         _, features = graph.run(self.model, x, self._sites, stop_after_taps=True)
         return tf.add_n([tf.reduce_mean(tf.square(tf.cast(f, tf.float32)), axis=list(range(1, len(f.shape))))
                          for f in features])
