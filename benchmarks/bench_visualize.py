@@ -41,17 +41,24 @@ def vis_activation_maximization(model, classes, steps):
     return lambda: maximization(score, seed_input=seed, steps=steps, input_range=(0.0, 1.0))
 
 
-def evidence(steps, docs):
+def evidence(steps, docs, cache=None):
     import os
     import time
 
     start = time.perf_counter()
-    model, _ = ki.models.train_on_shapes(seed=0, verbose=0)
-    judge, _ = ki.models.train_vit_on_shapes(seed=1, verbose=0)
+    paths = [os.path.join(cache, name) for name in ("cnn.keras", "judge.keras")] if cache else []
+    if paths and all(os.path.exists(p) for p in paths):
+        model, judge = (ki.load_model(p) for p in paths)
+    else:
+        model, _ = ki.models.train_on_shapes(seed=0, verbose=0)
+        judge, _ = ki.models.train_vit_on_shapes(seed=1, verbose=0)
+        for m, p in zip((model, judge), paths):
+            os.makedirs(cache, exist_ok=True)
+            m.save(p)
     held_out = ki.datasets.shapes(500, seed=4321)
     names = held_out.class_names
     accuracy = [np.mean(m.predict(held_out.images, verbose=0).argmax(1) == held_out.labels) for m in (model, judge)]
-    print(f"trained in {time.perf_counter() - start:.0f} s; held-out accuracy: CNN {accuracy[0]:.3f}, judge (ViT, "
+    print(f"models ready in {time.perf_counter() - start:.0f} s (trained, or loaded from --cache); held-out accuracy: CNN {accuracy[0]:.3f}, judge (ViT, "
           f"other shapes) {accuracy[1]:.3f}")
     real = ki.datasets.shapes(1000, seed=0)
     logits = ki.targets.Scorer(model)(real.images).numpy()
@@ -70,6 +77,21 @@ def evidence(steps, docs):
               f"CNN logits {', '.join(f'{own[c, c]:.1f}' for c in range(len(names)))}; {seconds:.0f} s")
         rows.append(list(images))
         labels.append(f"{recipe}\n{recognised} of {len(names)}\nrecognised")
+    # Deep Dream on a class: how far it moves a photo, and how far it moves the class.
+    from keras_interp.metrics.randomization import ssim
+
+    photos = ki.datasets.shapes(8, seed=99)
+    moved = []
+    for photo, label in zip(photos.images, photos.labels):
+        target = int((label + 1) % len(names))
+        dream = ki.DeepDream(model, target=target).dream(photo, octaves=3, steps=20, seed=0)
+        p = model.predict(np.stack([photo, dream]), verbose=0)[:, target]
+        moved.append((np.abs(dream - photo).mean() / np.ptp(photo),
+                      float(ssim(photo[None].mean(-1), dream[None].mean(-1))[0]), p[0], p[1]))
+    moved = np.array(moved)
+    print(f"Deep Dream toward the next class (8 shapes, 3 octaves x 20 steps): mean |change| "
+          f"{moved[:, 0].mean():.3f} of the range, SSIM to the photo {moved[:, 1].mean():.2f} (lowest "
+          f"{moved[:, 1].min():.2f}), the class's probability {moved[:, 2].mean():.3f} -> {moved[:, 3].mean():.3f}")
     if docs:
         sheet = ki.images.grid(rows, col_labels=list(names), row_labels=labels, cell_size=(128, 128),
                                row_label_width=110)
@@ -83,9 +105,10 @@ def main():
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--evidence", action="store_true", help="compare the recipes (see the docstring)")
     parser.add_argument("--docs", action="store_true")
+    parser.add_argument("--cache", help="with --evidence: a folder keeping the two trained models between runs")
     args = parser.parse_args()
     if args.evidence:
-        return evidence(args.steps, args.docs)
+        return evidence(args.steps, args.docs, args.cache)
 
     classes = list(range(args.batch))
     model = ki.reference_cnn(num_classes=args.batch)
