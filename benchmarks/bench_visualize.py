@@ -97,6 +97,15 @@ def evidence(steps, docs, cache=None):
                                row_label_width=110)
         path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "class_model_recipes.png")
         print(f"wrote {ki.images.save(path, sheet)}")
+        # Diversity: three seeds against three images made to differ, for two channels of relu3_1.
+        generator = ki.FeatureVisualization(model, "relu3_1")
+        seeds = [generator.visualize([3, 7], steps=128, seed=seed) for seed in range(3)]
+        diverse = generator.visualize([3, 7], steps=128, seed=0, diversity=3)
+        rows = [[seeds[k][c] for c in (0, 1) for k in range(3)], [diverse[i] for i in range(6)]]
+        sheet = ki.images.grid(rows, col_labels=["channel 3"] * 3 + ["channel 7"] * 3,
+                               row_labels=["seeds 0, 1, 2", "diversity=3"], cell_size=(96, 96), row_label_width=110)
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "diversity.png")
+        print(f"wrote {ki.images.save(path, sheet)}")
 
 
 def main():

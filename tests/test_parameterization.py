@@ -120,3 +120,30 @@ def test_deep_dream_on_a_class_boosts_it_and_stays_a_version_of_the_photo():
     for kwargs, message in (({"target": 3}, r"class index in \[0, 3\)"), ({"target": 1, "layers": ["conv1"]}, "not both")):
         with pytest.raises(ValueError, match=message):
             ki.DeepDream(model, **kwargs)
+
+
+def test_diversity_gives_a_channel_images_that_differ():
+    from keras_interp import graph
+    from keras_interp.visualize.class_model import gram_similarity
+
+    maps = np.random.default_rng(0).normal(size=(4, 3, 5, 2)).astype("float32")
+    flat = maps.reshape(4, -1, 2) - maps.reshape(4, -1, 2).mean(axis=1, keepdims=True)
+    grams = np.stack([(f.T @ f).ravel() for f in flat])
+    grams /= np.linalg.norm(grams, axis=1, keepdims=True)
+    cosine = grams @ grams.T
+    want = [cosine[0, 1], cosine[0, 1], cosine[2, 3], cosine[3, 2]]  # groups of 2: (0, 1), (2, 3)
+    np.testing.assert_allclose(gram_similarity(tf.constant(maps), 2).numpy(), want, rtol=1e-5)
+
+    model = tiny_cnn((16, 16, 3))
+    generator = ki.FeatureVisualization(model, "conv2")
+    seeds = np.concatenate([generator.visualize([1], steps=48, seed=s) for s in range(3)])
+    diverse = generator.visualize([1, 4], steps=48, seed=0, diversity=3)
+    assert diverse.shape == (6, 16, 16, 3) and np.isfinite(diverse).all()
+
+    def similarity(images):
+        _, (features,) = graph.run(model, tf.constant(images), [generator._site], stop_after_taps=True)
+        return float(np.mean(gram_similarity(features, 3)))
+
+    assert similarity(diverse[:3]) < similarity(seeds) - 0.05
+    with pytest.raises(ValueError, match="diversity must be an int >= 1"):
+        generator.visualize([1], diversity=0)

@@ -178,6 +178,19 @@ def _activation_input(site):
     return None
 
 
+def gram_similarity(maps, group):
+    """(N,) each image's mean cosine similarity to the other images of its group (`group`
+    consecutive images) of the channels' covariance over positions of (N, h, w, C) maps."""
+    shape = tf.shape(maps)
+    flat = tf.reshape(maps, [shape[0], -1, shape[-1]])
+    flat = flat - tf.reduce_mean(flat, axis=1, keepdims=True)
+    gram = tf.math.l2_normalize(tf.reshape(tf.matmul(flat, flat, transpose_a=True), [shape[0], -1]), axis=1)
+    grouped = tf.reshape(gram, [-1, group, tf.shape(gram)[1]])  # (channels, n, C * C)
+    similarity = tf.matmul(grouped, grouped, transpose_b=True)  # (channels, n, n)
+    others = (tf.reduce_sum(similarity, axis=2) - tf.linalg.diag_part(similarity)) / (group - 1)
+    return tf.reshape(others, [-1])
+
+
 class FeatureVisualization(_Visualization):
     """One image per channel of a layer, by the same gradient ascent as the class models.
 
@@ -219,21 +232,43 @@ class FeatureVisualization(_Visualization):
             replace = {site.nodes: lambda *args, **kwargs: _pre_activation(operation, args[0])}
         self._site, self._replace, self.objective = site, replace, objective
         self._channels = tf.Variable(tf.zeros([0], tf.int32), shape=[None], trainable=False)
+        self._diversity = 1
 
     def _objective(self, x):
         _, (features,) = graph.run(self.model, x, [self._site], self._replace, stop_after_taps=True)
         features = tf.cast(features, tf.float32)
+        maps = features
         if len(features.shape) == 4 and self.objective == "center":
             features = features[:, features.shape[1] // 2, features.shape[2] // 2]
         elif len(features.shape) > 2:
             features = tf.reduce_mean(features, axis=list(range(1, len(features.shape) - 1)))
-        return tf.gather(features, self._channels, axis=1, batch_dims=1)
+        scores = tf.gather(features, self._channels, axis=1, batch_dims=1)
+        if self._diversity > 1 and len(maps.shape) == 4:
+            # In the channel's own units: its group's mean |score| (held constant) times the weight.
+            group = tf.reshape(tf.abs(scores), [-1, self._diversity])
+            size = tf.repeat(tf.stop_gradient(tf.reduce_mean(group, axis=1)), self._diversity) + 1e-3
+            scores = scores - self.diversity_weight * size * gram_similarity(maps, self._diversity)
+        return scores
 
-    def visualize(self, channels=None, steps=200, seed=0, verbose=False):
-        """Images (N, H, W, C) float32, one per channel (None: every channel)."""
+    diversity_weight = 1.0
+
+    def visualize(self, channels=None, steps=200, seed=0, verbose=False, diversity=1):
+        """Images (N, H, W, C) float32, one per channel (None: every channel).
+
+        With diversity=n, n images per channel (N = n x channels, each channel's n images
+        together) that differ: each image's objective loses its mean similarity to the other
+        images of its channel (Lucid's diversity term, Olah et al. 2017: the cosine similarity
+        of the layer's Gram matrices, here of its channels' covariance over positions),
+        weighted by `diversity_weight` times the mean size of the channel's objectives, so a user sees a
+        channel's range rather than one image of it."""
         if channels is None:
             chosen = np.arange(self.channels, dtype=np.int32)
         else:
             chosen = _indices(channels, self.channels, "channel", "channels", f"layer {self.layer!r}")
-        self._channels.assign(chosen)
-        return self._ascend(len(chosen), steps, seed, verbose)
+        if isinstance(diversity, bool) or not isinstance(diversity, (int, np.integer)) or diversity < 1:
+            raise ValueError(f"diversity must be an int >= 1 (images per channel); received {diversity!r}.")
+        if diversity != self._diversity:
+            self._diversity = int(diversity)
+            self._engines.clear()  # the objective reads the group size when it traces
+        self._channels.assign(np.repeat(chosen, self._diversity))
+        return self._ascend(len(chosen) * self._diversity, steps, seed, verbose)
