@@ -23,7 +23,7 @@ PREDICTION_FIELDS = ("predicted_class", "predicted_probability", "explained_clas
 LEGACY_PREDICTION_FIELDS = ("predicted_class", "confidence", "explained_class")
 # Kinds of pictures logged per epoch besides the maps: kind -> display name. A new kind is one
 # entry here; the writer, the tag pattern, /runs, /image and the frontend follow from it.
-PICTURE_KINDS = {"class_model": "class models"}
+PICTURE_KINDS = {"class_model": "class models", "features": "channel images", "top_patches": "top patches"}
 # Tag families a picture kind must not be named after.
 _RESERVED_KINDS = ("input", "map", "prediction", "quality")
 

@@ -402,3 +402,52 @@ def test_a_signal_run_shows_its_curves_with_the_map_stretched_over_them(signal_s
         assert all(max(abs(a - b) for a, b in zip(c["top"], c["bottom"])) <= 2 for c in cells)
     finally:
         browser.switch_to.default_content()
+
+
+@pytest.fixture(scope="module")
+def inside_server(tmp_path_factory):
+    """A run the real logger wrote with the inside view: class models, channel images and top patches."""
+    import keras
+    import numpy as np
+
+    import keras_interp as ki
+    from conftest import tiny_cnn
+
+    model = tiny_cnn((16, 16, 3))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).uniform(size=(8, 16, 16, 3)).astype("float32")
+    path = str(tmp_path_factory.mktemp("inside_logs"))
+    logger = ki.ExplanationLogger(x[:2], os.path.join(path, "inside"), freq=1,
+                                  methods=("saliency", "class_model", "features", "top_patches"))
+    keras.utils.set_random_seed(0)
+    model.fit(x, np.arange(8) % 3, epochs=2, verbose=0, callbacks=[logger])
+    yield from _serve(path, "true", "", runs=1)
+
+
+def test_the_inside_view_shows_channel_images_and_top_patches_beside_the_class_models(inside_server, browser):
+    browser.get(f"{inside_server}/?darkMode=false{pinned(inside_server)}")
+    frame = wait_for(lambda: browser.find_elements("css selector", "iframe"), what="the plugin iframe")[0]
+    browser.switch_to.frame(frame)
+    try:
+        def strips_at(step):
+            strips = _strips(browser)
+            kinds = {s["kind"]: s for s in strips}
+            done = (set(kinds) == {"class_model", "features", "top_patches"}
+                    and all(s["step"] == str(step) and s["state"] == "shown" and s["images"]
+                            and all(i["loaded"] and i["step"] == str(step) for i in s["images"]) for s in strips))
+            return done and kinds
+
+        kinds = wait_for(lambda: strips_at(1), what="the three strips at epoch 2")
+        assert kinds["features"]["title"] == "channel images: epoch 2"
+        assert kinds["top_patches"]["title"] == "top patches: epoch 2"
+        assert len(kinds["features"]["images"]) == len(kinds["top_patches"]["images"]) == 4
+        assert kinds["features"]["captions"] == kinds["top_patches"]["captions"]
+        assert all(c.startswith("conv2 #") for c in kinds["features"]["captions"])
+        # The epoch slider moves every strip, the inside view's with the class models.
+        browser.execute_script(
+            "const s = document.getElementById('epoch'); s.value = 0; s.dispatchEvent(new Event('input'));"
+        )
+        kinds = wait_for(lambda: strips_at(0), what="the three strips at epoch 1")
+        assert kinds["features"]["title"] == "channel images: epoch 1"
+    finally:
+        browser.switch_to.default_content()

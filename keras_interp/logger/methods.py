@@ -7,7 +7,9 @@ import numpy as np
 
 from keras_interp import registry
 from keras_interp.explainers.gradients import sum_over_channels
-from keras_interp.visualize.class_model import ClassModelVisualization, _indices
+from keras_interp.logger.inside import Features, TopPatches
+from keras_interp.search.dataset import DatasetSearch
+from keras_interp.visualize.class_model import ClassModelVisualization, FeatureVisualization, _indices
 
 __all__ = ["METHODS", "PICTURES", "PICTURE_INSTANCES", "CAM_FALLBACK", "make_explainer", "fallback_name",
            "ClassModels"]
@@ -119,6 +121,12 @@ class ClassModels:
 
 # Picture kind -> factory(model, images, classes, class_names, instance): kinds logged as pictures
 # (one per class or channel) rather than as maps of the logged images. A new kind is one entry.
-PICTURES = {"class_model": lambda model, images, classes, names, instance: ClassModels(
-    model, images, classes, names, generator=instance)}
-PICTURE_INSTANCES = {ClassModelVisualization: "class_model"}
+PICTURES = {
+    "class_model": lambda model, images, classes, names, instance: ClassModels(
+        model, images, classes, names, generator=instance),
+    # The inside view (keras_interp.logger.inside): chosen channels of a layer, every logged epoch.
+    "features": lambda model, images, classes, names, instance: Features(model, images, generator=instance),
+    "top_patches": lambda model, images, classes, names, instance: TopPatches(model, images, search=instance),
+}
+PICTURE_INSTANCES = {ClassModelVisualization: "class_model", FeatureVisualization: "features",
+                     DatasetSearch: "top_patches"}

@@ -1,0 +1,100 @@
+"""The logger's "inside" pictures: what chosen channels of a layer respond to, every logged
+epoch, so a user watches units form during training.
+
+- "features": each channel's image by gradient ascent (`FeatureVisualization`, the same seed
+  every epoch, so what changes is the model);
+- "top_patches": each channel's strongest patch among the logged images (`DatasetSearch`: the
+  part of the image under the receptive field of the unit that fires most).
+
+The channels are the layer's most active on the logged images when the first pictures are made
+(after the first logged epoch), then kept, so the epoch slider compares the same units.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_interp import graph
+from keras_interp.search.dataset import DatasetSearch
+from keras_interp.visualize.class_model import FeatureVisualization
+
+__all__ = ["Inside", "Features", "TopPatches"]
+
+
+class Inside:
+    """What both kinds share: the layer, the channels, the value range.
+
+    Args:
+        model: single-input image model with a functional graph.
+        images: the logged images (the channels are chosen on them; the patches come from them).
+        layer: a layer name or path; None: the last spatial layer on the path to the output.
+        channels: channel ids; None: the `count` most active on the images.
+        count: how many channels when `channels` is None.
+    """
+
+    kind = None
+    count = 4
+
+    def __init__(self, model, images, layer=None, channels=None, count=None):
+        self.model, self.images = model, np.asarray(images, np.float32)
+        site = graph.last_spatial_site(model) if layer is None else graph.find_site(model, layer)
+        if len(site.shape) != 4:
+            raise ValueError(f"{self.kind!r} pictures need a spatial (batch, h, w, channels) layer; {site.path!r} "
+                             f"has output shape {site.shape}.")
+        self.site, self.layer = site, site.path
+        self.chosen = None if channels is None else [int(c) for c in channels]
+        self.count = int(count or self.count)
+        low, high = float(self.images.min()), float(self.images.max())
+        self.value_range = (low, high) if high > low else (0.0, 1.0)
+
+    def channels(self):
+        """The channels shown: given, or the most active on the images (chosen once)."""
+        if self.chosen is None:
+            _, (features,) = graph.run(self.model, tf.constant(self.images), [self.site], stop_after_taps=True)
+            activity = tf.reduce_mean(tf.cast(features, tf.float32), axis=[0, 1, 2]).numpy()
+            self.chosen = [int(c) for c in np.argsort(-activity, kind="stable")[:self.count]]
+        return self.chosen
+
+    def _scaled(self, pictures):
+        low, high = self.value_range
+        return np.clip((np.asarray(pictures, np.float32) - low) / (high - low), 0.0, 1.0)
+
+    def labels(self, channels):
+        return [f"{self.layer} #{c}" for c in channels]
+
+
+class Features(Inside):
+    """The "features" pictures: each chosen channel's image by gradient ascent."""
+
+    kind = "features"
+    steps = 64
+
+    def __init__(self, model, images, layer=None, channels=None, count=None, generator=None):
+        if generator is not None:
+            layer = generator.layer
+        super().__init__(model, images, layer, channels, count)
+        self.generator = generator or FeatureVisualization(model, self.layer, value_range=self.value_range)
+        self.value_range = tuple(self.generator.value_range)
+
+    def pictures(self, seed):
+        """(indices, pictures (N, H, W, C) in [0, 1], labels)."""
+        channels = self.channels()
+        images = self.generator.visualize(channels, steps=self.steps, seed=seed)
+        return list(range(len(channels))), self._scaled(images), self.labels(channels)
+
+
+class TopPatches(Inside):
+    """The "top_patches" pictures: each chosen channel's strongest patch among the logged images."""
+
+    kind = "top_patches"
+
+    def __init__(self, model, images, layer=None, channels=None, count=None, search=None):
+        if search is not None:
+            layer = search.layer
+        super().__init__(model, images, layer, channels, count)
+        self.search = search or DatasetSearch(model, self.layer)
+
+    def pictures(self, seed):
+        channels = self.channels()
+        result = self.search.search(self.images, top_k=1, channels=channels)
+        # The window holding the receptive field (clipped to the image: no zero border).
+        return list(range(len(channels))), self._scaled(result.windows[:, 0]), self.labels(channels)
