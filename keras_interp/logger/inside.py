@@ -15,9 +15,23 @@ import tensorflow as tf
 
 from keras_interp import graph
 from keras_interp.search.dataset import DatasetSearch
+from keras_interp.search.fields import receptive_field
 from keras_interp.visualize.class_model import FeatureVisualization
 
 __all__ = ["Inside", "Features", "TopPatches"]
+
+
+def _default_site(model, size):
+    """The last spatial layer in the input's frame whose receptive field spans at most half of
+    `size` (H, W) on each axis, else the last spatial layer."""
+    for path in reversed(graph.spatial_layers(model, in_frame=True)):
+        try:
+            rows, cols = receptive_field(model, path).size
+        except ValueError:  # a layer whose field is not local (after global pooling, attention)
+            continue
+        if rows <= size[0] / 2 and cols <= size[1] / 2:
+            return graph.find_site(model, path)
+    return graph.last_spatial_site(model)
 
 
 class Inside:
@@ -26,7 +40,9 @@ class Inside:
     Args:
         model: single-input image model with a functional graph.
         images: the logged images (the channels are chosen on them; the patches come from them).
-        layer: a layer name or path; None: the last spatial layer on the path to the output.
+        layer: a layer name or path; None: the last spatial layer (in the input's frame) whose
+            receptive field covers at most half the image's side, so each channel's patch shows
+            a part of an image, not all of it (else the last spatial layer).
         channels: channel ids; None: the `count` most active on the images.
         count: how many channels when `channels` is None.
     """
@@ -36,7 +52,7 @@ class Inside:
 
     def __init__(self, model, images, layer=None, channels=None, count=None):
         self.model, self.images = model, np.asarray(images, np.float32)
-        site = graph.last_spatial_site(model) if layer is None else graph.find_site(model, layer)
+        site = _default_site(model, self.images.shape[1:3]) if layer is None else graph.find_site(model, layer)
         if len(site.shape) != 4:
             raise ValueError(f"{self.kind!r} pictures need a spatial (batch, h, w, channels) layer; {site.path!r} "
                              f"has output shape {site.shape}.")
