@@ -147,3 +147,23 @@ def test_diversity_gives_a_channel_images_that_differ():
     assert similarity(diverse[:3]) < similarity(seeds) - 0.05
     with pytest.raises(ValueError, match="diversity must be an int >= 1"):
         generator.visualize([1], diversity=0)
+
+
+def test_the_composed_affine_transform_is_the_rotation_scale_and_shift_it_draws():
+    from keras_interp.visualize.parameterization import RandomAffine
+
+    x = tf.constant(np.random.default_rng(0).uniform(size=(1, 9, 9, 2)).astype("float32"))
+    key = tf.constant([1, 2])
+    np.testing.assert_allclose(RandomAffine(0, [1.0], [90])(x, key).numpy(), np.rot90(x.numpy(), 1, axes=(1, 2)),
+                               atol=1e-5)
+    np.testing.assert_allclose(RandomAffine(0, [1.0], [0])(x, key).numpy(), x.numpy(), atol=1e-6)
+    # A shift by whole pixels moves the image and fills the border with the centre of the range.
+    shifted = RandomAffine(1, [1.0], [0])(x, key, centre=0.5).numpy()
+    found = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+             if np.allclose(shifted[0, max(0, -dy):9 - max(0, dy), max(0, -dx):9 - max(0, dx)],
+                            x.numpy()[0, max(0, dy):9 + min(0, dy), max(0, dx):9 + min(0, dx)], atol=1e-5)]
+    assert len(found) == 1
+    dy, dx = found[0]
+    if dy or dx:
+        border = shifted[0, -1] if dy > 0 else shifted[0, 0] if dy < 0 else shifted[0, :, -1] if dx > 0 else shifted[0, :, 0]
+        np.testing.assert_allclose(border, 0.5)

@@ -19,7 +19,7 @@ from keras_interp.compat import progress_bar
 from keras_interp.visualize.engine import Ascent, check_steps, resolve_value_range
 
 __all__ = ["FourierImage", "PixelImage", "MaCoImage", "ParameterizedAscent", "robustness", "Pad", "Crop",
-           "RandomScale", "RandomRotate", "Noise", "COLOR_CORRELATION"]
+           "RandomScale", "RandomRotate", "RandomAffine", "Noise", "COLOR_CORRELATION"]
 
 # Lucid's square root of ImageNet's colour correlation (its SVD), columns normalised to at most 1:
 # a parameter moves a decorrelated colour direction, so the ascent does not fight the
@@ -216,13 +216,40 @@ class Noise:
         return x + self.sd * tf.random.stateless_normal(tf.shape(x), seed=key)
 
 
+class RandomAffine:
+    """A random shift of up to `pixels` on each axis, scale from `scales` and rotation from
+    `degrees` about the centre, composed into one bilinear resampling at the image's size
+    (outside the image: the range's centre, as a pad). One pass instead of Lucid's five
+    (pad, crop, scale, rotate, crop), so a step costs little more than the model's pass."""
+
+    def __init__(self, pixels, scales, degrees):
+        self.pixels = int(pixels)
+        self.scales = tf.constant(list(scales), tf.float32)
+        self.angles = tf.constant([math.radians(d) for d in degrees], tf.float32)
+
+    def __call__(self, x, key, centre=0.5):
+        scale = tf.gather(self.scales, _uniform_int(key, 0, int(self.scales.shape[0]) - 1))
+        angle = tf.gather(self.angles, _uniform_int(key + 1, 0, int(self.angles.shape[0]) - 1))
+        dy = tf.cast(_uniform_int(key + 2, -self.pixels, self.pixels), tf.float32)
+        dx = tf.cast(_uniform_int(key + 3, -self.pixels, self.pixels), tf.float32)
+        height, width = tf.cast(tf.shape(x)[1], tf.float32), tf.cast(tf.shape(x)[2], tf.float32)
+        cx, cy = (width - 1) / 2, (height - 1) / 2
+        # Output pixel p samples the input at R(angle) (p - c) / scale + c + shift.
+        a0, a1 = tf.cos(angle) / scale, -tf.sin(angle) / scale
+        b0, b1 = tf.sin(angle) / scale, tf.cos(angle) / scale
+        transform = tf.stack([a0, a1, cx + dx - a0 * cx - a1 * cy, b0, b1, cy + dy - b0 * cx - b1 * cy, 0.0, 0.0])
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=x, transforms=tf.tile(transform[None], [tf.shape(x)[0], 1]), output_shape=tf.shape(x)[1:3],
+            interpolation="BILINEAR", fill_mode="CONSTANT", fill_value=tf.cast(centre, x.dtype))
+
+
 def robustness(size):
     """Lucid's standard transforms (pad 12, jitter 8, scale 0.9-1.1, rotate -10..10 degrees, jitter
-    4, for 224-pixel images), their pixel counts scaled to images of side `size`."""
+    4, for 224-pixel images), their pixel counts scaled to images of side `size`, as one
+    RandomAffine: shifts up to the pad and both jitters, the same scales and angles."""
     unit = size / 224.0
-    return [Pad(max(1, round(12 * unit))), Crop(max(1, round(8 * unit))),
-            RandomScale([1 + (i - 5) / 50.0 for i in range(11)]),
-            RandomRotate(list(range(-10, 11)) + 5 * [0]), Crop(max(1, round(4 * unit)))]
+    return [RandomAffine(max(1, round((12 + 8 + 4) * unit / 2)), [1 + (i - 5) / 50.0 for i in range(11)],
+                         list(range(-10, 11)) + 5 * [0])]
 
 
 class ParameterizedAscent:
@@ -262,7 +289,7 @@ class ParameterizedAscent:
         centre = (self.low + self.high) / 2
         for i, transform in enumerate(self.transforms):
             x = transform(x, tf.stack([seed + 7919 * i, step]), centre)
-        if self.transforms:
+        if tuple(x.shape[1:3]) != tuple(images.shape[1:3]):  # a transform changed the size: back to the model's
             x = tf.image.resize(x, images.shape[1:3], method="bilinear")
         return x
 
