@@ -30,7 +30,7 @@ def test_features_and_top_patches_show_the_most_active_channels_every_epoch(tmp_
     model = tiny_cnn((16, 16, 3))
     model.compile("adam", "sparse_categorical_crossentropy")
     x = np.random.default_rng(0).uniform(size=(8, 16, 16, 3)).astype("float32")
-    logger = ki.ExplanationLogger(x[:3], tmp_path, methods=("saliency", "features", "top_patches"), freq=1)
+    logger = ki.ExplanationLogger(x[:3], tmp_path, methods=("features", "top_patches"), freq=1)
     model.fit(x, np.arange(8) % 3, epochs=2, verbose=0, callbacks=[logger])
     inside = logger._pictures["features"]
     # The channels: conv2's four most active on the logged images when the first pictures were

@@ -82,13 +82,13 @@ def test_adams_first_step_moves_every_parameter_by_the_rate_along_its_gradients_
 def test_recipes_raise_the_class_logit_and_the_channel(recipe):
     model = tiny_cnn((16, 16, 3), activation=None)
     generator = ki.ClassModelVisualization(model, recipe=recipe)
-    images = generator.visualize([0, 2], steps=48, seed=0)
+    images = generator.visualize([0, 2], steps=32, seed=0)
     assert images.shape == (2, 16, 16, 3) and np.isfinite(images).all() and 0 <= images.min() and images.max() <= 1
     logits = model.predict(images, verbose=0)
     start = model.predict(np.full((1, 16, 16, 3), 0.5, "float32"), verbose=0)[0]
     assert logits[0, 0] > start[0] and logits[1, 2] > start[2]
-    assert generator.history.shape == (48, 2) and generator.history[-8:].mean() > generator.history[:8].mean()
-    features = ki.FeatureVisualization(model, "conv2", recipe=recipe).visualize([1], steps=32)
+    assert generator.history.shape == (32, 2) and generator.history[-8:].mean() > generator.history[:8].mean()
+    features = ki.FeatureVisualization(model, "conv2", recipe=recipe).visualize([1], steps=8)
     assert features.shape == (1, 16, 16, 3) and np.isfinite(features).all()
 
 
