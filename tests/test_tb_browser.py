@@ -96,12 +96,15 @@ def tensorboard_server(logdir, request):
 
 
 @pytest.fixture(scope="module")
-def signal_server(tmp_path_factory):
-    """A run the real logger wrote for a Conv1D model: signals drawn as curves, maps as one row each."""
+def real_runs_server(tmp_path_factory):
+    """Runs the real logger wrote, served by one tensorboard: "signals", a Conv1D model (signals
+    drawn as curves, maps as one row each), and "inside", a CNN with class models, channel images
+    and top patches."""
     import keras
     import numpy as np
 
     import keras_interp as ki
+    from conftest import tiny_cnn
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((32, 2))
@@ -110,10 +113,17 @@ def signal_server(tmp_path_factory):
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x = np.random.default_rng(0).normal(size=(8, 32, 2)).astype("float32")
     x[:, 20:26, 0] += 3.0  # a pulse, so the saliency map has a clear peak
-    path = str(tmp_path_factory.mktemp("signal_logs"))
+    path = str(tmp_path_factory.mktemp("real_logs"))
     logger = ki.ExplanationLogger(x[:2], os.path.join(path, "signals"), methods=("saliency", "gradcam"))
     model.fit(x, np.zeros(8, int), epochs=1, verbose=0, callbacks=[logger])
-    yield from _serve(path, "true", "", runs=1)
+
+    cnn = tiny_cnn((16, 16, 3))
+    cnn.compile("adam", "sparse_categorical_crossentropy")
+    images = np.random.default_rng(0).uniform(size=(8, 16, 16, 3)).astype("float32")
+    logger = ki.ExplanationLogger(images[:2], os.path.join(path, "inside"), freq=1,
+                                  methods=("saliency", "class_model", "features", "top_patches"))
+    cnn.fit(images, np.arange(8) % 3, epochs=2, verbose=0, callbacks=[logger])
+    yield from _serve(path, "true", "", runs=2)
 
 
 def _strips(driver):
@@ -229,13 +239,14 @@ def test_dashboard_loads_every_image_and_the_slider_changes_the_epoch(tensorboar
         browser.switch_to.default_content()
 
 
-def pinned(url):
-    """The dashboard's tab with its first run only, cells of 128 px: the view these tests read
-    (the defaults, every run shown and fit to width, have their own test). The timeout is long:
-    listing a run of a thousand images takes seconds on a busy machine."""
-    with urllib.request.urlopen(f"{url}/data/plugin/keras_interp/runs", timeout=120) as response:
-        first = sorted(json.load(response)["runs"])[0]
-    return "#keras_interp&ki=" + urllib.parse.quote(urllib.parse.urlencode({"run": first, "size": 128}))
+def pinned(url, run=None):
+    """The dashboard's tab with one run only (`run`, else the first), cells of 128 px: the view
+    these tests read (the defaults, every run shown and fit to width, have their own test). The
+    timeout is long: listing a run of a thousand images takes seconds on a busy machine."""
+    if run is None:
+        with urllib.request.urlopen(f"{url}/data/plugin/keras_interp/runs", timeout=120) as response:
+            run = sorted(json.load(response)["runs"])[0]
+    return "#keras_interp&ki=" + urllib.parse.quote(urllib.parse.urlencode({"run": run, "size": 128}))
 
 
 def select_runs(driver, names):
@@ -380,8 +391,8 @@ def test_dashboard_survives_nan_stale_redraws_recolours_locally_and_shows_droppe
         browser.switch_to.default_content()
 
 
-def test_a_signal_run_shows_its_curves_with_the_map_stretched_over_them(signal_server, browser):
-    browser.get(f"{signal_server}/?darkMode=false{pinned(signal_server)}")
+def test_a_signal_run_shows_its_curves_with_the_map_stretched_over_them(real_runs_server, browser):
+    browser.get(f"{real_runs_server}/?darkMode=false{pinned(real_runs_server, 'signals/explanations')}")
     frame = wait_for(lambda: browser.find_elements("css selector", "iframe"), what="the plugin iframe")[0]
     browser.switch_to.frame(frame)
     try:
@@ -404,28 +415,8 @@ def test_a_signal_run_shows_its_curves_with_the_map_stretched_over_them(signal_s
         browser.switch_to.default_content()
 
 
-@pytest.fixture(scope="module")
-def inside_server(tmp_path_factory):
-    """A run the real logger wrote with the inside view: class models, channel images and top patches."""
-    import keras
-    import numpy as np
-
-    import keras_interp as ki
-    from conftest import tiny_cnn
-
-    model = tiny_cnn((16, 16, 3))
-    model.compile("adam", "sparse_categorical_crossentropy")
-    x = np.random.default_rng(0).uniform(size=(8, 16, 16, 3)).astype("float32")
-    path = str(tmp_path_factory.mktemp("inside_logs"))
-    logger = ki.ExplanationLogger(x[:2], os.path.join(path, "inside"), freq=1,
-                                  methods=("saliency", "class_model", "features", "top_patches"))
-    keras.utils.set_random_seed(0)
-    model.fit(x, np.arange(8) % 3, epochs=2, verbose=0, callbacks=[logger])
-    yield from _serve(path, "true", "", runs=1)
-
-
-def test_the_inside_view_shows_channel_images_and_top_patches_beside_the_class_models(inside_server, browser):
-    browser.get(f"{inside_server}/?darkMode=false{pinned(inside_server)}")
+def test_the_inside_view_shows_channel_images_and_top_patches_beside_the_class_models(real_runs_server, browser):
+    browser.get(f"{real_runs_server}/?darkMode=false{pinned(real_runs_server, 'inside/explanations')}")
     frame = wait_for(lambda: browser.find_elements("css selector", "iframe"), what="the plugin iframe")[0]
     browser.switch_to.frame(frame)
     try:
