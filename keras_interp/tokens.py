@@ -19,12 +19,14 @@ removed after it.
 
 import inspect
 import threading
+import weakref
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["attention_layers", "attention_paths", "find_attention", "Watch", "TokenGrid", "token_grid", "patch_size"]
+__all__ = ["attention_layers", "attention_paths", "find_attention", "attention_probe", "Watch", "TokenGrid", "token_grid",
+           "patch_size"]
 
 _LOCK = threading.RLock()
 
@@ -54,10 +56,9 @@ def attention_paths(model):
     return found
 
 
-def find_attention(model, name):
-    """The attention layer named by `name` (a path of attention_paths, or a unique layer
-    name), or None."""
-    paths = attention_paths(model)
+def find_attention(paths, name):
+    """The attention layer named by `name` among `paths` (attention_paths' dict): a path, or
+    a unique layer name; None when none is."""
     if name in paths:
         return paths[name]
     named = [layer for layer in paths.values() if layer.name == name]
@@ -191,12 +192,6 @@ class TokenGrid:
         patches = tokens[:, self.extra:]
         return tf.reshape(patches, tf.concat([tf.shape(patches)[:1], self.grid, tf.shape(patches)[2:]], 0))
 
-    def from_map(self, maps, tokens):
-        """The inverse of to_map: (B, *grid, D) maps back into tokens' patch positions, the extra
-        tokens taken from `tokens`."""
-        flat = tf.reshape(maps, tf.concat([tf.shape(maps)[:1], [-1], tf.shape(maps)[-1:]], 0))
-        return tf.concat([tokens[:, :self.extra], tf.cast(flat, tokens.dtype)], axis=1)
-
     def __repr__(self):
         return f"TokenGrid(grid={self.grid}, extra={self.extra}, from {self.source!r})"
 
@@ -211,13 +206,13 @@ def flattened_grids(model, rank=2):
     """[(grid, layer name)] of the feature maps (B, *grid, D) the model's graph flattens into
     tokens (B, prod(grid), D) by a Reshape: a hybrid ViT's convolutional stem, whose grid no
     patch size gives."""
-    from keras_interp.graph import _sites, graph_of
+    from keras_interp.graph import _RESHAPE_OPS, _sites, graph_of
 
     graph = graph_of(model)
     found = []
     for site in [] if graph is None else _sites(graph):
         node = site.nodes[-1]
-        if not isinstance(site.operation, keras.layers.Reshape) and type(site.operation).__name__ != "Reshape":
+        if not isinstance(site.operation, (keras.layers.Reshape,) + _RESHAPE_OPS):
             continue
         inputs = node.input_tensors
         before, after = (tuple(inputs[0].shape) if inputs else None), site.shape
@@ -228,6 +223,18 @@ def flattened_grids(model, rank=2):
     return found
 
 
+_GRID_SOURCES = weakref.WeakKeyDictionary()
+
+
+def _grid_sources(model, rank):
+    """(patch_size(model, rank), flattened_grids(model, rank)), found once per model: a
+    functional graph's layers do not change, and the default layer tries many token tensors."""
+    known = _GRID_SOURCES.setdefault(model, {})
+    if rank not in known:
+        known[rank] = (patch_size(model, rank), flattened_grids(model, rank))
+    return known[rank]
+
+
 def token_grid(model, tokens, input_shape, what):
     """The TokenGrid of `tokens` ((B, T, D) shape) in a model whose input is `input_shape`
     ((B, H, W, C) or (B, L, C)): from the model's patch size (see patch_size), else from a
@@ -236,7 +243,7 @@ def token_grid(model, tokens, input_shape, what):
     rank = len(input_shape) - 2
     count = tokens[1]
     spatial = input_shape[1:-1]
-    found = patch_size(model, rank)
+    found, flattened = _grid_sources(model, rank)
     candidates, tried = [], []
     if found is not None:
         size, source = found
@@ -249,7 +256,7 @@ def token_grid(model, tokens, input_shape, what):
         candidates.append((grid, source))
         tried.append(f"its {'x'.join(map(str, size))} patches (from layer {source!r}) on its "
                      f"{'x'.join(map(str, spatial))} input make a {'x'.join(map(str, grid))} grid of {int(np.prod(grid))}")
-    for grid, source in flattened_grids(model, rank):
+    for grid, source in flattened:
         candidates.append((grid, source))
         tried.append(f"layer {source!r} flattens a {'x'.join(map(str, grid))} map into {int(np.prod(grid))} tokens")
     if not candidates:
@@ -269,6 +276,23 @@ def token_grid(model, tokens, input_shape, what):
         f"{what} has {count} tokens, but {'; '.join(tried)}: these tokens are not such a grid's patches (plus a "
         "few class or register tokens in front)."
     )
+
+
+def attention_probe(scorer):
+    """The attention calls of the model on one probe example, watched once per scorer (the
+    default layer, its shape and the rollouts' checks all read it): a list of (layer, query
+    shape, probabilities shape) in call order; None when the model takes no single input of
+    known size."""
+    if "_attention_probe" not in scorer.__dict__:
+        x, calls = _probe(scorer), None
+        layers = attention_layers(scorer.model)
+        if x is not None and layers:
+            with Watch(layers) as watch:
+                scorer._run(x)
+            calls = [(layer, tuple(q.shape), tuple(a.shape))
+                     for layer, q, a in zip(watch.callers, watch.queries, watch.probabilities)]
+        scorer.__dict__["_attention_probe"] = [] if x is not None and not layers else calls
+    return scorer.__dict__["_attention_probe"]
 
 
 def _probe(scorer):
@@ -316,12 +340,8 @@ class TokenLayer:
             self.grid = token_grid(model, self.shape, scorer.input_shapes[0], what)
 
     def _probed_shape(self):
-        x = _probe(self.scorer)
-        if x is None:
-            return None
-        with Watch([self.attention], probabilities=False) as watch:
-            self.scorer._run(x)
-        return (None,) + tuple(watch.queries[-1].shape[1:]) if watch.queries else None
+        shapes = [query for layer, query, _ in attention_probe(self.scorer) or () if layer is self.attention]
+        return (None,) + shapes[-1][1:] if shapes else None
 
     def features(self, x):
         """(tokens in the layer's dtype, logits float32) for a batch."""
@@ -396,16 +416,12 @@ class TokenLayer:
 
 
 def last_attention(scorer):
-    """The attention layer the model calls last (one probe pass), or None."""
-    layers = attention_layers(scorer.model)
-    x = _probe(scorer)
-    if not layers:
-        return None
-    if x is None:
-        return layers[-1]
-    with Watch(layers, probabilities=False) as watch:
-        scorer._run(x)
-    return watch.callers[-1] if watch.callers else None
+    """The attention layer the model calls last (see attention_probe), or None."""
+    calls = attention_probe(scorer)
+    if calls is None:  # not probed: the last created
+        layers = attention_layers(scorer.model)
+        return layers[-1] if layers else None
+    return calls[-1][0] if calls else None
 
 
 def _last_token_site(scorer, rank):

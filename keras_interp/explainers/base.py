@@ -397,8 +397,14 @@ class Explainer:
     def _pack(self, values):
         return pack(values, getattr(self._calls, "form", None), self.scorer.input_names)
 
+    # Class-agnostic methods (Eigen-CAM, FEM, attention rollout) read no score: `target` is
+    # ignored, so they also explain models whose outputs have no class axis (segmentation maps).
+    class_agnostic = False
+
     def _prepare(self, inputs, target):
         x = self._check(inputs)
+        if self.class_agnostic:
+            return x, np.full((batch_of(x),), -1, np.int32), None
         first = min(8, self.batch_size)
         self.scorer.check_outputs(tuple(a[:first] for a in x) if isinstance(x, tuple) else x[:first])
         batch = batch_of(x)

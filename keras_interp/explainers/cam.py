@@ -25,7 +25,7 @@ from keras_interp.graph import (
     FORMS, Cursor, depends_on_input, last_spatial_site, no_graph_error, out_of_frame, spatial_layers,
 )
 from keras_interp.layers.cam_head import CAMHead
-from keras_interp.tokens import TokenLayer, attention_layers, attention_paths, find_attention
+from keras_interp.tokens import TokenLayer, attention_paths, find_attention
 from keras_interp.targets import Scorer, is_shape_only, select_scores, squashing
 
 __all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "HiResCAM", "XGradCAM", "EigenCAM", "FEM", "AblationCAM", "ScoreCAM", "find_cam_head", "upsample_maps", "resize_nd"]
@@ -112,8 +112,8 @@ class _FeatureMapExplainer(Explainer):
             )
         several = shapes is not None and len(shapes) > 1
         self.tokens = None  # a TokenGrid when the layer is a token tensor (tokens.py)
-        attention = attention_layers(model) if shapes is not None and not several else []
-        named = find_attention(model, layer) if attention and isinstance(layer, str) else None
+        attention = attention_paths(model) if shapes is not None and not several else {}
+        named = find_attention(attention, layer) if attention and isinstance(layer, str) else None
         if named is not None:
             self._token_source(model, rank, named, chosen=True)
             return
@@ -129,7 +129,7 @@ class _FeatureMapExplainer(Explainer):
             except ValueError as error:
                 if not attention:
                     raise
-                names = list(attention_paths(model))[-4:]
+                names = list(attention)[-4:]
                 raise ValueError(f"{error} Attention layers (naming one means its query input): {names} (last 4).") \
                     from None
             if several and not depends_on_input(model, self.site, self.input_index):
@@ -178,16 +178,6 @@ class _FeatureMapExplainer(Explainer):
         """(features (B, *grid, K) in the layer's dtype, logits float32)."""
         raw, logits = self._source(x)
         return (raw if self.tokens is None else self.tokens.to_map(raw)), logits
-
-    # Class-agnostic methods (Eigen-CAM, FEM) read no score: `target` is ignored, so they also
-    # explain models whose outputs have no class axis (segmentation maps).
-    class_agnostic = False
-
-    def _prepare(self, inputs, target):
-        if not self.class_agnostic:
-            return super()._prepare(inputs, target)
-        x = self._check(inputs)
-        return x, np.full((batch_of(x),), -1, np.int32), None
 
     def _explain_graph(self, x, classes, score_fn, upsample, *extra):
         maps = self._maps(x, classes, score_fn, *extra)
@@ -549,6 +539,8 @@ class AblationCAM(_FeatureMapExplainer, PerturbationExplainer):
             tiled = tf.tile(native, tf.concat([[k], tf.ones([rank - 1], tf.int32)], 0))
 
             def ablated(*args, **kwargs):
+                if not extra:
+                    return tiled * tf.cast(keep, tiled.dtype)
                 return tf.concat([tiled[:, :extra], tiled[:, extra:] * tf.cast(keep, tiled.dtype)], axis=1)
 
             copies = tf.tile(xi, tf.concat([[k], tf.ones([len(xi.shape) - 1], tf.int32)], 0))

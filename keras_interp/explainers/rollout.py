@@ -13,10 +13,10 @@ tokens, laid on their grid (keras_interp.tokens.TokenGrid) and upsampled to the 
 import numpy as np
 import tensorflow as tf
 
-from keras_interp.explainers.base import Explainer, batch_of
+from keras_interp.explainers.base import Explainer
 from keras_interp.explainers.cam import upsample_maps
 from keras_interp.targets import select_scores
-from keras_interp.tokens import Watch, _probe, attention_layers, token_grid
+from keras_interp.tokens import Watch, attention_layers, attention_probe, token_grid
 
 __all__ = ["AttentionRollout", "GradientAttentionRollout"]
 
@@ -28,7 +28,6 @@ class _Rollout(Explainer):
 
     display_clip = (0.0, 99.9)
     signed = False
-    class_agnostic = False
 
     def __init__(self, model, batch_size=128, output=None, jit_compile=None):
         super().__init__(model, batch_size=batch_size, output=output, jit_compile=jit_compile)
@@ -51,13 +50,11 @@ class _Rollout(Explainer):
                 "roll out. Class activation maps (ki.GradCAM) and the gradient and perturbation methods work on "
                 "any model."
             )
-        x = _probe(self.scorer)
-        if x is None:
+        calls = attention_probe(self.scorer)
+        if calls is None:
             raise ValueError(f"{type(self).__name__} needs a model with a fixed input size; model {model.name!r} takes "
                              f"{shapes[0]}.")
-        with Watch(self._layers) as watch:
-            self.scorer._run(x)
-        shapes_seen = [tuple(a.shape) for a in watch.probabilities]
+        shapes_seen = [probabilities for _, _, probabilities in calls]
         if not shapes_seen:
             raise ValueError(f"Model {model.name!r} has attention layers but called none of them on its input.")
         if any(s[-1] != s[-2] or s[-1] != shapes_seen[0][-1] for s in shapes_seen):
@@ -69,19 +66,11 @@ class _Rollout(Explainer):
         self.blocks = len(shapes_seen)
         self.grid = token_grid(model, (None, tokens, None), shapes[0], f"The attention of model {model.name!r}")
 
-    def _prepare(self, inputs, target):
-        if not self.class_specific:
-            x = self._check(inputs)
-            return x, np.full((batch_of(x),), -1, np.int32), None
-        return super()._prepare(inputs, target)
-
     def _row(self, relevance):
         """(B, T, T) -> (B, *grid): the class token's row (the mean row without extra tokens) over
         the patch tokens."""
-        extra = self.grid.extra
-        row = relevance[:, 0] if extra else tf.reduce_mean(relevance, axis=1)
-        patches = row[:, extra:]
-        return tf.reshape(patches, tf.concat([tf.shape(patches)[:1], self.grid.grid], 0))
+        row = relevance[:, 0] if self.grid.extra else tf.reduce_mean(relevance, axis=1)
+        return self.grid.to_map(row[..., None])[..., 0]
 
     def _explain_graph(self, x, classes, score_fn, upsample):
         maps = self._maps(x, classes, score_fn)
@@ -122,7 +111,6 @@ class AttentionRollout(_Rollout):
         >>> maps = ki.AttentionRollout(vit).explain(images)        # (B, H, W)
     """
 
-    class_specific = False
     class_agnostic = True
     _probe = "forward"
 
@@ -185,7 +173,6 @@ class GradientAttentionRollout(_Rollout):
         >>> maps = ki.GradientAttentionRollout(vit).explain(images, target=3)
     """
 
-    class_specific = True
     _probe = "gradient"
 
     def __init__(self, model, batch_size=128, output=None, jit_compile=None):
