@@ -102,7 +102,9 @@ def reference_vit(input_shape=(64, 64, 3), num_classes=4, patch_size=8, dim=64, 
         x = layers.Add(name=f"block{i}_add2")([x, h])
     x = layers.LayerNormalization(epsilon=1e-6, name="norm")(x)
     if pooling == "token":
-        x = x[:, 0]  # the class token (a GetItem operation: saved and loaded without a Lambda)
+        # The class token, by built-in layers: a `x[:, 0]` operation has no legacy HDF5 form.
+        patches = x.shape[1] - 1
+        x = layers.Flatten(name="class_token")(layers.Cropping1D((0, patches), name="first_token")(x))
     else:
         x = layers.GlobalAveragePooling1D(name="mean_tokens")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)

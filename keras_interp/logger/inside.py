@@ -17,6 +17,7 @@ from keras_interp import graph
 from keras_interp.search.dataset import DatasetSearch
 from keras_interp.search.fields import receptive_field
 from keras_interp.visualize.class_model import FeatureVisualization
+from keras_interp.visualize.engine import resolve_value_range
 
 __all__ = ["Inside", "Features", "TopPatches"]
 
@@ -59,16 +60,20 @@ class Inside:
         self.site, self.layer = site, site.path
         self.chosen = None if channels is None else [int(c) for c in channels]
         self.count = int(count or self.count)
-        low, high = float(self.images.min()), float(self.images.max())
-        self.value_range = (low, high) if high > low else (0.0, 1.0)
+        # The logged images' range, as the class models take it (constant images: [0, 1]).
+        self.value_range = resolve_value_range(self.images if np.ptp(self.images) > 0 else None)
 
     def channels(self):
         """The channels shown: given, or the most active on the images (chosen once)."""
         if self.chosen is None:
-            _, (features,) = graph.run(self.model, tf.constant(self.images), [self.site], stop_after_taps=True)
-            activity = tf.reduce_mean(tf.cast(features, tf.float32), axis=[0, 1, 2]).numpy()
+            activity = self._activations().mean(axis=(0, 1, 2))
             self.chosen = [int(c) for c in np.argsort(-activity, kind="stable")[:self.count]]
         return self.chosen
+
+    def _activations(self):
+        """The layer's activations on the logged images, float32 NumPy."""
+        _, (features,) = graph.run(self.model, tf.constant(self.images), [self.site], stop_after_taps=True)
+        return np.asarray(tf.cast(features, tf.float32))
 
     def _scaled(self, pictures):
         low, high = self.value_range
@@ -113,4 +118,9 @@ class TopPatches(Inside):
         channels = self.channels()
         result = self.search.search(self.images, top_k=1, channels=channels)
         # The window holding the receptive field (clipped to the image: no zero border).
-        return list(range(len(channels))), self._scaled(result.windows[:, 0]), self.labels(channels)
+        pictures = self._scaled(result.windows[:, 0])
+        # A diverged model ranks nothing (its non-finite activations rank as 0 in the search):
+        # NaN pictures, which the logger skips with its warning.
+        if not np.isfinite(self._activations()).all():
+            pictures[:] = np.nan
+        return list(range(len(channels))), pictures, self.labels(channels)
