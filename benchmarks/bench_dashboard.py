@@ -1,22 +1,28 @@
 """How responsive the Explanations dashboard is on large runs.
 
-    python benchmarks/bench_dashboard.py [--config small|large|both] [--epochs 100] [--load_fast true]
+    python benchmarks/bench_dashboard.py [--config small|large|huge|all] [--epochs N] [--format indexed|old]
+                                         [--load_fast true]
 
 Writes the logger's plugin data directly as event records (smooth signed maps in the logger's
-16-bit PNG format, predictions, a scalar) for two runs, each served by `tensorboard --host
-127.0.0.1` and opened in headless Chromium (Debian's chromium and chromium-driver, selenium from
-the test extra) at 1400x2400:
+16-bit PNG format, predictions, a scalar, and the run's index and one-tensor predictions records;
+`--format old` leaves those two out, as older loggers did) for each run, served by `tensorboard
+--host 127.0.0.1` and opened in headless Chromium (Debian's chromium and chromium-driver, selenium
+from the test extra) at 1400x2400:
 
 - small: 8 images x 5 methods x 100 epochs, 64x64 (today's demo scale);
-- large: 1,000 images x 6 methods x 100 epochs, 32x32 (600,000 maps, about 2 GB of logs).
+- large: 1,000 images x 6 methods x 100 epochs, 32x32 (600,000 maps, about 1.5 GiB of logs);
+- huge: 10,000 images x 6 methods x 10 epochs, 32x32 (600,000 maps, about the same disk).
 
+The page opens on a server that has loaded the run but never answered the plugin (it waits on
+the Scalars plugin), so the first /runs, /predictions and /image answers are part of the time.
 It prints, for each: TensorBoard's load time; page open to every overlay of the rows in view
 drawn (and the image requests that took, and the rows in the DOM); slider move to the rows in
 view redrawn at the new epoch (mean and max of 8 moves); opacity change to every overlay
 recoloured (no request); for the large run, scrolling a screen at a time to the bottom (each
 screen drawn, rows in the DOM at most); the page's JavaScript heap and DOM nodes (Chromium's
-Performance.getMetrics, TensorBoard's own page included); and /image latency straight to the
-server.
+Performance.getMetrics, TensorBoard's own page included); /image latency straight to the server;
+and at the end a summary of the page-open and slider-move times against the targets (<= 2 s,
+<= 0.3 s).
 """
 
 import argparse
@@ -44,9 +50,10 @@ CLASS_NAMES = ["circle", "square", "triangle", "cross"]
 DISTINCT_MAPS = 64  # maps are drawn from a pool this big: encoding 600,000 maps would dominate the run
 
 
-def write_logs(folder, epochs, images, methods=METHODS, size=32, run="big"):
+def write_logs(folder, epochs, images, methods=METHODS, size=32, run="big", indexed=True):
     """The plugin data of the logger for images x methods x epochs, written as event records
-    directly (tf.summary.write takes ~0.5 ms a call: 5 minutes for 600,000 maps)."""
+    directly (tf.summary.write takes ~0.5 ms a call: 5 minutes for 600,000 maps). With
+    indexed=False, without the index and one-tensor predictions records (logs of older loggers)."""
     import socket
 
     from tensorboard.compat.proto import event_pb2, summary_pb2
@@ -79,14 +86,23 @@ def write_logs(folder, epochs, images, methods=METHODS, size=32, run="big"):
               class_names=CLASS_NAMES)
     choices = rng.integers(DISTINCT_MAPS, size=(epochs, images, len(methods)))
     for epoch in range(epochs):
+        rows = []
         for i in range(images):
             p = 0.25 + 0.75 * rng.uniform()
             predicted = i % 4 if rng.uniform() < 0.8 else (i + 1) % 4
+            rows.append([i, predicted, p, i % 4, p])
             write(summary.prediction_tag(i), epoch, tensor_util.make_tensor_proto(np.array([predicted, p, i % 4, p], np.float32)),
                   "prediction", tensor_class, index=i, fields=list(summary.PREDICTION_FIELDS))
             for m, method in enumerate(methods):
                 write(summary.map_tag(method, i), epoch, pool[choices[epoch, i, m]], "map", blob_class, method=method,
                       index=i, label=method, encoding=summary.MAP_ENCODING)
+        if indexed:  # as the logger writes them at the end of each epoch
+            write(summary.PREDICTIONS_TAG, epoch, tensor_util.make_tensor_proto(np.array(rows, np.float32)), "predictions", tensor_class,
+                  fields=["index", *summary.PREDICTION_FIELDS])
+            content = summary.index_content({i: i % 4 for i in range(images)}, CLASS_NAMES,
+                                            {m: {"label": m, "signed": None, "clip": None} for m in methods}, {}, {})
+            write(summary.INDEX_TAG, epoch, tensor_util.make_tensor_proto(json.dumps(content, separators=(",", ":"))),
+                  "index", tensor_class)
         scalar = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=f"{summary.SCALAR_PREFIX}confidence",
                                                                       simple_value=epoch / epochs)])
         records.write(event_pb2.Event(step=epoch, wall_time=time.time(), summary=scalar).SerializeToString())
@@ -145,7 +161,8 @@ IMAGE_REQUESTS = "return performance.getEntriesByType('resource').filter(e => e.
 
 
 def measure(driver, url, epochs, scrolls, label):
-    """First paint, slider moves, recolouring, scrolling and memory of the dashboard on one run."""
+    """First paint, slider moves, recolouring, scrolling and memory of the dashboard on one run:
+    returns (page open s, [slider move s])."""
     from test_tb_browser import _frame_state, wait_for  # the browser helpers live with the tests
 
     def drawn(step):
@@ -165,12 +182,13 @@ def measure(driver, url, epochs, scrolls, label):
     state = drawn(last)
     requests = driver.execute_script(IMAGE_REQUESTS)
     rows_in_dom = driver.execute_script("return document.querySelectorAll('tr.image-row').length")
+    opened = elapsed
     print(f"[{label}] page open to all {state['visible']} overlays in view drawn: {elapsed:.2f} s, of which "
           f"{in_frame:.2f} s from the dashboard frame's start (the rest is TensorBoard's own page); "
           f"{requests} image requests, {rows_in_dom} rows in the DOM")
     latencies = []
-    for epoch in (0, 50, 99, 25, 75, 10, 90, 60):
-        epoch = min(epoch, last)
+    for fraction in (0, 0.5, 1, 0.25, 0.75, 0.1, 0.9, 0.6):  # spread over the run's epochs, never twice in a row
+        epoch = round(fraction * last)
         latencies.append(driver.execute_async_script(WATCH, epoch, True) / 1000)
         assert drawn(epoch)
     print(f"[{label}] slider move to all {state['visible']} overlays in view redrawn: mean {np.mean(latencies):.2f} s, "
@@ -202,6 +220,7 @@ def measure(driver, url, epochs, scrolls, label):
           f"{metrics.get('JSHeapTotalSize', 0) / 2**20:.0f} MiB (TensorBoard's page and the dashboard), "
           f"{metrics.get('Nodes', 0):.0f} DOM nodes")
     driver.switch_to.default_content()
+    return opened, latencies
 
 
 def serve(folder, load_fast, epochs):
@@ -216,17 +235,22 @@ def serve(folder, load_fast, epochs):
     )
     url = f"http://127.0.0.1:{port}"
 
+    # Loaded once the confidence scalar, written after each epoch's maps, has every epoch; asked of
+    # the Scalars plugin so that this plugin answers for the first time in the page.
     def ready():
-        runs = json.loads(get(f"{url}/data/plugin/keras_interp/runs", timeout=30))["runs"]
-        return runs and len(next(iter(runs.values()))["steps"]) == epochs and runs
+        query = urllib.parse.urlencode({"run": f"big/{summary.SUBDIR}", "tag": f"{summary.SCALAR_PREFIX}confidence"})
+        try:
+            return len(json.loads(get(f"{url}/data/plugin/scalars/scalars?{query}", timeout=30))) == epochs
+        except OSError:  # not serving yet, or the run not loaded yet (400)
+            return False
 
     try:
-        runs = wait_for(ready, timeout=1800, interval=1, what="tensorboard to load the run")
+        wait_for(ready, timeout=1800, interval=1, what="tensorboard to load the run")
     except BaseException:
         process.terminate()
         raise
     print(f"tensorboard (load_fast={load_fast}) serving all {epochs} epochs after {time.perf_counter() - start:.1f} s")
-    return process, url, next(iter(runs))
+    return process, url, f"big/{summary.SUBDIR}"
 
 
 def image_latency(plugin, run, methods, images, epochs, count):
@@ -254,16 +278,20 @@ def image_latency(plugin, run, methods, images, epochs, count):
         print(f"/{route}: {1000 * (time.perf_counter() - start):.1f} ms")
 
 
-CONFIGS = {  # name: (images, methods, image size, screens scrolled)
-    "small": (8, METHODS[:5], 64, 0),
-    "large": (1000, METHODS, 32, 12),
+CONFIGS = {  # name: (images, methods, epochs, image size, screens scrolled)
+    "small": (8, METHODS[:5], 100, 64, 0),
+    "large": (1000, METHODS, 100, 32, 12),
+    "huge": (10000, METHODS, 10, 32, 12),
 }
+TARGETS = (2.0, 0.3)  # page open, slider move (s)
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--config", choices=[*CONFIGS, "both"], default="both")
-    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
+    parser.add_argument("--epochs", type=int, default=None, help="instead of the config's")
+    parser.add_argument("--format", choices=["indexed", "old"], default="indexed",
+                        help="old: without the index and one-tensor predictions records, as older loggers wrote")
     parser.add_argument("--load_fast", default="true")
     parser.add_argument("--image_requests", type=int, default=100)
     args = parser.parse_args()
@@ -271,18 +299,20 @@ def main():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    for name in CONFIGS if args.config == "both" else [args.config]:
-        images, methods, size, scrolls = CONFIGS[name]
-        label = f"{images} images x {len(methods)} methods x {args.epochs} epochs, {size}x{size}"
+    results = []
+    for name in CONFIGS if args.config == "all" else [args.config]:
+        images, methods, epochs, size, scrolls = CONFIGS[name]
+        epochs = args.epochs or epochs
+        label = f"{images} images x {len(methods)} methods x {epochs} epochs, {size}x{size}"
         folder = tempfile.mkdtemp()
         process = driver = None
         try:
             start = time.perf_counter()
-            write_logs(folder, args.epochs, images, methods, size)
+            write_logs(folder, epochs, images, methods, size, indexed=args.format == "indexed")
             megabytes = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(folder) for f in fs) / 2**20
-            print(f"\n{label}: wrote {images * len(methods) * args.epochs} maps ({megabytes:.0f} MiB) in "
+            print(f"\n{label} ({args.format} logs): wrote {images * len(methods) * epochs} maps ({megabytes:.0f} MiB) in "
                   f"{time.perf_counter() - start:.1f} s")
-            process, url, run = serve(folder, args.load_fast, args.epochs)
+            process, url, run = serve(folder, args.load_fast, epochs)
             options = webdriver.ChromeOptions()
             options.binary_location = "/usr/bin/chromium"
             for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -291,8 +321,9 @@ def main():
             driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
             driver.set_script_timeout(300)
             driver.execute_cdp_cmd("Performance.enable", {})
-            measure(driver, url, args.epochs, scrolls, f"{images}x{len(methods)}x{args.epochs}")
-            image_latency(f"{url}/data/plugin/keras_interp", run, methods, images, args.epochs, args.image_requests)
+            opened, moves = measure(driver, url, epochs, scrolls, f"{images}x{len(methods)}x{epochs}")
+            results.append((label, opened, moves))
+            image_latency(f"{url}/data/plugin/keras_interp", run, methods, images, epochs, args.image_requests)
         finally:
             if driver is not None:
                 driver.quit()
@@ -300,6 +331,11 @@ def main():
                 process.terminate()
                 process.wait(timeout=60)
             shutil.rmtree(folder, ignore_errors=True)
+    print(f"\nSummary ({args.format} logs; targets: page open <= {TARGETS[0]:g} s, slider move <= {TARGETS[1]:g} s):")
+    for label, opened, moves in results:
+        ok = opened <= TARGETS[0] and np.mean(moves) <= TARGETS[1]
+        print(f"  {label}: page open {opened:.2f} s; slider move mean {np.mean(moves):.2f} s, max {np.max(moves):.2f} s"
+              f"{'' if ok else '  (above target)'}")
 
 
 if __name__ == "__main__":

@@ -402,6 +402,7 @@ class ExplanationLogger(keras.callbacks.Callback):
                                          lambda: self._pictures[kind].pictures(self.seed))
                 if produced is not None:
                     self._out.pictures(kind, *produced, step, grid=self.overlays)
+            self._out.index(step)  # last: what this epoch wrote is in it
         self._out.flush()
 
     def _drawn_maps(self, maps):

@@ -14,6 +14,12 @@ Plugin summaries (plugin name PLUGIN_NAME, data_class set so third-party plugins
 | `keras_interp/prediction/{i:03d}` | epoch | float32 [predicted class, predicted probability, explained class, explained probability]; NaN = unknown | TENSOR |
 | `keras_interp/quality/{method}` | epoch | float32 (n_images, n_measures): each image's pointing game hit, energy, deletion and insertion AUC (those computed; metadata `fields` names them) | TENSOR |
 | `keras_interp/{kind}/{k:03d}` | epoch | [PNG] RGB picture k of a kind in PICTURE_KINDS (class_model: k is the class) | BLOB_SEQUENCE |
+| `keras_interp/index` | epoch | string: JSON of what the run holds so far (`index_content`) | TENSOR |
+| `keras_interp/predictions` | epoch | float32 (n_images, 5): [image index, the 4 prediction values] per image | TENSOR |
+
+The last two are an index, written by the logger at the end of each logged epoch, so the dashboard
+reads a run without listing its images x methods tags (logs without them, older ones included, are
+read from the per-image tags, which the logger still writes).
 
 The metadata content (JSON) of each tag holds `kind` and `index`; inputs add the true `label`
 (or null) and `class_names`; maps add `method` and `label`, the column's display name (e.g.
@@ -46,12 +52,12 @@ from tensorboard.compat.proto import summary_pb2
 
 from keras_interp import images as render
 from keras_interp.tags import (  # noqa: F401  (the contract, re-exported)
-    PICTURE_KINDS, PLUGIN_NAME, PREDICTION_FIELDS, SCALAR_PREFIX, SUBDIR, _index, input_tag, map_tag, picture_tag,
+    INDEX_TAG, INDEX_VERSION, PREDICTIONS_TAG, PICTURE_KINDS, PLUGIN_NAME, PREDICTION_FIELDS, SCALAR_PREFIX, SUBDIR, _index, input_tag, map_tag, picture_tag,
     prediction_tag, quality_tag,
 )
 
 __all__ = ["PLUGIN_NAME", "SUBDIR", "input_tag", "map_tag", "prediction_tag", "picture_tag", "write_input",
-           "write_map", "write_prediction", "write_picture", "write_quality", "quality_tag", "encode_png", "encode_map", "decode_map", "SCALAR_PREFIX", "PREDICTION_FIELDS",
+           "write_map", "write_prediction", "write_picture", "write_quality", "write_index", "write_predictions", "index_content", "ranges", "quality_tag", "encode_png", "encode_map", "decode_map", "SCALAR_PREFIX", "PREDICTION_FIELDS",
            "PICTURE_KINDS"]
 
 
@@ -209,3 +215,60 @@ def write_picture(kind, index, picture, step, label=None):
     meta = _metadata(kind, summary_pb2.DATA_CLASS_BLOB_SEQUENCE, index=_index(index), title=PICTURE_KINDS[kind],
                      label=str(index) if label is None else str(label))
     tf.summary.write(tag, tf.constant([encode_png(render.to_uint8(values))]), step=step, metadata=meta)
+
+
+def ranges(indices):
+    """Sorted non-negative ints as half-open [start, stop] ranges: [0, 1, 2, 5] -> [[0, 3], [5, 6]]."""
+    out = []
+    for i in sorted({int(i) for i in indices}):
+        if out and out[-1][1] == i:
+            out[-1][1] = i + 1
+        else:
+            out.append([i, i + 1])
+    return out
+
+
+def index_content(inputs, class_names, methods, quality, pictures):
+    """The JSON-able content of one `keras_interp/index` record.
+
+    inputs: {image index: true label or None}; class_names: [str]; methods: {method: {"label",
+    "signed", "clip"}} (the map metadata's fields); quality: {method: [measure names]}; pictures:
+    {kind: {picture index: label}}. The record holds `images` as half-open ranges and `labels` in
+    their order (null when no image has one), so it grows with the images but not with images x
+    methods; pictures hold their kind's `title`, `indices` and `labels`.
+    """
+    images = sorted(inputs)
+    for kind in pictures:
+        if kind not in PICTURE_KINDS:
+            raise ValueError(f"Unknown picture kind {kind!r}; known kinds: {sorted(PICTURE_KINDS)}.")
+    return {
+        "version": INDEX_VERSION,
+        "images": ranges(images),
+        "labels": None if all(inputs[i] is None for i in images) else [None if inputs[i] is None else int(inputs[i]) for i in images],
+        "class_names": [str(n) for n in class_names or []],
+        "methods": {str(m): {"label": str(v.get("label") or m), "signed": v.get("signed"), "clip": v.get("clip")}
+                    for m, v in methods.items()},
+        "quality": {str(m): [str(f) for f in fields] for m, fields in quality.items()},
+        "pictures": {kind: {"title": PICTURE_KINDS[kind], "indices": sorted(int(k) for k in by_index),
+                            "labels": [str(by_index[k]) for k in sorted(by_index)]}
+                     for kind, by_index in pictures.items()},
+    }
+
+
+def write_index(content, step):
+    """One `keras_interp/index` record (`index_content`'s dict) at `step`."""
+    meta = _metadata("index", summary_pb2.DATA_CLASS_TENSOR)
+    text = json.dumps(content, allow_nan=False, separators=(",", ":"))
+    tf.summary.write(INDEX_TAG, tf.constant(text), step=step, metadata=meta)
+
+
+def write_predictions(indices, predicted, predicted_probability, explained, explained_probability, step):
+    """Every image's prediction at `step` in one float32 (n, 5) tensor: [index, the 4 values of
+    `write_prediction`] per image (NaN where unknown), so a reader gets a step with one read."""
+    columns = [np.asarray(indices, np.float64).reshape(-1)]
+    columns += [np.asarray([np.nan if v is None else float(v) for v in np.asarray(c, dtype=object).reshape(-1)], np.float64)
+                for c in (predicted, predicted_probability, explained, explained_probability)]
+    if len({len(c) for c in columns}) != 1:
+        raise ValueError(f"write_predictions expects one value per image; received lengths {[len(c) for c in columns]}.")
+    meta = _metadata("predictions", summary_pb2.DATA_CLASS_TENSOR, fields=["index", *PREDICTION_FIELDS])
+    tf.summary.write(PREDICTIONS_TAG, tf.constant(np.stack(columns, axis=1).astype(np.float32)), step=step, metadata=meta)

@@ -12,7 +12,7 @@ import numpy as np
 
 __all__ = ["PLUGIN_NAME", "SUBDIR", "SCALAR_PREFIX", "PREDICTION_FIELDS", "LEGACY_PREDICTION_FIELDS",
            "PICTURE_KINDS", "input_tag", "map_tag", "prediction_tag", "quality_tag", "picture_tag", "INPUT_TAG",
-           "MAP_TAG", "PREDICTION_TAG", "QUALITY_TAG", "PICTURE_TAG"]
+           "MAP_TAG", "PREDICTION_TAG", "QUALITY_TAG", "PICTURE_TAG", "INDEX_TAG", "PREDICTIONS_TAG", "INDEX_VERSION"]
 
 PLUGIN_NAME = "keras_interp"
 SUBDIR = "explanations"
@@ -25,7 +25,18 @@ LEGACY_PREDICTION_FIELDS = ("predicted_class", "confidence", "explained_class")
 # entry here; the writer, the tag pattern, /runs, /image and the frontend follow from it.
 PICTURE_KINDS = {"class_model": "class models", "features": "channel images", "top_patches": "top patches"}
 # Tag families a picture kind must not be named after.
-_RESERVED_KINDS = ("input", "map", "prediction", "quality")
+_RESERVED_KINDS = ("input", "map", "prediction", "quality", "index", "predictions")
+
+# Per-run summaries that do not grow with images x methods, so the dashboard opens without listing
+# every tag (the per-image tags above stay the record; logs without these are read from them):
+# - INDEX_TAG: at each logged epoch, a JSON string of what the writer has written so far in the
+#   run (images and their labels, class names, methods with their column settings, quality
+#   measures, picture kinds): see keras_interp.summary.index_content for its fields.
+# - PREDICTIONS_TAG: at each logged epoch, every image's prediction in one float32 tensor
+#   (n_images, 1 + len(PREDICTION_FIELDS)), column 0 the image index.
+INDEX_TAG = f"{PLUGIN_NAME}/index"
+PREDICTIONS_TAG = f"{PLUGIN_NAME}/predictions"
+INDEX_VERSION = 1
 
 INPUT_TAG = re.compile(rf"^{PLUGIN_NAME}/input/(\d{{3,}})$")
 MAP_TAG = re.compile(rf"^{PLUGIN_NAME}/map/([^/]+)/(\d{{3,}})$")

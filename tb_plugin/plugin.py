@@ -35,6 +35,7 @@ import os
 import re
 import threading
 
+import numpy as np
 import werkzeug
 from tensorboard import errors, plugin_util
 from tensorboard.backend import http_util
@@ -43,14 +44,15 @@ from tensorboard.plugins import base_plugin
 
 # The tag contract, shared with the writer (keras_interp.tags imports no TensorFlow).
 from keras_interp.tags import (  # noqa: E402
-    INPUT_TAG, LEGACY_PREDICTION_FIELDS, MAP_TAG, PICTURE_KINDS, PICTURE_TAG, PLUGIN_NAME, PREDICTION_FIELDS,
-    PREDICTION_TAG, QUALITY_TAG, SCALAR_PREFIX,
+    INDEX_TAG, INPUT_TAG, LEGACY_PREDICTION_FIELDS, MAP_TAG, PICTURE_KINDS, PICTURE_TAG, PLUGIN_NAME, PREDICTION_FIELDS,
+    PREDICTION_TAG, PREDICTIONS_TAG, QUALITY_TAG, SCALAR_PREFIX, map_tag, picture_tag,
 )
 
 _STATIC = os.path.join(os.path.dirname(__file__), "static")
 _ALL = 1_000_000  # no downsampling: the server already keeps at most --samples_per_plugin
 _RUNS_CACHED = 32  # runs whose parsed predictions are kept
 _CACHE_SECONDS = 365 * 24 * 3600  # /image answers that carry the run's version
+_ANSWERS_CACHED = 64  # built /predictions answers kept per run (steps)
 _BLOB_KEYS_CACHED = 200_000  # at most this many (tag, step) -> blob key entries (a few tens of MB)
 
 
@@ -170,6 +172,83 @@ def parse_quality(values, fields):
     return {str(field): [_finite(v) for v in values[:, k]] for k, field in enumerate(fields)}
 
 
+def _ranges(value):
+    """Image indices from an index record's half-open [start, stop] ranges (ValueError if malformed)."""
+    indices = []
+    for start, stop in value:
+        if isinstance(start, bool) or isinstance(stop, bool) or not (isinstance(start, int) and isinstance(stop, int)) \
+                or not 0 <= start < stop:
+            raise ValueError(f"bad range {[start, stop]!r}")
+        indices.extend(range(start, stop))
+    return indices
+
+
+def _index_record(values):
+    """One index record (a JSON string tensor) -> {images: {index: label}, class_names, methods:
+    {m: {label, signed, clip}}, quality: {m: fields}, pictures: {kind: {title, labels: {index: label}}}},
+    or None when it is not one this plugin can read."""
+    try:
+        record = json.loads(values.reshape(-1)[0] if values.size else b"")
+        images = _ranges(record["images"])
+        labels = record.get("labels")
+        labels = [_class(v) for v in labels] if isinstance(labels, list) and len(labels) == len(images) else [None] * len(images)
+        methods = {str(m): {"label": v.get("label") if isinstance(v.get("label"), str) and v.get("label") else str(m),
+                            "signed": _signed(v.get("signed")), "clip": _clip(v.get("clip"))}
+                   for m, v in (record.get("methods") or {}).items() if isinstance(v, dict) and "/" not in str(m)}
+        pictures = {}
+        for kind, v in (record.get("pictures") or {}).items():
+            if kind not in PICTURE_KINDS or not isinstance(v, dict):
+                continue
+            indices, names = v.get("indices") or [], v.get("labels") or []
+            if not all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in indices):
+                continue
+            names = names if isinstance(names, list) and len(names) == len(indices) else [str(k) for k in indices]
+            title = v.get("title")
+            pictures[kind] = {"title": title if isinstance(title, str) and title else PICTURE_KINDS[kind],
+                              "labels": {k: str(n) if n not in (None, "") else str(k) for k, n in zip(indices, names)}}
+        return {"images": dict(zip(images, labels)),
+                "class_names": [str(n) for n in record.get("class_names") or []],
+                "methods": methods,
+                "quality": {str(m): [str(f) for f in fields] for m, fields in (record.get("quality") or {}).items()
+                            if isinstance(fields, list)},
+                "pictures": pictures}
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
+        return None
+
+
+def _merge_index(records):
+    """The content of a run from its index records in step order (None when none is readable).
+
+    Sets are unions; what a tag's metadata would hold (labels, titles, a method's column settings)
+    comes from the first record that has it, as TensorBoard keeps each tag's first metadata.
+    """
+    records = [r for r in records if r is not None]
+    if not records:
+        return None
+    image_labels, class_names, methods, quality, pictures = {}, [], {}, {}, {}
+    for record in records:
+        for i, label in record["images"].items():
+            image_labels.setdefault(i, label)
+        class_names = class_names or record["class_names"]
+        for m, v in record["methods"].items():
+            methods.setdefault(m, v)
+        for m, fields in record["quality"].items():
+            quality.setdefault(m, fields)
+        for kind, v in record["pictures"].items():
+            entry = pictures.setdefault(kind, {"title": v["title"], "labels": {}})
+            for k, label in v["labels"].items():
+                entry["labels"].setdefault(k, label)
+    # A method's (a kind's) first tag: that of its lowest image (picture), as a listing finds it.
+    first = min(image_labels) if image_labels else 0
+    return {
+        "image_labels": image_labels,
+        "class_names": class_names,
+        "methods": {m: {**v, "first": map_tag(m, first)} for m, v in methods.items()},
+        "pictures": {k: {**v, "first": picture_tag(k, min(v["labels"]))} for k, v in pictures.items() if v["labels"]},
+        "quality": dict(sorted(quality.items())),
+    }
+
+
 def _route(handler):
     def wrapped(self, request):
         try:
@@ -187,6 +266,8 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
         self._provider = context.data_provider
         self._blob_keys = _BlobKeys()
         self._parsed_tensors_cache = collections.OrderedDict()  # (experiment, run, pattern) -> {tag: (version, {step: ...})}
+        self._index_cache = collections.OrderedDict()  # (experiment, run) -> (index tag version, content)
+        self._predictions_cache = collections.OrderedDict()  # (experiment, run) -> (version, {step: rows}, {step: JSON})
         self._lock = threading.Lock()
         # Read the frontend's modules once, so that no route touches the file system.
         self._modules = {}
@@ -248,83 +329,155 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
             raise _Error(400, "step must be a non-negative integer")
         return int(value)
 
+    def _known_run(self, request, run):
+        """Whether `run` has this plugin's data: its index record, else any of its blob tags."""
+        ctx, eid = self._context(request)
+        indexed = self._provider.list_tensors(ctx, experiment_id=eid, plugin_name=PLUGIN_NAME,
+                                              run_tag_filter=provider.RunTagFilter(runs=[run], tags=[INDEX_TAG]))
+        return bool(indexed.get(run)) or bool(self._blob_series(request, run).get(run))
+
     def _require_run(self, request, run):
-        if not self._blob_series(request, run).get(run):
+        if not self._known_run(request, run):
             raise _Error(404, "unknown run")
 
     @werkzeug.wrappers.Request.application
     @_route
     def _runs(self, request):
+        ctx, eid = self._context(request)
+        # Runs the logger indexed: their index record alone (one small tag per run, read again only
+        # when it changes), so this answer does not grow with images x methods.
+        indexed = self._provider.list_tensors(ctx, experiment_id=eid, plugin_name=PLUGIN_NAME,
+                                              run_tag_filter=provider.RunTagFilter(tags=[INDEX_TAG]))
+        contents = {}
+        for run, tags in indexed.items():
+            if INDEX_TAG in tags and (content := self._indexed_content(request, run, tags[INDEX_TAG])) is not None:
+                contents[run] = content
+        # The others (logs of older loggers, logs written with keras_interp.summary alone, runs of
+        # other plugins): listed tag by tag, as before the index.
+        others = [r.run_name for r in self._provider.list_runs(ctx, experiment_id=eid) if r.run_name not in contents]
+        if others:
+            contents.update(self._listed_contents(request, others))
         result = {}
-        for run, tags in self._blob_series(request).items():
-            images, class_names, labeled, image_labels = set(), [], False, {}
-            method_tags, labels, reading = {}, {}, {}  # method -> {index: tag}; -> display label; -> (signed, clip)
-            picture_tags, pictures = {}, {}  # kind -> {index: tag}; kind -> {"title", "labels"}
+        for run in sorted(contents):
+            if (info := self._run_info(request, run, contents[run])) is not None:
+                result[run] = info
+        return _json(request, {"runs": result})
+
+    def _indexed_content(self, request, run, meta):
+        """The run's content from its index records ({images, image_labels, class_names, methods,
+        pictures, quality}, as _listed_contents gives), or None when no record is readable.
+
+        Every kept record is merged (a run resumed by a new logger holds records of both), the
+        first one's labels winning as TensorBoard keeps a tag's first metadata. Kept until the index
+        tag gets a new record (its last step or wall time moves).
+        """
+        _, eid = self._context(request)
+        key, version = (eid, run), (meta.max_step, meta.max_wall_time)
+        with self._lock:
+            cached = self._index_cache.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        ctx, _ = self._context(request)
+        data = self._provider.read_tensors(
+            ctx, experiment_id=eid, plugin_name=PLUGIN_NAME, downsample=_ALL,
+            run_tag_filter=provider.RunTagFilter(runs=[run], tags=[INDEX_TAG]),
+        ).get(run, {}).get(INDEX_TAG, [])
+        content = _merge_index([_index_record(d.numpy) for d in sorted(data, key=lambda d: d.step)])
+        with self._lock:
+            self._index_cache[key] = (version, content)
+            self._index_cache.move_to_end(key)
+            while len(self._index_cache) > _RUNS_CACHED:
+                self._index_cache.popitem(last=False)
+        return content
+
+    def _listed_contents(self, request, runs):
+        """{run: content} of the runs among `runs` with maps or pictures, from a listing of their tags."""
+        ctx, eid = self._context(request)
+        listed = self._provider.list_blob_sequences(ctx, experiment_id=eid, plugin_name=PLUGIN_NAME,
+                                                    run_tag_filter=provider.RunTagFilter(runs=runs))
+        contents = {}
+        for run, tags in listed.items():
+            image_labels, class_names = {}, []
+            methods, pictures = {}, {}  # method -> {index: tag}, settings; kind -> {index: tag}, title, labels
             for tag, meta in tags.items():
                 if match := INPUT_TAG.match(tag):
-                    images.add(int(match.group(1)))
                     content = _content(meta)
                     class_names = class_names or [str(n) for n in content.get("class_names") or []]
-                    labeled = labeled or content.get("label") is not None
                     image_labels[int(match.group(1))] = _class(content.get("label"))
                 elif match := MAP_TAG.match(tag):
                     method, index = match.group(1), int(match.group(2))
-                    method_tags.setdefault(method, {})[index] = tag
                     content = _content(meta)
+                    entry = methods.setdefault(method, {"label": None, "signed": None, "clip": None, "tags": {}})
+                    if not entry["tags"]:
+                        entry["signed"], entry["clip"] = _signed(content.get("signed")), _clip(content.get("clip"))
+                    entry["tags"][index] = tag
                     label = content.get("label")
-                    if isinstance(label, str) and label and method not in labels:
-                        labels[method] = label
-                    if method not in reading:
-                        reading[method] = (_signed(content.get("signed")), _clip(content.get("clip")))
+                    if isinstance(label, str) and label and entry["label"] is None:
+                        entry["label"] = label
                 elif match := PICTURE_TAG.match(tag):
                     kind, index = match.group(1), int(match.group(2))
-                    picture_tags.setdefault(kind, {})[index] = tag
                     content = _content(meta)
-                    entry = pictures.setdefault(kind, {"title": None, "labels": {}})
+                    entry = pictures.setdefault(kind, {"title": None, "labels": {}, "tags": {}})
+                    entry["tags"][index] = tag
                     title, label = content.get("title"), content.get("label")
                     if isinstance(title, str) and title and entry["title"] is None:
                         entry["title"] = title
-                    entry["labels"][str(index)] = label if isinstance(label, str) and label else str(index)
-            if not method_tags and not picture_tags:
+                    entry["labels"][index] = label if isinstance(label, str) and label else str(index)
+            if not methods and not pictures:
                 continue
-            methods, kinds = sorted(method_tags), sorted(picture_tags)
-            # A method's steps are those of one of its images (all are written together), and a
-            # picture kind's those of one of its pictures: one read of one tag per method and kind,
-            # and the slider takes the union (a method dropped mid-training must not truncate it).
-            first = {("map", method): method_tags[method][min(method_tags[method])] for method in methods}
-            first.update({("picture", kind): picture_tags[kind][min(picture_tags[kind])] for kind in kinds})
-            data = self._read_blob_sequences(request, run, first.values())
-            steps = {key: sorted({d.step for d in data.get(tag, [])}) for key, tag in first.items()}
-            # The run's first write time names this incarnation of the run: a run written again into
-            # the same folder gets a new one, so image URLs that carry it can be cached for good.
-            times = [d.wall_time for tag in first.values() for d in data.get(tag, [])]
-            method_steps = {method: steps[("map", method)] for method in methods}
-            result[run] = {
-                "images": sorted(images),
-                "methods": methods,
-                "labels": {method: labels.get(method, method) for method in methods},
-                "signed": {method: reading[method][0] for method in methods},
-                "clip": {method: reading[method][1] for method in methods},
-                "steps": sorted(set().union(*steps.values())),
-                "method_steps": method_steps,
+            contents[run] = {
+                "image_labels": image_labels,
                 "class_names": class_names,
-                "labeled": labeled,
-                "image_labels": {str(i): image_labels[i] for i in sorted(images)},
-                "version": repr(min(times)) if times else "0",
-                "pictures": {kind: {"title": pictures[kind]["title"] or PICTURE_KINDS[kind],
-                                    "indices": sorted(picture_tags[kind]),
-                                    "labels": {str(i): pictures[kind]["labels"][str(i)] for i in sorted(picture_tags[kind])},
-                                    "steps": steps[("picture", kind)]}
-                             for kind in kinds},
+                "methods": {m: {"label": e["label"] or m, "signed": e["signed"], "clip": e["clip"],
+                                "first": e["tags"][min(e["tags"])]} for m, e in methods.items()},
+                "pictures": {k: {"title": e["title"] or PICTURE_KINDS[k], "labels": e["labels"],
+                                 "first": e["tags"][min(e["tags"])]} for k, e in pictures.items()},
+                "quality": {},
             }
-        if result:
-            ctx, eid = self._context(request)
-            tensors = self._provider.list_tensors(ctx, experiment_id=eid, plugin_name=PLUGIN_NAME)
-            for run, info in result.items():
-                info["quality"] = {match.group(1): [str(f) for f in _content(meta).get("fields") or []]
-                                   for tag, meta in sorted(tensors.get(run, {}).items())
-                                   if (match := QUALITY_TAG.match(tag))}
-        return _json(request, {"runs": result})
+        if contents:
+            tensors = self._provider.list_tensors(ctx, experiment_id=eid, plugin_name=PLUGIN_NAME,
+                                                  run_tag_filter=provider.RunTagFilter(runs=sorted(contents)))
+            for run, content in contents.items():
+                content["quality"] = {match.group(1): [str(f) for f in _content(meta).get("fields") or []]
+                                      for tag, meta in sorted(tensors.get(run, {}).items())
+                                      if (match := QUALITY_TAG.match(tag))}
+        return contents
+
+    def _run_info(self, request, run, content):
+        """The run's /runs entry: its content, with the steps of each method and picture kind."""
+        methods, kinds = sorted(content["methods"]), sorted(content["pictures"])
+        if not methods and not kinds:
+            return None
+        # A method's steps are those of one of its images (all are written together), and a
+        # picture kind's those of one of its pictures: one read of one tag per method and kind,
+        # and the slider takes the union (a method dropped mid-training must not truncate it).
+        first = {("map", m): content["methods"][m]["first"] for m in methods}
+        first.update({("picture", k): content["pictures"][k]["first"] for k in kinds})
+        data = self._read_blob_sequences(request, run, first.values())
+        steps = {key: sorted({d.step for d in data.get(tag, [])}) for key, tag in first.items()}
+        # The run's first write time names this incarnation of the run: a run written again into
+        # the same folder gets a new one, so image URLs that carry it can be cached for good.
+        times = [d.wall_time for tag in first.values() for d in data.get(tag, [])]
+        images, image_labels = sorted(content["image_labels"]), content["image_labels"]
+        return {
+            "images": images,
+            "methods": methods,
+            "labels": {m: content["methods"][m]["label"] for m in methods},
+            "signed": {m: content["methods"][m]["signed"] for m in methods},
+            "clip": {m: content["methods"][m]["clip"] for m in methods},
+            "steps": sorted(set().union(*steps.values())),
+            "method_steps": {m: steps[("map", m)] for m in methods},
+            "class_names": content["class_names"],
+            "labeled": any(v is not None for v in image_labels.values()),
+            "image_labels": {str(i): image_labels[i] for i in images},
+            "version": repr(min(times)) if times else "0",
+            "pictures": {k: {"title": content["pictures"][k]["title"],
+                             "indices": sorted(content["pictures"][k]["labels"]),
+                             "labels": {str(i): label for i, label in sorted(content["pictures"][k]["labels"].items())},
+                             "steps": steps[("picture", k)]}
+                         for k in kinds},
+            "quality": content["quality"],
+        }
 
     def _read_blob_keys(self, request, run, tag, cache_key):
         data = self._read_blob_sequences(request, run, [tag]).get(tag)
@@ -403,10 +556,60 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
                     self._parsed_tensors_cache.popitem(last=False)
         return {tag: by_step for tag, (_, by_step) in cached.items()}
 
+    def _batched_predictions(self, request, run, step):
+        """The JSON text of /predictions from the run's PREDICTIONS_TAG (every image of a step in one
+        tensor), or None when the run has none at this step (then the per-image tags answer).
+
+        The tag's steps are read once and kept until it gets a new step; each step's answer is built
+        once: a slider move costs a listing of one tag, not a read of images x epochs.
+        """
+        ctx, eid = self._context(request)
+        meta = self._provider.list_tensors(
+            ctx, experiment_id=eid, plugin_name=PLUGIN_NAME,
+            run_tag_filter=provider.RunTagFilter(runs=[run], tags=[PREDICTIONS_TAG]),
+        ).get(run, {}).get(PREDICTIONS_TAG)
+        if meta is None:
+            return None
+        key, version = (eid, run), (meta.max_step, meta.max_wall_time)
+        with self._lock:
+            cached = self._predictions_cache.get(key)
+        if cached is None or cached[0] != version:
+            data = self._provider.read_tensors(
+                ctx, experiment_id=eid, plugin_name=PLUGIN_NAME, downsample=_ALL,
+                run_tag_filter=provider.RunTagFilter(runs=[run], tags=[PREDICTIONS_TAG]),
+            ).get(run, {}).get(PREDICTIONS_TAG, [])
+            cached = (version, {d.step: d.numpy for d in data}, collections.OrderedDict())
+            with self._lock:
+                self._predictions_cache[key] = cached
+                self._predictions_cache.move_to_end(key)
+                while len(self._predictions_cache) > _RUNS_CACHED:
+                    self._predictions_cache.popitem(last=False)
+        _, rows, answers = cached
+        if step not in rows:
+            return None
+        with self._lock:
+            text = answers.get(step)
+        if text is None:
+            fields = _content(meta).get("fields")
+            fields = fields[1:] if isinstance(fields, list) and fields[:1] == ["index"] else None
+            values = np.asarray(rows[step], dtype=np.float64)
+            values = values.reshape(len(values), -1) if values.ndim else values.reshape(1, -1)
+            answer = {str(int(row[0])): parse_prediction(row[1:], fields) for row in values
+                      if math.isfinite(row[0]) and row[0] >= 0}
+            text = json.dumps(answer, allow_nan=False, separators=(",", ":"))
+            with self._lock:
+                answers[step] = text
+                while len(answers) > _ANSWERS_CACHED:
+                    answers.popitem(last=False)
+        return text
+
     @werkzeug.wrappers.Request.application
     @_route
     def _predictions(self, request):
         run, step = self._param(request, "run"), self._step(request)
+        text = self._batched_predictions(request, run, step)
+        if text is not None:
+            return http_util.Respond(request, text, "application/json")
         parsed = self._parsed_tensors(request, run, PREDICTION_TAG, lambda v, f: parse_prediction(v.reshape(-1), f))
         return _json(request, {str(int(PREDICTION_TAG.match(tag).group(1))): by_step[step]
                                for tag, by_step in parsed.items() if step in by_step})

@@ -403,7 +403,10 @@ def test_predictions_are_parsed_once_and_refreshed_when_new_epochs_arrive(tmp_pa
     assert strict_json(get(client, "predictions", run="live/explanations", step=2)) == {}
     counter.calls.clear()
     assert strict_json(get(client, "predictions", run="live/explanations", step=0))["0"]["predicted_probability"] == 0.5
-    assert [name for name, _ in counter.calls] == ["list_tensors"]  # nothing read again
+    # Nothing read again: a listing of the one-tensor predictions tag (these logs have none), then
+    # of the per-image tags.
+    assert [name for name, _ in counter.calls] == ["list_tensors", "list_tensors"]
+    assert counter.calls[0][1].tags == frozenset([summary.PREDICTIONS_TAG])
     # Training goes on: epoch 2 lands in a new events file; the tags' last step moves.
     writer = tf.summary.create_file_writer(os.path.join(str(tmp_path), "live", summary.SUBDIR))
     with writer.as_default():

@@ -18,12 +18,19 @@ class GuardedWriter:
 
     `warn_once(key, message)` warns once per key ("ExplanationLogger: ..."); `guarded(what, fn)`
     runs fn and turns a failure into that warning. Each write method is guarded itself.
+
+    It also keeps a record of what it wrote (images and labels, methods and their column settings,
+    quality measures, pictures) and `index(step)` writes it as the run's index record, so the
+    dashboard opens a run without listing its images x methods tags.
     """
 
     def __init__(self, log_dir):
         self.log_dir = log_dir
         self._writer = None
         self._warned = set()
+        # What this writer wrote so far: inputs {index: label}, methods {name: map metadata},
+        # quality {name: fields}, pictures {kind: {index: label}}.
+        self._inputs, self._class_names, self._methods, self._quality, self._pictures = {}, [], {}, {}, {}
 
     def as_default(self):
         if self._writer is None:
@@ -50,8 +57,10 @@ class GuardedWriter:
     def inputs(self, pictures, labels, class_names, step):
         def write():
             for i, picture in enumerate(pictures):
-                label = None if labels is None else labels[i]
+                label = None if labels is None else int(labels[i])
                 summary.write_input(i, picture, step, label=label, class_names=class_names)
+                self._inputs[i] = label
+                self._class_names = list(class_names or [])
 
         self.guarded("writing the input images", write)
 
@@ -64,12 +73,20 @@ class GuardedWriter:
                 tf.summary.scalar(f"{summary.SCALAR_PREFIX}confidence", confidence, step=step)
 
         self.guarded("predictions", write)
+        # The same values in one tensor: the dashboard reads a step of every image with one read.
+        self.guarded("the predictions of all images", lambda: summary.write_predictions(
+            range(len(predicted)), predicted, p_predicted, explained, p_explained, step))
 
     def maps(self, name, maps, step, label=None, signed=None, clip=None):
-        self.guarded(f"writing the {name!r} maps", lambda: [
-            summary.write_map(name, i, render.flat_map(map_), step, label=label, signed=signed, clip=clip)
-            for i, map_ in enumerate(maps)
-        ])
+        def write():
+            for i, map_ in enumerate(maps):
+                summary.write_map(name, i, render.flat_map(map_), step, label=label, signed=signed, clip=clip)
+                # Recorded once one map is written: the run has the method's column from then on.
+                self._methods.setdefault(name, {"label": str(name) if label is None else str(label),
+                                                "signed": None if signed is None else bool(signed),
+                                                "clip": None if clip is None else [float(c) for c in clip]})
+
+        self.guarded(f"writing the {name!r} maps", write)
 
     def quality(self, name, per_image, step):
         """Each measure's mean as a scalar (a non-finite one skipped with a warning), and the
@@ -85,7 +102,11 @@ class GuardedWriter:
                     "diverged?); those epochs are not logged for it."
                 ))
         if per_image:
-            self.guarded(f"writing the {name!r} quality per image", lambda: summary.write_quality(name, per_image, step))
+            def write():
+                summary.write_quality(name, per_image, step)
+                self._quality.setdefault(name, list(per_image))
+
+            self.guarded(f"writing the {name!r} quality per image", write)
 
     def overlays(self, name, pictures, images, maps, step):
         def write():
@@ -95,10 +116,19 @@ class GuardedWriter:
         self.guarded(f"the {name!r} overlay grid", write)
 
     def pictures(self, kind, indices, pictures, labels, step, grid=True):
-        self.guarded(f"writing the {kind!r} pictures", lambda: [
-            summary.write_picture(kind, index, picture, step, label=label)
-            for index, picture, label in zip(indices, pictures, labels)
-        ])
+        def write():
+            for index, picture, label in zip(indices, pictures, labels):
+                summary.write_picture(kind, index, picture, step, label=label)
+                self._pictures.setdefault(kind, {}).setdefault(int(index), str(index) if label is None else str(label))
+
+        self.guarded(f"writing the {kind!r} pictures", write)
         if grid:
             self.guarded(f"the {kind!r} grid", lambda: tf.summary.image(
                 f"{summary.SCALAR_PREFIX}{kind}", render.grid([list(pictures)], col_labels=labels)[None], step=step))
+
+    def index(self, step):
+        """The run's index record at `step`: everything this writer wrote so far (summary.index_content)."""
+        if not (self._inputs or self._methods or self._pictures):
+            return
+        self.guarded("the run's index", lambda: summary.write_index(summary.index_content(
+            self._inputs, self._class_names, self._methods, self._quality, self._pictures), step))
