@@ -16,6 +16,7 @@ an unknown method or layer, an existing output folder), 1 when some inputs could
 
 import argparse
 import csv
+import dataclasses
 import os
 import sys
 import time
@@ -24,7 +25,8 @@ import numpy as np
 
 __all__ = ["main"]
 
-from keras_interp.registry import METHODS as REGISTRY  # noqa: E402  (no TensorFlow: --help stays instant)
+from keras_interp.jobs import atomic_write  # noqa: E402  (no TensorFlow: --help stays instant)
+from keras_interp.registry import METHODS as REGISTRY  # noqa: E402
 
 _METHOD_NAMES = tuple(REGISTRY)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -339,8 +341,6 @@ CHANNEL_METHODS = tuple(name for name, entry in REGISTRY.items() if entry.channe
 
 
 def cmd_explain(args):
-    import keras_interp as ki
-
     unknown = [m for m in args.method if m not in methods()]
     if unknown:
         raise UsageError(f"unknown method {unknown[0]!r}; choose from {', '.join(sorted(methods()))}")
@@ -349,13 +349,13 @@ def cmd_explain(args):
     channel_mode = bool(args.layer) and bool(set(args.method) & set(CHANNEL_METHODS))
     if args.channel is not None and not channel_mode:
         raise UsageError("--channel is for deconvnet and guided_backprop with --layer (a channel of that layer)")
+    cluster = job_cluster(args)
     model = load(args.model, args.unsafe)
     shape, scorer = _classifier(args, model)
     try:
         labels = labels_for(args, model, scorer.num_classes)
         if args.target is not None:
             args.target = class_index(args.target, labels, scorer.num_classes, "--target")
-        # Methods that need reference examples are made with the first batch read (below).
         explainers = {m: make_explainer(m, model, args) for m in args.method if not REGISTRY[m].needs_baselines}
         if args.channel is not None:
             channels = next(e for m, e in explainers.items() if m in CHANNEL_METHODS).site.shape[-1]
@@ -367,49 +367,274 @@ def cmd_explain(args):
     files = image_files(args.inputs)
     scale = scaler(args, shape)
     devices = strategy_devices(args.strategy)
-    out = out_folder(args.out, args.overwrite)
     names = unique_names(files)
-    failed, reshaped, done, start = [], [], 0, time.perf_counter()
-    bar = progress(len(files), args.quiet)
-    with open(os.path.join(out, "explanations.csv"), "w", newline="") as handle:
-        table = csv.writer(handle)
-        table.writerow(["file", "output", "predicted_class", "confidence", "explained_class"]
-                       + (["explained_channel"] if channel_mode else [])
-                       + (["predicted_name", "explained_name"] if labels else []))
-        for indices, shown in batches(files, shape[:2], shape[2], args.batch_size, failed, args.resize, reshaped):
-            images = scale(shown)
-            logits = scorer(images)
-            probabilities = scorer.probabilities(logits)
-            p = np.asarray(probabilities if probabilities is not None else logits, np.float64)
-            predicted = p.argmax(axis=1)
-            explained = predicted if args.target is None else np.full(len(images), args.target)
-            for m in args.method:
-                if m not in explainers:
-                    explainers[m] = make_explainer(m, model, args, baselines=images)
-            maps = {m: spread(e, images, args.channel if m in CHANNEL_METHODS and args.layer else args.target, devices)
-                    for m, e in explainers.items()}
-            for row, index in enumerate(indices):
-                name = names[index]
-                cells = [shown[row]] + [ki.images.overlay(shown[row], maps[m][row]) for m in args.method]
-                k = int(predicted[row])
-                said = f"input\npredicted {class_name(k, labels)} {p[row, k]:.0%}"
-                if explained[row] != k:
-                    said += f"\nexplaining {class_name(int(explained[row]), labels)}"
-                sheet = ki.images.grid([cells], col_labels=[said] + list(args.method), cell_size=(160, 160))
-                ki.images.save(os.path.join(out, name + ".png"), sheet)
-                for m in args.method:
-                    np.save(os.path.join(out, f"{name}.{m}.npy"), maps[m][row])
-                channel = ["strongest" if args.channel is None else args.channel] if channel_mode else []
-                table.writerow([files[index], name, int(predicted[row]), f"{p[row, predicted[row]]:.6f}",
-                                int(explained[row])] + channel
-                               + ([labels[int(predicted[row])], labels[int(explained[row])]] if labels else []))
-            done += len(images)
-            if bar is not None:
-                bar.update(done + len(failed), values=[("images/s", done / max(time.perf_counter() - start, 1e-9))])
+    job = start_job(args, files, names, args.batch_size)
+    if any(REGISTRY[m].needs_baselines for m in args.method):
+        # Reference examples (Expected Gradients): the first batch's images, the same on every worker.
+        first = next(read_units([0], files, shape, args.batch_size, args.resize))[2]
+        if not len(first):
+            raise UsageError(f"{', '.join(m for m in args.method if REGISTRY[m].needs_baselines)} compares with the "
+                             "first batch's images, and none of them could be read")
+        explainers.update({m: make_explainer(m, model, args, baselines=scale(first))
+                           for m in args.method if REGISTRY[m].needs_baselines})
+    header = (["file", "output", "predicted_class", "confidence", "explained_class"]
+              + (["explained_channel"] if channel_mode else [])
+              + (["predicted_name", "explained_name"] if labels else [])
+              + (["row"] if args.format == "memmap" else []))
+    outputs = MapOutputs(args.format, job, names, args.method, len(files))
+    bar, done, seen, start = progress(len(files), args.quiet), 0, 0, time.perf_counter()
+    while True:
+        with UnitWriter(job) as writer:
+            for unit, indices, shown, failed, resized in read_units(job.todo(), files, shape, args.batch_size,
+                                                                    args.resize):
+                rows = []
+                if len(indices):
+                    images = scale(shown)
+                    logits = scorer(images)
+                    probabilities = scorer.probabilities(logits)
+                    p = np.asarray(probabilities if probabilities is not None else logits, np.float64)
+                    predicted = p.argmax(axis=1)
+                    explained = predicted if args.target is None else np.full(len(images), args.target)
+                    maps = {m: np.asarray(spread(e, images, args.channel if m in CHANNEL_METHODS and args.layer
+                                                 else args.target, devices), np.float32)
+                            for m, e in explainers.items()}
+                    channel = ["strongest" if args.channel is None else args.channel] if channel_mode else []
+                    for row, index in enumerate(indices):
+                        k, e = int(predicted[row]), int(explained[row])
+                        rows.append([files[index], names[index], k, f"{p[row, k]:.6f}", e] + channel
+                                    + ([labels[k], labels[e]] if labels else [])
+                                    + ([int(index)] if args.format == "memmap" else []))
+                    sheets = None if args.format == "memmap" else (shown, predicted, explained, p, labels)
+                else:
+                    maps, sheets = {}, None
+                writer.submit(unit, lambda u=unit, i=indices, m=maps, s=sheets: outputs.write(u, args.batch_size, i, m, s),
+                              {"rows": rows, "failed": failed, "resized": resized})
+                done, seen = done + len(indices), seen + len(indices) + len(failed)
+                if bar is not None:
+                    bar.update(min(seen, len(files)), values=[("images/s", done / max(time.perf_counter() - start, 1e-9))])
+        if job.still_current():
+            break
+        job.rejoin()  # the chief restarted the job after this worker joined: its records do not count
+    outputs.close()
+    parts = gather(job, args.quiet)
+    if parts is None:
+        if not args.quiet:
+            print(f"worker {cluster.rank}: explained its share ({done} images this run) into {args.out}")
+        return 1 if seen > done else 0  # as a single process: 1 when some of its inputs could not be read
+    rows = [row for part in parts for row in part["rows"]]
+    atomic_write(os.path.join(args.out, "explanations.csv"), lambda h: h.write(_csv_bytes([header] + rows)))
     if not args.quiet:
-        print(f"explained {done} images with {', '.join(args.method)}: {out}")
-    _report_resized(reshaped, files, shape, args)
+        print(f"explained {len(rows)} images with {', '.join(args.method)}: {args.out}")
+    failed = [path for part in parts for path, _ in part["failed"]]
+    _report_resized([path for part in parts for path in part["resized"]], files, shape, args)
     return _report_failures(failed, files)
+
+
+def _csv_bytes(rows):
+    import io
+
+    text = io.StringIO(newline="")
+    csv.writer(text).writerows(rows)
+    return text.getvalue().encode("utf-8")
+
+
+# ----------------------------------------------------------------------------- jobs
+
+
+def gather(job, quiet):
+    """The job's parts in order (the chief), None (other workers); a timeout is a usage error."""
+    from keras_interp.jobs import JobError
+
+    try:
+        return job.gather(quiet)
+    except JobError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def job_cluster(args):
+    """This process's place in the job: alone, or the TF_CONFIG worker it is (--strategy multiworker)."""
+    from keras_interp.jobs import Cluster, JobError
+
+    if getattr(args, "strategy", None) != "multiworker":
+        return Cluster()
+    try:
+        return Cluster.from_tf_config()
+    except JobError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def start_job(args, files, names, unit_size):
+    """The command's Job over --out: units of `unit_size` inputs, keyed by everything that decides
+    the outputs (the model file's bytes, the inputs' names, the options)."""
+    import hashlib
+
+    from keras_interp.jobs import Job, JobError, file_digest
+
+    ignored = {"fn", "quiet", "overwrite", "resume", "strategy", "wait", "out", "inputs", "model", "unsafe"}
+    key = {name: value for name, value in vars(args).items() if name not in ignored}
+    key.update(model=file_digest(args.model), inputs=hashlib.sha1("\n".join(names).encode()).hexdigest(),
+               count=len(files))
+    units = -(-len(files) // unit_size)
+    job = Job(args.out, key, units, job_cluster(args), resume=args.resume, overwrite=args.overwrite, wait=args.wait)
+    try:
+        return job.start()
+    except JobError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def read_units(units, files, shape, unit_size, resize, ahead=2):
+    """(unit, indices, images in [0, 1], failed [(path, reason)], resized paths) for each unit
+    (inputs unit * unit_size onwards), decoded in a thread `ahead` units before they are used,
+    so reading overlaps the model's work; an unreadable file is said on stderr and skipped."""
+    import collections
+    import concurrent.futures
+
+    size, channels = shape[:2], shape[2]
+
+    def read(unit):
+        indices, images, failed, resized = [], [], [], []
+        for index in range(unit * unit_size, min(len(files), (unit + 1) * unit_size)):
+            try:
+                images.append(read_image(files[index], size, channels, resize, resized))
+                indices.append(index)
+            except ValueError as exc:
+                failed.append([files[index], str(exc)])
+        stack = np.stack(images) if images else np.zeros((0,) + tuple(shape), np.float32)
+        return unit, np.asarray(indices, np.int64), stack, failed, resized
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending, queue = collections.deque(), iter(units)
+        for unit in queue:
+            pending.append(pool.submit(read, unit))
+            if len(pending) > ahead:
+                break
+        while pending:
+            found = pending.popleft().result()
+            for path, reason in found[3]:
+                print(f"keras-interp: skipped {path}: {reason}", file=sys.stderr)
+            for unit in queue:
+                pending.append(pool.submit(read, unit))
+                break
+            yield found
+
+
+class UnitWriter:
+    """Writes each unit's outputs in a thread, then records the unit, so writing overlaps the
+    next unit's work; at most `depth` units wait, so memory stays flat. Leaving the block waits
+    for every write (an error in one is raised there)."""
+
+    def __init__(self, job, depth=2):
+        import collections
+        import concurrent.futures
+
+        self.job, self.depth = job, depth
+        self.pool = concurrent.futures.ThreadPoolExecutor(1)
+        self.pending = collections.deque()
+
+    def submit(self, unit, write, payload):
+        while len(self.pending) >= self.depth:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(self._run, unit, write, payload))
+
+    def _run(self, unit, write, payload):
+        write()
+        self.job.record(unit, payload)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            while self.pending:
+                self.pending.popleft().result()
+        finally:
+            self.pool.shutdown(wait=True)
+        return False
+
+
+class MapOutputs:
+    """Where explain's maps go. "npy": per input a sheet `<name>.png` and `<name>.<method>.npy`,
+    each written whole or not at all. "memmap": per method one `<method>.npy` of shape
+    (inputs, *map shape), row i the map of input i (NaN where it could not be read), written in
+    place by every worker (each unit's rows at their offset), read with np.load(mmap_mode="r")."""
+
+    def __init__(self, format, job, names, methods, count):
+        self.format, self.job, self.names, self.methods, self.count = format, job, names, methods, count
+        self.out, self.files = job.out, {}
+        if format == "memmap" and job.cluster.chief and not job.resume:
+            for method in methods:  # an earlier job's arrays (--overwrite) are not this job's
+                path = os.path.join(self.out, f"{method}.npy")
+                if os.path.exists(path):
+                    os.remove(path)
+
+    def write(self, unit, unit_size, indices, maps, sheets):
+        if self.format == "memmap":
+            first = unit * unit_size
+            rows = min(self.count, first + unit_size) - first
+            for method in self.methods:
+                shape = maps[method].shape[1:] if method in maps else None
+                fd, offset, shape = self._array(method, shape)
+                if fd is None:
+                    continue  # no map of this method yet and nothing read in this unit: created later
+                block = np.full((rows,) + shape, np.nan, np.float32)
+                if method in maps:
+                    block[indices - first] = maps[method]
+                os.pwrite(fd, block.tobytes(), offset + first * block[0].nbytes)
+            return
+        import keras_interp as ki
+
+        for method, values in maps.items():
+            for row, index in enumerate(indices):
+                atomic_write(os.path.join(self.out, f"{self.names[index]}.{method}.npy"),
+                             lambda h, v=values[row]: np.save(h, v), sync=False, temporary=self.job.temporary())
+        if sheets is None:
+            return
+        shown, predicted, explained, p, labels = sheets
+        for row, index in enumerate(indices):
+            cells = [shown[row]] + [ki.images.overlay(shown[row], maps[m][row]) for m in self.methods]
+            k = int(predicted[row])
+            said = f"input\npredicted {class_name(k, labels)} {p[row, k]:.0%}"
+            if explained[row] != k:
+                said += f"\nexplaining {class_name(int(explained[row]), labels)}"
+            sheet = ki.images.grid([cells], col_labels=[said] + list(self.methods), cell_size=(160, 160))
+            temporary = ki.images.save(self.job.temporary() + ".png", sheet)  # OpenCV needs the suffix
+            os.replace(temporary, os.path.join(self.out, self.names[index] + ".png"))
+
+    def _array(self, method, shape):
+        """(file descriptor, data offset, map shape) of a method's shared array, created by
+        whichever worker needs it first (atomically: linked into place only if absent)."""
+        if method in self.files:
+            return self.files[method]
+        path = os.path.join(self.out, f"{method}.npy")
+        if not os.path.exists(path):
+            if shape is None:
+                return None, None, None
+            import uuid
+
+            temporary = f"{path}.{uuid.uuid4().hex[:8]}.part"
+            np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32, shape=(self.count,) + tuple(shape))
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                pass  # another worker made it first
+            except OSError:  # a file system without hard links
+                if not os.path.exists(path):
+                    os.replace(temporary, path)
+            finally:
+                if os.path.exists(temporary):
+                    os.remove(temporary)
+        array = np.load(path, mmap_mode="r")
+        if array.shape[0] != self.count or array.dtype != np.float32 or (shape is not None and array.shape[1:] != shape):
+            raise UsageError(f"{path} holds an array of shape {array.shape} ({array.dtype}), not this job's "
+                             f"({self.count},) + {shape} float32: remove it or choose another --out")
+        self.files[method] = (os.open(path, os.O_WRONLY), array.offset, array.shape[1:])
+        del array
+        return self.files[method]
+
+    def close(self):
+        for fd, _, _ in self.files.values():
+            os.close(fd)
+        self.files = {}
 
 
 def _report_resized(reshaped, files, shape, args):
@@ -444,7 +669,8 @@ def _last_line(exc):
 
 
 def strategy_devices(name):
-    """The devices a batch is spread over: [None] (TensorFlow's placement) or a MirroredStrategy's."""
+    """The devices a batch is spread over: [None] (TensorFlow's placement) or a MirroredStrategy's
+    (mirrored; multiworker: each worker's own)."""
     if name is None:
         return [None]
     import tensorflow as tf
@@ -681,69 +907,122 @@ def cmd_evaluate(args):
                               seed=args.seed, output=output_arg(args), batch_size=args.batch_size)
     except ValueError as exc:
         raise UsageError(_last_line(exc)) from None
-    out = out_folder(args.out, args.overwrite)
-    failed, reshaped, done = [], [], 0
-    bar = progress(len(files), args.quiet)
-    for indices, shown in batches(files, shape[:2], shape[2], args.batch_size, failed, args.resize, reshaped):
-        objects = None if masks is None else np.stack([masks[files[i]] for i in indices])
-        try:
-            evaluator.add(scale(shown), target=target, masks=objects)
-        except ValueError as exc:
-            raise UsageError(_last_line(exc)) from None
-        done += len(indices)
-        if bar is not None:
-            bar.update(done + len(failed))
-    if not done:
+    job = start_job(args, files, unique_names(files), args.batch_size)
+    bar, seen, skipped = progress(len(files), args.quiet), 0, 0
+    while True:
+        with UnitWriter(job) as writer:
+            for unit, indices, shown, failed, resized in read_units(job.todo(), files, shape, args.batch_size,
+                                                                    args.resize):
+                part = None
+                if len(indices):
+                    objects = None if masks is None else np.stack([masks[files[i]] for i in indices])
+                    try:
+                        part = evaluator.part(scale(shown), target=target, masks=objects)
+                    except ValueError as exc:
+                        raise UsageError(_last_line(exc)) from None
+                writer.submit(unit, lambda: None, {"part": part, "failed": failed, "resized": resized})
+                seen, skipped = seen + len(indices) + len(failed), skipped + len(failed)
+                if bar is not None:
+                    bar.update(min(seen, len(files)))
+        if job.still_current():
+            break
+        job.rejoin()
+    parts = gather(job, args.quiet)
+    if parts is None:
+        if not args.quiet:
+            print(f"worker {job.cluster.rank}: judged its share into {args.out}")
+        return 1 if skipped else 0  # as a single process: 1 when some of its inputs could not be read
+    for part in parts:  # in the inputs' order: the report a single process makes
+        if part["part"] is not None:
+            evaluator.merge(part["part"])
+    if not evaluator._count:
         raise UsageError("none of the inputs could be read")
     report = evaluator.result()
-    paths = report.save(out)
+    paths = report.save(args.out)
     if not args.quiet:
         print(report.markdown())
-        print(f"evaluated {', '.join(args.method)} on {done} images: " + ", ".join(paths.values()))
-    _report_resized(reshaped, files, shape, args)
-    return _report_failures(failed, files)
+        print(f"evaluated {', '.join(args.method)} on {evaluator._count} images: " + ", ".join(paths.values()))
+    _report_resized([p for part in parts for p in part["resized"]], files, shape, args)
+    return _report_failures([p for part in parts for p, _ in part["failed"]], files)
 
 
 def cmd_search(args):
     import tensorflow as tf
 
     import keras_interp as ki
+    from keras_interp.search import merge_results
 
     model = load(args.model, args.unsafe)
     shape = tuple(model.inputs[0].shape)[1:]
     try:
         search = ki.DatasetSearch(model, args.layer)
+        search._check_channels(args.channels)
     except ValueError as exc:
         raise UsageError(_last_line(exc)) from None
     files = image_files(args.inputs)
     scale = scaler(args, shape)
-    out = out_folder(args.out, args.overwrite)
-    failed, reshaped = [], []
+    # Units of SEGMENT batches: each is searched on its own and the segments' top-k merged, which is
+    # exact (ties go to the lower index in both), and a stopped search resumes by segment.
+    segment = SEARCH_SEGMENT * args.batch_size
+    job = start_job(args, files, unique_names(files), segment)
+    bar, seen, skipped = progress(len(files), args.quiet), 0, 0
 
-    def images():
-        for _, batch in batches(files, shape[:2], shape[2], args.batch_size, failed, args.resize, reshaped):
-            yield from scale(batch)
+    def searched(indices, images):
+        data = tf.data.Dataset.from_tensor_slices(scale(images))
+        result = search.search(data, top_k=args.top_k, channels=args.channels, batch_size=args.batch_size)
+        return dataclasses.replace(result, indices=indices[result.indices])  # positions among all inputs
 
-    data = tf.data.Dataset.from_generator(images, output_signature=tf.TensorSpec(shape, tf.float32))
-    try:
-        result = search.search(data, top_k=args.top_k, channels=args.channels, batch_size=args.batch_size,
-                               verbose=not args.quiet)
-    except ValueError as exc:
-        raise UsageError(_last_line(exc)) from None
-    ki.images.save(os.path.join(out, "search.png"), result.sheet())
-    with open(os.path.join(out, "search.csv"), "w", newline="") as handle:
-        table = csv.writer(handle)
-        table.writerow(["channel", "rank", "value", "file", "row", "col"])
-        unread = set(failed)
-        kept = [f for f in files if f not in unread]
-        for c, channel in enumerate(result.channels):
-            for r in range(result.values.shape[1]):
-                table.writerow([int(channel), r, f"{result.values[c, r]:.6f}", kept[result.indices[c, r]],
-                                *map(int, result.positions[c, r])])
+    while True:
+        with UnitWriter(job) as writer:
+            for unit, indices, shown, failed, resized in read_units(job.todo(), files, shape, segment, args.resize,
+                                                                    ahead=1):
+                name = None
+                if len(indices):
+                    try:
+                        result = searched(indices, shown)
+                    except ValueError as exc:
+                        raise UsageError(_last_line(exc)) from None
+                    name = f"search-{unit}.npz"
+                    fields = {f: getattr(result, f) for f in ("values", "indices", "positions", "boxes", "windows")}
+                    writer.submit(unit, lambda n=name, f=fields: atomic_write(os.path.join(job.state, n),
+                                                                              lambda h: np.savez(h, **f)),
+                                  {"file": name, "failed": failed, "resized": resized})
+                else:
+                    writer.submit(unit, lambda: None, {"file": None, "failed": failed, "resized": resized})
+                seen, skipped = seen + len(indices) + len(failed), skipped + len(failed)
+                if bar is not None:
+                    bar.update(min(seen, len(files)))
+        if job.still_current():
+            break
+        job.rejoin()
+    parts = gather(job, args.quiet)
+    if parts is None:
+        if not args.quiet:
+            print(f"worker {job.cluster.rank}: searched its share into {args.out}")
+        return 1 if skipped else 0  # as a single process: 1 when some of its inputs could not be read
+    template = searched(np.zeros(1, np.int64), np.zeros((1,) + shape, np.float32))  # the layer's fields
+    found = []
+    for part in parts:
+        if part["file"] is not None:
+            with np.load(os.path.join(job.state, part["file"])) as saved:
+                found.append(dataclasses.replace(template, **{key: saved[key] for key in saved.files}))
+    if not found:
+        raise UsageError("none of the inputs could be read")
+    result = merge_results(found, args.top_k)
+    ki.images.save(os.path.join(args.out, "search.png"), result.sheet())
+    rows = [["channel", "rank", "value", "file", "row", "col"]]
+    for c, channel in enumerate(result.channels):
+        for r in range(result.values.shape[1]):
+            rows.append([int(channel), r, f"{result.values[c, r]:.6f}", files[result.indices[c, r]],
+                         *map(int, result.positions[c, r])])
+    atomic_write(os.path.join(args.out, "search.csv"), lambda h: h.write(_csv_bytes(rows)))
     if not args.quiet:
-        print(f"top {result.values.shape[1]} images of {len(result.channels)} channels of {search.layer}: {out}")
-    _report_resized(reshaped, files, shape, args)
-    return _report_failures(failed, files)
+        print(f"top {result.values.shape[1]} images of {len(result.channels)} channels of {search.layer}: {args.out}")
+    _report_resized([p for part in parts for p in part["resized"]], files, shape, args)
+    return _report_failures([p for part in parts for p, _ in part["failed"]], files)
+
+
+SEARCH_SEGMENT = 8  # batches per unit of `search` (held in memory with the next one)
 
 
 def cmd_demo(args):
@@ -844,6 +1123,12 @@ def parser():
         p.add_argument("--labels", metavar="FILE", help="class names, one per line (line k names class k): "
                        "written beside the class numbers and accepted in place of them")
 
+    def job_args(p):
+        p.add_argument("--resume", action="store_true", help="continue the job --out holds (stopped, preempted): "
+                       "inputs whose outputs are complete are skipped")
+        p.add_argument("--wait", type=float, default=600, help="with --strategy multiworker: seconds a worker waits "
+                       "for the chief to start the job, and the chief for news from the others")
+
     def batch_arg(p):
         p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
         p.add_argument("--resize", choices=RESIZES, default="crop",
@@ -870,8 +1155,13 @@ def parser():
                    "and guided_backprop, which then explain a channel of it")
     p.add_argument("--channel", type=int, help="with --layer: the channel deconvnet and guided_backprop project "
                    "(default: each image's most active)")
-    p.add_argument("--strategy", choices=("mirrored",), help="spread each batch over the machine's devices "
-                   "(tf.distribute.MirroredStrategy's: every GPU, else the CPU)")
+    p.add_argument("--strategy", choices=("mirrored", "multiworker"), help="mirrored: spread each batch over "
+                   "the machine's devices (tf.distribute.MirroredStrategy's: every GPU, else the CPU); multiworker: "
+                   "also share the inputs out over the TF_CONFIG cluster's workers (see docs/cluster.md)")
+    p.add_argument("--format", choices=("npy", "memmap"), default="npy", help="npy: a sheet and a .npy per input "
+                   "and method; memmap: one <method>.npy array (inputs, H, W) per method, rows as explanations.csv's "
+                   "row column says, and no sheets")
+    job_args(p)
     scale_args(p)
     batch_arg(p)
 
@@ -893,6 +1183,9 @@ def parser():
     labels_arg(p)
     p.add_argument("--output", help="the output to explain, a name or an index (required for a model with several)")
     p.add_argument("--steps", type=int, default=16, help="points of the deletion and insertion curves")
+    p.add_argument("--strategy", choices=("multiworker",), help="share the inputs out over the TF_CONFIG "
+                   "cluster's workers; the chief writes the report (see docs/cluster.md)")
+    job_args(p)
     scale_args(p)
     batch_arg(p)
 
@@ -925,6 +1218,9 @@ def parser():
     p.add_argument("--layer", required=True, help="the layer whose channels are searched")
     p.add_argument("--top-k", type=int, default=9, help="images per channel")
     p.add_argument("--channels", type=int, nargs="+", help="channels to search (default: all)")
+    p.add_argument("--strategy", choices=("multiworker",), help="share the inputs out over the TF_CONFIG "
+                   "cluster's workers; the chief merges their top-k (see docs/cluster.md)")
+    job_args(p)
     scale_args(p)
     batch_arg(p)
     return main_parser

@@ -220,25 +220,48 @@ class Evaluator:
 
     def _judge(self, images, target, masks):
         """`add` on checked images and masks."""
+        return self.merge(self._part(images, target, masks))
+
+    def part(self, images, target=None, masks=None):
+        """Explain and judge one batch as `add` does, but return what it found instead of adding
+        it: plain lists and numbers (JSON-able, exact), for `merge` here or in another process.
+        Merging a job's parts in the batches' order gives the Evaluation adding them would."""
+        images = self._images(images)
+        return self._part(images, target, self._masks(masks, images.shape[:3], self._count))
+
+    def _part(self, images, target, masks):
         if target is None:  # the class explained is the class judged: fixed once, from the clean image
             target = top_classes(self._scorer, images, self.batch_size)
+        part = {"count": len(images), "per_image": {}, "curves": {}, "seconds": {}}
         for method in self.methods:
             explainer = self._explainer(method, images)
             start = time.perf_counter()
             maps = np.asarray(explainer.explain(images, target=target))
-            self._seconds[method] += time.perf_counter() - start
-            located = None
+            part["seconds"][method] = time.perf_counter() - start
+            located, values_of, curves_of = None, {}, {}
             for measure in self.measures:
                 if measure in _LOCATED:  # one localization serves its three measures
                     located = located or _located(maps, masks)
                     values, curve = located[measure], None
                 else:
                     values, curve = self._measure(measure, explainer, images, maps, target, masks)
-                self._per_image[method][measure].append(np.asarray(values, np.float64).reshape(-1))
+                values_of[measure] = np.asarray(values, np.float64).reshape(-1).tolist()
                 if curve is not None:
-                    sums = self._curve_sums[method].setdefault(measure, [0, 0.0])
-                    sums[0], sums[1] = sums[0] + len(curve), sums[1] + curve.sum(axis=0)
-        self._count += len(images)
+                    total = curve.sum(axis=0)
+                    curves_of[measure] = [len(curve), total.tolist(), str(total.dtype)]
+            part["per_image"][method], part["curves"][method] = values_of, curves_of
+        return part
+
+    def merge(self, part):
+        """Add a batch's `part` (from `part`, possibly made by another process); returns self."""
+        for method in self.methods:
+            self._seconds[method] += part["seconds"][method]
+            for measure in self.measures:
+                self._per_image[method][measure].append(np.asarray(part["per_image"][method][measure], np.float64))
+            for measure, (count, total, dtype) in part["curves"][method].items():
+                sums = self._curve_sums[method].setdefault(measure, [0, 0.0])
+                sums[0], sums[1] = sums[0] + count, sums[1] + np.asarray(total, dtype)
+        self._count += part["count"]
         return self
 
     def _measure(self, measure, explainer, x, maps, target, masks):

@@ -77,7 +77,8 @@ def test_explain_a_folder_writes_sheets_maps_and_a_csv(files, tmp_path, capsys):
     assert code == 1  # one input could not be read; the others are explained
     assert err.count("\n") == 2 and "skipped" in err and "broken.png" in err and "1 of 5 inputs" in err
     names = ["a_png", "c_jpg", "d_bmp", "sub__grey16_png"]
-    assert sorted(os.listdir(out)) == sorted(["explanations.csv"] + [f"{n}.png" for n in names] +
+    # .keras-interp holds the job's record (for --resume and the workers' merge).
+    assert sorted(os.listdir(out)) == sorted([".keras-interp", "explanations.csv"] + [f"{n}.png" for n in names] +
                                              [f"{n}.{m}.npy" for n in names for m in ("gradcam", "saliency")])
     rows = list(csv.DictReader(open(out / "explanations.csv")))
     files_read = [os.path.join(root, "images", p) for p in ("a.png", "c.jpg", "d.bmp", os.path.join("sub", "grey16.png"))]

@@ -8,7 +8,7 @@ import keras_interp
 
 # Lowest first; modules in one layer do not import each other across the layer either way.
 LAYERS = [
-    {"compat", "tags", "registry", "images", "datasets"},
+    {"compat", "tags", "registry", "images", "datasets", "jobs"},
     {"graph"},
     {"checks", "targets", "tokens"},
     {"layers", "summary"},

@@ -7,7 +7,7 @@ through the model truncated at `layer` and keeps, per channel, the top-k images 
 maximum, with the receptive-field crop under that maximum (Zeiler and Fergus, 2014, Figure 2).
 """
 
-from keras_interp.search.dataset import DatasetSearch, SearchResult
+from keras_interp.search.dataset import DatasetSearch, SearchResult, merge_results
 from keras_interp.search.fields import ReceptiveField, receptive_field
 
-__all__ = ["DatasetSearch", "ReceptiveField", "SearchResult", "receptive_field"]
+__all__ = ["DatasetSearch", "ReceptiveField", "SearchResult", "merge_results", "receptive_field"]

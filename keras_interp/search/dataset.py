@@ -20,7 +20,7 @@ from keras_interp import graph
 from keras_interp.compat import progress_bar
 from keras_interp.search.fields import ReceptiveField, receptive_field
 
-__all__ = ["DatasetSearch", "SearchResult"]
+__all__ = ["DatasetSearch", "SearchResult", "merge_results"]
 
 
 def _signed_picture(projection):
@@ -147,6 +147,37 @@ class SearchResult:
         labels = [f"{kind} {r + 1}" for r in range(k) for kind in (("crop", "deconv") if project else ("top",))]
         return images.grid(rows, col_labels=labels, row_labels=[f"ch {int(c)}" for c in self.channels],
                            cell_size=cell_size)
+
+
+def merge_results(results, top_k):
+    """One SearchResult from searches of disjoint parts of a data set, exactly the one searching
+    the whole would give: each part's `indices` must already be positions in the whole data (a
+    part's top-k holds every image of it that can be in the whole's top-k, and equal values
+    rank by lower index in both).
+
+    Args:
+        results: SearchResults of the same layer and channels (labels and images kept in all
+            or none of them).
+        top_k: results per channel wanted, as the parts were searched with.
+    """
+    results = list(results)
+    if not results:
+        raise ValueError("merge_results needs at least one SearchResult.")
+    first = results[0]
+    for other in results[1:]:
+        if other.layer != first.layer or not np.array_equal(other.channels, first.channels):
+            raise ValueError(f"Can only merge searches of the same layer and channels; received {first.layer!r} "
+                             f"{first.channels.tolist()} and {other.layer!r} {other.channels.tolist()}.")
+    fields = ["values", "indices", "positions", "boxes", "windows"]
+    fields += [f for f in ("labels", "images") if all(getattr(r, f) is not None for r in results)]
+    joined = {f: np.concatenate([getattr(r, f) for r in results], axis=1) for f in fields}
+    order = np.stack([np.lexsort((i, -v)) for v, i in zip(joined["values"], joined["indices"])])
+    order = order[:, :min(int(top_k), order.shape[1])]
+    picked = {f: np.take_along_axis(value, order.reshape(order.shape + (1,) * (value.ndim - 2)), axis=1)
+              for f, value in joined.items()}
+    picked.setdefault("labels", None)
+    picked.setdefault("images", None)
+    return dataclasses.replace(first, **picked)
 
 
 _NON_FINITE = "keras_interp DatasetSearch: non-finite image"

@@ -1,0 +1,172 @@
+"""Large jobs: the TF_CONFIG cluster, the job's records, two workers against one process, a killed
+run resumed, and one memory-mapped array per method."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import tiny_cnn
+from keras_interp import cli
+from keras_interp.jobs import STATE, Cluster, Job, JobError
+
+SIZE = 16
+
+
+@pytest.fixture(scope="module")
+def job_files(tmp_path_factory):
+    """A saved tiny CNN and 21 images (one of them unreadable) in a folder."""
+    root = tmp_path_factory.mktemp("jobs")
+    tiny_cnn(input_shape=(SIZE, SIZE, 3)).save(root / "model.keras")
+    rng = np.random.default_rng(1)
+    folder = root / "images"
+    folder.mkdir()
+    for i in range(20):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), rng.integers(0, 256, (SIZE, SIZE + 4 * (i % 2), 3), dtype=np.uint8))
+    (folder / "07_broken.png").write_text("not an image")
+    return root
+
+
+def test_the_cluster_is_read_from_tf_config_as_tensorflow_reads_it():
+    cluster = {"chief": ["a:1"], "worker": ["b:1", "c:1"], "ps": ["d:1"]}
+    ranks = [Cluster.from_tf_config(json.dumps({"cluster": cluster, "task": {"type": t, "index": i}}))
+             for t, i in (("chief", 0), ("worker", 0), ("worker", 1))]
+    assert [(c.rank, c.count, c.chief) for c in ranks] == [(0, 3, True), (1, 3, False), (2, 3, False)]
+    without_chief = {"cluster": {"worker": ["b:1", "c:1"]}, "task": {"type": "worker", "index": 0}}
+    assert Cluster.from_tf_config(json.dumps(without_chief)).chief  # worker 0 is the chief, as in TensorFlow
+    with pytest.raises(JobError, match="TF_CONFIG environment variable, which is not set"):
+        Cluster.from_tf_config("")
+    with pytest.raises(JobError, match="must be JSON"):
+        Cluster.from_tf_config("{cluster")
+    with pytest.raises(JobError, match="ps 0 is not one of the cluster's chief and worker tasks"):
+        Cluster.from_tf_config(json.dumps({"cluster": cluster, "task": {"type": "ps", "index": 0}}))
+    with pytest.raises(JobError, match="worker 2 is not one"):
+        Cluster.from_tf_config(json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 2}}))
+
+
+def test_records_survive_a_cut_line_and_count_only_for_their_job(tmp_path):
+    out = str(tmp_path / "out")
+    job = Job(out, {"a": 1}, units=5).start()
+    assert job.todo() == [0, 1, 2, 3, 4]
+    job.record(0, {"rows": [1]})
+    job.record(3, {"rows": [4]})
+    with open(job.records_path, "a") as handle:  # a kill in the middle of writing unit 1's line
+        handle.write('{"launch": "' + job.launch + '", "unit": 1, "pay')
+    # Not resumed: the chief needs an empty folder or --overwrite, which starts afresh.
+    with pytest.raises(JobError, match="exists and is not empty; choose another --out, pass --overwrite, or --resume"):
+        Job(out, {"a": 1}, units=5).start()
+    resumed = Job(out, {"a": 1}, units=5, resume=True).start()
+    assert resumed.todo() == [1, 2, 4] and open(resumed.records_path).read().endswith("}\n")  # the cut line is gone
+    resumed.record(1, {"rows": [2]})
+    with pytest.raises(JobError, match="holds another job \\(it differs in a\\)"):
+        Job(out, {"a": 2}, units=5, resume=True).start()
+    with pytest.raises(JobError, match="no job to resume"):
+        Job(str(tmp_path / "empty"), {"a": 1}, units=5, resume=True).start()
+    # Two workers: each takes every other unit; the chief gathers them in order.
+    other = Job(out, {"a": 1}, units=5, cluster=Cluster(1, 2), wait=5).start()
+    assert other.launch == resumed.launch and other.todo() == [] and resumed.todo() == [2, 4]
+    fresh = Job(out, {"a": 1}, units=5, overwrite=True).start()
+    assert fresh.todo() == [0, 1, 2, 3, 4] and not other.still_current()
+    for unit in range(5):
+        fresh.record(unit, unit * 10)
+    assert fresh.gather(quiet=True) == [0, 10, 20, 30, 40]
+    with pytest.raises(JobError, match="worker 1: after 0 s .* holds another job"):
+        Job(out, {"a": 3}, units=5, cluster=Cluster(1, 2), wait=0).start()
+
+
+def _outputs(folder):
+    """{name: bytes} of every output file (the job's own records left out)."""
+    found = {}
+    for base, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if d != STATE]
+        for name in names:
+            path = os.path.join(base, name)
+            found[os.path.relpath(path, folder)] = open(path, "rb").read()
+    return found
+
+
+COMMANDS = [
+    ("explain", ["--method", "gradcam", "--method", "smoothgrad", "--batch-size", "4"]),
+    ("memmap", ["--method", "saliency", "--method", "expected_gradients", "--batch-size", "3", "--format", "memmap"]),
+    ("evaluate", ["--method", "saliency", "--method", "gradcam", "--steps", "4", "--batch-size", "4"]),
+    ("search", ["--layer", "conv2", "--top-k", "3", "--batch-size", "1"]),
+]
+
+
+def _argv(root, name, extra, out):
+    command = "explain" if name == "memmap" else name
+    return [command, str(root / "model.keras"), str(root / "images"), "--quiet", "--out", str(out)] + extra
+
+
+def test_two_workers_write_what_one_process_writes(job_files, tmp_path):
+    root = job_files
+    script = (f"import sys\nfrom keras_interp import cli\nfor argv in {json.dumps([_argv(root, n, e, tmp_path / 'two' / n) for n, e in COMMANDS])}:\n"
+              "    code = cli.main(argv + ['--strategy', 'multiworker', '--wait', '120'])\n"
+              "    print(code)\n")
+    cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
+    workers = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=dict(env, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})))
+               for i in range(2)]
+    for name, extra in COMMANDS:  # meanwhile, the same commands in this process
+        assert cli.main(_argv(root, name, extra, tmp_path / "one" / name)) == 1
+    said, codes = "", []
+    for worker in workers:
+        out, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err[-3000:]
+        said, codes = said + err, codes + [out.split()]
+    # The chief says 1 (an input could not be read); a worker says 1 where its share held it.
+    assert codes[0] == ["1"] * len(COMMANDS) and all(code in ("0", "1") for code in codes[1]), codes
+    # The unreadable input is said once per command, by the worker whose share holds it.
+    assert said.count("skipped") == len(COMMANDS) and said.count("07_broken.png") == len(COMMANDS), said
+    for name, _ in COMMANDS:
+        one, two = _outputs(tmp_path / "one" / name), _outputs(tmp_path / "two" / name)
+        assert sorted(one) == sorted(two), name
+        for file in one:
+            if file.startswith("evaluation.") and not file.endswith(".png"):
+                # The same table; only the seconds column (the explainers' time) differs.
+                drop = (lambda text: [line.rsplit(",", 1)[0] for line in text.splitlines()]) if file.endswith(".csv") \
+                    else (lambda text: [line.rsplit("|", 2)[0] for line in text.splitlines()])
+                assert drop(one[file].decode()) == drop(two[file].decode()), file
+            else:
+                assert one[file] == two[file], f"{name}: {file} differs"
+    # Both workers worked: each recorded its own units.
+    records = [open(tmp_path / "two" / "explain" / STATE / f"records-{r}.jsonl").read().count("\n") for r in (0, 1)]
+    assert records == [3, 3]
+    maps = np.load(tmp_path / "two" / "memmap" / "saliency.npy", mmap_mode="r")
+    broken = sorted(os.listdir(root / "images")).index("07_broken.png")
+    assert maps.shape == (21, SIZE, SIZE) and np.isnan(maps[broken]).all()
+    assert np.isfinite(np.delete(maps, broken, 0)).all()
+
+
+def test_a_killed_run_resumes_without_losing_or_repeating_anything(job_files, tmp_path):
+    root = job_files
+    argv = ["explain", str(root / "model.keras"), str(root / "images"), "--method", "occlusion", "--method",
+            "smoothgrad", "--batch-size", "1", "--quiet", "--out", str(tmp_path / "killed")]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    process = subprocess.Popen([sys.executable, "-m", "keras_interp"] + argv, env=env, stderr=subprocess.DEVNULL)
+    records = tmp_path / "killed" / STATE / "records-0.jsonl"
+    deadline = time.monotonic() + 120
+    while (not records.exists() or records.read_text().count("\n") < 4) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = records.read_text().count("\n")
+    assert 4 <= done < 21, f"the run was not stopped part way ({done} of 21 units recorded)"
+    assert not (tmp_path / "killed" / "explanations.csv").exists()
+    # What a kill in the middle of writing leaves: a record cut short and a half-written map.
+    with open(records, "a") as handle:
+        handle.write('{"launch": "')
+    (tmp_path / "killed" / "19_png.occlusion.npy").write_bytes(b"\x93NUMPY half")
+    assert cli.main(argv[:-2] + ["--out", str(tmp_path / "killed")]) == 2  # not without --resume
+    assert cli.main(argv + ["--resume"]) == 1
+    assert cli.main(argv[:-1] + [str(tmp_path / "whole")]) == 1
+    assert _outputs(tmp_path / "killed") == _outputs(tmp_path / "whole")
+    units = [json.loads(line)["unit"] for line in records.read_text().splitlines()]
+    assert sorted(units) == list(range(21))  # each unit once: the ones done before the kill were skipped
