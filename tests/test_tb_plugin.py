@@ -325,6 +325,12 @@ def test_logger_to_plugin_round_trip_with_cam_fallback(tmp_path):
         assert p["explained"] == y[i] and p["predicted"] == probabilities[i].argmax()
         assert p["explained_probability"] == pytest.approx(probabilities[i, y[i]], rel=1e-5)
         assert p["predicted_probability"] == pytest.approx(probabilities[i].max(), rel=1e-5)
+    # The logger's index record gives /runs what a listing of every tag gives, and its one-tensor
+    # predictions what the per-image tags give.
+    assert info["quality"] == {m: ["deletion_auc", "insertion_auc", "road_morf", "road_lerf"] for m in info["methods"]}
+    listed = make_client(str(tmp_path), wrap=lambda p: Hiding(p, summary.INDEX_TAG, summary.PREDICTIONS_TAG))
+    assert strict_json(get(listed, "runs"))["runs"]["run/explanations"] == info
+    assert strict_json(get(listed, "predictions", run="run/explanations", step=1)) == answer
     tag = summary.map_tag(fallback, 1)
     assert get(client, "image", run="run/explanations", tag=tag, step=1).mimetype == "image/png"
     # The faithfulness scalars reach the dashboard's charts, one point per epoch, in [0, 1].
@@ -365,6 +371,172 @@ class CountingProvider:
             return attribute(*args, **kwargs)
 
         return counted
+
+
+class Hiding:
+    """Wraps a data provider and hides some tags from its tensor listings (as logs without them)."""
+
+    def __init__(self, provider, *tags):
+        self._provider, self._tags = provider, set(tags)
+
+    def __getattr__(self, name):
+        return getattr(self._provider, name)
+
+    def list_tensors(self, *args, **kwargs):
+        listed = self._provider.list_tensors(*args, **kwargs)
+        return {run: kept for run, tags in listed.items() if (kept := {t: m for t, m in tags.items() if t not in self._tags})}
+
+
+class Volume(CountingProvider):
+    """Also counts the time series (run, tag) each call answers with."""
+
+    def __init__(self, provider):
+        super().__init__(provider)
+        self.series = 0
+
+    def __getattr__(self, name):
+        attribute = super().__getattr__(name)
+        if not callable(attribute):
+            return attribute
+
+        def counted(*args, **kwargs):
+            result = attribute(*args, **kwargs)
+            if isinstance(result, dict):
+                self.series += sum(len(tags) for tags in result.values() if isinstance(tags, dict))
+            return result
+
+        return counted
+
+
+def write_indexed(logdir, run, images, methods, epochs, kinds=(), writer=None):
+    """A run written through the logger's writer (GuardedWriter): inputs, predictions, maps,
+    quality, pictures of `kinds` and the index record, for each of `epochs`; returns the writer."""
+    from keras_interp.logger.writer import GuardedWriter
+
+    rng = np.random.default_rng(len(methods))
+    out = writer or GuardedWriter(os.path.join(logdir, run))
+    for epoch in epochs:
+        with out.as_default():
+            if not out._inputs:
+                out.inputs(rng.uniform(size=(images, 8, 8, 3)), [i % 3 for i in range(images)], CLASS_NAMES, epoch)
+            k = np.arange(images)
+            out.predictions(k % 3, np.full(images, 0.5), (k + 1) % 3, np.full(images, 0.25 + epoch / 100), epoch)
+            for n, method in enumerate(methods):
+                out.maps(method, rng.normal(size=(images, 8, 8)), epoch, label=f"{method} column", signed=n % 2 == 0,
+                         clip=(1, 99) if n == 0 else None)
+                out.quality(method, {"energy": rng.uniform(size=images)}, epoch)
+            for kind in kinds:
+                out.pictures(kind, [0, 2], rng.uniform(size=(2, 8, 8, 3)), ["zero", "two"], epoch, grid=False)
+            out.index(epoch)
+        out.flush()
+    return out
+
+
+def test_runs_from_the_index_equal_the_listing_and_do_not_grow_with_images_x_methods(tmp_path):
+    write_indexed(str(tmp_path), "small", 3, ["saliency", "gradcam"], range(3), kinds=["class_model"])
+    write_indexed(str(tmp_path), "large", 40, ["saliency", "gradcam", "smoothgrad", "occlusion"], range(3))
+    write_logs(str(tmp_path), runs=("old",), epochs=2)  # summaries without an index, as older loggers wrote
+    indexed = make_client(str(tmp_path), wrap=Volume)
+    runs = strict_json(get(indexed, "runs"))["runs"]
+    listed = make_client(str(tmp_path), wrap=lambda p: Hiding(p, summary.INDEX_TAG))
+    assert runs == strict_json(get(listed, "runs"))["runs"]
+    assert sorted(runs) == ["large/explanations", "old/explanations", "small/explanations"]
+    small = runs["small/explanations"]
+    assert small["images"] == [0, 1, 2] and small["image_labels"] == {"0": 0, "1": 1, "2": 2}
+    assert small["labels"] == {"gradcam": "gradcam column", "saliency": "saliency column"}
+    assert small["signed"] == {"saliency": True, "gradcam": False} and small["clip"] == {"saliency": [1, 99], "gradcam": None}
+    assert small["quality"] == {"gradcam": ["energy"], "saliency": ["energy"]} and small["steps"] == [0, 1, 2]
+    assert small["pictures"]["class_model"] == {"title": "class models", "indices": [0, 2], "labels": {"0": "zero", "2": "two"},
+                                                "steps": [0, 1, 2]}
+    assert len(runs["large/explanations"]["images"]) == 40 and runs["large/explanations"]["method_steps"]["occlusion"] == [0, 1, 2]
+    # Only the old run was listed tag by tag; the indexed runs cost their index and one tag per
+    # method and picture kind, whatever their images x methods (40 x 4 maps, 40 predictions).
+    listings = [f for name, f in indexed.provider.calls if name == "list_blob_sequences"]
+    assert [sorted(f.runs) for f in listings] == [["old/explanations"]]
+    # Read for /runs: the index record (listed, then read) and the first tag of each method and
+    # picture kind: as much for 3 images x 2 methods as for 40 x 4, where a listing answers with
+    # every input, map and picture tag.
+    for run, methods_and_kinds in (("small", 3), ("large", 4)):
+        client = make_client(str(tmp_path / run), wrap=Volume)
+        assert list(strict_json(get(client, "runs"))["runs"]) == ["explanations"]
+        assert client.provider.series == 2 + methods_and_kinds
+    client = make_client(str(tmp_path / "large"), wrap=lambda p: Volume(Hiding(p, summary.INDEX_TAG)))
+    strict_json(get(client, "runs"))
+    assert client.provider.series >= 40 * 4 + 40
+
+
+def test_the_index_is_read_again_only_when_an_epoch_is_logged_and_merges_a_resumed_run(tmp_path):
+    out = write_indexed(str(tmp_path), "live", 3, ["saliency"], range(2))
+    client = make_client(str(tmp_path), wrap=CountingProvider)
+    first = strict_json(get(client, "runs"))["runs"]["live/explanations"]
+    assert first["methods"] == ["saliency"] and first["steps"] == [0, 1] and first["pictures"] == {}
+    client.provider.calls.clear()
+    assert strict_json(get(client, "runs"))["runs"]["live/explanations"] == first
+    assert "read_tensors" not in [name for name, _ in client.provider.calls]  # the kept index
+    # Epoch 2 adds a method and class models: the index gets a new record and is read again.
+    write_indexed(str(tmp_path), "live", 3, ["saliency", "gradcam"], [2], kinds=["class_model"], writer=out)
+    client.multiplexer.Reload()
+    client.provider.calls.clear()
+    info = strict_json(get(client, "runs"))["runs"]["live/explanations"]
+    assert [f.tags for name, f in client.provider.calls if name == "read_tensors"] == [frozenset([summary.INDEX_TAG])]
+    assert info["methods"] == ["gradcam", "saliency"] and info["steps"] == [0, 1, 2]
+    assert info["method_steps"] == {"gradcam": [2], "saliency": [0, 1, 2]} and info["pictures"]["class_model"]["steps"] == [2]
+    # Training resumed by a new logger with one method: the run keeps the other's column.
+    write_indexed(str(tmp_path), "live", 3, ["smoothgrad"], [3])
+    client.multiplexer.Reload()
+    info = strict_json(get(client, "runs"))["runs"]["live/explanations"]
+    assert info["methods"] == ["gradcam", "saliency", "smoothgrad"] and info["steps"] == [0, 1, 2, 3]
+    listed = make_client(str(tmp_path), wrap=lambda p: Hiding(p, summary.INDEX_TAG))
+    assert strict_json(get(listed, "runs"))["runs"]["live/explanations"] == info
+
+
+def test_an_indexed_runs_image_reads_the_blob_keys_of_its_block_at_once(tmp_path):
+    write_indexed(str(tmp_path), "run", 20, ["saliency", "gradcam"], range(2), kinds=["class_model"])
+    client = make_client(str(tmp_path), wrap=CountingProvider)
+    strict_json(get(client, "runs"))  # the index the blocks come from
+    calls = client.provider.calls
+    for tag, block in ((summary.map_tag("gradcam", 17), {summary.map_tag(m, i) for m in ("gradcam", "saliency") for i in (16, 17, 18, 19)}),
+                       (summary.input_tag(3), {summary.input_tag(i) for i in range(16)}),
+                       (summary.picture_tag("class_model", 2), {summary.picture_tag("class_model", k) for k in (0, 2)})):
+        calls.clear()
+        assert _rgb(get(client, "image", run="run/explanations", tag=tag, step=1)).ndim == 3
+        assert [(name, f.tags if f else None) for name, f in calls] == [("read_blob_sequences", frozenset(block)), ("read_blob", None)]
+        # The rest of the block costs one read_blob each, at any step.
+        for other in sorted(block - {tag}):
+            calls.clear()
+            assert get(client, "image", run="run/explanations", tag=other, step=0).status_code == 200
+            assert [name for name, _ in calls] == ["read_blob"]
+    assert get(client, "image", run="run/explanations", tag=summary.map_tag("gradcam", 20), step=1).status_code == 404
+
+
+def test_an_unreadable_index_falls_back_to_the_listing(tmp_path):
+    write_logs(str(tmp_path), runs=("bad",), epochs=1)
+    writer = tf.summary.create_file_writer(os.path.join(str(tmp_path), "bad", summary.SUBDIR))
+    with writer.as_default():
+        tf.summary.write(summary.INDEX_TAG, tf.constant('{"images": [[2, 1]]}'), step=0,
+                         metadata=summary._metadata("index", summary_pb2.DATA_CLASS_TENSOR))
+    writer.close()
+    info = strict_json(get(make_client(str(tmp_path)), "runs"))["runs"]["bad/explanations"]
+    assert info["images"] == [0, 1] and info["methods"] == ["gradcam", "saliency"]
+
+
+@pytest.mark.parametrize("indexed", [True, False], ids=["one_tensor", "per_image"])
+def test_predictions_of_some_images_read_only_those(tmp_path, indexed):
+    write_indexed(str(tmp_path), "run", 150, ["saliency"], range(2))
+    hide = () if indexed else (summary.PREDICTIONS_TAG,)
+    client = make_client(str(tmp_path), wrap=lambda p: Volume(Hiding(p, *hide)))
+    whole = strict_json(get(client, "predictions", run="run/explanations", step=1))
+    assert sorted(map(int, whole)) == list(range(150))
+    assert whole["4"] == {"predicted": 1, "predicted_probability": 0.5, "explained": 2,
+                          "explained_probability": pytest.approx(0.26)}
+    client = make_client(str(tmp_path), wrap=lambda p: Volume(Hiding(p, *hide)))
+    some = strict_json(get(client, "predictions", run="run/explanations", step=1, images="0-63,100,149"))
+    assert some == {k: whole[k] for k in [*map(str, range(64)), "100", "149"]}
+    # One tensor: one tag listed and read; per image: the 66 tags asked for, not the 150.
+    assert client.provider.series == (2 if indexed else 2 * 66)
+    for bad in ("5-2", "a", "1,,2", "0-100000"):
+        assert get(client, "predictions", run="run/explanations", step=1, images=bad).status_code == 400
+    assert get(client, "predictions", run="nope", step=1, images="0-3").status_code == 404
 
 
 @pytest.mark.parametrize("tag", [summary.map_tag("gradcam", 1), summary.picture_tag("class_model", 2)],

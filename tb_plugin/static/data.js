@@ -1,7 +1,8 @@
 // What the dashboard knows about the runs' images, and where it keeps it: image URLs, the decoded
 // inputs and maps in bounded caches (shared by the grid and the detail view, so settings changes
-// recolour without a request and scrolling back costs nothing), one /predictions and one /quality
-// answer per run and step, and the true labels. Image URLs carry the run's version, so the browser
+// recolour without a request and scrolling back costs nothing), /predictions per run and step (for
+// the rows in view by blocks of images, or for every image where a sort or filter needs them),
+// one /quality answer per run and step, and the true labels. Image URLs carry the run's version, so the browser
 // may keep step-addressed answers.
 
 import { decodeInput, decodeMap } from "./maps.js";
@@ -15,6 +16,10 @@ import { Missing, base, fetchBlob, getJSON, inputTag, isNumber, mapTag } from ".
 const MAPS_CACHED = 3000, MAP_BYTES = 96 << 20;
 const INPUTS_CACHED = 1500, INPUT_BYTES = 96 << 20;
 const PREDICTIONS_CACHED = 256;  // /predictions answers kept (run x step), and as many /quality answers
+// The rows in view ask /predictions for their block of this many image indices (not the whole
+// run: 10,000 images would be a megabyte a step); a sort or filter asks for every image.
+export const PREDICTION_BLOCK = 64;
+const BLOCKS_CACHED = 2048;  // block answers kept (run x step x block)
 
 // Least recently used first out, bounded by entries and by bytes (a value's size is given when set).
 class LRU {
@@ -69,6 +74,7 @@ export function createStore(runs) {
   const maps = new LRU(MAPS_CACHED, MAP_BYTES);  // key -> decoded map, or null when not logged (404)
   const predictions = new LRU(PREDICTIONS_CACHED, Infinity);  // run + step -> {promise, value}
   const quality = new LRU(PREDICTIONS_CACHED, Infinity);  // run + step -> {promise, value}
+  const blocks = new LRU(BLOCKS_CACHED, Infinity);  // run + step + block -> {promise, value}
 
   function imageURL(run, tag, step) {
     const u = new URL(base("./image"));
@@ -123,8 +129,8 @@ export function createStore(runs) {
 
   // One answer per run and step, {promise, value (once answered; {} when it failed)}; no request
   // where there is nothing to ask (no step, or a run that logged no quality).
-  function perStep(cache, route, run, step, asked = true) {
-    const key = `${run}\n${step}`;
+  function perStep(cache, route, run, step, asked = true, params = {}, suffix = "") {
+    const key = `${run}\n${step}${suffix}`;
     let entry = cache.get(key);
     if (!entry) {
       if (!isNumber(step) || !asked) {
@@ -132,7 +138,7 @@ export function createStore(runs) {
         entry.promise = Promise.resolve(entry.value);
       } else {
         entry = { value: null };
-        entry.promise = getJSON(route, { run, step })
+        entry.promise = getJSON(route, { run, step, ...params })
           .catch((error) => {
             console.error(error);
             if (cache.get(key) === entry) cache.delete(key);  // a failure is not an answer: asked again next time
@@ -144,8 +150,23 @@ export function createStore(runs) {
     }
     return entry;
   }
-  // run's /predictions at step: str(index) -> {predicted, predicted_probability, explained, explained_probability}
+  // run's /predictions at step, every image: str(index) -> {predicted, predicted_probability,
+  // explained, explained_probability}. Asked for only where a sort or filter needs them all.
   const predictionsFor = (run, step) => perStep(predictions, "./predictions", run, step);
+  // The answer that holds image `index` at step: the whole run's when it was asked for, else the
+  // index's block (what a caption needs).
+  function predictionsAt(run, step, index) {
+    const whole = predictions.get(`${run}\n${step}`);
+    if (whole) return whole;
+    const block = Math.floor(index / PREDICTION_BLOCK);
+    const images = `${block * PREDICTION_BLOCK}-${(block + 1) * PREDICTION_BLOCK - 1}`;
+    return perStep(blocks, "./predictions", run, step, true, { images }, `\n${block}`);
+  }
+  // The whole run's answer at step if it was asked for and came (no request), else null.
+  const predictionsKnown = (run, step) => {
+    const whole = predictions.get(`${run}\n${step}`);
+    return whole ? whole.value : null;
+  };
   // run's /quality at step: method -> {measure: [value or null per image index]}
   const qualityFor = (run, step) => perStep(quality, "./quality", run, step, Object.keys(runs[run].quality || {}).length > 0);
 
@@ -163,10 +184,11 @@ export function createStore(runs) {
 
   // A run written again (a new `version` in /runs): what was cached of it is another run's.
   function forget(run) {
-    for (const cache of [inputs, maps, predictions, quality]) {
+    for (const cache of [inputs, maps, predictions, blocks, quality]) {
       for (const key of [...cache.map.keys()]) if (key.startsWith(`${run}\n`)) cache.delete(key);
     }
   }
 
-  return { forget, inputs, maps, imageURL, inputFor, holdInput, releaseInput, mapKey, mapFor, predictionsFor, qualityFor, trueLabel };
+  return { forget, inputs, maps, imageURL, inputFor, holdInput, releaseInput, mapKey, mapFor, predictionsFor, predictionsAt,
+    predictionsKnown, qualityFor, trueLabel };
 }

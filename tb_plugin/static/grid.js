@@ -10,8 +10,8 @@
 // Scale: the grid is virtual. Only the rows in the viewport (plus OVERSCAN rows) exist in the DOM;
 // spacer rows above and below keep the scrollbar true. Rows have one fixed height, derived from the
 // image size, so the rows in view follow from the scroll position alone. Requests per view do not
-// grow with the run's size: the rows in view fetch their images, /predictions is one request per
-// run and step, /runs and /scalars one per page.
+// grow with the run's size: the rows in view fetch their images and their block of /predictions
+// (one request per run, step and 64 images), /runs and /scalars one per page.
 
 import { colorBar, formatValue, paint, valueAt } from "./maps.js";
 import { columnSettings } from "./state.js";
@@ -24,7 +24,7 @@ const OVERSCAN = 4;          // rows kept beyond each edge of the viewport
 // a method's name as its run logged it; `slider`/`sliderB`: the epoch sliders; `hoverBar`: where the
 // hovered map's colour bar goes.
 export function createGrid({ runs, state, store, label, slider, sliderB, hoverBar }) {
-  const { inputs, maps, inputFor, mapFor, holdInput, releaseInput, mapKey, predictionsFor, qualityFor, trueLabel } = store;
+  const { inputs, maps, inputFor, mapFor, holdInput, releaseInput, mapKey, predictionsAt, qualityFor, trueLabel } = store;
   const grid = el("table", { id: "grid" });
   const thead = el("thead"), tbody = el("tbody");
   const topSpacer = el("tr", { className: "spacer" }, [el("td")]);
@@ -121,8 +121,42 @@ export function createGrid({ runs, state, store, label, slider, sliderB, hoverBa
       show(cell, cell.drawn.status, step);  // back to what it shows (e.g. after a quick move away)
     } else {
       show(cell, "loading", step);
-      loadCell(cell);
+      request(cell);
     }
+  }
+
+  // The rows in view load first: a cell of a row kept beyond the viewport (OVERSCAN) waits until
+  // no cell in view is loading, so its requests never queue before theirs (the browser runs six
+  // at a time). The indices in view are worked out once per frame, from the scroll position.
+  let inView = null, loadingInView = 0;
+  const waiting = new Set();
+  function indicesInView() {
+    if (!inView) {
+      const n = view.order.length, h = view.rowHeight || 1, top = tbody.getBoundingClientRect().top;
+      const first = Math.max(0, Math.floor(-top / h)), last = Math.min(n, Math.ceil((window.innerHeight - top) / h));
+      inView = new Set(view.order.slice(first, Math.max(first, last)));
+      requestAnimationFrame(() => { inView = null; });
+    }
+    return inView;
+  }
+  function request(cell) {
+    if (!indicesInView().has(cell.index)) {
+      waiting.add(cell);
+      if (!loadingInView) queueMicrotask(loadWaiting);
+      return;
+    }
+    waiting.delete(cell);
+    loadingInView += 1;
+    loadCell(cell).finally(() => {
+      loadingInView -= 1;
+      if (!loadingInView) loadWaiting();
+    });
+  }
+  function loadWaiting() {
+    if (loadingInView) return;
+    const cells = [...waiting];
+    waiting.clear();
+    for (const cell of cells) if (!cell.dead) loadCell(cell);
   }
 
   // The cell's tooltip: its image's quality measures for its method and epoch, where logged.
@@ -141,7 +175,7 @@ export function createGrid({ runs, state, store, label, slider, sliderB, hoverBa
 
   // The caption of an image at a step (the chosen epoch by default), or null until /predictions answered.
   function captionOf(run, index, step = stepA()) {
-    const info = runs[run], answer = predictionsFor(run, step).value;
+    const info = runs[run], answer = predictionsAt(run, step, index).value;
     if (!answer) return null;
     const p = answer[String(index)];
     if (!p) return { text: "", correct: null };
@@ -153,9 +187,16 @@ export function createGrid({ runs, state, store, label, slider, sliderB, hoverBa
     return { text, correct: isNumber(truth) && isNumber(p.predicted) ? truth === p.predicted : null };
   }
 
-  function showCaption(group, run, index) {
-    const caption = captionOf(run, index);
-    if (!caption) return;
+  // The caption of a row's group at the chosen epoch, once its predictions are in (the previous
+  // epoch's stays until then; a row gone or an epoch moved on by then is left alone).
+  function showCaption(group, run, index, row) {
+    const step = stepA(), caption = captionOf(run, index, step);
+    if (!caption) {
+      predictionsAt(run, step, index).promise.then(() => {
+        if (!row.dead && stepA() === step && predictionsAt(run, step, index).value) showCaption(group, run, index, row);
+      });
+      return;
+    }
     group.caption.textContent = caption.text;
     group.caption.title = caption.text;
     group.caption.dataset.step = String(stepA());
@@ -192,7 +233,7 @@ export function createGrid({ runs, state, store, label, slider, sliderB, hoverBa
             if (!(error instanceof Missing)) Object.assign(na, { textContent: "error", title: failure(error) });
           });
         }
-        showCaption(g, run, index);
+        showCaption(g, run, index, row);
       }
       for (const column of group.columns) {
         const canvas = el("canvas", { className: "overlay", width: 1, height: 1 });

@@ -124,7 +124,7 @@ export async function render() {
 
   // ---- update: every cell and strip points at the chosen epochs ----
   function update() {
-    const g = ++view.generation;
+    ++view.generation;
     state.step = stepA();
     state.stepB = stepB();
     sliderB.disabled = !state.compare;
@@ -138,13 +138,9 @@ export async function render() {
     for (const row of view.rows.values()) for (const cell of row.cells) grid.want(cell, row.index);
     grid.table.dataset.step = isNumber(a) ? String(a) : "none";  // set once the cells want the new step, so tests can wait on it
     strips.update();
-    for (const run of state.runs) {
-      const entry = store.predictionsFor(run, a);
-      const refresh = () => {
-        for (const row of view.rows.values()) for (const group of row.groups) if (group.run === run && runs[run].imageSet.has(row.index)) grid.showCaption(group, run, row.index);
-      };
-      if (entry.value) refresh();
-      else entry.promise.then(() => { if (g === view.generation) refresh(); });
+    // Captions: each row's from its block of /predictions (one request per run and block in view).
+    for (const row of view.rows.values()) {
+      for (const group of row.groups) if (runs[group.run].imageSet.has(row.index)) grid.showCaption(group, group.run, row.index, row);
     }
     applyOrder();
     if (detail && detail.setSettings) detail.setSettings(detailSettings());
@@ -176,7 +172,7 @@ export async function render() {
     detail = openDetail({
       title: `${run} · ${label(run, method)} · image ${index}`,
       // The selected epoch's predictions (one cached /predictions answer per run and step).
-      caption: (s) => store.predictionsFor(run, s).promise.then(() => {
+      caption: (s) => store.predictionsAt(run, s, index).promise.then(() => {
         const caption = grid.captionOf(run, index, s);
         return caption ? caption.text : "";
       }),

@@ -10,14 +10,16 @@ import { isNumber, options } from "./util.js";
 // and row count.
 export function createOrder({ runs, state, store, grid, controls }) {
   const { view, table, stepA, renderRows, scheduleRows, scrollToImage } = grid;
-  const { predictionsFor, qualityFor, trueLabel } = store;
+  const { predictionsFor, predictionsKnown, qualityFor, trueLabel } = store;
   const { filterTrue, filterPred, rowCount, filterNote } = controls;
 
   function classOptions(select, run, current) {
     const info = runs[run], values = new Set();
     (info.class_names || []).forEach((_, k) => values.add(k));
     for (const v of Object.values(info.image_labels || {})) if (isNumber(v)) values.add(v);
-    const answer = predictionsFor(run, stepA()).value;
+    // The predicted classes too: from the whole run's predictions when a sort or filter asked for
+    // them, or asked for here when nothing else names a class (no class names, no labels).
+    const answer = values.size ? predictionsKnown(run, stepA()) : predictionsFor(run, stepA()).value;
     for (const p of Object.values(answer || {})) if (p && isNumber(p.predicted)) values.add(p.predicted);
     if (current !== "") values.add(Number(current));
     const name = (k) => (info.class_names && info.class_names[k] !== undefined ? `${k}: ${info.class_names[k]}` : String(k));
