@@ -377,6 +377,8 @@ def cmd_explain(args):
                              "first batch's images, and none of them could be read")
         explainers.update({m: make_explainer(m, model, args, baselines=scale(first))
                            for m in args.method if REGISTRY[m].needs_baselines})
+    import tensorflow as tf
+
     header = (["file", "output", "predicted_class", "confidence", "explained_class"]
               + (["explained_channel"] if channel_mode else [])
               + (["predicted_name", "explained_name"] if labels else [])
@@ -390,14 +392,18 @@ def cmd_explain(args):
                 rows = []
                 if len(indices):
                     images = scale(shown)
-                    logits = scorer(images)
-                    probabilities = scorer.probabilities(logits)
+                    maps, logits = {}, None
+                    for m, e in explainers.items():
+                        target = args.channel if m in CHANNEL_METHODS and args.layer else args.target
+                        if logits is None:  # the predictions from the first method's pass where it has them
+                            maps[m], logits = spread(e, images, target, devices, with_logits=True)
+                        else:
+                            maps[m] = spread(e, images, target, devices)
+                        maps[m] = np.asarray(maps[m], np.float32)
+                    probabilities = scorer.probabilities(tf.constant(logits))
                     p = np.asarray(probabilities if probabilities is not None else logits, np.float64)
                     predicted = p.argmax(axis=1)
                     explained = predicted if args.target is None else np.full(len(images), args.target)
-                    maps = {m: np.asarray(spread(e, images, args.channel if m in CHANNEL_METHODS and args.layer
-                                                 else args.target, devices), np.float32)
-                            for m, e in explainers.items()}
                     channel = ["strongest" if args.channel is None else args.channel] if channel_mode else []
                     for row, index in enumerate(indices):
                         k, e = int(predicted[row]), int(explained[row])
@@ -678,14 +684,16 @@ def strategy_devices(name):
     return list(tf.distribute.MirroredStrategy().extended.worker_devices)
 
 
-def spread(explainer, images, target, devices):
-    """explainer.explain(images, target), the batch split evenly over `devices`, one thread each.
+def spread(explainer, images, target, devices, with_logits=False):
+    """explainer.explain(images, target), the batch split evenly over `devices`, one thread each;
+    with_logits: (maps, logits) from explainer.explain_with_logits.
 
     Examples are independent, so the parts' maps are the whole batch's; the explainer's compiled
     functions are shared by the threads (TensorFlow runs them concurrently, one per device).
     """
+    explain = explainer.explain_with_logits if with_logits else explainer.explain
     if len(devices) == 1 or len(images) < 2:
-        return explainer.explain(images, target=target)
+        return explain(images, target=target)
     import concurrent.futures
 
     import tensorflow as tf
@@ -694,10 +702,13 @@ def spread(explainer, images, target, devices):
 
     def run(device, part):
         with tf.device(device):
-            return explainer.explain(images[part], target=target)
+            return explain(images[part], target=target)
 
     with concurrent.futures.ThreadPoolExecutor(len(parts)) as pool:
-        return np.concatenate(list(pool.map(run, devices[:len(parts)], parts)))
+        found = list(pool.map(run, devices[:len(parts)], parts))
+    if with_logits:
+        return tuple(np.concatenate(values) for values in zip(*found))
+    return np.concatenate(found)
 
 
 def unique_names(files):

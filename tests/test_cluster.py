@@ -1,6 +1,7 @@
 """Large jobs: the TF_CONFIG cluster, the job's records, two workers against one process, a killed
 run resumed, and one memory-mapped array per method."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -170,3 +171,35 @@ def test_a_killed_run_resumes_without_losing_or_repeating_anything(job_files, tm
     assert _outputs(tmp_path / "killed") == _outputs(tmp_path / "whole")
     units = [json.loads(line)["unit"] for line in records.read_text().splitlines()]
     assert sorted(units) == list(range(21))  # each unit once: the ones done before the kill were skipped
+
+
+def test_merging_the_searches_of_parts_gives_the_search_of_the_whole(cnn):
+    import keras_interp as ki
+    from keras_interp.search import merge_results
+
+    rng = np.random.default_rng(3)
+    x = rng.uniform(size=(30, 12, 12, 3)).astype("float32")
+    x[17] = x[4]  # a tie across the parts: the lower index ranks first in both
+    search = ki.DatasetSearch(cnn, "conv2")
+    whole = search.search(x, top_k=5, batch_size=8)
+    parts = []
+    for part in (np.arange(0, 11), np.arange(11, 30)):
+        found = search.search(x[part], top_k=5, batch_size=8)
+        parts.append(dataclasses.replace(found, indices=part[found.indices]))
+    merged = merge_results(parts[::-1], 5)
+    for field in ("values", "indices", "positions", "boxes", "windows", "channels"):
+        np.testing.assert_array_equal(getattr(merged, field), getattr(whole, field), err_msg=field)
+    with pytest.raises(ValueError, match="same layer and channels"):
+        merge_results([parts[0], search.search(x, top_k=5, channels=[0, 1])], 5)
+
+
+def test_explain_with_logits_gives_explain_maps_and_the_scorer_logits_from_one_pass(cnn, images):
+    import keras_interp as ki
+    from keras_interp.targets import Scorer
+
+    logits = np.asarray(Scorer(cnn)(images))
+    for explainer in (ki.Saliency(cnn), ki.GradCAM(cnn)):  # its own pass, and the fallback forward
+        maps, found = explainer.explain_with_logits(images)
+        np.testing.assert_allclose(maps, explainer.explain(images), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(found, logits, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(logits.sum(axis=1), 1.0)  # logits, not the softmax the model ends with

@@ -438,5 +438,17 @@ class Explainer:
         """Importance maps (B, H, W) float32; higher means more important."""
         raise NotImplementedError
 
+    def explain_with_logits(self, inputs, target=None):
+        """(maps, logits): `explain`'s maps and the model's logits (the scorer's: pre-softmax where
+        the softmax could be removed) on the inputs, for a caller that reports predictions
+        beside the maps. Here a compiled forward pass after `explain`; an explainer whose own
+        pass on the clean inputs computes the logits (Saliency) returns those, at no extra cost."""
+        maps = self.explain(inputs, target=target)
+        x = self._check(inputs)
+        return maps, self._batched(lambda xb: self._call("_logits", xb), x)
+
+    def _logits(self, x):
+        return self.scorer(x)
+
     def __repr__(self):
         return f"{type(self).__name__}(model={self.model.name!r})"

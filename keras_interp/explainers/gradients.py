@@ -107,11 +107,26 @@ class Saliency(GradientExplainer):
     """
 
     def _attribution(self, x, classes, score_fn):
+        return self._gradient_and_logits(x, classes, score_fn)[:1]
+
+    def _gradient_and_logits(self, x, classes, score_fn):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            scores, _ = select_scores(self.scorer(x), classes, score_fn)
+            logits = self.scorer(x)
+            scores, _ = select_scores(logits, classes, score_fn)
         # An input the explained output does not use gets a zero attribution, not None.
-        return (tape.gradient(scores, x, unconnected_gradients=tf.UnconnectedGradients.ZERO),)
+        return tape.gradient(scores, x, unconnected_gradients=tf.UnconnectedGradients.ZERO), logits
+
+    def _reduced_and_logits(self, x, classes, score_fn):
+        gradient, logits = self._gradient_and_logits(x, classes, score_fn)
+        return _map(self._reduce_one, gradient), logits
+
+    def explain_with_logits(self, inputs, target=None):
+        """(maps, logits) from one pass: the logits are the ones the gradient was taken through."""
+        if type(self)._attribution is not Saliency._attribution:  # a subclass changing the map
+            return super().explain_with_logits(inputs, target)
+        maps, logits = self._run("_reduced_and_logits", inputs, target)
+        return self._pack(maps), logits
 
 
 class GradientInput(Saliency):
