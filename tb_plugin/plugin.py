@@ -187,12 +187,12 @@ def _ranges(value):
     return indices
 
 
-def _index_record(values):
-    """One index record (a JSON string tensor) -> {images: {index: label}, class_names, methods:
+def _index_record(text):
+    """One index record (its JSON bytes) -> {images: {index: label}, class_names, methods:
     {m: {label, signed, clip}}, quality: {m: fields}, pictures: {kind: {title, labels: {index: label}}}},
     or None when it is not one this plugin can read."""
     try:
-        record = json.loads(values.reshape(-1)[0] if values.size else b"")
+        record = json.loads(text)
         images = _ranges(record["images"])
         labels = record.get("labels")
         labels = [_class(v) for v in labels] if isinstance(labels, list) and len(labels) == len(images) else [None] * len(images)
@@ -387,7 +387,9 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
             ctx, experiment_id=eid, plugin_name=PLUGIN_NAME, downsample=_ALL,
             run_tag_filter=provider.RunTagFilter(runs=[run], tags=[INDEX_TAG]),
         ).get(run, {}).get(INDEX_TAG, [])
-        content = _merge_index([_index_record(d.numpy) for d in sorted(data, key=lambda d: d.step)])
+        # Records are mostly the same text epoch after epoch: each distinct one is parsed once.
+        texts = dict.fromkeys(d.numpy.reshape(-1)[0] if d.numpy.size else b"" for d in sorted(data, key=lambda d: d.step))
+        content = _merge_index([_index_record(text) for text in texts])
         with self._lock:
             self._index_cache[key] = (version, content)
             self._index_cache.move_to_end(key)

@@ -483,8 +483,8 @@ def test_the_index_is_read_again_only_when_an_epoch_is_logged_and_merges_a_resum
     assert info["method_steps"] == {"gradcam": [2], "saliency": [0, 1, 2]} and info["pictures"]["class_model"]["steps"] == [2]
     # Training resumed by a new logger with one method: the run keeps the other's column.
     write_indexed(str(tmp_path), "live", 3, ["smoothgrad"], [3])
-    client.multiplexer.Reload()
-    info = strict_json(get(client, "runs"))["runs"]["live/explanations"]
+    # (A new server: a multiplexer's Reload may skip a third events file whose name sorts first.)
+    info = strict_json(get(make_client(str(tmp_path)), "runs"))["runs"]["live/explanations"]
     assert info["methods"] == ["gradcam", "saliency", "smoothgrad"] and info["steps"] == [0, 1, 2, 3]
     listed = make_client(str(tmp_path), wrap=lambda p: Hiding(p, summary.INDEX_TAG))
     assert strict_json(get(listed, "runs"))["runs"]["live/explanations"] == info
