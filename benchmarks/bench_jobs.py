@@ -1,6 +1,6 @@
 """Throughput of `keras-interp explain` over a large folder, against the model's own limit.
 
-    python benchmarks/bench_jobs.py [--images 10000] [--size 64] [--batch-size 64] [--formats memmap npy]
+    python benchmarks/bench_jobs.py [--images 10000] [--size 64] [--batch-size 64] [--formats memmap npy] [--rounds 2]
 
 Writes a folder of small PNG images (the built-in shapes; kept in --cache between runs) and the
 reference CNN (random weights: the arithmetic is what counts), then for each --format runs
@@ -96,6 +96,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--formats", nargs="+", default=["memmap", "npy"], choices=["memmap", "npy"])
     parser.add_argument("--cache", default="/tmp/bench_jobs")
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     folder = image_folder(args.cache, args.images, args.size)
     model = ki.models.reference_cnn((args.size, args.size, 3))
@@ -105,13 +106,21 @@ def main():
     # A first, untimed run: TensorFlow's and the command's one-time costs (tracing) are not throughput.
     small = image_folder(args.cache, 256, args.size)
     explain_seconds(model_path, small, os.path.join(args.cache, "warm"), args.batch_size, "memmap", 256)
-    limit = limit_seconds(model, folder, args.batch_size)
+    # Rounds alternate the limit and the command, and each side keeps its best round: a busy spell
+    # of this shared machine then slows both sides alike instead of one.
+    limit, best = np.inf, {}
+    for _ in range(args.rounds):
+        limit = min(limit, limit_seconds(model, folder, args.batch_size))
+        for format in args.formats:
+            found = explain_seconds(model_path, folder, os.path.join(args.cache, f"out_{format}"), args.batch_size,
+                                    format, args.images)
+            if format not in best or found[0] < best[format][0]:
+                best[format] = found
     print(f"{args.images} images of {args.size}x{args.size}, batches of {args.batch_size}, reference CNN; "
-          f"limit (compiled forward+backward from memory): {args.images / limit:.0f} images/s")
+          f"limit (compiled forward+backward from memory): {args.images / limit:.0f} images/s; best of {args.rounds} "
+          "rounds each")
     print(f"{'format':8s} {'images/s':>9s} {'/ limit':>8s} {'RSS at 10%':>11s} {'RSS at end':>11s}")
-    for format in args.formats:
-        seconds, early, end = explain_seconds(model_path, folder, os.path.join(args.cache, f"out_{format}"),
-                                              args.batch_size, format, args.images)
+    for format, (seconds, early, end) in best.items():
         print(f"{format:8s} {args.images / seconds:9.0f} {limit / seconds:8.3f} {early / 2**20:9.0f} MiB "
               f"{end / 2**20:7.0f} MiB", flush=True)
 

@@ -92,10 +92,11 @@ def _outputs(folder):
     return found
 
 
-COMMANDS = [
-    ("explain", ["--method", "gradcam", "--method", "smoothgrad", "--batch-size", "4"]),
+COMMANDS = [  # every command; a seeded method (draws per row) and one with reference examples (the first batch)
+    ("explain", ["--method", "saliency", "--method", "smoothgrad", "--batch-size", "7"]),
     ("memmap", ["--method", "saliency", "--method", "expected_gradients", "--batch-size", "3", "--format", "memmap"]),
-    ("evaluate", ["--method", "saliency", "--method", "gradcam", "--steps", "4", "--batch-size", "4"]),
+    ("evaluate", ["--method", "saliency", "--measure", "deletion", "--measure", "mu_fidelity", "--steps", "4",
+                  "--batch-size", "7"]),
     ("search", ["--layer", "conv2", "--top-k", "3", "--batch-size", "1"]),
 ]
 
@@ -139,7 +140,7 @@ def test_two_workers_write_what_one_process_writes(job_files, tmp_path):
                 assert one[file] == two[file], f"{name}: {file} differs"
     # Both workers worked: each recorded its own units.
     records = [open(tmp_path / "two" / "explain" / STATE / f"records-{r}.jsonl").read().count("\n") for r in (0, 1)]
-    assert records == [3, 3]
+    assert records == [2, 1]  # 3 units of 7 inputs
     maps = np.load(tmp_path / "two" / "memmap" / "saliency.npy", mmap_mode="r")
     broken = sorted(os.listdir(root / "images")).index("07_broken.png")
     assert maps.shape == (21, SIZE, SIZE) and np.isnan(maps[broken]).all()
