@@ -368,7 +368,8 @@ def cmd_explain(args):
     scale = scaler(args, shape)
     devices = strategy_devices(args.strategy)
     names = unique_names(files)
-    job = start_job(args, files, names, args.batch_size)
+    clean = (lambda: MapOutputs.clean(args.out, args.method)) if args.format == "memmap" else None
+    job = start_job(args, files, names, args.batch_size, clean=clean)
     if any(REGISTRY[m].needs_baselines for m in args.method):
         # Reference examples (Expected Gradients): the first batch's images, the same on every worker.
         first = next(read_units([0], files, shape, args.batch_size, args.resize))[2]
@@ -469,7 +470,7 @@ def job_cluster(args):
         raise UsageError(str(exc)) from None
 
 
-def start_job(args, files, names, unit_size):
+def start_job(args, files, names, unit_size, clean=None):
     """The command's Job over --out: units of `unit_size` inputs, keyed by everything that decides
     the outputs (the model file's bytes, the inputs' names, the options)."""
     import hashlib
@@ -483,7 +484,7 @@ def start_job(args, files, names, unit_size):
     units = -(-len(files) // unit_size)
     job = Job(args.out, key, units, job_cluster(args), resume=args.resume, overwrite=args.overwrite, wait=args.wait)
     try:
-        return job.start()
+        return job.start(clean)
     except JobError as exc:
         raise UsageError(str(exc)) from None
 
@@ -567,11 +568,14 @@ class MapOutputs:
     def __init__(self, format, job, names, methods, count):
         self.format, self.job, self.names, self.methods, self.count = format, job, names, methods, count
         self.out, self.files = job.out, {}
-        if format == "memmap" and job.cluster.chief and not job.resume:
-            for method in methods:  # an earlier job's arrays (--overwrite) are not this job's
-                path = os.path.join(self.out, f"{method}.npy")
-                if os.path.exists(path):
-                    os.remove(path)
+
+    @staticmethod
+    def clean(out, methods):
+        """Remove an earlier job's arrays (--overwrite): this job's may have another shape."""
+        for method in methods:
+            path = os.path.join(out, f"{method}.npy")
+            if os.path.exists(path):
+                os.remove(path)
 
     def write(self, unit, unit_size, indices, maps, sheets):
         if self.format == "memmap":

@@ -124,16 +124,18 @@ class Job:
         self.launch = None
 
     # ----------------------------------------------------------------------------- start
-    def start(self):
-        """Prepare (chief) or join (other workers) the job; returns self."""
+    def start(self, clean=None):
+        """Prepare (chief) or join (other workers) the job; returns self. `clean()`: removes an
+        earlier job's outputs that would not simply be overwritten; the chief calls it on a fresh
+        start, before the manifest lets the other workers in."""
         if self.cluster.chief:
-            self._start_chief()
+            self._start_chief(clean)
         else:
             self._join()
         self._repair()
         return self
 
-    def _start_chief(self):
+    def _start_chief(self, clean):
         if os.path.exists(self.out) and not os.path.isdir(self.out):
             raise JobError(f"--out {self.out} is a file, not a folder")
         found = self._read_manifest()
@@ -151,6 +153,8 @@ class Job:
                                "--overwrite, or --resume to continue the job it holds")
             if os.path.isdir(self.state):
                 shutil.rmtree(self.state)  # the earlier job's records: they do not count for this one
+            if clean is not None and os.path.isdir(self.out):
+                clean()
             launches = []
         try:
             os.makedirs(self.state, exist_ok=True)
