@@ -98,6 +98,11 @@ def test_recipe_errors():
         ki.ClassModelVisualization(model, recipe="lucid2")
     with pytest.raises(ValueError, match="regularizers are the pixel recipe's"):
         ki.ClassModelVisualization(model, recipe="fourier", regularizers=[ki.visualize.L2Decay()])
+    for steps in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="redirect_relu_steps must be an int >= 0"):
+            ki.ClassModelVisualization(model, recipe="fourier", redirect_relu_steps=steps)
+    with pytest.raises(ValueError, match="redirect_relu_steps belongs to the Adam recipes"):
+        ki.FeatureVisualization(model, "conv2", redirect_relu_steps=16)
 
 
 def test_deep_dream_on_a_class_boosts_it_and_stays_a_version_of_the_photo():
@@ -167,3 +172,119 @@ def test_the_composed_affine_transform_is_the_rotation_scale_and_shift_it_draws(
     if dy or dx:
         border = shifted[0, -1] if dy > 0 else shifted[0, 0] if dy < 0 else shifted[0, :, -1] if dx > 0 else shifted[0, :, 0]
         np.testing.assert_allclose(border, 0.5)
+
+
+class _Given:
+    """A parameterization that is the images themselves (the gradient w.r.t. the images)."""
+
+    def __init__(self, images):
+        self.images = np.asarray(images, np.float32)
+
+    def initial(self, n, shape, seed):
+        return self.images
+
+    def __call__(self, params, low, high):
+        return params
+
+
+def _redirected_rule(z, g):
+    """Lucid's redirected ReLU gradient in NumPy, per image: the plain gradient 1[z > 0] g where
+    any of it is non-zero, else g except where an off unit (z < 0) is pushed down (g < 0)."""
+    plain = g * (z > 0)
+    dead = ~plain.reshape(len(z), -1).any(axis=1)
+    plain[dead] = np.where((z[dead] < 0) & (g[dead] < 0), 0, g[dead])
+    return plain
+
+
+def test_the_redirected_relu_gradient_against_numpy_then_the_plain_gradient_exactly():
+    import keras
+
+    from keras_interp.visualize.redirect import gradients, redirected_relu_gradient, redirected_relus
+
+    # A fused relu and a ReLU layer: x (3) -> relu(x W1) -> ReLU(h W2 + b2) -> . w3.
+    w1 = np.array([[1.0, 0.5], [0.5, 1.0], [0.2, 0.3]], "float32")
+    w2, b2 = np.array([[1.0, -2.0], [-0.5, 0.7]], "float32"), np.array([-0.5, -0.5], "float32")
+    w3 = np.array([[2.0], [-1.0]], "float32")
+    inputs = keras.Input((3,))
+    h = keras.layers.Dense(2, activation="relu", name="d1")(inputs)
+    h = keras.layers.ReLU(name="r2")(keras.layers.Dense(2, name="d2")(h))
+    model = keras.Model(inputs, keras.layers.Dense(1, use_bias=False, name="d3")(h))
+    for name, weights in (("d1", [w1, np.zeros(2, "float32")]), ("d2", [w2, b2]), ("d3", [w3])):
+        model.get_layer(name).set_weights(weights)
+    # Image 0 has live units in both ReLUs; image 1 has every unit of both off.
+    x = np.array([[2.0, 2.0, 2.0], [-2.0, -2.0, -2.0]], "float32")
+    before = [w.copy() for w in model.get_weights()]
+    ascent = ParameterizedAscent(lambda v: model(v)[:, 0], _Given(x), [], (0.0, 1.0), redirect_relu_steps=2)
+
+    z1 = x @ w1
+    z2 = np.maximum(z1, 0) @ w2 + b2
+    g2 = np.broadcast_to(w3[:, 0], z2.shape).copy()
+    want = _redirected_rule(z1, _redirected_rule(z2, g2) @ w2.T) @ w1.T
+    with tf.GradientTape() as tape:
+        v = tf.constant(x)
+        tape.watch(v)
+        plain = tape.gradient(tf.reduce_sum(model(v)), v).numpy()
+    assert np.abs(plain[0]).sum() > 0 and not plain[1].any()  # image 1: no plain gradient at all
+    np.testing.assert_allclose(want[1], [2.0, 1.0, 0.4], rtol=1e-6)  # worked by hand: only d1's unit 0 passes
+
+    # The switch as a tensor of the step, in one compiled function: redirected, then plain bit for bit.
+    @tf.function
+    def switched(v, step):
+        with redirected_relus(step < 2):
+            scores = model(v)[:, 0]
+            return scores, gradients(scores, v)
+
+    scores, redirected = switched(tf.constant(x), tf.constant(0))
+    np.testing.assert_allclose(scores.numpy(), model(x).numpy()[:, 0], rtol=1e-6)  # the forward is unchanged
+    np.testing.assert_allclose(redirected.numpy(), want, rtol=1e-6)
+    np.testing.assert_array_equal(redirected.numpy()[0], plain[0])  # a live image keeps its plain gradient
+    for step in (2, 5):
+        np.testing.assert_array_equal(switched(tf.constant(x), tf.constant(step))[1].numpy(), plain)
+    # The engine's redirected phase gives the same gradient.
+    engine = tf.function(lambda p: ascent._gradient(p, tf.constant(0), tf.constant(0), redirect=True))
+    np.testing.assert_allclose(engine(tf.constant(x))[1].numpy(), want, rtol=1e-6)
+
+    # A run: the dead image moves only with the redirected steps; each phase is traced once.
+    result = ascent.run(2, (3,), steps=4, seed=0)
+    assert result.history.shape == (4, 2) and not np.allclose(result.images[1], x[1])
+    traces = ascent.trace_count
+    ascent.run(2, (3,), steps=3, seed=1)
+    assert traces == 2 and ascent.trace_count == traces
+    stuck = ParameterizedAscent(lambda v: model(v)[:, 0], _Given(x), [], (0.0, 1.0)).run(2, (3,), steps=4, seed=0)
+    np.testing.assert_array_equal(stuck.images[1], x[1])
+    # The model is not changed: same weights, and a graph gradient taken outside the rule is plain.
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    outside = tf.function(lambda v: tf.gradients(tf.reduce_sum(model(v)), v)[0])
+    np.testing.assert_array_equal(outside(tf.constant(x)).numpy(), plain)
+
+    # Relu6 (ReLU(6.)): an off unit above 6 passes only what pushes it down; a tensor without a
+    # batch axis is decided whole.
+    z = tf.constant([[-1.0, 7.0, 8.0], [3.0, 7.0, -2.0]])
+    g = tf.constant([[1.0, -1.0, 2.0], [1.0, 1.0, 1.0]])
+    plain6 = tf.raw_ops.Relu6Grad(gradients=g, features=z)
+    np.testing.assert_array_equal(redirected_relu_gradient(z, g, plain6, high=6.0).numpy(),
+                                  [[1.0, -1.0, 0.0], [1.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(redirected_relu_gradient(z[0], g[0], tf.zeros(3)).numpy(), [1.0, -1.0, 2.0])
+
+
+def test_the_affine_transforms_gradient_is_tensorflows_own_without_the_matrix_inverse():
+    from keras_interp.visualize.parameterization import RandomAffine
+
+    x = tf.constant(np.random.default_rng(0).uniform(size=(2, 9, 11, 3)).astype("float32"))
+    weights = tf.constant(np.random.default_rng(1).normal(size=(2, 9, 11, 3)).astype("float32"))
+    transform = RandomAffine(2, [0.9, 1.1], [-10, 7, 20])
+    for step in range(4):
+        key = tf.constant([5, step])
+        forward, _ = transform.transforms(x, key)
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            ours = transform(x, key, centre=0.5)
+            # The raw op with TensorFlow's registered gradient (which inverts the matrix itself).
+            theirs = tf.raw_ops.ImageProjectiveTransformV3(images=x, transforms=forward, output_shape=[9, 11],
+                                                           interpolation="BILINEAR", fill_mode="CONSTANT", fill_value=0.5)
+            scores = tf.reduce_sum(weights * ours), tf.reduce_sum(weights * theirs)
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+        np.testing.assert_allclose(tape.gradient(scores[0], x).numpy(), tape.gradient(scores[1], x).numpy(), atol=2e-5)
+    with pytest.raises(ValueError, match="RandomAffine takes pixels >= 0"):
+        RandomAffine(2, [], [0])

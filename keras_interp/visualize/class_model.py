@@ -8,7 +8,7 @@ from keras_interp import graph
 from keras_interp.targets import Scorer, _pre_activation, inner_scorer
 from keras_interp.visualize.engine import GradientAscent, check_steps, resolve_value_range, yosinski_defaults
 from keras_interp.visualize.parameterization import (
-    Crop, FourierImage, MaCoImage, Noise, ParameterizedAscent, RandomScale, robustness,
+    Crop, FourierImage, MaCoImage, Noise, ParameterizedAscent, RandomScale, check_redirect_steps, robustness,
 )
 
 __all__ = ["ClassModelVisualization", "FeatureVisualization", "RECIPES"]
@@ -27,6 +27,9 @@ def _maco(shape):
 # Recipe name -> None (pixels, the engine's regularizers) or shape -> (parameterization,
 # transforms, Adam's learning rate).
 RECIPES = {"yosinski": None, "fourier": _fourier, "maco": _maco}
+# The recipes' first steps with the redirected ReLU gradient (Lucid's 16), where
+# redirect_relu_steps=None; see keras_interp.visualize.redirect.
+REDIRECT_RELU_STEPS = {"fourier": 16, "maco": 16}
 
 
 def _image_shape(model, size):
@@ -70,12 +73,18 @@ def _indices(values, count, what, plural, owner):
 class _Visualization:
     """Shared by the generators: the engine settings, the start image, the run."""
 
-    def __init__(self, model, value_range=None, regularizers=None, step_size=0.03, size=None, recipe="yosinski"):
+    def __init__(self, model, value_range=None, regularizers=None, step_size=0.03, size=None, recipe="yosinski",
+                 redirect_relu_steps=None):
         if recipe not in RECIPES:
             raise ValueError(f"recipe must be one of {sorted(RECIPES)}; received {recipe!r}.")
         if recipe != "yosinski" and regularizers is not None:
             raise ValueError(f"regularizers are the pixel recipe's (recipe='yosinski'); recipe {recipe!r} has its "
                              "own transforms.")
+        redirect = None if redirect_relu_steps is None else check_redirect_steps(redirect_relu_steps)
+        if recipe == "yosinski" and redirect:
+            raise ValueError("redirect_relu_steps belongs to the Adam recipes ('fourier', 'maco'); the pixel recipe "
+                             "'yosinski' has no redirected ReLU.")
+        self.redirect_relu_steps = REDIRECT_RELU_STEPS.get(recipe, 0) if redirect is None else redirect
         self.model = model
         self.value_range = resolve_value_range(value_range)
         self.regularizers = regularizers
@@ -90,7 +99,7 @@ class _Visualization:
             if self.recipe not in self._engines:
                 parameterization, transforms, rate = RECIPES[self.recipe](self.image_shape)
                 self._engines[self.recipe] = ParameterizedAscent(self._objective, parameterization, transforms,
-                                                                 self.value_range, rate)
+                                                                 self.value_range, rate, self.redirect_relu_steps)
             return self._engines[self.recipe]
         # One engine (and so one compiled step) per step count: the default regularizers scale with it.
         key = steps if self.regularizers is None else None
@@ -138,15 +147,20 @@ class ClassModelVisualization(_Visualization):
             spectrum with colour decorrelation behind a sigmoid, seen through random pad,
             jitter, scale and rotation, Adam 0.05) or "maco" (MaCo: the spectrum's phase only,
             random crops and noise, Adam 1.0); see keras_interp.visualize.parameterization.
+        redirect_relu_steps: with "fourier" or "maco", the first steps in which every ReLU of
+            the model passes Lucid's redirected gradient, so units that are off for an image
+            still get the gradient that turns them on (keras_interp.visualize.redirect); None:
+            the recipe's default (REDIRECT_RELU_STEPS), 0: the plain gradient throughout. The
+            model itself is not changed.
 
     Example:
         >>> images = ki.ClassModelVisualization(model).visualize([0, 1, 2], steps=200, seed=0)
     """
 
     def __init__(self, model, value_range=None, regularizers=None, step_size=0.03, size=None, output=None,
-                 recipe="yosinski"):
+                 recipe="yosinski", redirect_relu_steps=None):
         self.scorer = Scorer(model, output=output)
-        super().__init__(model, value_range, regularizers, step_size, size, recipe)
+        super().__init__(model, value_range, regularizers, step_size, size, recipe, redirect_relu_steps)
         if self.scorer.output_shape is None:  # a subclassed model: learn its outputs from one call
             self.scorer.check_outputs(np.zeros((1,) + self.image_shape, np.float32))
         if self.scorer.num_classes is None:
@@ -207,18 +221,19 @@ class FeatureVisualization(_Visualization):
         value_range, regularizers, step_size, size: as for ClassModelVisualization.
         output: accepted for symmetry with the other tools; a channel of `layer` needs no output,
             so a model with several outputs needs none here.
-        recipe: as for ClassModelVisualization.
+        recipe, redirect_relu_steps: as for ClassModelVisualization (the chosen layer's own fused
+            ReLU is already skipped: its pre-activation is optimized).
 
     Example:
         >>> images = ki.FeatureVisualization(model, "conv2").visualize([0, 5, 7], steps=200)
     """
 
     def __init__(self, model, layer, objective="mean", value_range=None, regularizers=None, step_size=0.03,
-                 size=None, output=None, recipe="yosinski"):
+                 size=None, output=None, recipe="yosinski", redirect_relu_steps=None):
         if objective not in ("mean", "center"):
             raise ValueError(f"objective must be 'mean' or 'center'; received {objective!r}.")
         self.scorer = inner_scorer(model, output)
-        super().__init__(model, value_range, regularizers, step_size, size, recipe)
+        super().__init__(model, value_range, regularizers, step_size, size, recipe, redirect_relu_steps)
         site = self.scorer.site(layer)
         self.layer = site.path
         self.channels = site.shape[-1]
