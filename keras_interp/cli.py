@@ -349,7 +349,7 @@ def cmd_explain(args):
     channel_mode = bool(args.layer) and bool(set(args.method) & set(CHANNEL_METHODS))
     if args.channel is not None and not channel_mode:
         raise UsageError("--channel is for deconvnet and guided_backprop with --layer (a channel of that layer)")
-    cluster = job_cluster(args)
+    job_cluster(args)  # a bad TF_CONFIG fails before the model is loaded
     model = load(args.model, args.unsafe)
     shape, scorer = _classifier(args, model)
     try:
@@ -385,49 +385,38 @@ def cmd_explain(args):
               + (["predicted_name", "explained_name"] if labels else [])
               + (["row"] if args.format == "memmap" else []))
     outputs = MapOutputs(args.format, job, names, args.method, len(files))
-    bar, done, seen, start = progress(len(files), args.quiet), 0, 0, time.perf_counter()
-    while True:
-        with UnitWriter(job) as writer:
-            for unit, indices, shown, failed, resized in read_units(job.todo(), files, shape, args.batch_size,
-                                                                    args.resize):
-                rows = []
-                if len(indices):
-                    images = scale(shown)
-                    maps, logits = {}, None
-                    for m, e in explainers.items():
-                        target = args.channel if m in CHANNEL_METHODS and args.layer else args.target
-                        if logits is None:  # the predictions from the first method's pass where it has them
-                            maps[m], logits = spread(e, images, target, devices, with_logits=True)
-                        else:
-                            maps[m] = spread(e, images, target, devices)
-                        maps[m] = np.asarray(maps[m], np.float32)
-                    probabilities = scorer.probabilities(tf.constant(logits))
-                    p = np.asarray(probabilities if probabilities is not None else logits, np.float64)
-                    predicted = p.argmax(axis=1)
-                    explained = predicted if args.target is None else np.full(len(images), args.target)
-                    channel = ["strongest" if args.channel is None else args.channel] if channel_mode else []
-                    for row, index in enumerate(indices):
-                        k, e = int(predicted[row]), int(explained[row])
-                        rows.append([files[index], names[index], k, f"{p[row, k]:.6f}", e] + channel
-                                    + ([labels[k], labels[e]] if labels else [])
-                                    + ([int(index)] if args.format == "memmap" else []))
-                    sheets = None if args.format == "memmap" else (shown, predicted, explained, p, labels)
-                else:
-                    maps, sheets = {}, None
-                writer.submit(unit, lambda u=unit, i=indices, m=maps, s=sheets: outputs.write(u, args.batch_size, i, m, s),
-                              {"rows": rows, "failed": failed, "resized": resized})
-                done, seen = done + len(indices), seen + len(indices) + len(failed)
-                if bar is not None:
-                    bar.update(min(seen, len(files)), values=[("images/s", done / max(time.perf_counter() - start, 1e-9))])
-        if job.still_current():
-            break
-        job.rejoin()  # the chief restarted the job after this worker joined: its records do not count
-    outputs.close()
-    parts = gather(job, args.quiet)
-    if parts is None:
-        if not args.quiet:
-            print(f"worker {cluster.rank}: explained its share ({done} images this run) into {args.out}")
-        return 1 if seen > done else 0  # as a single process: 1 when some of its inputs could not be read
+
+    def work(unit, indices, shown):
+        if not len(indices):
+            return None, {"rows": []}
+        images = scale(shown)
+        maps, logits = {}, None
+        for m, e in explainers.items():
+            target = args.channel if m in CHANNEL_METHODS and args.layer else args.target
+            if logits is None:  # the predictions from the first method's pass where it has them
+                maps[m], logits = spread(e, images, target, devices, with_logits=True)
+            else:
+                maps[m] = spread(e, images, target, devices)
+            maps[m] = np.asarray(maps[m], np.float32)
+        probabilities = scorer.probabilities(tf.constant(logits))
+        p = np.asarray(probabilities if probabilities is not None else logits, np.float64)
+        predicted = p.argmax(axis=1)
+        explained = predicted if args.target is None else np.full(len(images), args.target)
+        channel = ["strongest" if args.channel is None else args.channel] if channel_mode else []
+        rows = []
+        for row, index in enumerate(indices):
+            k, e = int(predicted[row]), int(explained[row])
+            rows.append([files[index], names[index], k, f"{p[row, k]:.6f}", e] + channel
+                        + ([labels[k], labels[e]] if labels else []) + ([int(index)] if args.format == "memmap" else []))
+        sheets = None if args.format == "memmap" else (shown, predicted, explained, p, labels)
+        return lambda: outputs.write(unit, args.batch_size, indices, maps, sheets), {"rows": rows}
+
+    try:
+        parts = run_units(job, args, files, shape, args.batch_size, work, "explained")
+    finally:
+        outputs.close()
+    if not isinstance(parts, list):
+        return parts  # another worker's exit code
     rows = [row for part in parts for row in part["rows"]]
     atomic_write(os.path.join(args.out, "explanations.csv"), lambda h: h.write(_csv_bytes([header] + rows)))
     if not args.quiet:
@@ -456,6 +445,33 @@ def gather(job, quiet):
         return job.gather(quiet)
     except JobError as exc:
         raise UsageError(str(exc)) from None
+
+
+def run_units(job, args, files, shape, unit_size, work, done_verb, ahead=2):
+    """This worker's units of the job, read ahead and written behind: `work(unit, indices,
+    images)` -> (a function writing the unit's outputs or None, the record's payload), and the
+    unit's unreadable and resized inputs are added to the payload. Returns the chief's payloads
+    of every unit in order, or on another worker its exit code (1 when some of its own inputs
+    could not be read, as a single process says)."""
+    bar, done, seen, start = progress(len(files), args.quiet), 0, 0, time.perf_counter()
+    while True:
+        with UnitWriter(job) as writer:
+            for unit, indices, shown, failed, resized in read_units(job.todo(), files, shape, unit_size, args.resize,
+                                                                    ahead):
+                write, payload = work(unit, indices, shown)
+                writer.submit(unit, write, dict(payload, failed=failed, resized=resized))
+                done, seen = done + len(indices), seen + len(indices) + len(failed)
+                if bar is not None:
+                    bar.update(min(seen, len(files)), values=[("images/s", done / max(time.perf_counter() - start, 1e-9))])
+        if job.still_current():
+            break
+        job.rejoin()  # the chief restarted the job after this worker joined: its records do not count
+    parts = gather(job, args.quiet)
+    if parts is None:
+        if not args.quiet:
+            print(f"worker {job.cluster.rank}: {done_verb} its share ({done} images this run) into {args.out}")
+        return 1 if seen > done else 0
+    return parts
 
 
 def job_cluster(args):
@@ -544,7 +560,8 @@ class UnitWriter:
         self.pending.append(self.pool.submit(self._run, unit, write, payload))
 
     def _run(self, unit, write, payload):
-        write()
+        if write is not None:
+            write()
         self.job.record(unit, payload)
 
     def __enter__(self):
@@ -923,30 +940,19 @@ def cmd_evaluate(args):
     except ValueError as exc:
         raise UsageError(_last_line(exc)) from None
     job = start_job(args, files, unique_names(files), args.batch_size)
-    bar, seen, skipped = progress(len(files), args.quiet), 0, 0
-    while True:
-        with UnitWriter(job) as writer:
-            for unit, indices, shown, failed, resized in read_units(job.todo(), files, shape, args.batch_size,
-                                                                    args.resize):
-                part = None
-                if len(indices):
-                    objects = None if masks is None else np.stack([masks[files[i]] for i in indices])
-                    try:
-                        part = evaluator.part(scale(shown), target=target, masks=objects)
-                    except ValueError as exc:
-                        raise UsageError(_last_line(exc)) from None
-                writer.submit(unit, lambda: None, {"part": part, "failed": failed, "resized": resized})
-                seen, skipped = seen + len(indices) + len(failed), skipped + len(failed)
-                if bar is not None:
-                    bar.update(min(seen, len(files)))
-        if job.still_current():
-            break
-        job.rejoin()
-    parts = gather(job, args.quiet)
-    if parts is None:
-        if not args.quiet:
-            print(f"worker {job.cluster.rank}: judged its share into {args.out}")
-        return 1 if skipped else 0  # as a single process: 1 when some of its inputs could not be read
+
+    def work(unit, indices, shown):
+        if not len(indices):
+            return None, {"part": None}
+        objects = None if masks is None else np.stack([masks[files[i]] for i in indices])
+        try:
+            return None, {"part": evaluator.part(scale(shown), target=target, masks=objects)}
+        except ValueError as exc:
+            raise UsageError(_last_line(exc)) from None
+
+    parts = run_units(job, args, files, shape, args.batch_size, work, "judged")
+    if not isinstance(parts, list):
+        return parts  # another worker's exit code
     for part in parts:  # in the inputs' order: the report a single process makes
         if part["part"] is not None:
             evaluator.merge(part["part"])
@@ -980,41 +986,26 @@ def cmd_search(args):
     # exact (ties go to the lower index in both), and a stopped search resumes by segment.
     segment = SEARCH_SEGMENT * args.batch_size
     job = start_job(args, files, unique_names(files), segment)
-    bar, seen, skipped = progress(len(files), args.quiet), 0, 0
 
     def searched(indices, images):
         data = tf.data.Dataset.from_tensor_slices(scale(images))
         result = search.search(data, top_k=args.top_k, channels=args.channels, batch_size=args.batch_size)
         return dataclasses.replace(result, indices=indices[result.indices])  # positions among all inputs
 
-    while True:
-        with UnitWriter(job) as writer:
-            for unit, indices, shown, failed, resized in read_units(job.todo(), files, shape, segment, args.resize,
-                                                                    ahead=1):
-                name = None
-                if len(indices):
-                    try:
-                        result = searched(indices, shown)
-                    except ValueError as exc:
-                        raise UsageError(_last_line(exc)) from None
-                    name = f"search-{unit}.npz"
-                    fields = {f: getattr(result, f) for f in ("values", "indices", "positions", "boxes", "windows")}
-                    writer.submit(unit, lambda n=name, f=fields: atomic_write(os.path.join(job.state, n),
-                                                                              lambda h: np.savez(h, **f)),
-                                  {"file": name, "failed": failed, "resized": resized})
-                else:
-                    writer.submit(unit, lambda: None, {"file": None, "failed": failed, "resized": resized})
-                seen, skipped = seen + len(indices) + len(failed), skipped + len(failed)
-                if bar is not None:
-                    bar.update(min(seen, len(files)))
-        if job.still_current():
-            break
-        job.rejoin()
-    parts = gather(job, args.quiet)
-    if parts is None:
-        if not args.quiet:
-            print(f"worker {job.cluster.rank}: searched its share into {args.out}")
-        return 1 if skipped else 0  # as a single process: 1 when some of its inputs could not be read
+    def work(unit, indices, shown):
+        if not len(indices):
+            return None, {"file": None}
+        try:
+            result = searched(indices, shown)
+        except ValueError as exc:
+            raise UsageError(_last_line(exc)) from None
+        name = f"search-{unit}.npz"
+        fields = {f: getattr(result, f) for f in ("values", "indices", "positions", "boxes", "windows")}
+        return lambda: atomic_write(os.path.join(job.state, name), lambda h: np.savez(h, **fields)), {"file": name}
+
+    parts = run_units(job, args, files, shape, segment, work, "searched", ahead=1)
+    if not isinstance(parts, list):
+        return parts  # another worker's exit code
     template = searched(np.zeros(1, np.int64), np.zeros((1,) + shape, np.float32))  # the layer's fields
     found = []
     for part in parts:
