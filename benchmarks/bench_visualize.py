@@ -94,6 +94,19 @@ def evidence(steps, docs, cache=None, seeds=(0,)):
                 labels.append(f"{recipe}\n{counts[-1][0]} of {len(names)}\nrecognised")
         print(f"{name:26s} over seeds {list(seeds)}: recognised {[c[0] for c in counts]}, of them above the best "
               f"real logit {[c[1] for c in counts]}")
+    # What the judge calls a clean shape: one per class, centred on grey, at several radii (the
+    # data's objects have radius 7-10 px). It bounds what a class model can be credited with.
+    from keras_interp.datasets import _draw
+
+    for radius in (6, 9, 14, 20):
+        clean = np.full((len(names), 64, 64, 3), 0.5, np.float32)
+        for c in range(len(names)):
+            mask = np.zeros((64, 64), np.uint8)
+            _draw(mask, c, 32, 32, radius, 0.3)
+            clean[c][mask.astype(bool)] = (0.9, 0.2, 0.2)
+        calls = [names[k] for k in judge.predict(clean, verbose=0).argmax(1)]
+        cnn_calls = [names[k] for k in model.predict(clean, verbose=0).argmax(1)]
+        print(f"a clean red shape of radius {radius:2d} px on grey: the judge calls {names} {calls}; the CNN {cnn_calls}")
     # Deep Dream on a class: how far it moves a photo, and how far it moves the class.
     from keras_interp.metrics.randomization import ssim
 
