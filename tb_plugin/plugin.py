@@ -54,7 +54,8 @@ _STATIC = os.path.join(os.path.dirname(__file__), "static")
 _ALL = 1_000_000  # no downsampling: the server already keeps at most --samples_per_plugin
 _RUNS_CACHED = 32  # runs whose parsed predictions are kept
 _CACHE_SECONDS = 365 * 24 * 3600  # /image answers that carry the run's version
-_KEYS_BLOCK = 16  # images whose map and input blob keys are read together
+_KEYS_BLOCK = 16  # at most this many images whose map (input) blob keys are read together
+_KEYS_READ = 2048  # about this many (tag, step) blob keys in one such read
 _IMAGES_ASKED = 100_000  # at most this many images in one /predictions?images=
 _ANSWERS_CACHED = 64  # built /predictions answers kept per run (steps)
 _BLOB_KEYS_CACHED = 200_000  # at most this many (tag, step) -> blob key entries (a few tens of MB)
@@ -272,6 +273,7 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
         self._parsed_tensors_cache = collections.OrderedDict()  # (experiment, run, pattern) -> {tag: (version, {step: ...})}
         self._key_locks = [threading.Lock() for _ in range(64)]  # striped by block (see _read_blob_keys)
         self._index_cache = collections.OrderedDict()  # (experiment, run) -> (index tag version, content)
+        self._run_steps = {}  # (experiment, run) -> most steps of a method or kind, as /runs last saw
         self._predictions_cache = collections.OrderedDict()  # (experiment, run) -> (version, {step: rows}, {step: JSON})
         self._lock = threading.Lock()
         # Read the frontend's modules once, so that no route touches the file system.
@@ -466,6 +468,9 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
         # the same folder gets a new one, so image URLs that carry it can be cached for good.
         times = [d.wall_time for tag in first.values() for d in data.get(tag, [])]
         images, image_labels = sorted(content["image_labels"]), content["image_labels"]
+        _, eid = self._context(request)
+        with self._lock:  # for the size of /image's blocks (_neighbours)
+            self._run_steps[(eid, run)] = max([len(v) for v in steps.values()] or [1])
         return {
             "images": images,
             "methods": methods,
@@ -488,21 +493,24 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
 
     def _neighbours(self, eid, run, tag):
         """The tags whose blob keys are read with `tag`'s: for a run whose index /runs read, the
-        other maps of its block of _KEYS_BLOCK images (every method), inputs of its block, or
-        pictures of its kind: what the rows in view ask for next. Else just `tag`.
+        other maps of its block of images (every method), inputs of its block, or pictures of its
+        kind: what the rows in view ask for next. Else just `tag`.
 
-        With the Rust data server each read is a gRPC stream that takes ~40 ms whatever it holds
-        (on these machines): one read for a block's 6 x 16 maps instead of 96 makes the first view
-        of a run several times faster.
+        With the Rust data server each read is a gRPC stream that takes ~40 ms however little it
+        holds (on these machines), and each step's key costs some Python: a block holds up to
+        _KEYS_BLOCK images and about _KEYS_READ keys (6 methods x 100 epochs: 3 images a read).
         """
         with self._lock:
             cached = self._index_cache.get((eid, run))
+            steps = self._run_steps.get((eid, run), 1)
         content = cached[1] if cached else None
         if not content:
             return [tag]
         if (match := MAP_TAG.match(tag)) or (match := INPUT_TAG.match(tag)):
-            block = int(match.groups()[-1]) // _KEYS_BLOCK
-            images = [i for i in range(block * _KEYS_BLOCK, (block + 1) * _KEYS_BLOCK) if i in content["image_labels"]]
+            size = _KEYS_BLOCK if match.re is INPUT_TAG else \
+                max(1, min(_KEYS_BLOCK, _KEYS_READ // (max(1, len(content["methods"])) * max(1, steps))))
+            block = int(match.groups()[-1]) // size
+            images = [i for i in range(block * size, (block + 1) * size) if i in content["image_labels"]]
             if match.re is INPUT_TAG:
                 tags = [input_tag(i) for i in images]
             else:

@@ -490,7 +490,7 @@ def test_the_index_is_read_again_only_when_an_epoch_is_logged_and_merges_a_resum
     assert strict_json(get(listed, "runs"))["runs"]["live/explanations"] == info
 
 
-def test_an_indexed_runs_image_reads_the_blob_keys_of_its_block_at_once(tmp_path):
+def test_an_indexed_runs_image_reads_the_blob_keys_of_its_block_at_once(tmp_path, monkeypatch):
     write_indexed(str(tmp_path), "run", 20, ["saliency", "gradcam"], range(2), kinds=["class_model"])
     client = make_client(str(tmp_path), wrap=CountingProvider)
     strict_json(get(client, "runs"))  # the index the blocks come from
@@ -507,6 +507,11 @@ def test_an_indexed_runs_image_reads_the_blob_keys_of_its_block_at_once(tmp_path
             assert get(client, "image", run="run/explanations", tag=other, step=0).status_code == 200
             assert [name for name, _ in calls] == ["read_blob"]
     assert get(client, "image", run="run/explanations", tag=summary.map_tag("gradcam", 20), step=1).status_code == 404
+    # More epochs, fewer images a read: about _KEYS_READ keys (here 8: 2 images x 2 methods x 2 epochs).
+    monkeypatch.setattr(tb, "_KEYS_READ", 8)
+    calls.clear()
+    assert get(client, "image", run="run/explanations", tag=summary.map_tag("saliency", 5), step=1).status_code == 200
+    assert calls[0][1].tags == {summary.map_tag(m, i) for m in ("gradcam", "saliency") for i in (4, 5)}
 
 
 def test_an_unreadable_index_falls_back_to_the_listing(tmp_path):
