@@ -21,7 +21,9 @@ plain ones as two compiled loops instead: on the reference CNN the conditionals 
 a fifth of a forward+backward's CPU time even while off (roughly: the machine was busy).
 
 Only `tf.gradients` honours the override map (a GradientTape looks gradients up by op type), so
-engines call `gradients(...)` below inside `redirected_relus(switch)`.
+engines call `gradients(...)` below inside `redirected_relus(switch)`. A ReLU that runs inside a
+nested tf.function (a decorated `call`, a SavedModel's function) is out of the map's reach and
+keeps its plain gradient: the ascent then behaves as without the rule.
 """
 
 import contextlib
