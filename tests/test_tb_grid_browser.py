@@ -1,4 +1,4 @@
-"""The dashboard's grid in a real browser (index.js): filters and sort, runs side by side in their
+"""The dashboard's grid in a real browser (app.js): filters and sort, runs side by side in their
 TensorBoard colours, dark mode, keyboard, deep links, the detail view, a 1,000-image run and old
 logs, against a real `tensorboard` on logs written with keras_interp.summary (headless Chromium)."""
 

@@ -1,6 +1,6 @@
 // The controls: the left pane (runs, methods, image size, map settings with the hovered map's
 // colour bar, filters, sort) and the toolbar (epoch sliders, compare, row count, PNG download).
-// They only show the state; what a change does is wired by index.js.
+// They only show the state; what a change does is wired by app.js.
 
 import { SEQUENTIAL } from "./maps.js";
 import { SORTS, ascending, qualitySorts } from "./state.js";
