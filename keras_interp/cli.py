@@ -413,12 +413,16 @@ def cmd_explain(args):
 
     try:
         parts = run_units(job, args, files, shape, args.batch_size, work, "explained")
+        if not isinstance(parts, list):
+            return parts  # another worker's exit code
+        where = {path: index for index, path in enumerate(files)}
+        outputs.fill_failed([where[path] for part in parts for path, _ in part["failed"]])
     finally:
         outputs.close()
-    if not isinstance(parts, list):
-        return parts  # another worker's exit code
     rows = [row for part in parts for row in part["rows"]]
-    atomic_write(os.path.join(args.out, "explanations.csv"), lambda h: h.write(_csv_bytes([header] + rows)))
+    atomic_write(os.path.join(args.out, "explanations.csv"), lambda h: h.write(_csv_bytes([header] + rows)),
+                 temporary=job.temporary())
+    job.merged()
     if not args.quiet:
         print(f"explained {len(rows)} images with {', '.join(args.method)}: {args.out}")
     failed = [path for part in parts for path, _ in part["failed"]]
@@ -458,6 +462,8 @@ def run_units(job, args, files, shape, unit_size, work, done_verb, ahead=2):
         with UnitWriter(job) as writer:
             for unit, indices, shown, failed, resized in read_units(job.todo(), files, shape, unit_size, args.resize,
                                                                     ahead):
+                if writer.stale:
+                    break
                 write, payload = work(unit, indices, shown)
                 writer.submit(unit, write, dict(payload, failed=failed, resized=resized))
                 done, seen = done + len(indices), seen + len(indices) + len(failed)
@@ -550,7 +556,7 @@ class UnitWriter:
         import collections
         import concurrent.futures
 
-        self.job, self.depth = job, depth
+        self.job, self.depth, self.stale = job, depth, False
         self.pool = concurrent.futures.ThreadPoolExecutor(1)
         self.pending = collections.deque()
 
@@ -560,6 +566,9 @@ class UnitWriter:
         self.pending.append(self.pool.submit(self._run, unit, write, payload))
 
     def _run(self, unit, write, payload):
+        if self.stale or not self.job.still_current():
+            self.stale = True  # the chief restarted the job: this launch's outputs must not land
+            return
         if write is not None:
             write()
         self.job.record(unit, payload)
@@ -607,6 +616,7 @@ class MapOutputs:
                 if method in maps:
                     block[indices - first] = maps[method]
                 os.pwrite(fd, block.tobytes(), offset + first * block[0].nbytes)
+                os.fdatasync(fd)  # on disk before the unit's record says it is
             return
         import keras_interp as ki
 
@@ -630,15 +640,18 @@ class MapOutputs:
     def _array(self, method, shape):
         """(file descriptor, data offset, map shape) of a method's shared array, created by
         whichever worker needs it first (atomically: linked into place only if absent)."""
-        if method in self.files:
-            return self.files[method]
         path = os.path.join(self.out, f"{method}.npy")
+        if method in self.files:
+            try:  # still the file at `path`? The chief removes an earlier job's arrays when it restarts
+                if os.stat(path).st_ino == os.fstat(self.files[method][0]).st_ino:
+                    return self.files[method]
+            except FileNotFoundError:
+                pass
+            os.close(self.files.pop(method)[0])
         if not os.path.exists(path):
             if shape is None:
                 return None, None, None
-            import uuid
-
-            temporary = f"{path}.{uuid.uuid4().hex[:8]}.part"
+            temporary = self.job.temporary()
             np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32, shape=(self.count,) + tuple(shape))
             try:
                 os.link(temporary, path)
@@ -662,6 +675,20 @@ class MapOutputs:
         for fd, _, _ in self.files.values():
             os.close(fd)
         self.files = {}
+
+    def fill_failed(self, indices):
+        """The chief: NaN in every array's rows of inputs that could not be read (a unit with no
+        readable input wrote none where its array did not exist yet)."""
+        if self.format != "memmap" or not len(indices):
+            return
+        for method in self.methods:
+            fd, offset, shape = self._array(method, None)
+            if fd is None:
+                continue
+            row = np.full(shape, np.nan, np.float32)
+            for index in indices:
+                os.pwrite(fd, row.tobytes(), offset + int(index) * row.nbytes)
+            os.fdatasync(fd)
 
 
 def _report_resized(reshaped, files, shape, args):
@@ -940,6 +967,13 @@ def cmd_evaluate(args):
     except ValueError as exc:
         raise UsageError(_last_line(exc)) from None
     job = start_job(args, files, unique_names(files), args.batch_size)
+    needs = [m for m in args.method if REGISTRY[m].needs_baselines]
+    if needs:  # reference examples (Expected Gradients): the first batch's images, the same on every worker
+        first = next(read_units([0], files, shape, args.batch_size, args.resize))[2]
+        if not len(first):
+            raise UsageError(f"{', '.join(needs)} compares with the first batch's images, and none of them could be read")
+        for method in needs:
+            evaluator._explainer(method, scale(first))
 
     def work(unit, indices, shown):
         if not len(indices):
@@ -960,6 +994,7 @@ def cmd_evaluate(args):
         raise UsageError("none of the inputs could be read")
     report = evaluator.result()
     paths = report.save(args.out)
+    job.merged()
     if not args.quiet:
         print(report.markdown())
         print(f"evaluated {', '.join(args.method)} on {evaluator._count} images: " + ", ".join(paths.values()))
@@ -999,29 +1034,35 @@ def cmd_search(args):
             result = searched(indices, shown)
         except ValueError as exc:
             raise UsageError(_last_line(exc)) from None
+        # The ranks only: the winners' windows are cut at the end, from the final top-k's images, so
+        # a segment keeps kilobytes whatever the layer's receptive field.
         name = f"search-{unit}.npz"
-        fields = {f: getattr(result, f) for f in ("values", "indices", "positions", "boxes", "windows")}
+        fields = {f: getattr(result, f) for f in ("values", "indices", "positions", "boxes")}
         return lambda: atomic_write(os.path.join(job.state, name), lambda h: np.savez(h, **fields)), {"file": name}
 
     parts = run_units(job, args, files, shape, segment, work, "searched", ahead=1)
     if not isinstance(parts, list):
         return parts  # another worker's exit code
     template = searched(np.zeros(1, np.int64), np.zeros((1,) + shape, np.float32))  # the layer's fields
-    found = []
-    for part in parts:
+    result = None
+    for part in parts:  # one segment at a time into the running top-k: memory stays flat
         if part["file"] is not None:
             with np.load(os.path.join(job.state, part["file"])) as saved:
-                found.append(dataclasses.replace(template, **{key: saved[key] for key in saved.files}))
-    if not found:
+                found = dataclasses.replace(template, windows=None, **{key: saved[key] for key in saved.files})
+            result = merge_results([found] if result is None else [result, found], args.top_k)
+    if result is None:
         raise UsageError("none of the inputs could be read")
-    result = merge_results(found, args.top_k)
+    winners = {int(i): scale(read_image(files[i], shape[:2], shape[2], args.resize)[None])[0]
+               for i in np.unique(result.indices)}
+    result = search.windows_of(result, winners)
     ki.images.save(os.path.join(args.out, "search.png"), result.sheet())
     rows = [["channel", "rank", "value", "file", "row", "col"]]
     for c, channel in enumerate(result.channels):
         for r in range(result.values.shape[1]):
             rows.append([int(channel), r, f"{result.values[c, r]:.6f}", files[result.indices[c, r]],
                          *map(int, result.positions[c, r])])
-    atomic_write(os.path.join(args.out, "search.csv"), lambda h: h.write(_csv_bytes(rows)))
+    atomic_write(os.path.join(args.out, "search.csv"), lambda h: h.write(_csv_bytes(rows)), temporary=job.temporary())
+    job.merged()
     if not args.quiet:
         print(f"top {result.values.shape[1]} images of {len(result.channels)} channels of {search.layer}: {args.out}")
     _report_resized([p for part in parts for p in part["resized"]], files, shape, args)

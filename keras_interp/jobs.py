@@ -19,7 +19,9 @@ worker must see at the same path (a shared file system), as multi-worker checkpo
 import dataclasses
 import glob
 import hashlib
+import fcntl
 import json
+import math
 import os
 import shutil
 import sys
@@ -59,9 +61,11 @@ class Cluster:
             config = json.loads(text)
             cluster, task = config["cluster"], config["task"]
             kind, index = task["type"], int(task["index"])
-        except (ValueError, KeyError, TypeError):
-            raise JobError(f"TF_CONFIG must be JSON with a 'cluster' and a 'task' with 'type' and 'index'; received "
-                           f"{text[:200]!r}") from None
+            if not isinstance(cluster, dict) or not all(isinstance(v, (list, dict)) for v in cluster.values()):
+                raise TypeError
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise JobError(f"TF_CONFIG must be JSON with a 'cluster' mapping each task type to a list of addresses and "
+                           f"a 'task' with 'type' and 'index'; received {text[:200]!r}") from None
         tasks = [("chief", i) for i in range(len(cluster.get("chief", ())))]
         tasks += [("worker", i) for i in range(len(cluster.get("worker", ())))]
         if (kind, index) not in tasks:
@@ -117,11 +121,13 @@ class Job:
     def __init__(self, out, key, units, cluster=Cluster(), resume=False, overwrite=False, wait=600.0):
         self.out, self.units, self.cluster = out, int(units), cluster
         self.key = json.loads(json.dumps(key, sort_keys=True))  # as the manifest will read back
+        if not (isinstance(wait, (int, float)) and math.isfinite(wait) and wait >= 0):
+            raise JobError(f"--wait must be a number of seconds >= 0; received {wait!r}")
         self.resume, self.overwrite, self.wait = resume, overwrite, float(wait)
         self.state = os.path.join(out, STATE)
         self.manifest = os.path.join(self.state, "job.json")
         self.records_path = os.path.join(self.state, f"records-{cluster.rank}.jsonl")
-        self.launch = None
+        self.launch, self._held = None, None
 
     # ----------------------------------------------------------------------------- start
     def start(self, clean=None):
@@ -132,8 +138,23 @@ class Job:
             self._start_chief(clean)
         else:
             self._join()
+        self._lock()
         self._repair()
         return self
+
+    def _lock(self):
+        """Hold a lock on this worker's record file while the job runs: a second process given the
+        same task (a TF_CONFIG mistake) is refused instead of doing the share twice and removing
+        the first one's temporaries."""
+        self.close()
+        self._held = open(self.records_path, "a", encoding="utf-8")
+        try:
+            fcntl.flock(self._held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._held.close()
+            self._held = None
+            raise JobError(f"another process is already worker {self.cluster.rank} of the job in {self.out}; give "
+                           "each worker its own task index in TF_CONFIG") from None
 
     def _start_chief(self, clean):
         if os.path.exists(self.out) and not os.path.isdir(self.out):
@@ -161,22 +182,37 @@ class Job:
         except OSError as exc:
             raise JobError(f"cannot create the output folder {self.out}: {exc.strerror}") from None
         self.launch = uuid.uuid4().hex
-        body = {"key": self.key, "units": self.units, "workers": self.cluster.count,
-                "launches": launches + [self.launch]}
-        atomic_write(self.manifest, lambda h: h.write(json.dumps(body, indent=1, sort_keys=True).encode()))
+        self._write_manifest({"key": self.key, "units": self.units, "workers": self.cluster.count,
+                              "launches": launches + [self.launch], "merged": []})
+
+    def _write_manifest(self, body):
+        atomic_write(self.manifest, lambda h: h.write(json.dumps(body, indent=1, sort_keys=True).encode()),
+                     temporary=os.path.join(self.state, f"tmp-{self.cluster.rank}-{uuid.uuid4().hex[:12]}.part"))
+
+    def merged(self):
+        """The chief: say that this launch's outputs are merged, so a worker started later without
+        --resume waits for the next launch instead of joining this finished one."""
+        found = self._read_manifest()
+        if found is not None and found["key"] == self.key and self.launch in found["launches"]:
+            self._write_manifest(dict(found, merged=sorted(set(found.get("merged", [])) | {self.launch})))
 
     def _join(self):
         """A worker takes the chief's latest launch of this job, waiting for the chief to write it."""
         deadline = time.monotonic() + self.wait
         while True:
             found = self._read_manifest()
-            if found is not None and found["key"] == self.key:
+            if found is not None and found["key"] == self.key and (self.resume or found["launches"][-1] not in
+                                                                  found.get("merged", ())):
+                if found["workers"] != self.cluster.count:
+                    raise JobError(f"worker {self.cluster.rank}: TF_CONFIG names {self.cluster.count} workers but the "
+                                   f"chief's names {found['workers']}; give every worker the same cluster")
                 self.launch = found["launches"][-1]
                 os.makedirs(self.state, exist_ok=True)
                 return
             if time.monotonic() > deadline:
                 said = ("holds no job" if found is None
-                        else f"holds another job ({_difference(found['key'], self.key)})")
+                        else f"holds another job ({_difference(found['key'], self.key)})" if found["key"] != self.key
+                        else "holds only a finished run of this job (pass --resume to join it, or start the chief)")
                 raise JobError(f"worker {self.cluster.rank}: after {self.wait:.0f} s {self.out} still {said}; is the "
                                "chief (worker 0) running the same command with the same --out?")
             time.sleep(0.2)
@@ -231,11 +267,15 @@ class Job:
 
     def record(self, unit, payload):
         """Say that `unit`'s outputs are complete (call after writing them)."""
-        line = json.dumps({"launch": self.launch, "unit": int(unit), "payload": payload}) + "\n"
-        with open(self.records_path, "a", encoding="utf-8") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
+        self._held.write(json.dumps({"launch": self.launch, "unit": int(unit), "payload": payload}) + "\n")
+        self._held.flush()
+        os.fsync(self._held.fileno())
+
+    def close(self):
+        """Release this worker's record file (and its lock)."""
+        if getattr(self, "_held", None) is not None:
+            self._held.close()
+            self._held = None
 
     def still_current(self):
         """Whether this worker's launch still counts (the chief may have restarted the job after
@@ -244,7 +284,9 @@ class Job:
         return found is not None and found["key"] == self.key and self.launch in found["launches"]
 
     def rejoin(self):
+        self.close()
         self._join()
+        self._lock()
 
     def gather(self, quiet=False):
         """The chief: every unit's payload in unit order, waiting for the other workers' records

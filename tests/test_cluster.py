@@ -59,6 +59,7 @@ def test_records_survive_a_cut_line_and_count_only_for_their_job(tmp_path):
     job.record(3, {"rows": [4]})
     with open(job.records_path, "a") as handle:  # a kill in the middle of writing unit 1's line
         handle.write('{"launch": "' + job.launch + '", "unit": 1, "pay')
+    job.close()  # the process stops
     # Not resumed: the chief needs an empty folder or --overwrite, which starts afresh.
     with pytest.raises(JobError, match="exists and is not empty; choose another --out, pass --overwrite, or --resume"):
         Job(out, {"a": 1}, units=5).start()
@@ -69,16 +70,31 @@ def test_records_survive_a_cut_line_and_count_only_for_their_job(tmp_path):
         Job(out, {"a": 2}, units=5, resume=True).start()
     with pytest.raises(JobError, match="no job to resume"):
         Job(str(tmp_path / "empty"), {"a": 1}, units=5, resume=True).start()
+    with pytest.raises(JobError, match="another process is already worker 0"):
+        Job(out, {"a": 1}, units=5, resume=True).start()
+    resumed.close()
     # Two workers: each takes every other unit; the chief gathers them in order.
+    chief = Job(out, {"a": 1}, units=5, cluster=Cluster(0, 2), resume=True).start()
+    with pytest.raises(JobError, match="TF_CONFIG names 3 workers but the chief's names 2"):
+        Job(out, {"a": 1}, units=5, cluster=Cluster(1, 3), wait=5).start()
     other = Job(out, {"a": 1}, units=5, cluster=Cluster(1, 2), wait=5).start()
-    assert other.launch == resumed.launch and other.todo() == [] and resumed.todo() == [2, 4]
+    assert other.launch == chief.launch and other.todo() == [] and chief.todo() == [2, 4]
+    chief.close()
     fresh = Job(out, {"a": 1}, units=5, overwrite=True).start()
     assert fresh.todo() == [0, 1, 2, 3, 4] and not other.still_current()
     for unit in range(5):
         fresh.record(unit, unit * 10)
     assert fresh.gather(quiet=True) == [0, 10, 20, 30, 40]
+    fresh.merged()
+    # A worker started after the merge joins no finished launch: it waits for the chief's next one.
+    with pytest.raises(JobError, match="holds only a finished run of this job"):
+        Job(out, {"a": 1}, units=5, cluster=Cluster(1, 2), wait=0).start()
     with pytest.raises(JobError, match="worker 1: after 0 s .* holds another job"):
         Job(out, {"a": 3}, units=5, cluster=Cluster(1, 2), wait=0).start()
+    with pytest.raises(JobError, match="--wait must be a number of seconds >= 0"):
+        Job(out, {"a": 1}, units=5, wait=float("nan"))
+    with pytest.raises(JobError, match="'cluster' mapping each task type to a list"):
+        Cluster.from_tf_config(json.dumps({"cluster": {"worker": "127.0.0.1:1"}, "task": {"type": "worker", "index": 0}}))
 
 
 def _outputs(folder):
@@ -95,8 +111,8 @@ def _outputs(folder):
 COMMANDS = [  # every command; a seeded method (draws per row) and one with reference examples (the first batch)
     ("explain", ["--method", "saliency", "--method", "smoothgrad", "--batch-size", "7"]),
     ("memmap", ["--method", "saliency", "--method", "expected_gradients", "--batch-size", "3", "--format", "memmap"]),
-    ("evaluate", ["--method", "saliency", "--measure", "deletion", "--measure", "mu_fidelity", "--steps", "4",
-                  "--batch-size", "7"]),
+    ("evaluate", ["--method", "expected_gradients", "--measure", "deletion", "--measure", "mu_fidelity", "--steps",
+                  "4", "--batch-size", "7"]),
     ("search", ["--layer", "conv2", "--top-k", "3", "--batch-size", "1"]),
 ]
 
@@ -190,6 +206,10 @@ def test_merging_the_searches_of_parts_gives_the_search_of_the_whole(cnn):
     merged = merge_results(parts[::-1], 5)
     for field in ("values", "indices", "positions", "boxes", "windows", "channels"):
         np.testing.assert_array_equal(getattr(merged, field), getattr(whole, field), err_msg=field)
+    # Merged without their windows (what `keras-interp search` keeps per segment), then cut at the end.
+    bare = merge_results([dataclasses.replace(p, windows=None) for p in parts], 5)
+    assert bare.windows is None
+    np.testing.assert_array_equal(search.windows_of(bare, dict(enumerate(x))).windows, whole.windows)
     with pytest.raises(ValueError, match="same layer and channels"):
         merge_results([parts[0], search.search(x, top_k=5, channels=[0, 1])], 5)
 
@@ -204,3 +224,21 @@ def test_explain_with_logits_gives_explain_maps_and_the_scorer_logits_from_one_p
         np.testing.assert_allclose(maps, explainer.explain(images), rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(found, logits, rtol=1e-5, atol=1e-6)
     assert not np.allclose(logits.sum(axis=1), 1.0)  # logits, not the softmax the model ends with
+
+
+def test_memmap_rows_of_unreadable_inputs_are_nan_even_before_any_array_exists(tmp_path):
+    root = tmp_path
+    tiny_cnn(input_shape=(SIZE, SIZE, 3)).save(root / "model.keras")
+    folder = root / "images"
+    folder.mkdir()
+    for name in ("a_broken.png", "b_broken.png"):  # the whole first unit: nothing to make the arrays from
+        (folder / name).write_text("not an image")
+    rng = np.random.default_rng(2)
+    for i in range(3):
+        cv2.imwrite(str(folder / f"c{i}.png"), rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8))
+    assert cli.main(["explain", str(root / "model.keras"), str(folder), "--method", "saliency", "--format", "memmap",
+                     "--batch-size", "2", "--quiet", "--out", str(root / "out")]) == 1
+    maps = np.load(root / "out" / "saliency.npy")
+    assert np.isnan(maps[:2]).all() and np.isfinite(maps[2:]).all() and np.abs(maps[2:]).sum() > 0
+    # No temporary is left beside the outputs.
+    assert sorted(name for name in os.listdir(root / "out") if name != STATE) == ["explanations.csv", "saliency.npy"]

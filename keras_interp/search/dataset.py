@@ -156,8 +156,9 @@ def merge_results(results, top_k):
     rank by lower index in both).
 
     Args:
-        results: SearchResults of the same layer and channels (labels and images kept in all
-            or none of them).
+        results: SearchResults of the same layer and channels (windows, labels and images kept
+            in all or none of them: a merge of results without windows has none, and
+            `DatasetSearch.windows_of` cuts them from the winning images).
         top_k: results per channel wanted, as the parts were searched with.
     """
     results = list(results)
@@ -168,15 +169,15 @@ def merge_results(results, top_k):
         if other.layer != first.layer or not np.array_equal(other.channels, first.channels):
             raise ValueError(f"Can only merge searches of the same layer and channels; received {first.layer!r} "
                              f"{first.channels.tolist()} and {other.layer!r} {other.channels.tolist()}.")
-    fields = ["values", "indices", "positions", "boxes", "windows"]
-    fields += [f for f in ("labels", "images") if all(getattr(r, f) is not None for r in results)]
+    fields = ["values", "indices", "positions", "boxes"]
+    fields += [f for f in ("windows", "labels", "images") if all(getattr(r, f) is not None for r in results)]
     joined = {f: np.concatenate([getattr(r, f) for r in results], axis=1) for f in fields}
     order = np.stack([np.lexsort((i, -v)) for v, i in zip(joined["values"], joined["indices"])])
     order = order[:, :min(int(top_k), order.shape[1])]
     picked = {f: np.take_along_axis(value, order.reshape(order.shape + (1,) * (value.ndim - 2)), axis=1)
               for f, value in joined.items()}
-    picked.setdefault("labels", None)
-    picked.setdefault("images", None)
+    for field in ("windows", "labels", "images"):
+        picked.setdefault(field, None)
     return dataclasses.replace(first, **picked)
 
 
@@ -492,6 +493,17 @@ class DatasetSearch:
             channels=chosen, layer=self.layer, receptive_field=self.receptive_field, images=state.get("images"),
             model=self.model, input_size=self.input_shape[:2],
         )
+
+    def windows_of(self, result, images):
+        """`result` with its windows cut from `images` ({data index: image as the model takes
+        it}, holding every index of result.indices): for results merged without their windows,
+        so partial searches need not keep them."""
+        order = np.unique(result.indices)
+        rows = np.searchsorted(order, result.indices)
+        flat = result.positions[..., 0] * self.feature_shape[1] + result.positions[..., 1]
+        stack = tf.constant(np.stack([np.asarray(images[int(i)], np.float32) for i in order]))
+        windows = self._windows(stack, tf.constant(rows, tf.int32), tf.constant(flat, tf.int32))
+        return dataclasses.replace(result, windows=np.asarray(windows))
 
     def __repr__(self):
         return f"DatasetSearch(model={self.model.name!r}, layer={self.layer!r})"
