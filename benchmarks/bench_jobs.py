@@ -4,32 +4,34 @@
 
 Writes a folder of small PNG images (the built-in shapes; kept in --cache between runs) and the
 reference CNN (random weights: the arithmetic is what counts), then for each --format runs
-`keras-interp explain MODEL FOLDER --method saliency` in this process and prints:
+`keras-interp explain MODEL FOLDER --method saliency` in a fresh process and prints:
 
 - images/s of the whole command (reading and decoding the files, the predictions for the CSV,
   the maps, writing them and the CSV);
 - the limit: a compiled forward+backward of the same model on the same batches, from memory;
-- their ratio (the command's throughput / the limit's; the target is >= 0.8);
-- resident memory when 10% of the images were done and at the end (flat: no growth with N).
+- their ratio (the command's throughput / the limit's; the target is >= 0.8), for the whole
+  command (start-up, model loading and tracing included) and after its first batch;
+- the command's peak resident memory on a fifth of the images and on all (flat: no growth with N).
 """
 
 import argparse
+import json
 import os
 import shutil
+import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from common import _rss_bytes, forward_backward_step  # noqa: E402
+from common import forward_backward_step  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_interp as ki  # noqa: E402
-from keras_interp import cli  # noqa: E402
+from keras_interp.jobs import STATE  # noqa: E402
 
 
 def image_folder(cache, count, size):
@@ -66,27 +68,37 @@ def limit_seconds(model, folder, batch_size):
     return best
 
 
-def explain_seconds(model_path, folder, out, batch_size, format, count):
-    """(seconds, RSS at 10% of the images, RSS at the end) of the command."""
+CHILD = """
+import json, os, resource, sys, threading, time
+from keras_interp import cli
+argv, records = json.loads(sys.argv[1]), sys.argv[2]
+first = []
+
+def watch():  # when the first unit is recorded: tracing and start-up are behind
+    while not first:
+        if os.path.exists(records) and open(records).read().count("\\n"):
+            first.append(time.perf_counter())
+        time.sleep(0.005)
+
+threading.Thread(target=watch, daemon=True).start()
+start = time.perf_counter()
+code = cli.main(argv)
+end = time.perf_counter()
+print(json.dumps({"code": code, "seconds": end - start, "steady": end - (first or [start])[0],
+                  "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+"""
+
+
+def explain_run(model_path, folder, out, batch_size, format):
+    """The command in a fresh process: {seconds, steady (after the first unit), peak_rss}."""
     shutil.rmtree(out, ignore_errors=True)
-    samples, done = [], threading.Event()
-
-    def sample():
-        while not done.is_set():
-            samples.append((time.perf_counter(), _rss_bytes()))
-            time.sleep(0.05)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    start = time.perf_counter()
-    thread.start()
-    code = cli.main(["explain", model_path, folder, "--method", "saliency", "--format", format, "--batch-size",
-                     str(batch_size), "--quiet", "--out", out])
-    seconds = time.perf_counter() - start
-    done.set()
-    thread.join()
-    assert code == 0, code
-    early = max(rss for t, rss in samples if t - start <= 0.1 * seconds) if samples else 0
-    return seconds, early, _rss_bytes()
+    argv = ["explain", model_path, folder, "--method", "saliency", "--format", format, "--batch-size",
+            str(batch_size), "--quiet", "--out", out]
+    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(argv), os.path.join(out, STATE, "records-0.jsonl")],
+                          capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["code"] == 0, done.stderr[-2000:]
+    return found
 
 
 def main():
@@ -103,26 +115,30 @@ def main():
     model_path = os.path.join(args.cache, "model.keras")
     model.save(model_path)
     model = ki.models.load_model(model_path)
-    # A first, untimed run: TensorFlow's and the command's one-time costs (tracing) are not throughput.
-    small = image_folder(args.cache, 256, args.size)
-    explain_seconds(model_path, small, os.path.join(args.cache, "warm"), args.batch_size, "memmap", 256)
     # Rounds alternate the limit and the command, and each side keeps its best round: a busy spell
     # of this shared machine then slows both sides alike instead of one.
     limit, best = np.inf, {}
     for _ in range(args.rounds):
         limit = min(limit, limit_seconds(model, folder, args.batch_size))
         for format in args.formats:
-            found = explain_seconds(model_path, folder, os.path.join(args.cache, f"out_{format}"), args.batch_size,
-                                    format, args.images)
-            if format not in best or found[0] < best[format][0]:
+            found = explain_run(model_path, folder, os.path.join(args.cache, f"out_{format}"), args.batch_size, format)
+            if format not in best or found["seconds"] < best[format]["seconds"]:
                 best[format] = found
+    # Memory: the same command on a fifth of the images, for the peak resident memory at two sizes.
+    small = image_folder(args.cache, args.images // 5, args.size)
+    fifth = {format: explain_run(model_path, small, os.path.join(args.cache, f"out_small_{format}"), args.batch_size,
+                                 format) for format in args.formats}
+    steady = args.images - args.batch_size  # after the first unit
     print(f"{args.images} images of {args.size}x{args.size}, batches of {args.batch_size}, reference CNN; "
           f"limit (compiled forward+backward from memory): {args.images / limit:.0f} images/s; best of {args.rounds} "
           "rounds each")
-    print(f"{'format':8s} {'images/s':>9s} {'/ limit':>8s} {'RSS at 10%':>11s} {'RSS at end':>11s}")
-    for format, (seconds, early, end) in best.items():
-        print(f"{format:8s} {args.images / seconds:9.0f} {limit / seconds:8.3f} {early / 2**20:9.0f} MiB "
-              f"{end / 2**20:7.0f} MiB", flush=True)
+    print(f"{'format':8s} {'images/s':>9s} {'/ limit':>8s} {'after the 1st batch':>20s} "
+          f"{'peak RSS, ' + str(args.images // 5):>17s} {'peak RSS, ' + str(args.images):>17s}")
+    for format, found in best.items():
+        seconds = found["seconds"]
+        print(f"{format:8s} {args.images / seconds:9.0f} {limit / seconds:8.3f} "
+              f"{(steady / found['steady']) / (args.images / limit):20.3f} {fifth[format]['peak_rss'] / 2**20:13.0f} MiB "
+              f"{found['peak_rss'] / 2**20:13.0f} MiB", flush=True)
 
 
 if __name__ == "__main__":
