@@ -14,18 +14,127 @@ variation and norm regularizers, ReplaceToLinear, on a clone) for the same class
 
 The recipes compared (issue: class models a person, or another model, recognises). Trains the
 reference CNN on the shapes (seed 0) and, as a judge, a model of another architecture on other
-shapes (the hybrid reference ViT, seed 1, `ki.models.train_vit_on_shapes`). For each recipe
-("yosinski", "fourier", "maco", and the last two without their redirected ReLU gradient) and
-each ascent seed, draws the CNN's 4 class models and prints how many of them the judge classifies
-as their class, how many of those also beat the best of 1000 real training images' logit on the
-CNN, the judge's probability of each, and each class model's logit. --docs writes
-docs/class_model_recipes.png, one row per recipe (first seed).
+shapes: a residual CNN of separable convolutions with average and max pooling (`judge_model`),
+trained on this bench's own shapes (`judge_shapes`, seeds 11 and 12): radius 5-28 px on 64 px
+images, any position (a quarter of them partly out of the frame), rotation and colour, on the
+library's textured backgrounds, flat colours, colour clouds or noise, some shaded or blurred. It
+never sees a class model. The judge is first checked on held-out clean shapes (a solid shape of a
+random colour, rotation and position on flat grey) at radius 6, 9, 14, 20 and 26 px: the
+fraction it recognises per size and class. For each recipe ("yosinski", "fourier", "maco", and
+the last two without their redirected ReLU gradient) and each ascent seed, draws the CNN's 4
+class models and prints how many of them the judge classifies as their class, how many of those
+also beat the best of 1000 real training images' logit on the CNN, the judge's probability of
+each, and each class model's logit. --docs writes docs/class_model_recipes.png, one row per
+recipe (first seed).
 """
 
 import numpy as np
 from common import batch_parser, forward_backward_timer, paired, report, timed, try_peer
 
 import keras_interp as ki  # noqa: E402
+
+
+def judge_shapes(n, seed, size=64, radii=(5, 28)):
+    """The judge's training data, drawn with the library's shapes (`datasets._draw`) but with far
+    broader variation than `datasets.shapes`: radius `radii` px, any rotation and colour, centres
+    anywhere the shape fits (a quarter may leave up to a fifth of the radius out of the frame), on
+    the library's textured background, a flat colour, smooth colour clouds or noise; 30% of the
+    objects shaded, 30% of the images blurred."""
+    import cv2
+
+    from keras_interp.datasets import _background, _draw
+
+    rng = np.random.default_rng(seed)
+    images = np.empty((n, size, size, 3), np.float32)
+    labels = rng.integers(0, 4, size=n).astype(np.int32)
+    for i, label in enumerate(labels):
+        kind = rng.integers(0, 4)
+        if kind == 0:
+            bg = _background(rng, size)
+        elif kind == 1:
+            bg = np.broadcast_to(rng.uniform(0, 1, 3).astype(np.float32), (size, size, 3)).copy()
+        elif kind == 2:
+            coarse = rng.uniform(0, 1, size=(int(rng.integers(2, 9)),) * 2 + (3,)).astype(np.float32)
+            bg = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_LINEAR)
+        else:
+            noise = rng.normal(0, rng.uniform(0.02, 0.15), (size, size, 3)).astype(np.float32)
+            bg = rng.uniform(0, 1, 3).astype(np.float32) + noise
+        r = int(rng.integers(radii[0], radii[1] + 1))
+        reach = int(np.ceil(r * 1.25))
+        lo, hi = min(reach, size // 2), max(size - reach, size // 2 + 1)
+        slack = int(r * 0.2) if rng.uniform() < 0.25 else 0
+        cx, cy = rng.integers(lo - slack, hi + slack, size=2)
+        mask = np.zeros((size, size), np.uint8)
+        _draw(mask, int(label), int(cx), int(cy), r, rng.uniform(0, 2 * np.pi))
+        m = mask.astype(bool)
+        under = bg[m].mean(axis=0)
+        colour = rng.uniform(0, 1, 3)
+        while np.abs(colour - under).max() < 0.35:
+            colour = rng.uniform(0, 1, 3)
+        image = bg.copy()
+        image[m] = colour + (rng.normal(0, 0.06, (size, size, 1))[m] if rng.uniform() < 0.3 else 0)
+        if rng.uniform() < 0.3:
+            image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.5, 1.2))
+        images[i] = np.clip(image, 0, 1)
+    return images, labels
+
+
+def clean_shapes(per_class, radius, seed, size=64):
+    """Held-out clean shapes: one solid shape of a random colour (far from grey), rotation and
+    position, radius `radius` px, on flat grey."""
+    from keras_interp.datasets import _draw
+
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(4), per_class).astype(np.int32)
+    images = np.full((len(labels), size, size, 3), 0.5, np.float32)
+    reach = int(np.ceil(radius * 1.25))
+    for i, label in enumerate(labels):
+        mask = np.zeros((size, size), np.uint8)
+        cx, cy = rng.integers(min(reach, size // 2), max(size - reach, size // 2 + 1), size=2)
+        _draw(mask, int(label), int(cx), int(cy), radius, rng.uniform(0, 2 * np.pi))
+        colour = rng.uniform(0, 1, 3)
+        while np.abs(colour - 0.5).max() < 0.35:
+            colour = rng.uniform(0, 1, 3)
+        images[i][mask.astype(bool)] = colour
+    return images, labels
+
+
+def judge_model():
+    """Another architecture than the reference CNN (plain conv-BN-ReLU pairs, VGG-style, global
+    average pooling): a strided 5x5 stem, three residual stages with 1x1 projections, and
+    average and max pooling."""
+    import keras
+
+    layers = keras.layers
+    inputs = keras.Input((64, 64, 3))
+    x = layers.Conv2D(32, 5, strides=2, padding="same", use_bias=False)(inputs)
+    x = layers.ReLU()(layers.BatchNormalization()(x))
+    for filters in (32, 64, 128):
+        y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        y = layers.ReLU()(layers.BatchNormalization()(y))
+        y = layers.BatchNormalization()(layers.Conv2D(filters, 3, padding="same", use_bias=False)(y))
+        x = layers.ReLU()(layers.Add()([y, layers.Conv2D(filters, 1, use_bias=False)(x)]))
+        if filters != 128:
+            x = layers.MaxPooling2D(2)(x)
+    x = layers.Concatenate()([layers.GlobalAveragePooling2D()(x), layers.GlobalMaxPooling2D()(x)])
+    outputs = layers.Dense(4, activation="softmax")(layers.Dropout(0.2)(x))
+    return keras.Model(inputs, outputs, name="judge")
+
+
+def train_judge(train_size=10000, epochs=10, seed=11, verbose=0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    x, y = judge_shapes(train_size, seed)
+    val = judge_shapes(train_size // 8, seed + 1)
+    judge = judge_model()
+    schedule = keras.optimizers.schedules.CosineDecay(2e-3, epochs * (train_size // 64 + 1))
+    judge.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = judge.fit(x, y, batch_size=64, epochs=epochs, validation_data=val, verbose=verbose)
+    return judge, history.history["val_accuracy"][-1]
+
+
+JUDGE_RADII = (6, 9, 14, 20, 26)
 
 
 def vis_activation_maximization(model, classes, steps):
@@ -47,20 +156,35 @@ def evidence(steps, docs, cache=None, seeds=(0,)):
     import time
 
     start = time.perf_counter()
-    paths = [os.path.join(cache, name) for name in ("cnn.keras", "judge.keras")] if cache else []
-    if paths and all(os.path.exists(p) for p in paths):
-        model, judge = (ki.load_model(p) for p in paths)
+    # The judge's file name changes with its recipe, so a cache of an older judge is not reused.
+    paths = [os.path.join(cache, name) for name in ("cnn.keras", "judge_broad.keras")] if cache else []
+    if paths and os.path.exists(paths[0]):
+        model = ki.load_model(paths[0])
     else:
         model, _ = ki.models.train_on_shapes(seed=0, verbose=0)
-        judge, _ = ki.models.train_vit_on_shapes(seed=1, verbose=0)
-        for m, p in zip((model, judge), paths):
+    if paths and os.path.exists(paths[1]):
+        judge, judge_val = ki.load_model(paths[1]), None
+    else:
+        judge, judge_val = train_judge()
+    for m, p in zip((model, judge), paths):
+        if not os.path.exists(p):
             os.makedirs(cache, exist_ok=True)
             m.save(p)
     held_out = ki.datasets.shapes(500, seed=4321)
     names = held_out.class_names
     accuracy = [np.mean(m.predict(held_out.images, verbose=0).argmax(1) == held_out.labels) for m in (model, judge)]
-    print(f"models ready in {time.perf_counter() - start:.0f} s (trained, or loaded from --cache); held-out accuracy: CNN {accuracy[0]:.3f}, judge (ViT, "
-          f"other shapes) {accuracy[1]:.3f}")
+    print(f"models ready in {time.perf_counter() - start:.0f} s (trained, or loaded from --cache); held-out accuracy on "
+          f"the library's shapes: CNN {accuracy[0]:.3f}, judge {accuracy[1]:.3f}"
+          + (f"; the judge's validation accuracy on its own shapes {judge_val:.3f}" if judge_val is not None else ""))
+    # The judge checked as an instrument: held-out clean shapes at each size (50 per class and size).
+    print("the judge on held-out clean shapes (solid, random colour, rotation and position, on grey), "
+          f"recognised fraction per class {list(names)}; the CNN's for comparison:")
+    for radius in JUDGE_RADII:
+        clean, clean_labels = clean_shapes(50, radius, seed=1000 + radius)
+        fractions = [[np.mean(m.predict(clean, verbose=0).argmax(1)[clean_labels == c] == c) for c in range(len(names))]
+                     for m in (judge, model)]
+        print(f"  radius {radius:2d} px: judge {' '.join(f'{f:.2f}' for f in fractions[0])} (all "
+              f"{np.mean(fractions[0]):.2f}); CNN {' '.join(f'{f:.2f}' for f in fractions[1])}")
     real = ki.datasets.shapes(1000, seed=0)
     logits = ki.targets.Scorer(model)(real.images).numpy()
     best = [logits[real.labels == c, c].max() for c in range(len(names))]
@@ -94,19 +218,6 @@ def evidence(steps, docs, cache=None, seeds=(0,)):
                 labels.append(f"{recipe}\n{counts[-1][0]} of {len(names)}\nrecognised")
         print(f"{name:26s} over seeds {list(seeds)}: recognised {[c[0] for c in counts]}, of them above the best "
               f"real logit {[c[1] for c in counts]}")
-    # What the judge calls a clean shape: one per class, centred on grey, at several radii (the
-    # data's objects have radius 7-10 px). It bounds what a class model can be credited with.
-    from keras_interp.datasets import _draw
-
-    for radius in (6, 9, 14, 20):
-        clean = np.full((len(names), 64, 64, 3), 0.5, np.float32)
-        for c in range(len(names)):
-            mask = np.zeros((64, 64), np.uint8)
-            _draw(mask, c, 32, 32, radius, 0.3)
-            clean[c][mask.astype(bool)] = (0.9, 0.2, 0.2)
-        calls = [names[k] for k in judge.predict(clean, verbose=0).argmax(1)]
-        cnn_calls = [names[k] for k in model.predict(clean, verbose=0).argmax(1)]
-        print(f"a clean red shape of radius {radius:2d} px on grey: the judge calls {names} {calls}; the CNN {cnn_calls}")
     # Deep Dream on a class: how far it moves a photo, and how far it moves the class.
     from keras_interp.metrics.randomization import ssim
 
