@@ -69,7 +69,7 @@ def limit_seconds(model, folder, batch_size):
 
 
 CHILD = """
-import json, os, resource, sys, threading, time
+import json, os, sys, threading, time
 from keras_interp import cli
 argv, records = json.loads(sys.argv[1]), sys.argv[2]
 first = []
@@ -84,8 +84,9 @@ threading.Thread(target=watch, daemon=True).start()
 start = time.perf_counter()
 code = cli.main(argv)
 end = time.perf_counter()
-print(json.dumps({"code": code, "seconds": end - start, "steady": end - (first or [start])[0],
-                  "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+# VmHWM: this process's own peak (ru_maxrss would carry the parent's, which holds every image, over exec).
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"code": code, "seconds": end - start, "steady": end - (first or [start])[0], "peak_rss": peak * 1024}))
 """
 
 
