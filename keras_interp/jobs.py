@@ -307,9 +307,14 @@ class Job:
                 print(f"keras-interp: waiting for the other workers ({len(done)} of {self.units} units done)",
                       file=sys.stderr)
                 said = True
-            time.sleep(0.2)
+            sizes = self._sizes()
+            while self._sizes() == sizes and time.monotonic() - last_change <= self.wait:
+                time.sleep(0.2)  # read the records again only once a worker has added one
             done = self.records()
         return [done[u] for u in range(self.units)]
+
+    def _sizes(self):
+        return sorted((path, os.path.getsize(path)) for path in glob.glob(os.path.join(self.state, "records-*.jsonl")))
 
 
 def _difference(old, new):
