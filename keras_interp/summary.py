@@ -228,14 +228,16 @@ def ranges(indices):
     return out
 
 
-def index_content(inputs, class_names, methods, quality, pictures):
+def index_content(inputs, class_names, methods, quality, pictures, complete=True):
     """The JSON-able content of one `keras_interp/index` record.
 
     inputs: {image index: true label or None}; class_names: [str]; methods: {method: {"label",
     "signed", "clip"}} (the map metadata's fields); quality: {method: [measure names]}; pictures:
     {kind: {picture index: label}}. The record holds `images` as half-open ranges and `labels` in
     their order (null when no image has one), so it grows with the images but not with images x
-    methods; pictures hold their kind's `title`, `indices` and `labels`.
+    methods; pictures hold their kind's `title`, `indices` and `labels`. complete=False: the run
+    also holds tags this index does not describe (its writer found event files already there), so
+    a reader must list its tags instead.
     """
     images = sorted(inputs)
     for kind in pictures:
@@ -243,6 +245,7 @@ def index_content(inputs, class_names, methods, quality, pictures):
             raise ValueError(f"Unknown picture kind {kind!r}; known kinds: {sorted(PICTURE_KINDS)}.")
     return {
         "version": INDEX_VERSION,
+        "complete": bool(complete),
         "images": ranges(images),
         "labels": None if all(inputs[i] is None for i in images) else [None if inputs[i] is None else int(inputs[i]) for i in images],
         "class_names": [str(n) for n in class_names or []],

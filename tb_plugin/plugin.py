@@ -211,7 +211,8 @@ def _index_record(text):
             title = v.get("title")
             pictures[kind] = {"title": title if isinstance(title, str) and title else PICTURE_KINDS[kind],
                               "labels": {k: str(n) if n not in (None, "") else str(k) for k, n in zip(indices, names)}}
-        return {"images": dict(zip(images, labels)),
+        return {"complete": record.get("complete", True) is not False,
+                "images": dict(zip(images, labels)),
                 "class_names": [str(n) for n in record.get("class_names") or []],
                 "methods": methods,
                 "quality": {str(m): [str(f) for f in fields] for m, fields in (record.get("quality") or {}).items()
@@ -222,14 +223,15 @@ def _index_record(text):
 
 
 def _merge_index(records):
-    """The content of a run from its index records in step order (None when none is readable).
+    """The content of a run from its index records in step order (None when none is readable, or
+    when one says the run holds tags it does not describe: the run is then listed tag by tag).
 
     Sets are unions; what a tag's metadata would hold (labels, titles, a method's column settings)
     comes from the first record that has it, as TensorBoard keeps each tag's first metadata.
     """
     records = [r for r in records if r is not None]
-    if not records:
-        return None
+    if not records or not all(r["complete"] for r in records):
+        return None  # the run also holds tags no index describes (resumed over older logs): list them
     image_labels, class_names, methods, quality, pictures = {}, [], {}, {}, {}
     for record in records:
         for i, label in record["images"].items():

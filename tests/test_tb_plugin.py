@@ -488,6 +488,13 @@ def test_the_index_is_read_again_only_when_an_epoch_is_logged_and_merges_a_resum
     assert info["methods"] == ["gradcam", "saliency", "smoothgrad"] and info["steps"] == [0, 1, 2, 3]
     listed = make_client(str(tmp_path), wrap=lambda p: Hiding(p, summary.INDEX_TAG))
     assert strict_json(get(listed, "runs"))["runs"]["live/explanations"] == info
+    # Logs of an older logger (no index) resumed by one that writes an index: it knows only its own
+    # column, so its records say the run holds more, and the run is listed with every column.
+    write_logs(str(tmp_path), runs=("old",), epochs=2)
+    old = strict_json(get(make_client(str(tmp_path)), "runs"))["runs"]["old/explanations"]
+    write_indexed(str(tmp_path), "old", 3, ["smoothgrad"], [5])
+    both = strict_json(get(make_client(str(tmp_path)), "runs"))["runs"]["old/explanations"]
+    assert both["methods"] == sorted(set(old["methods"]) | {"smoothgrad"}) and both["steps"] == old["steps"] + [5]
 
 
 def test_an_indexed_runs_image_reads_the_blob_keys_of_its_block_at_once(tmp_path, monkeypatch):

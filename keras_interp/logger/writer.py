@@ -31,10 +31,17 @@ class GuardedWriter:
         # What this writer wrote so far: inputs {index: label}, methods {name: map metadata},
         # quality {name: fields}, pictures {kind: {index: label}}.
         self._inputs, self._class_names, self._methods, self._quality, self._pictures = {}, [], {}, {}, {}
+        self._complete = True
 
     def as_default(self):
         if self._writer is None:
-            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, summary.SUBDIR))
+            folder = os.path.join(self.log_dir, summary.SUBDIR)
+            # Event files already there (an earlier or older logger, another logger sharing the
+            # folder) hold tags this writer's index does not know: its records say so, and the
+            # dashboard lists such a run tag by tag instead of trusting the index.
+            self._complete = not (tf.io.gfile.isdir(folder) and any(
+                name.startswith("events.out.tfevents") for name in tf.io.gfile.listdir(folder)))
+            self._writer = tf.summary.create_file_writer(folder)
         return self._writer.as_default()
 
     def warn_once(self, key, message):
@@ -131,4 +138,5 @@ class GuardedWriter:
         if not (self._inputs or self._methods or self._pictures):
             return
         self.guarded("the run's index", lambda: summary.write_index(summary.index_content(
-            self._inputs, self._class_names, self._methods, self._quality, self._pictures), step))
+            self._inputs, self._class_names, self._methods, self._quality, self._pictures,
+            complete=self._complete), step))
