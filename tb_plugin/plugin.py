@@ -53,6 +53,10 @@ from keras_interp.tags import (  # noqa: E402
 _STATIC = os.path.join(os.path.dirname(__file__), "static")
 _ALL = 1_000_000  # no downsampling: the server already keeps at most --samples_per_plugin
 _RUNS_CACHED = 32  # runs whose parsed predictions are kept
+# Runs whose parsed index is kept: every listed run's, since /runs (polled by every open page)
+# would otherwise read every index again once there are more runs than this. An index is a few
+# kilobytes (its images as ranges, one label per image).
+_INDEXES_CACHED = 4096
 _CACHE_SECONDS = 365 * 24 * 3600  # /image answers that carry the run's version
 _KEYS_BLOCK = 16  # at most this many images whose map (input) blob keys are read together
 _KEYS_READ = 2048  # about this many (tag, step) blob keys in one such read
@@ -397,7 +401,7 @@ class ExplanationsPlugin(base_plugin.TBPlugin):
         with self._lock:
             self._index_cache[key] = (version, content)
             self._index_cache.move_to_end(key)
-            while len(self._index_cache) > _RUNS_CACHED:
+            while len(self._index_cache) > _INDEXES_CACHED:
                 self._index_cache.popitem(last=False)
         return content
 
