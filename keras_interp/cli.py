@@ -224,30 +224,6 @@ def _scaler(args):
     return lambda x: ((low + x * (high - low)) - mean) / std
 
 
-def batches(files, size, channels, batch_size, failed, resize="crop", changed=None):
-    """(indices, images in [0, 1]) batches streamed from the files: a few batches in memory.
-
-    Read in a tf.data pipeline (a generator over the file list, prefetched while the model
-    runs); an unreadable file is reported on stderr, recorded in `failed` and skipped. Images of
-    another aspect than the model's are cropped, padded or stretched (`resize`) and listed in
-    `changed`.
-    """
-    import tensorflow as tf
-
-    def read():
-        for index, path in enumerate(files):
-            try:
-                yield index, read_image(path, size, channels, resize, changed)
-            except ValueError as exc:
-                failed.append(path)
-                print(f"keras-interp: skipped {path}: {exc}", file=sys.stderr)
-
-    spec = (tf.TensorSpec((), tf.int64), tf.TensorSpec(tuple(size) + (channels,), tf.float32))
-    data = tf.data.Dataset.from_generator(read, output_signature=spec).batch(batch_size).prefetch(1)
-    for indices, images in data:
-        yield indices.numpy(), images.numpy()
-
-
 # ----------------------------------------------------------------------------- models
 
 
@@ -370,14 +346,9 @@ def cmd_explain(args):
     names = unique_names(files)
     clean = (lambda: MapOutputs.clean(args.out, args.method)) if args.format == "memmap" else None
     job = start_job(args, files, names, args.batch_size, clean=clean)
-    if any(REGISTRY[m].needs_baselines for m in args.method):
-        # Reference examples (Expected Gradients): the first batch's images, the same on every worker.
-        first = next(read_units([0], files, shape, args.batch_size, args.resize))[2]
-        if not len(first):
-            raise UsageError(f"{', '.join(m for m in args.method if REGISTRY[m].needs_baselines)} compares with the "
-                             "first batch's images, and none of them could be read")
-        explainers.update({m: make_explainer(m, model, args, baselines=scale(first))
-                           for m in args.method if REGISTRY[m].needs_baselines})
+    baselines = first_batch(args, files, shape, scale)
+    explainers.update({m: make_explainer(m, model, args, baselines=baselines)
+                       for m in args.method if REGISTRY[m].needs_baselines})
     import tensorflow as tf
 
     header = (["file", "output", "predicted_class", "confidence", "explained_class"]
@@ -425,9 +396,26 @@ def cmd_explain(args):
     job.merged()
     if not args.quiet:
         print(f"explained {len(rows)} images with {', '.join(args.method)}: {args.out}")
-    failed = [path for part in parts for path, _ in part["failed"]]
+    return _report_parts(parts, files, shape, args)
+
+
+def first_batch(args, files, shape, scale):
+    """The reference examples of the methods that need them (Expected Gradients): the first
+    batch's readable images, scaled, the same on every worker and after --resume; None when no
+    method needs them."""
+    needs = [m for m in args.method if REGISTRY[m].needs_baselines]
+    if not needs:
+        return None
+    first = next(read_units([0], files, shape, args.batch_size, args.resize))[2]
+    if not len(first):
+        raise UsageError(f"{', '.join(needs)} compares with the first batch's images, and none of them could be read")
+    return scale(first)
+
+
+def _report_parts(parts, files, shape, args):
+    """The merged job's notes on stderr (resized and unreadable inputs); the exit code."""
     _report_resized([path for part in parts for path in part["resized"]], files, shape, args)
-    return _report_failures(failed, files)
+    return _report_failures([path for part in parts for path, _ in part["failed"]], files)
 
 
 def _csv_bytes(rows):
@@ -517,6 +505,7 @@ def read_units(units, files, shape, unit_size, resize, ahead=2):
     so reading overlaps the model's work; an unreadable file is said on stderr and skipped."""
     import collections
     import concurrent.futures
+    import itertools
 
     size, channels = shape[:2], shape[2]
 
@@ -532,18 +521,13 @@ def read_units(units, files, shape, unit_size, resize, ahead=2):
         return unit, np.asarray(indices, np.int64), stack, failed, resized
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pending, queue = collections.deque(), iter(units)
-        for unit in queue:
-            pending.append(pool.submit(read, unit))
-            if len(pending) > ahead:
-                break
+        queue = iter(units)
+        pending = collections.deque(pool.submit(read, unit) for unit in itertools.islice(queue, ahead + 1))
         while pending:
             found = pending.popleft().result()
             for path, reason in found[3]:
                 print(f"keras-interp: skipped {path}: {reason}", file=sys.stderr)
-            for unit in queue:
-                pending.append(pool.submit(read, unit))
-                break
+            pending.extend(pool.submit(read, unit) for unit in itertools.islice(queue, 1))
             yield found
 
 
@@ -967,13 +951,9 @@ def cmd_evaluate(args):
     except ValueError as exc:
         raise UsageError(_last_line(exc)) from None
     job = start_job(args, files, unique_names(files), args.batch_size)
-    needs = [m for m in args.method if REGISTRY[m].needs_baselines]
-    if needs:  # reference examples (Expected Gradients): the first batch's images, the same on every worker
-        first = next(read_units([0], files, shape, args.batch_size, args.resize))[2]
-        if not len(first):
-            raise UsageError(f"{', '.join(needs)} compares with the first batch's images, and none of them could be read")
-        for method in needs:
-            evaluator._explainer(method, scale(first))
+    baselines = first_batch(args, files, shape, scale)
+    for method in (m for m in args.method if REGISTRY[m].needs_baselines):
+        evaluator._explainer(method, baselines)
 
     def work(unit, indices, shown):
         if not len(indices):
@@ -998,21 +978,20 @@ def cmd_evaluate(args):
     if not args.quiet:
         print(report.markdown())
         print(f"evaluated {', '.join(args.method)} on {evaluator._count} images: " + ", ".join(paths.values()))
-    _report_resized([p for part in parts for p in part["resized"]], files, shape, args)
-    return _report_failures([p for part in parts for p, _ in part["failed"]], files)
+    return _report_parts(parts, files, shape, args)
 
 
 def cmd_search(args):
     import tensorflow as tf
 
     import keras_interp as ki
-    from keras_interp.search import merge_results
+    from keras_interp.search import SearchResult, merge_results
 
     model = load(args.model, args.unsafe)
     shape = tuple(model.inputs[0].shape)[1:]
     try:
         search = ki.DatasetSearch(model, args.layer)
-        search._check_channels(args.channels)
+        channels = search._check_channels(args.channels)
     except ValueError as exc:
         raise UsageError(_last_line(exc)) from None
     files = image_files(args.inputs)
@@ -1043,12 +1022,13 @@ def cmd_search(args):
     parts = run_units(job, args, files, shape, segment, work, "searched", ahead=1)
     if not isinstance(parts, list):
         return parts  # another worker's exit code
-    template = searched(np.zeros(1, np.int64), np.zeros((1,) + shape, np.float32))  # the layer's fields
     result = None
     for part in parts:  # one segment at a time into the running top-k: memory stays flat
         if part["file"] is not None:
             with np.load(os.path.join(job.state, part["file"])) as saved:
-                found = dataclasses.replace(template, windows=None, **{key: saved[key] for key in saved.files})
+                found = SearchResult(**{key: saved[key] for key in saved.files}, windows=None, labels=None,
+                                     channels=channels, layer=search.layer, receptive_field=search.receptive_field,
+                                     model=model, input_size=shape[:2])
             result = merge_results([found] if result is None else [result, found], args.top_k)
     if result is None:
         raise UsageError("none of the inputs could be read")
@@ -1065,8 +1045,7 @@ def cmd_search(args):
     job.merged()
     if not args.quiet:
         print(f"top {result.values.shape[1]} images of {len(result.channels)} channels of {search.layer}: {args.out}")
-    _report_resized([p for part in parts for p in part["resized"]], files, shape, args)
-    return _report_failures([p for part in parts for p, _ in part["failed"]], files)
+    return _report_parts(parts, files, shape, args)
 
 
 SEARCH_SEGMENT = 8  # batches per unit of `search` (held in memory with the next one)

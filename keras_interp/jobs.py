@@ -187,7 +187,7 @@ class Job:
 
     def _write_manifest(self, body):
         atomic_write(self.manifest, lambda h: h.write(json.dumps(body, indent=1, sort_keys=True).encode()),
-                     temporary=os.path.join(self.state, f"tmp-{self.cluster.rank}-{uuid.uuid4().hex[:12]}.part"))
+                     temporary=self.temporary())
 
     def merged(self):
         """The chief: say that this launch's outputs are merged, so a worker started later without

@@ -245,11 +245,11 @@ def test_a_folder_of_300_images_streams_in_bounded_batches(tmp_path, monkeypatch
     monkeypatch.setattr(cli, "read_image", lambda *a: reads.append(1) or original(*a))
     files = cli.image_files([str(folder)])
     assert len(files) == 300
-    stream = cli.batches(files, (8, 8), 3, 10, [])
-    indices, images = next(stream)
+    stream = cli.read_units(range(30), files, (8, 8, 3), 10, "crop")
+    _, indices, images, _, _ = next(stream)
     assert images.shape == (10, 8, 8, 3) and list(indices) == list(range(10))
     assert len(reads) <= 40  # read ahead by the prefetch only, not the whole folder
-    total = 10 + sum(len(i) for i, _ in stream)
+    total = 10 + sum(len(i) for _, i, _, _, _ in stream)
     assert total == 300 and len(reads) == 300
 
 
