@@ -396,6 +396,10 @@ def cmd_explain(args):
     job.merged()
     if not args.quiet:
         print(f"explained {len(rows)} images with {', '.join(args.method)}: {args.out}")
+    diverged = sum(row[3] == "nan" for row in rows)
+    if diverged:  # said, not left for the user to find among the maps
+        print(f"keras-interp: note: the model's outputs are not finite for {diverged} of {len(rows)} images (NaN "
+              "weights or inputs?): their predictions and maps are NaN", file=sys.stderr)
     return _report_parts(parts, files, shape, args)
 
 

@@ -242,3 +242,14 @@ def test_memmap_rows_of_unreadable_inputs_are_nan_even_before_any_array_exists(t
     assert np.isnan(maps[:2]).all() and np.isfinite(maps[2:]).all() and np.abs(maps[2:]).sum() > 0
     # No temporary is left beside the outputs.
     assert sorted(name for name in os.listdir(root / "out") if name != STATE) == ["explanations.csv", "saliency.npy"]
+
+
+def test_a_diverged_model_is_said_not_left_in_nan_maps(tmp_path, capsys):
+    model = tiny_cnn(input_shape=(SIZE, SIZE, 3))
+    model.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])
+    model.save(tmp_path / "nan.keras")
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((SIZE, SIZE, 3), 128, np.uint8))
+    code = cli.main(["explain", str(tmp_path / "nan.keras"), str(tmp_path / "a.png"), "--method", "saliency",
+                     "--format", "memmap", "--quiet", "--out", str(tmp_path / "out")])
+    assert code == 0 and np.isnan(np.load(tmp_path / "out" / "saliency.npy")).all()
+    assert "outputs are not finite for 1 of 1 images" in capsys.readouterr().err
