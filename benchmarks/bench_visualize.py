@@ -34,12 +34,14 @@ from common import batch_parser, forward_backward_timer, paired, report, timed, 
 import keras_interp as ki  # noqa: E402
 
 
-def judge_shapes(n, seed, size=64, radii=(5, 28)):
+def judge_shapes(n, seed, size=64, radii=(5, 28), copies=False):
     """The judge's training data, drawn with the library's shapes (`datasets._draw`) but with far
     broader variation than `datasets.shapes`: radius `radii` px, any rotation and colour, centres
     anywhere the shape fits (a quarter may leave up to a fifth of the radius out of the frame), on
     the library's textured background, a flat colour, smooth colour clouds or noise; 30% of the
-    objects shaded, 30% of the images blurred."""
+    objects shaded, 30% of the images blurred. With `copies`, half the images hold 2 to 8 shapes
+    of their class instead of one (radius 5-14 px, each its own colour, rotation and position,
+    overlaps allowed): a picture made of one kind of shape, as a person would name it."""
     import cv2
 
     from keras_interp.datasets import _background, _draw
@@ -59,29 +61,33 @@ def judge_shapes(n, seed, size=64, radii=(5, 28)):
         else:
             noise = rng.normal(0, rng.uniform(0.02, 0.15), (size, size, 3)).astype(np.float32)
             bg = rng.uniform(0, 1, 3).astype(np.float32) + noise
-        r = int(rng.integers(radii[0], radii[1] + 1))
-        reach = int(np.ceil(r * 1.25))
-        lo, hi = min(reach, size // 2), max(size - reach, size // 2 + 1)
-        slack = int(r * 0.2) if rng.uniform() < 0.25 else 0
-        cx, cy = rng.integers(lo - slack, hi + slack, size=2)
-        mask = np.zeros((size, size), np.uint8)
-        _draw(mask, int(label), int(cx), int(cy), r, rng.uniform(0, 2 * np.pi))
-        m = mask.astype(bool)
-        under = bg[m].mean(axis=0)
-        colour = rng.uniform(0, 1, 3)
-        while np.abs(colour - under).max() < 0.35:
-            colour = rng.uniform(0, 1, 3)
+        count = int(rng.integers(2, 9)) if copies and rng.uniform() < 0.5 else 1
+        shaded = None
         image = bg.copy()
-        image[m] = colour + (rng.normal(0, 0.06, (size, size, 1))[m] if rng.uniform() < 0.3 else 0)
+        for _ in range(count):
+            r = int(rng.integers(radii[0], radii[1] + 1)) if count == 1 else int(rng.integers(5, 15))
+            reach = int(np.ceil(r * 1.25))
+            lo, hi = min(reach, size // 2), max(size - reach, size // 2 + 1)
+            slack = (int(r * 0.2) if rng.uniform() < 0.25 else 0) if count == 1 else reach // 2
+            cx, cy = rng.integers(lo - slack, hi + slack, size=2)
+            mask = np.zeros((size, size), np.uint8)
+            _draw(mask, int(label), int(cx), int(cy), r, rng.uniform(0, 2 * np.pi))
+            m = mask.astype(bool)
+            under = image[m].mean(axis=0) if m.any() else bg.mean(axis=(0, 1))
+            colour = rng.uniform(0, 1, 3)
+            while np.abs(colour - under).max() < 0.35:
+                colour = rng.uniform(0, 1, 3)
+            shaded = rng.uniform() < 0.3 if shaded is None else shaded
+            image[m] = colour + (rng.normal(0, 0.06, (size, size, 1))[m] if shaded else 0)
         if rng.uniform() < 0.3:
             image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.5, 1.2))
         images[i] = np.clip(image, 0, 1)
     return images, labels
 
 
-def clean_shapes(per_class, radius, seed, size=64):
-    """Held-out clean shapes: one solid shape of a random colour (far from grey), rotation and
-    position, radius `radius` px, on flat grey."""
+def clean_shapes(per_class, radius, seed, size=64, copies=1):
+    """Held-out clean shapes: `copies` solid shapes of a random colour (far from grey), rotation
+    and position, radius `radius` px, on flat grey."""
     from keras_interp.datasets import _draw
 
     rng = np.random.default_rng(seed)
@@ -89,13 +95,14 @@ def clean_shapes(per_class, radius, seed, size=64):
     images = np.full((len(labels), size, size, 3), 0.5, np.float32)
     reach = int(np.ceil(radius * 1.25))
     for i, label in enumerate(labels):
-        mask = np.zeros((size, size), np.uint8)
-        cx, cy = rng.integers(min(reach, size // 2), max(size - reach, size // 2 + 1), size=2)
-        _draw(mask, int(label), int(cx), int(cy), radius, rng.uniform(0, 2 * np.pi))
-        colour = rng.uniform(0, 1, 3)
-        while np.abs(colour - 0.5).max() < 0.35:
+        for _ in range(copies):
+            mask = np.zeros((size, size), np.uint8)
+            cx, cy = rng.integers(min(reach, size // 2), max(size - reach, size // 2 + 1), size=2)
+            _draw(mask, int(label), int(cx), int(cy), radius, rng.uniform(0, 2 * np.pi))
             colour = rng.uniform(0, 1, 3)
-        images[i][mask.astype(bool)] = colour
+            while np.abs(colour - 0.5).max() < 0.35:
+                colour = rng.uniform(0, 1, 3)
+            images[i][mask.astype(bool)] = colour
     return images, labels
 
 
@@ -125,8 +132,8 @@ def train_judge(train_size=10000, epochs=10, seed=11, verbose=0):
     import keras
 
     keras.utils.set_random_seed(seed)
-    x, y = judge_shapes(train_size, seed)
-    val = judge_shapes(train_size // 8, seed + 1)
+    x, y = judge_shapes(train_size, seed, copies=True)
+    val = judge_shapes(train_size // 8, seed + 1, copies=True)
     judge = judge_model()
     schedule = keras.optimizers.schedules.CosineDecay(2e-3, epochs * (train_size // 64 + 1))
     judge.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -135,6 +142,85 @@ def train_judge(train_size=10000, epochs=10, seed=11, verbose=0):
 
 
 JUDGE_RADII = (6, 9, 14, 20, 26)
+# (copies, radius): pictures made of several shapes of one class, as a GAP network's class models are.
+JUDGE_COPIES = ((4, 8), (9, 6))
+
+
+def train_shapes_cnn(train_size=10000, epochs=12, seed=31, verbose=0):
+    """The reference CNN's architecture at width 32, trained on broad shapes (`judge_shapes`,
+    seeds 31 and 32, not the judge's): a CNN that had to learn the shapes themselves, where the
+    library's varies little else than the shape on its backgrounds."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    x, y = judge_shapes(train_size, seed)
+    val = judge_shapes(train_size // 8, seed + 1)
+    model = ki.reference_cnn(width=32, name="shapes_cnn")
+    schedule = keras.optimizers.schedules.CosineDecay(1e-3, epochs * (train_size // 64 + 1))
+    model.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    for epoch in range(epochs):  # one fit per epoch, so a 15-minute training shows its progress
+        history = model.fit(x, y, batch_size=64, epochs=epoch + 1, initial_epoch=epoch, validation_data=val,
+                            verbose=verbose)
+        print(f"  shapes CNN epoch {epoch + 1}: validation accuracy {history.history['val_accuracy'][-1]:.3f}",
+              flush=True)
+    return model, history.history["val_accuracy"][-1]
+
+
+def check_on_clean_shapes(models, names):
+    """Each model's recognised fraction per class of held-out clean shapes (50 per class): one
+    shape at each of JUDGE_RADII, and JUDGE_COPIES pictures of several."""
+    for copies, radius in [(1, r) for r in JUDGE_RADII] + list(JUDGE_COPIES):
+        clean, clean_labels = clean_shapes(50, radius, seed=1000 + radius + (100 * copies if copies > 1 else 0), copies=copies)
+        parts = []
+        for name, m in models.items():
+            predicted = m.predict(clean, verbose=0).argmax(1)
+            fractions = [np.mean(predicted[clean_labels == c] == c) for c in range(len(names))]
+            parts.append(f"{name} {' '.join(f'{f:.2f}' for f in fractions)} (all {np.mean(fractions):.2f})")
+        print(f"  {copies} x radius {radius:2d} px: " + "; ".join(parts))
+
+
+# (row name, recipe, options): each recipe as shipped, and the Adam recipes without the
+# redirected ReLU gradient of their first steps, to show what it changes.
+VARIANTS = [("yosinski", "yosinski", {}), ("fourier", "fourier", {}),
+            ("fourier, no ReLU redirect", "fourier", {"redirect_relu_steps": 0}),
+            ("fourier, any rotation", ki.visualize.fourier_recipe(180), {}), ("maco", "maco", {}),
+            ("maco, no ReLU redirect", "maco", {"redirect_relu_steps": 0})]
+
+
+def judge_recipes(title, model, judge, real_images, real_labels, names, steps, seeds):
+    """Each recipe's class models of `model`, per ascent seed, put to the judge; prints the
+    counts and returns the first seed's sheet rows and their labels."""
+    import time
+
+    logits = ki.targets.Scorer(model)(real_images).numpy()
+    best = [logits[real_labels == c, c].max() for c in range(len(names))]
+    print(f"{title}: best of {len(real_labels)} real images' logit per class: "
+          f"{', '.join(f'{n} {b:.1f}' for n, b in zip(names, best))}")
+    rows, labels = [], []
+    for name, recipe, options in VARIANTS:
+        counts = []
+        for seed in seeds:
+            start = time.perf_counter()
+            images = ki.ClassModelVisualization(model, recipe=recipe, **options).visualize(steps=steps, seed=seed)
+            seconds = time.perf_counter() - start
+            p = judge.predict(images, verbose=0)
+            own = ki.targets.Scorer(model)(images).numpy()
+            hits = p.argmax(1) == np.arange(len(names))
+            # A grey or washed-out image can land in the judge's class by default: a recognised class
+            # model counts only where it also beats the best real image's logit on the CNN.
+            strong = hits & (np.diag(own) > np.asarray(best))
+            counts.append((int(hits.sum()), int(strong.sum())))
+            print(f"{name:26s} seed {seed}: recognised by the judge {counts[-1][0]} of {len(names)}, "
+                  f"{counts[-1][1]} of them above the best real logit (judge's probability of the class: "
+                  f"{', '.join(f'{p[c, c]:.2f}' for c in range(len(names)))}; its top classes "
+                  f"{[names[k] for k in p.argmax(1)]}); CNN logits "
+                  f"{', '.join(f'{own[c, c]:.1f}' for c in range(len(names)))}; {seconds:.0f} s")
+            if seed == seeds[0] and "redirect" not in name:
+                rows.append(list(images))
+                labels.append(f"{name.replace(', ', chr(10))}\n{counts[-1][0]} of {len(names)}\nrecognised")
+        print(f"{name:26s} over seeds {list(seeds)}: recognised {[c[0] for c in counts]}, of them above the best "
+              f"real logit {[c[1] for c in counts]}")
+    return rows, labels
 
 
 def vis_activation_maximization(model, classes, steps):
@@ -157,7 +243,7 @@ def evidence(steps, docs, cache=None, seeds=(0,)):
 
     start = time.perf_counter()
     # The judge's file name changes with its recipe, so a cache of an older judge is not reused.
-    paths = [os.path.join(cache, name) for name in ("cnn.keras", "judge_broad.keras")] if cache else []
+    paths = [os.path.join(cache, name) for name in ("cnn.keras", "judge_copies.keras")] if cache else []
     if paths and os.path.exists(paths[0]):
         model = ki.load_model(paths[0])
     else:
@@ -179,45 +265,25 @@ def evidence(steps, docs, cache=None, seeds=(0,)):
     # The judge checked as an instrument: held-out clean shapes at each size (50 per class and size).
     print("the judge on held-out clean shapes (solid, random colour, rotation and position, on grey), "
           f"recognised fraction per class {list(names)}; the CNN's for comparison:")
-    for radius in JUDGE_RADII:
-        clean, clean_labels = clean_shapes(50, radius, seed=1000 + radius)
-        fractions = [[np.mean(m.predict(clean, verbose=0).argmax(1)[clean_labels == c] == c) for c in range(len(names))]
-                     for m in (judge, model)]
-        print(f"  radius {radius:2d} px: judge {' '.join(f'{f:.2f}' for f in fractions[0])} (all "
-              f"{np.mean(fractions[0]):.2f}); CNN {' '.join(f'{f:.2f}' for f in fractions[1])}")
+    check_on_clean_shapes({"judge": judge, "CNN": model}, names)
     real = ki.datasets.shapes(1000, seed=0)
-    logits = ki.targets.Scorer(model)(real.images).numpy()
-    best = [logits[real.labels == c, c].max() for c in range(len(names))]
-    print(f"best real image's logit per class: {', '.join(f'{n} {b:.1f}' for n, b in zip(names, best))}")
-    rows, labels = [], []
-    # (row name, recipe, options): each recipe as shipped, and the Adam recipes without the
-    # redirected ReLU gradient of their first steps, to show what it changes.
-    variants = [("yosinski", "yosinski", {}), ("fourier", "fourier", {}),
-                ("fourier, no ReLU redirect", "fourier", {"redirect_relu_steps": 0}), ("maco", "maco", {}),
-                ("maco, no ReLU redirect", "maco", {"redirect_relu_steps": 0})]
-    for name, recipe, options in variants:
-        counts = []
-        for seed in seeds:
-            start = time.perf_counter()
-            images = ki.ClassModelVisualization(model, recipe=recipe, **options).visualize(steps=steps, seed=seed)
-            seconds = time.perf_counter() - start
-            p = judge.predict(images, verbose=0)
-            own = ki.targets.Scorer(model)(images).numpy()
-            hits = p.argmax(1) == np.arange(len(names))
-            # A grey or washed-out image can land in the judge's class by default: a recognised class
-            # model counts only where it also beats the best real image's logit on the CNN.
-            strong = hits & (np.diag(own) > np.asarray(best))
-            counts.append((int(hits.sum()), int(strong.sum())))
-            print(f"{name:26s} seed {seed}: recognised by the judge {counts[-1][0]} of {len(names)}, "
-                  f"{counts[-1][1]} of them above the best real logit (judge's probability of the class: "
-                  f"{', '.join(f'{p[c, c]:.2f}' for c in range(len(names)))}; its top classes "
-                  f"{[names[k] for k in p.argmax(1)]}); CNN logits "
-                  f"{', '.join(f'{own[c, c]:.1f}' for c in range(len(names)))}; {seconds:.0f} s")
-            if seed == seeds[0] and "redirect" not in name:
-                rows.append(list(images))
-                labels.append(f"{recipe}\n{counts[-1][0]} of {len(names)}\nrecognised")
-        print(f"{name:26s} over seeds {list(seeds)}: recognised {[c[0] for c in counts]}, of them above the best "
-              f"real logit {[c[1] for c in counts]}")
+    rows, labels = judge_recipes("the CNN", model, judge, real.images, real.labels, names, steps, seeds)
+    # A CNN that learned shapes: the same architecture (twice as wide) trained on broad shapes
+    # (other seeds than the judge's), checked on the clean shapes as the judge was.
+    path = os.path.join(cache, "cnn_shapes.keras") if cache else None
+    start = time.perf_counter()
+    if path and os.path.exists(path):
+        shapes_cnn, shapes_val = ki.load_model(path), None
+    else:
+        shapes_cnn, shapes_val = train_shapes_cnn()
+        if path:
+            shapes_cnn.save(path)
+    print(f"\nA CNN that learned shapes (reference_cnn, width 32, trained on broad shapes, seeds 31 and 32) ready in "
+          f"{time.perf_counter() - start:.0f} s" + (f"; validation accuracy {shapes_val:.3f}" if shapes_val else "")
+          + f"; on the library's shapes {np.mean(shapes_cnn.predict(held_out.images, verbose=0).argmax(1) == held_out.labels):.3f}")
+    check_on_clean_shapes({"shapes CNN": shapes_cnn}, names)
+    real_broad = judge_shapes(1000, seed=33)
+    shape_rows, shape_labels = judge_recipes("the shapes CNN", shapes_cnn, judge, *real_broad, names, steps, seeds)
     # Deep Dream on a class: how far it moves a photo, and how far it moves the class.
     from keras_interp.metrics.randomization import ssim
 
@@ -234,10 +300,12 @@ def evidence(steps, docs, cache=None, seeds=(0,)):
           f"{moved[:, 0].mean():.3f} of the range, SSIM to the photo {moved[:, 1].mean():.2f} (lowest "
           f"{moved[:, 1].min():.2f}), the class's probability {moved[:, 2].mean():.3f} -> {moved[:, 3].mean():.3f}")
     if docs:
-        sheet = ki.images.grid(rows, col_labels=list(names), row_labels=labels, cell_size=(128, 128),
-                               row_label_width=110)
-        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "class_model_recipes.png")
-        print(f"wrote {ki.images.save(path, sheet)}")
+        for rows_, labels_, name in ((rows, labels, "class_model_recipes.png"),
+                                     (shape_rows, shape_labels, "class_model_recipes_shapes.png")):
+            sheet = ki.images.grid(rows_, col_labels=list(names), row_labels=labels_, cell_size=(128, 128),
+                                   row_label_width=110)
+            path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", name)
+            print(f"wrote {ki.images.save(path, sheet)}")
         # Diversity: three seeds against three images made to differ, for two channels of relu3_1.
         generator = ki.FeatureVisualization(model, "relu3_1")
         seeds = [generator.visualize([3, 7], steps=128, seed=seed) for seed in range(3)]

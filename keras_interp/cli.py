@@ -799,9 +799,14 @@ def cmd_layers(args):
 def cmd_visualize(args):
     import keras_interp as ki
 
+    if args.rotate is not None and args.recipe != "fourier":
+        raise UsageError(f"--rotate belongs to --recipe fourier (its random rotations); received --recipe {args.recipe}.")
+    if args.rotate is not None and not 0 <= args.rotate <= 180:
+        raise UsageError(f"--rotate must be in [0, 180] degrees (180: any rotation); received {args.rotate}.")
     model = load(args.model, args.unsafe)
+    recipe = args.recipe if args.rotate is None else ki.visualize.fourier_recipe(args.rotate)
     try:
-        generator = ki.ClassModelVisualization(model, output=output_arg(args), recipe=args.recipe)
+        generator = ki.ClassModelVisualization(model, output=output_arg(args), recipe=recipe)
         count = generator.scorer.num_classes
         labels = labels_for(args, model, count)
         classes = [class_index(c, labels, count, "--classes") for c in args.classes]
@@ -1231,6 +1236,9 @@ def parser():
     p.add_argument("--steps", type=int, default=200, help="gradient-ascent steps")
     p.add_argument("--recipe", choices=("yosinski", "fourier", "maco"), default="yosinski",
                    help="pixels with blur (yosinski), Lucid's Fourier image (fourier) or MaCo's phase (maco)")
+    p.add_argument("--rotate", type=int, metavar="DEGREES",
+                   help="with --recipe fourier: rotate the images by up to this many degrees each way (Lucid's 10 "
+                   "by default; 180, any rotation, for data with no up, such as shapes, cells or aerial images)")
 
     p = command("dream", "Deep Dream on an image", cmd_dream, seed="the jitter")
     model_args(p, "dream")

@@ -152,9 +152,13 @@ def test_target_scaling_and_other_subcommands(files, tmp_path, capsys):
     code, _, _ = run(["dream", root / "model.keras", image, "--target", "1", "--steps", "2", "--out", tmp_path / "dt",
                       "--quiet"], capsys)
     assert code == 0 and cv2.imread(str(tmp_path / "dt" / "dream.png")).shape == (SIZE, SIZE, 3)
-    code, _, _ = run(["visualize", root / "model.keras", "--classes", "0", "--recipe", "fourier", "--steps", "2",
-                      "--out", tmp_path / "vf", "--quiet"], capsys)
+    code, _, _ = run(["visualize", root / "model.keras", "--classes", "0", "--recipe", "fourier", "--rotate", "180",
+                      "--steps", "2", "--out", tmp_path / "vf", "--quiet"], capsys)
     assert code == 0 and "class_0.png" in os.listdir(tmp_path / "vf")
+    for bad, message in ((["--recipe", "maco", "--rotate", "30"], "--rotate belongs to --recipe fourier"),
+                         (["--recipe", "fourier", "--rotate", "270"], "--rotate must be in [0, 180]")):
+        code, _, err = run(["visualize", root / "model.keras", "--classes", "0", *bad, "--out", tmp_path / "vx"], capsys)
+        assert code == 2 and message in err
     code, _, err = run(["search", root / "model.keras", root / "images", "--layer", "conv2", "--top-k", "2",
                         "--channels", "1", "4", "--out", tmp_path / "s", "--quiet"], capsys)
     assert code == 1 and "broken.png" in err  # the readable images are searched

@@ -176,6 +176,25 @@ def test_the_composed_affine_transform_is_the_rotation_scale_and_shift_it_draws(
         np.testing.assert_allclose(border, 0.5)
 
 
+def test_fourier_recipe_rotates_by_the_degrees_asked_and_is_the_named_recipe_at_ten():
+    from keras_interp.visualize.parameterization import robustness
+
+    for degrees, angles in ((10, list(range(-10, 11)) + 5 * [0]), (180, list(range(-180, 181)) + 5 * [0])):
+        (affine,) = robustness(64, degrees)
+        np.testing.assert_allclose(affine.cos.numpy(), np.cos(np.radians(angles)), atol=1e-6)
+        np.testing.assert_allclose(affine.sin.numpy(), np.sin(np.radians(angles)), atol=1e-6)
+    for bad in (181, -1, True, 2.5):
+        with pytest.raises(ValueError, match=r"degrees must be an int in \[0, 180\]"):
+            ki.visualize.fourier_recipe(bad)
+    model = tiny_cnn((16, 16, 3), activation=None)
+    named = ki.ClassModelVisualization(model, recipe="fourier", redirect_relu_steps=0).visualize([1], steps=4)
+    same = ki.ClassModelVisualization(model, recipe=ki.visualize.fourier_recipe(10),
+                                      redirect_relu_steps=0).visualize([1], steps=4)
+    np.testing.assert_array_equal(named, same)
+    with pytest.raises(ValueError, match="or a callable shape"):
+        ki.ClassModelVisualization(model, recipe=180)
+
+
 class _Given:
     """A parameterization that is the images themselves (the gradient w.r.t. the images)."""
 

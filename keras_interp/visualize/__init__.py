@@ -5,7 +5,7 @@ All three run on one engine (`GradientAscent`) with regularizers as small callab
 your own.
 """
 
-from keras_interp.visualize.class_model import ClassModelVisualization, FeatureVisualization
+from keras_interp.visualize.class_model import ClassModelVisualization, FeatureVisualization, fourier_recipe
 from keras_interp.visualize.deep_dream import DeepDream
 from keras_interp.visualize.engine import (
     Ascent,
@@ -31,5 +31,6 @@ __all__ = [
     "Jitter",
     "L2Decay",
     "State",
+    "fourier_recipe",
     "yosinski_defaults",
 ]

@@ -11,11 +11,25 @@ from keras_interp.visualize.parameterization import (
     Crop, FourierImage, MaCoImage, Noise, ParameterizedAscent, RandomScale, check_redirect_steps, robustness,
 )
 
-__all__ = ["ClassModelVisualization", "FeatureVisualization", "RECIPES"]
+__all__ = ["ClassModelVisualization", "FeatureVisualization", "RECIPES", "fourier_recipe"]
 
 
-def _fourier(shape):
-    return FourierImage(decorrelate=shape[-1] == 3), robustness(shape[0]), 0.05
+def fourier_recipe(degrees=10):
+    """Lucid's recipe (see RECIPES["fourier"]) with rotations drawn from -degrees to degrees:
+    10, Lucid's, for upright photos; 180, any rotation, for data with no up (the built-in
+    shapes, cells, aerial images), where a class's evidence should not depend on the angle.
+
+    Returns:
+        A recipe: a callable shape -> (parameterization, transforms, Adam's learning rate), to
+        pass as `recipe=` to ClassModelVisualization or FeatureVisualization.
+    """
+    robustness(16, degrees)  # checks `degrees` now, not at the first visualize
+
+    def recipe(shape):
+        return FourierImage(decorrelate=shape[-1] == 3), robustness(shape[0], degrees), 0.05
+
+    recipe.degrees = degrees
+    return recipe
 
 
 def _maco(shape):
@@ -25,11 +39,11 @@ def _maco(shape):
 
 
 # Recipe name -> None (pixels, the engine's regularizers) or shape -> (parameterization,
-# transforms, Adam's learning rate).
-RECIPES = {"yosinski": None, "fourier": _fourier, "maco": _maco}
-# The recipes' first steps with the redirected ReLU gradient (Lucid's 16), where
+# transforms, Adam's learning rate). `recipe=` also takes such a callable itself.
+RECIPES = {"yosinski": None, "fourier": fourier_recipe(10), "maco": _maco}
+# The Adam recipes' first steps with the redirected ReLU gradient (Lucid's 16), where
 # redirect_relu_steps=None; see keras_interp.visualize.redirect.
-REDIRECT_RELU_STEPS = {"fourier": 16, "maco": 16}
+REDIRECT_RELU_STEPS = 16
 
 
 def _image_shape(model, size):
@@ -75,8 +89,9 @@ class _Visualization:
 
     def __init__(self, model, value_range=None, regularizers=None, step_size=0.03, size=None, recipe="yosinski",
                  redirect_relu_steps=None):
-        if recipe not in RECIPES:
-            raise ValueError(f"recipe must be one of {sorted(RECIPES)}; received {recipe!r}.")
+        if not callable(recipe) and recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {sorted(RECIPES)} or a callable shape -> (parameterization, "
+                             f"transforms, learning rate) such as fourier_recipe(180); received {recipe!r}.")
         if recipe != "yosinski" and regularizers is not None:
             raise ValueError(f"regularizers are the pixel recipe's (recipe='yosinski'); recipe {recipe!r} has its "
                              "own transforms.")
@@ -84,7 +99,7 @@ class _Visualization:
         if recipe == "yosinski" and redirect:
             raise ValueError("redirect_relu_steps belongs to the Adam recipes ('fourier', 'maco'); the pixel recipe "
                              "'yosinski' has no redirected ReLU.")
-        self.redirect_relu_steps = REDIRECT_RELU_STEPS.get(recipe, 0) if redirect is None else redirect
+        self.redirect_relu_steps = (0 if recipe == "yosinski" else REDIRECT_RELU_STEPS) if redirect is None else redirect
         self.model = model
         self.value_range = resolve_value_range(value_range)
         self.regularizers = regularizers
@@ -96,11 +111,12 @@ class _Visualization:
     def _engine(self, steps):
         check_steps(steps)  # before yosinski_defaults divides by it
         if self.recipe != "yosinski":
-            if self.recipe not in self._engines:
-                parameterization, transforms, rate = RECIPES[self.recipe](self.image_shape)
-                self._engines[self.recipe] = ParameterizedAscent(self._objective, parameterization, transforms,
-                                                                 self.value_range, rate, self.redirect_relu_steps)
-            return self._engines[self.recipe]
+            if "adam" not in self._engines:
+                recipe = self.recipe if callable(self.recipe) else RECIPES[self.recipe]
+                parameterization, transforms, rate = recipe(self.image_shape)
+                self._engines["adam"] = ParameterizedAscent(self._objective, parameterization, transforms,
+                                                            self.value_range, rate, self.redirect_relu_steps)
+            return self._engines["adam"]
         # One engine (and so one compiled step) per step count: the default regularizers scale with it.
         key = steps if self.regularizers is None else None
         if key not in self._engines:
@@ -147,6 +163,10 @@ class ClassModelVisualization(_Visualization):
             spectrum with colour decorrelation behind a sigmoid, seen through random pad,
             jitter, scale and rotation, Adam 0.05) or "maco" (MaCo: the spectrum's phase only,
             random crops and noise, Adam 1.0); see keras_interp.visualize.parameterization.
+            Or a callable shape -> (parameterization, transforms, learning rate), such as
+            `fourier_recipe(180)`: Lucid's recipe rotating the images all the way round, for
+            data with no up (on the built-in shapes, the recipe whose class models a second
+            model recognises; docs/inside.md).
         redirect_relu_steps: with "fourier" or "maco", the first steps in which every ReLU of
             the model passes Lucid's redirected gradient, so units that are off for an image
             still get the gradient that turns them on (keras_interp.visualize.redirect); None:

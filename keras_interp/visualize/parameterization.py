@@ -275,13 +275,18 @@ class RandomAffine:
         return resample(x)
 
 
-def robustness(size):
+def robustness(size, degrees=10):
     """Lucid's standard transforms (pad 12, jitter 8, scale 0.9-1.1, rotate -10..10 degrees, jitter
     4, for 224-pixel images), their pixel counts scaled to images of side `size`, as one
-    RandomAffine: shifts up to the pad and both jitters, the same scales and angles."""
+    RandomAffine: shifts up to the pad and both jitters, the same scales, and whole-degree
+    angles from -degrees to degrees (Lucid's 10 for upright photos; 180: any rotation, for
+    data with no up, such as shapes, cells or aerial images), 0 drawn more often as in Lucid."""
+    if isinstance(degrees, bool) or not isinstance(degrees, (int, np.integer)) or not 0 <= degrees <= 180:
+        raise ValueError(f"degrees must be an int in [0, 180] (rotations from -degrees to degrees; 180: any); "
+                         f"received {degrees!r}.")
     unit = size / 224.0
     return [RandomAffine(max(1, round((12 + 8 + 4) * unit / 2)), [1 + (i - 5) / 50.0 for i in range(11)],
-                         list(range(-10, 11)) + 5 * [0])]
+                         list(range(-int(degrees), int(degrees) + 1)) + 5 * [0])]
 
 
 def check_redirect_steps(steps):
