@@ -120,10 +120,15 @@ def epochs(args):
     # Epoch-time ratios on a shared 2-core machine carry seconds of noise; the class models' own
     # cost, timed directly on the trained model (best of 3 after the first, traced, call):
     model, _ = ki.models.train_on_shapes(train_size=256, epochs=1, verbose=0)
-    pictures = ki.callbacks.ClassModels(model, watched.images, class_names=watched.class_names)
-    seconds = timed(lambda: pictures.pictures(0), repeats=3, warmup=1)
-    print(f"\nclass_model alone: {seconds:.2f} s per logged epoch ({len(pictures.classes)} classes x "
-          f"{pictures.steps} steps); mean epoch without the logger {sum(base) / len(base):.2f} s")
+    from keras_interp.logger.methods import ClassModels
+
+    print()
+    for recipe in ("fourier", "yosinski"):  # the default, and the pixel recipe for comparison
+        generator = ki.ClassModelVisualization(model, value_range=watched.images, recipe=recipe)
+        pictures = ClassModels(model, watched.images, class_names=watched.class_names, generator=generator)
+        seconds = timed(lambda: pictures.pictures(0), repeats=3, warmup=1)
+        print(f"class_model alone, recipe {recipe!r}: {seconds:.2f} s per logged epoch ({len(pictures.classes)} "
+              f"classes x {pictures.steps} steps); mean epoch without the logger {sum(base) / len(base):.2f} s")
     # The logger's own work per logged epoch, with and without the faithfulness scalars.
     for faithfulness in (False, True):
         logger = ki.ExplanationLogger(watched.images, tempfile.mkdtemp(), methods=demo, labels=watched.labels,

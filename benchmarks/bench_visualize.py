@@ -5,27 +5,33 @@
 Reference CNN (keras_interp.reference_cnn, 64x64x3) with `--batch` classes, untrained: one
 class-model step optimizes every class at once, so its limit is one compiled forward+backward
 pass of a batch of that many images (measured in the same run, re-measured beside the method).
-Printed per step: ours (default regularizers: L2 decay and a blur every 4 steps) / limit, and
+Printed per step: ours (the pixel recipe: L2 decay and a blur every 4 steps) / limit, and
 ours / tf-keras-vis 0.8.7's ActivationMaximization (its default jitter, rotation, total
 variation and norm regularizers, ReplaceToLinear, on a clone) for the same classes and steps
 (pip install -e ".[bench]"). Also: Deep Dream time per step and per pixel on a 1024x768 photo.
 
     python benchmarks/bench_visualize.py --evidence [--steps 256] [--seeds 0 1] [--cache DIR] [--docs]
 
-The recipes compared (issue: class models a person, or another model, recognises). Trains the
-reference CNN on the shapes (seed 0) and, as a judge, a model of another architecture on other
-shapes: a residual CNN of separable convolutions with average and max pooling (`judge_model`),
-trained on this bench's own shapes (`judge_shapes`, seeds 11 and 12): radius 5-28 px on 64 px
-images, any position (a quarter of them partly out of the frame), rotation and colour, on the
-library's textured backgrounds, flat colours, colour clouds or noise, some shaded or blurred. It
-never sees a class model. The judge is first checked on held-out clean shapes (a solid shape of a
-random colour, rotation and position on flat grey) at radius 6, 9, 14, 20 and 26 px: the
-fraction it recognises per size and class. For each recipe ("yosinski", "fourier", "maco", and
-the last two without their redirected ReLU gradient) and each ascent seed, draws the CNN's 4
-class models and prints how many of them the judge classifies as their class, how many of those
-also beat the best of 1000 real training images' logit on the CNN, the judge's probability of
-each, and each class model's logit. --docs writes docs/class_model_recipes.png, one row per
-recipe (first seed).
+The recipes compared (issue: class models a person, or another model, recognises). Trains, as a
+judge, a model of another architecture on other shapes: a residual CNN with average and max
+pooling (`judge_model`), trained on this bench's own shapes (`judge_shapes`, seeds 11 and 12,
+copies=True): radius 5-28 px on 64 px images, any position (a quarter of them partly out of the
+frame), rotation and colour, on the library's textured backgrounds, flat colours, colour clouds or
+noise, some shaded or blurred; half the pictures hold 2 to 8 shapes of their class, since a
+global-average-pooling CNN's class model repeats its class over the image. It never sees a class
+model. The judge is first checked on held-out clean shapes (solid shapes of a random colour,
+rotation and position, on flat grey): one at radius 6, 9, 14, 20 and 26 px, and 4 of radius 8 or
+9 of radius 6. Two CNNs are then drawn: the reference CNN trained on the library's shapes (seed 0,
+the demo's), and the same architecture at width 32 trained on broad shapes (`train_shapes_cnn`,
+seeds 31 and 32), a CNN that had to learn the shapes themselves. For each recipe ("yosinski",
+"fourier", "fourier" rotating all the way round (`fourier_recipe(180)`), "maco", and the Adam
+recipes without their redirected ReLU gradient) and each ascent seed, prints how many of the 4
+class models the judge classifies as their class, how many of those also beat the best of 1000
+real training images' logit on the CNN, the judge's probability of each, and each class model's
+logit. --docs writes docs/class_model_recipes.png (the library's CNN) and
+docs/class_model_recipes_shapes.png (the CNN that learned shapes), one row per recipe (first
+seed). --cache DIR keeps the three trained models (the shapes CNN takes about 15 minutes on 2
+cores).
 """
 
 import numpy as np
@@ -128,12 +134,32 @@ def judge_model():
     return keras.Model(inputs, outputs, name="judge")
 
 
-def train_judge(train_size=10000, epochs=10, seed=11, verbose=0):
+def keras_seed(seed):
     import keras
 
     keras.utils.set_random_seed(seed)
-    x, y = judge_shapes(train_size, seed, copies=True)
-    val = judge_shapes(train_size // 8, seed + 1, copies=True)
+
+
+def cached(cache, name, make):
+    """The model `name` in the folder `cache` (None: none), or `make()`, saved there."""
+    import os
+
+    path = os.path.join(cache, name) if cache else None
+    if path and os.path.exists(path):
+        return ki.load_model(path)
+    model = make()
+    if path:
+        os.makedirs(cache, exist_ok=True)
+        model.save(path)
+    return model
+
+
+def train_judge(train_size=10000, epochs=10, seed=11, verbose=0, copies=True):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    x, y = judge_shapes(train_size, seed, copies=copies)
+    val = judge_shapes(train_size // 8, seed + 1, copies=copies)
     judge = judge_model()
     schedule = keras.optimizers.schedules.CosineDecay(2e-3, epochs * (train_size // 64 + 1))
     judge.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -179,17 +205,17 @@ def check_on_clean_shapes(models, names):
         print(f"  {copies} x radius {radius:2d} px: " + "; ".join(parts))
 
 
-# (row name, recipe, options): each recipe as shipped, and the Adam recipes without the
-# redirected ReLU gradient of their first steps, to show what it changes.
-VARIANTS = [("yosinski", "yosinski", {}), ("fourier", "fourier", {}),
-            ("fourier, no ReLU redirect", "fourier", {"redirect_relu_steps": 0}),
-            ("fourier, any rotation", ki.visualize.fourier_recipe(180), {}), ("maco", "maco", {}),
-            ("maco, no ReLU redirect", "maco", {"redirect_relu_steps": 0})]
+# (row name, recipe): each recipe as shipped, and Lucid's rotating all the way round. (The Adam
+# recipes without their redirected ReLU steps gave the same images to the last digit on both
+# CNNs: the rule never fires on a trained CNN.)
+VARIANTS = [("yosinski", "yosinski"), ("fourier", "fourier"), ("fourier, any rotation", ki.visualize.fourier_recipe(180)),
+            ("maco", "maco")]
 
 
-def judge_recipes(title, model, judge, real_images, real_labels, names, steps, seeds):
-    """Each recipe's class models of `model`, per ascent seed, put to the judge; prints the
-    counts and returns the first seed's sheet rows and their labels."""
+def judge_recipes(title, model, judges, real_images, real_labels, names, steps, seeds, variants=VARIANTS):
+    """Each recipe's class models of `model`, per ascent seed, put to each judge of `judges`
+    (name -> model; the first one's answers are detailed); prints the counts and returns the
+    first seed's sheet rows and their labels."""
     import time
 
     logits = ki.targets.Scorer(model)(real_images).numpy()
@@ -197,29 +223,33 @@ def judge_recipes(title, model, judge, real_images, real_labels, names, steps, s
     print(f"{title}: best of {len(real_labels)} real images' logit per class: "
           f"{', '.join(f'{n} {b:.1f}' for n, b in zip(names, best))}")
     rows, labels = [], []
-    for name, recipe, options in VARIANTS:
-        counts = []
+    for name, recipe in variants:
+        counts = {judge: [] for judge in judges}
         for seed in seeds:
             start = time.perf_counter()
-            images = ki.ClassModelVisualization(model, recipe=recipe, **options).visualize(steps=steps, seed=seed)
+            images = ki.ClassModelVisualization(model, recipe=recipe).visualize(steps=steps, seed=seed)
             seconds = time.perf_counter() - start
-            p = judge.predict(images, verbose=0)
             own = ki.targets.Scorer(model)(images).numpy()
-            hits = p.argmax(1) == np.arange(len(names))
-            # A grey or washed-out image can land in the judge's class by default: a recognised class
-            # model counts only where it also beats the best real image's logit on the CNN.
-            strong = hits & (np.diag(own) > np.asarray(best))
-            counts.append((int(hits.sum()), int(strong.sum())))
-            print(f"{name:26s} seed {seed}: recognised by the judge {counts[-1][0]} of {len(names)}, "
-                  f"{counts[-1][1]} of them above the best real logit (judge's probability of the class: "
-                  f"{', '.join(f'{p[c, c]:.2f}' for c in range(len(names)))}; its top classes "
-                  f"{[names[k] for k in p.argmax(1)]}); CNN logits "
-                  f"{', '.join(f'{own[c, c]:.1f}' for c in range(len(names)))}; {seconds:.0f} s")
-            if seed == seeds[0] and "redirect" not in name:
+            for judge_name, judge in judges.items():
+                p = judge.predict(images, verbose=0)
+                hits = p.argmax(1) == np.arange(len(names))
+                # A grey or washed-out image can land in the judge's class by default: a recognised
+                # class model counts only where it also beats the best real image's logit on the CNN.
+                strong = hits & (np.diag(own) > np.asarray(best))
+                counts[judge_name].append((int(hits.sum()), int(strong.sum())))
+                if judge_name == next(iter(judges)):
+                    print(f"{name:22s} seed {seed}: recognised by the judge {hits.sum()} of {len(names)}, "
+                          f"{strong.sum()} of them above the best real logit (judge's probability of the class: "
+                          f"{', '.join(f'{p[c, c]:.2f}' for c in range(len(names)))}; its top classes "
+                          f"{[names[k] for k in p.argmax(1)]}); CNN logits "
+                          f"{', '.join(f'{own[c, c]:.1f}' for c in range(len(names)))}; {seconds:.0f} s")
+            if seed == seeds[0]:
+                first = counts[next(iter(judges))][-1][0]
                 rows.append(list(images))
-                labels.append(f"{name.replace(', ', chr(10))}\n{counts[-1][0]} of {len(names)}\nrecognised")
-        print(f"{name:26s} over seeds {list(seeds)}: recognised {[c[0] for c in counts]}, of them above the best "
-              f"real logit {[c[1] for c in counts]}")
+                labels.append(f"{name.replace(', ', chr(10))}\n{first} of {len(names)}\nrecognised")
+        for judge_name, judged in counts.items():
+            print(f"{name:22s} seeds {list(seeds)}, judge {judge_name!r}: recognised {[c[0] for c in judged]}, of "
+                  f"them above the best real logit {[c[1] for c in judged]}")
     return rows, labels
 
 
@@ -242,48 +272,46 @@ def evidence(steps, docs, cache=None, seeds=(0,)):
     import time
 
     start = time.perf_counter()
-    # The judge's file name changes with its recipe, so a cache of an older judge is not reused.
-    paths = [os.path.join(cache, name) for name in ("cnn.keras", "judge_copies.keras")] if cache else []
-    if paths and os.path.exists(paths[0]):
-        model = ki.load_model(paths[0])
-    else:
-        model, _ = ki.models.train_on_shapes(seed=0, verbose=0)
-    if paths and os.path.exists(paths[1]):
-        judge, judge_val = ki.load_model(paths[1]), None
-    else:
-        judge, judge_val = train_judge()
-    for m, p in zip((model, judge), paths):
-        if not os.path.exists(p):
-            os.makedirs(cache, exist_ok=True)
-            m.save(p)
+    # A model's file name changes with its recipe, so a cache of an older one is not reused.
+    model = cached(cache, "cnn.keras", lambda: ki.models.train_on_shapes(seed=0, verbose=0)[0])
+    judge = cached(cache, "judge_copies.keras", lambda: train_judge()[0])
+    # The judge trained on single shapes only (the earlier instrument), as a second opinion.
+    single = cached(cache, "judge_broad.keras", lambda: train_judge(copies=False)[0])
     held_out = ki.datasets.shapes(500, seed=4321)
     names = held_out.class_names
-    accuracy = [np.mean(m.predict(held_out.images, verbose=0).argmax(1) == held_out.labels) for m in (model, judge)]
+    accuracy = [np.mean(m.predict(held_out.images, verbose=0).argmax(1) == held_out.labels)
+                for m in (model, judge, single)]
+    own = judge_shapes(1250, 12, copies=True)
     print(f"models ready in {time.perf_counter() - start:.0f} s (trained, or loaded from --cache); held-out accuracy on "
-          f"the library's shapes: CNN {accuracy[0]:.3f}, judge {accuracy[1]:.3f}"
-          + (f"; the judge's validation accuracy on its own shapes {judge_val:.3f}" if judge_val is not None else ""))
+          f"the library's shapes: CNN {accuracy[0]:.3f}, judge {accuracy[1]:.3f}, single-shape judge "
+          f"{accuracy[2]:.3f}; the judge on its validation shapes {np.mean(judge.predict(own[0], verbose=0).argmax(1) == own[1]):.3f}")
     # The judge checked as an instrument: held-out clean shapes at each size (50 per class and size).
     print("the judge on held-out clean shapes (solid, random colour, rotation and position, on grey), "
           f"recognised fraction per class {list(names)}; the CNN's for comparison:")
-    check_on_clean_shapes({"judge": judge, "CNN": model}, names)
+    check_on_clean_shapes({"judge": judge, "single-shape judge": single, "CNN": model}, names)
+    judges = {"copies": judge, "single shapes": single}
     real = ki.datasets.shapes(1000, seed=0)
-    rows, labels = judge_recipes("the CNN", model, judge, real.images, real.labels, names, steps, seeds)
+    rows, labels = judge_recipes("the CNN", model, judges, real.images, real.labels, names, steps, seeds)
     # A CNN that learned shapes: the same architecture (twice as wide) trained on broad shapes
     # (other seeds than the judge's), checked on the clean shapes as the judge was.
-    path = os.path.join(cache, "cnn_shapes.keras") if cache else None
     start = time.perf_counter()
-    if path and os.path.exists(path):
-        shapes_cnn, shapes_val = ki.load_model(path), None
-    else:
-        shapes_cnn, shapes_val = train_shapes_cnn()
-        if path:
-            shapes_cnn.save(path)
-    print(f"\nA CNN that learned shapes (reference_cnn, width 32, trained on broad shapes, seeds 31 and 32) ready in "
-          f"{time.perf_counter() - start:.0f} s" + (f"; validation accuracy {shapes_val:.3f}" if shapes_val else "")
-          + f"; on the library's shapes {np.mean(shapes_cnn.predict(held_out.images, verbose=0).argmax(1) == held_out.labels):.3f}")
+    shapes_cnn = cached(cache, "cnn_shapes_w32.keras", lambda: train_shapes_cnn()[0])
+    val = judge_shapes(10000 // 8, 32)
+    print(f"\nA CNN that learned shapes (reference_cnn, width 32, trained on broad single shapes, seeds 31 and 32) "
+          f"ready in {time.perf_counter() - start:.0f} s; validation accuracy "
+          f"{np.mean(shapes_cnn.predict(val[0], verbose=0).argmax(1) == val[1]):.3f}; on the library's shapes "
+          f"{np.mean(shapes_cnn.predict(held_out.images, verbose=0).argmax(1) == held_out.labels):.3f}")
     check_on_clean_shapes({"shapes CNN": shapes_cnn}, names)
     real_broad = judge_shapes(1000, seed=33)
-    shape_rows, shape_labels = judge_recipes("the shapes CNN", shapes_cnn, judge, *real_broad, names, steps, seeds)
+    shape_rows, shape_labels = judge_recipes("the shapes CNN", shapes_cnn, judges, *real_broad, names, steps, seeds)
+    # A control: the same architecture untrained (two initializations). Its class models are
+    # noise to a person; a judge naming them right more often than chance (1 in 4) would be
+    # naming the recipe's look, not the class.
+    for init in (0, 1):
+        keras_seed(init)
+        untrained = ki.reference_cnn(width=32, name="untrained")
+        judge_recipes(f"control: the untrained CNN, initialization {init}", untrained, judges, *real_broad, names,
+                      steps, seeds, variants=[v for v in VARIANTS if v[0].startswith("fourier")])
     # Deep Dream on a class: how far it moves a photo, and how far it moves the class.
     from keras_interp.metrics.randomization import ssim
 
@@ -336,7 +364,7 @@ def main():
     fb = forward_backward_timer(model, x)
     print(f"limit: compiled forward+backward of {args.batch} images {fb() * 1e3:.1f} ms (re-measured beside each method)")
 
-    generator = ki.ClassModelVisualization(model)
+    generator = ki.ClassModelVisualization(model, recipe="yosinski")  # the pixel recipe; Fourier's below
     seconds, limit = paired(lambda: generator.visualize(classes, steps=args.steps), fb, rounds=args.repeats)
     peer = vis_activation_maximization(model, classes, args.steps)
     peers = {"tf-keras-vis": try_peer("tf-keras-vis", peer, args.repeats)} if peer else {}

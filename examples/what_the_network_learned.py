@@ -3,7 +3,7 @@
     python examples/what_the_network_learned.py [--epochs 8] [--steps 200] [--out out/visualize]
 
 Trains the reference CNN on the built-in shapes, then writes three sheets:
-- class_models.png: one image per class maximizing its logit (Yosinski et al.'s regularizers),
+- class_models.png: one image per class maximizing its logit (Lucid's recipe, the default),
   next to the real training image that scores highest on that class, with both scores;
 - features.png: images maximizing a few channels of each stage (the channel's spatial mean);
 - deep_dream.png: scikit-image's photo of Chelsea the cat, dreamed on two layers.

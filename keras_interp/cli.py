@@ -1234,8 +1234,9 @@ def parser():
     labels_arg(p)
     p.add_argument("--output", help="the output whose classes are drawn, a name or an index (for a model with several)")
     p.add_argument("--steps", type=int, default=200, help="gradient-ascent steps")
-    p.add_argument("--recipe", choices=("yosinski", "fourier", "maco"), default="yosinski",
-                   help="pixels with blur (yosinski), Lucid's Fourier image (fourier) or MaCo's phase (maco)")
+    p.add_argument("--recipe", choices=("yosinski", "fourier", "maco"), default="fourier",
+                   help="Lucid's Fourier image (fourier, the default), pixels with blur (yosinski) or MaCo's phase "
+                   "(maco)")
     p.add_argument("--rotate", type=int, metavar="DEGREES",
                    help="with --recipe fourier: rotate the images by up to this many degrees each way (Lucid's 10 "
                    "by default; 180, any rotation, for data with no up, such as shapes, cells or aerial images)")

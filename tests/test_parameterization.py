@@ -105,6 +105,13 @@ def test_recipe_errors():
             ki.ClassModelVisualization(model, recipe="fourier", redirect_relu_steps=steps)
     with pytest.raises(ValueError, match="redirect_relu_steps belongs to the Adam recipes"):
         ki.FeatureVisualization(model, "conv2", redirect_relu_steps=16)
+    with pytest.raises(ValueError, match="step_size is the pixel recipe's"):
+        ki.ClassModelVisualization(model, recipe="fourier", step_size=0.1)
+    # The class models' default is Lucid's recipe; the pixel recipe's arguments pick the pixel recipe.
+    assert ki.ClassModelVisualization(model).recipe == "fourier"
+    assert ki.ClassModelVisualization(model, regularizers=[]).recipe == "yosinski"
+    assert ki.ClassModelVisualization(model, step_size=0.1).recipe == "yosinski"
+    assert ki.FeatureVisualization(model, "conv2").recipe == "yosinski"
 
 
 def test_deep_dream_on_a_class_boosts_it_and_stays_a_version_of_the_photo():
@@ -179,7 +186,8 @@ def test_the_composed_affine_transform_is_the_rotation_scale_and_shift_it_draws(
 def test_fourier_recipe_rotates_by_the_degrees_asked_and_is_the_named_recipe_at_ten():
     from keras_interp.visualize.parameterization import robustness
 
-    for degrees, angles in ((10, list(range(-10, 11)) + 5 * [0]), (180, list(range(-180, 181)) + 5 * [0])):
+    # -180 and 180 are one rotation, drawn once.
+    for degrees, angles in ((10, list(range(-10, 11)) + 5 * [0]), (180, list(range(-179, 181)) + 5 * [0])):
         (affine,) = robustness(64, degrees)
         np.testing.assert_allclose(affine.cos.numpy(), np.cos(np.radians(angles)), atol=1e-6)
         np.testing.assert_allclose(affine.sin.numpy(), np.sin(np.radians(angles)), atol=1e-6)
@@ -191,8 +199,13 @@ def test_fourier_recipe_rotates_by_the_degrees_asked_and_is_the_named_recipe_at_
     same = ki.ClassModelVisualization(model, recipe=ki.visualize.fourier_recipe(10),
                                       redirect_relu_steps=0).visualize([1], steps=4)
     np.testing.assert_array_equal(named, same)
-    with pytest.raises(ValueError, match="or a callable shape"):
-        ki.ClassModelVisualization(model, recipe=180)
+    for bad in (180, [1]):
+        with pytest.raises(ValueError, match="or a callable shape"):
+            ki.ClassModelVisualization(model, recipe=bad)
+    with pytest.raises(ValueError, match=r"recipe fourier_recipe\(180\) has its own transforms"):
+        ki.ClassModelVisualization(model, recipe=ki.visualize.fourier_recipe(180), regularizers=[])
+    with pytest.raises(ValueError, match="must return \\(parameterization, transforms, learning rate\\)"):
+        ki.ClassModelVisualization(model, recipe=lambda shape: 3).visualize([0], steps=2)
 
 
 class _Given:

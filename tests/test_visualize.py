@@ -23,9 +23,11 @@ def trained():
     return model, data.images
 
 
-def test_class_models_beat_every_training_image_and_the_objective_rises_for_each(trained):
+# The default (Lucid's "fourier") and the pixel recipe.
+@pytest.mark.parametrize("recipe", [None, "yosinski"])
+def test_class_models_beat_every_training_image_and_the_objective_rises_for_each(trained, recipe):
     model, images = trained
-    generator = ki.ClassModelVisualization(model)
+    generator = ki.ClassModelVisualization(model, recipe=recipe)
     pictures = generator.visualize(steps=200, seed=0)
     assert pictures.shape == (4, 24, 24, 3) and pictures.dtype == np.float32
     logits = ki.Scorer(model)(pictures).numpy()

@@ -14,6 +14,18 @@ from keras_interp.visualize.parameterization import (
 __all__ = ["ClassModelVisualization", "FeatureVisualization", "RECIPES", "fourier_recipe"]
 
 
+class _FourierRecipe:
+    def __init__(self, degrees):
+        robustness(16, degrees)  # checks `degrees` now, not at the first visualize
+        self.degrees = degrees
+
+    def __call__(self, shape):
+        return FourierImage(decorrelate=shape[-1] == 3), robustness(shape[0], self.degrees), 0.05
+
+    def __repr__(self):
+        return f"fourier_recipe({self.degrees})"
+
+
 def fourier_recipe(degrees=10):
     """Lucid's recipe (see RECIPES["fourier"]) with rotations drawn from -degrees to degrees:
     10, Lucid's, for upright photos; 180, any rotation, for data with no up (the built-in
@@ -23,13 +35,7 @@ def fourier_recipe(degrees=10):
         A recipe: a callable shape -> (parameterization, transforms, Adam's learning rate), to
         pass as `recipe=` to ClassModelVisualization or FeatureVisualization.
     """
-    robustness(16, degrees)  # checks `degrees` now, not at the first visualize
-
-    def recipe(shape):
-        return FourierImage(decorrelate=shape[-1] == 3), robustness(shape[0], degrees), 0.05
-
-    recipe.degrees = degrees
-    return recipe
+    return _FourierRecipe(degrees)
 
 
 def _maco(shape):
@@ -87,14 +93,22 @@ def _indices(values, count, what, plural, owner):
 class _Visualization:
     """Shared by the generators: the engine settings, the start image, the run."""
 
-    def __init__(self, model, value_range=None, regularizers=None, step_size=0.03, size=None, recipe="yosinski",
+    default_recipe = "yosinski"
+
+    def __init__(self, model, value_range=None, regularizers=None, step_size=None, size=None, recipe=None,
                  redirect_relu_steps=None):
-        if not callable(recipe) and recipe not in RECIPES:
+        if recipe is None:  # regularizers or a step size are the pixel recipe's: asking for them picks it
+            pixel = regularizers is not None or step_size is not None
+            recipe = "yosinski" if pixel else self.default_recipe
+        if not callable(recipe) and not (isinstance(recipe, str) and recipe in RECIPES):
             raise ValueError(f"recipe must be one of {sorted(RECIPES)} or a callable shape -> (parameterization, "
                              f"transforms, learning rate) such as fourier_recipe(180); received {recipe!r}.")
         if recipe != "yosinski" and regularizers is not None:
             raise ValueError(f"regularizers are the pixel recipe's (recipe='yosinski'); recipe {recipe!r} has its "
                              "own transforms.")
+        if recipe != "yosinski" and step_size is not None:
+            raise ValueError(f"step_size is the pixel recipe's (recipe='yosinski'); recipe {recipe!r} steps by "
+                             "Adam's learning rate.")
         redirect = None if redirect_relu_steps is None else check_redirect_steps(redirect_relu_steps)
         if recipe == "yosinski" and redirect:
             raise ValueError("redirect_relu_steps belongs to the Adam recipes ('fourier', 'maco'); the pixel recipe "
@@ -103,7 +117,7 @@ class _Visualization:
         self.model = model
         self.value_range = resolve_value_range(value_range)
         self.regularizers = regularizers
-        self.step_size = step_size
+        self.step_size = 0.03 if step_size is None else step_size
         self.recipe = recipe
         self.image_shape = _image_shape(model, size)
         self._engines = {}
@@ -113,7 +127,11 @@ class _Visualization:
         if self.recipe != "yosinski":
             if "adam" not in self._engines:
                 recipe = self.recipe if callable(self.recipe) else RECIPES[self.recipe]
-                parameterization, transforms, rate = recipe(self.image_shape)
+                made = recipe(self.image_shape)
+                if not (isinstance(made, tuple) and len(made) == 3):
+                    raise ValueError(f"recipe {self.recipe!r} must return (parameterization, transforms, learning "
+                                     f"rate) for a shape; it returned {made!r}.")
+                parameterization, transforms, rate = made
                 self._engines["adam"] = ParameterizedAscent(self._objective, parameterization, transforms,
                                                             self.value_range, rate, self.redirect_relu_steps)
             return self._engines["adam"]
@@ -145,21 +163,27 @@ class ClassModelVisualization(_Visualization):
     """Class-model images (Simonyan et al., 2014; Yosinski et al., 2015).
 
     Each image maximizes one class's pre-softmax score (the logit, never the probability: the
-    softmax can rise by lowering the other classes). By default the regularizers are Yosinski
-    et al.'s most used setting (L2 decay 1e-4, Gaussian blur of radius 1.0 every 4 steps over
-    1000 steps), the decay scaled to `steps` (see `yosinski_defaults`); pixels stay in
-    `value_range`. Each image returned is the iterate whose step saw the highest objective
-    (the blur makes the objective saw-toothed). All classes asked for are
-    optimized together in one batch. `self.history` holds the objective per step (steps, N).
+    softmax can rise by lowering the other classes). By default with Lucid's recipe ("fourier",
+    Olah et al. 2017): the class models a second model recognises most often (docs/inside.md,
+    benchmarks/bench_visualize.py --evidence). With recipe="yosinski" (picked as well by
+    passing `regularizers` or `step_size`), pixels with Yosinski et al.'s most used
+    regularizers (L2 decay 1e-4, Gaussian blur of radius 1.0 every 4 steps over 1000 steps), the
+    decay scaled to `steps` (see `yosinski_defaults`), each image returned being the iterate
+    whose step saw the highest objective (the blur makes the objective saw-toothed). Pixels
+    stay in `value_range`. All classes asked for are optimized together in one batch.
+    `self.history` holds the objective per step (steps, N).
 
     Args:
         model: single-input image classifier.
         value_range: (low, high) of valid pixels, or example images to take it from; None: [0, 1].
-        regularizers: None for the defaults, else a list of callables (see keras_interp.visualize).
-        step_size: mean pixel change per step as a fraction of the range.
+        regularizers: the pixel recipe's regularizers (a list of callables, see
+            keras_interp.visualize); None: Yosinski's, above.
+        step_size: the pixel recipe's mean pixel change per step as a fraction of the range
+            (None: 0.03).
         size: (H, W) for models whose input size is open.
         output: the output whose classes are drawn (name or index), for a model with several.
-        recipe: "yosinski" (pixels, the regularizers above), "fourier" (Lucid: a 1/f-scaled
+        recipe: None (the default: "fourier", or "yosinski" where `regularizers` or `step_size`
+            is given), "yosinski" (pixels, the regularizers above), "fourier" (Lucid: a 1/f-scaled
             spectrum with colour decorrelation behind a sigmoid, seen through random pad,
             jitter, scale and rotation, Adam 0.05) or "maco" (MaCo: the spectrum's phase only,
             random crops and noise, Adam 1.0); see keras_interp.visualize.parameterization.
@@ -177,8 +201,10 @@ class ClassModelVisualization(_Visualization):
         >>> images = ki.ClassModelVisualization(model).visualize([0, 1, 2], steps=200, seed=0)
     """
 
-    def __init__(self, model, value_range=None, regularizers=None, step_size=0.03, size=None, output=None,
-                 recipe="yosinski", redirect_relu_steps=None):
+    default_recipe = "fourier"
+
+    def __init__(self, model, value_range=None, regularizers=None, step_size=None, size=None, output=None,
+                 recipe=None, redirect_relu_steps=None):
         self.scorer = Scorer(model, output=output)
         super().__init__(model, value_range, regularizers, step_size, size, recipe, redirect_relu_steps)
         if self.scorer.output_shape is None:  # a subclassed model: learn its outputs from one call
@@ -241,15 +267,16 @@ class FeatureVisualization(_Visualization):
         value_range, regularizers, step_size, size: as for ClassModelVisualization.
         output: accepted for symmetry with the other tools; a channel of `layer` needs no output,
             so a model with several outputs needs none here.
-        recipe, redirect_relu_steps: as for ClassModelVisualization (the chosen layer's own fused
-            ReLU is already skipped: its pre-activation is optimized).
+        recipe, redirect_relu_steps: as for ClassModelVisualization, but the default stays
+            "yosinski" (the evidence for "fourier" is on class models only); the chosen layer's
+            own fused ReLU is already skipped: its pre-activation is optimized.
 
     Example:
         >>> images = ki.FeatureVisualization(model, "conv2").visualize([0, 5, 7], steps=200)
     """
 
-    def __init__(self, model, layer, objective="mean", value_range=None, regularizers=None, step_size=0.03,
-                 size=None, output=None, recipe="yosinski", redirect_relu_steps=None):
+    def __init__(self, model, layer, objective="mean", value_range=None, regularizers=None, step_size=None,
+                 size=None, output=None, recipe=None, redirect_relu_steps=None):
         if objective not in ("mean", "center"):
             raise ValueError(f"objective must be 'mean' or 'center'; received {objective!r}.")
         self.scorer = inner_scorer(model, output)
