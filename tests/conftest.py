@@ -15,6 +15,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
 
+# The logger's class models take 16 gradient-ascent steps in the tests instead of 100: the logger
+# tests check where the pictures go and that they are the generator's (test_callbacks compares
+# them with a run of the same steps); how good 100 steps make them is test_visualize's and the
+# recipe bench's to judge.
+from keras_interp.logger.methods import ClassModels  # noqa: E402
+
+ClassModels.steps = 16
+
 
 def tiny_cnn(input_shape=(12, 12, 3), num_classes=3, activation="softmax", seed=0, name=None):
     """conv-relu, pool, conv-relu, GAP, Dense: a CNN small enough to run in milliseconds."""

@@ -559,7 +559,7 @@ def test_class_model_pictures_one_per_class_per_logged_epoch(tmp_path):
         assert tf.io.decode_png(tf.make_ndarray(written[-1][1].tensor)[0]).shape == (12, 12, 3)
     # The last picture is the class model of the final weights, scaled from the images' range.
     generator = logger._pictures["class_model"].generator
-    want = generator.visualize([0, 1, 2], steps=100, seed=0)
+    want = generator.visualize([0, 1, 2], steps=logger._pictures["class_model"].steps, seed=0)
     low, high = generator.value_range
     got = tf.io.decode_png(tf.make_ndarray(events[summary.picture_tag("class_model", 1)][-1][1].tensor)[0]).numpy()
     np.testing.assert_allclose(got / 255.0, (want[1] - low) / (high - low), atol=1 / 255 + 1e-6)

@@ -86,7 +86,9 @@ class ClassModels:
     weights, with the same seed every epoch (so what changes is the model, not the start).
 
     Classes: `classes` if given, else one per class name, else every class, at most `cap`.
-    Pixels stay in the logged images' value range; pictures are scaled from it to [0, 1].
+    Pixels stay in the logged images' value range; pictures are scaled from it to [0, 1]. The
+    default recipe (Lucid's), without its redirected ReLU steps; pass a ClassModelVisualization
+    for other settings.
     """
 
     kind = "class_model"
@@ -96,7 +98,9 @@ class ClassModels:
     def __init__(self, model, images, classes=None, class_names=None, generator=None):
         # The logged images give the value range (constant ones cannot: then [0, 1]).
         value_range = images if float(np.ptp(images)) > 0 else None
-        self.generator = generator or ClassModelVisualization(model, value_range=value_range)
+        # Without the redirected ReLU steps: on trained CNNs they never fired (the recipe bench's
+        # images were the same to the last digit), and they cost every run a second trace.
+        self.generator = generator or ClassModelVisualization(model, value_range=value_range, redirect_relu_steps=0)
         count = self.generator.scorer.num_classes
         if classes is not None:
             chosen = _indices(classes, count, "class", "classes", "the model").tolist()
