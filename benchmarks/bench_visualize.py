@@ -19,19 +19,20 @@ copies=True): radius 5-28 px on 64 px images, any position (a quarter of them pa
 frame), rotation and colour, on the library's textured backgrounds, flat colours, colour clouds or
 noise, some shaded or blurred; half the pictures hold 2 to 8 shapes of their class, since a
 global-average-pooling CNN's class model repeats its class over the image. It never sees a class
-model. The judge is first checked on held-out clean shapes (solid shapes of a random colour,
-rotation and position, on flat grey): one at radius 6, 9, 14, 20 and 26 px, and 4 of radius 8 or
-9 of radius 6. Two CNNs are then drawn: the reference CNN trained on the library's shapes (seed 0,
-the demo's), and the same architecture at width 32 trained on broad shapes (`train_shapes_cnn`,
-seeds 31 and 32), a CNN that had to learn the shapes themselves. For each recipe ("yosinski",
-"fourier", "fourier" rotating all the way round (`fourier_recipe(180)`), "maco", and the Adam
-recipes without their redirected ReLU gradient) and each ascent seed, prints how many of the 4
-class models the judge classifies as their class, how many of those also beat the best of 1000
-real training images' logit on the CNN, the judge's probability of each, and each class model's
-logit. --docs writes docs/class_model_recipes.png (the library's CNN) and
-docs/class_model_recipes_shapes.png (the CNN that learned shapes), one row per recipe (first
-seed). --cache DIR keeps the three trained models (the shapes CNN takes about 15 minutes on 2
-cores).
+model. A second judge, the same network trained on single shapes only (the earlier instrument),
+gives a second opinion. The judges are first checked on held-out clean shapes (solid shapes of a
+random colour, rotation and position, on flat grey): one at radius 6, 9, 14, 20 and 26 px, and 4
+of radius 8 or 9 of radius 6. Two CNNs are then drawn: the reference CNN trained on the library's
+shapes (seed 0, the demo's), and the same architecture at width 32 trained on broad single shapes
+(`train_shapes_cnn`, seeds 31 and 32), a CNN that had to learn the shapes themselves. For each
+recipe ("yosinski", "fourier", "fourier" rotating all the way round (`fourier_recipe(180)`),
+"maco") and each ascent seed, prints how many of the 4 class models each judge classifies as
+their class, how many of those also beat the best of 1000 real training images' logit on the
+CNN, the first judge's probability of each, and each class model's logit. A control draws the
+Fourier recipes' class models of the same architecture untrained (two initializations). --docs
+writes docs/class_model_recipes.png (the library's CNN) and docs/class_model_recipes_shapes.png
+(the CNN that learned shapes), one row per recipe (first seed). --cache DIR keeps the four
+trained models (about 30 minutes to train on 2 cores, the shapes CNN 15 of them).
 """
 
 import numpy as np
@@ -134,10 +135,8 @@ def judge_model():
     return keras.Model(inputs, outputs, name="judge")
 
 
-def keras_seed(seed):
-    import keras
-
-    keras.utils.set_random_seed(seed)
+def accuracy(model, images, labels):
+    return float(np.mean(model.predict(images, verbose=0).argmax(1) == labels))
 
 
 def cached(cache, name, make):
@@ -223,6 +222,7 @@ def judge_recipes(title, model, judges, real_images, real_labels, names, steps, 
     print(f"{title}: best of {len(real_labels)} real images' logit per class: "
           f"{', '.join(f'{n} {b:.1f}' for n, b in zip(names, best))}")
     rows, labels = [], []
+    detailed = next(iter(judges))
     for name, recipe in variants:
         counts = {judge: [] for judge in judges}
         for seed in seeds:
@@ -237,16 +237,15 @@ def judge_recipes(title, model, judges, real_images, real_labels, names, steps, 
                 # class model counts only where it also beats the best real image's logit on the CNN.
                 strong = hits & (np.diag(own) > np.asarray(best))
                 counts[judge_name].append((int(hits.sum()), int(strong.sum())))
-                if judge_name == next(iter(judges)):
+                if judge_name == detailed:
                     print(f"{name:22s} seed {seed}: recognised by the judge {hits.sum()} of {len(names)}, "
                           f"{strong.sum()} of them above the best real logit (judge's probability of the class: "
                           f"{', '.join(f'{p[c, c]:.2f}' for c in range(len(names)))}; its top classes "
                           f"{[names[k] for k in p.argmax(1)]}); CNN logits "
                           f"{', '.join(f'{own[c, c]:.1f}' for c in range(len(names)))}; {seconds:.0f} s")
             if seed == seeds[0]:
-                first = counts[next(iter(judges))][-1][0]
                 rows.append(list(images))
-                labels.append(f"{name.replace(', ', chr(10))}\n{first} of {len(names)}\nrecognised")
+                labels.append(f"{name.replace(', ', chr(10))}\n{counts[detailed][-1][0]} of {len(names)}\nrecognised")
         for judge_name, judged in counts.items():
             print(f"{name:22s} seeds {list(seeds)}, judge {judge_name!r}: recognised {[c[0] for c in judged]}, of "
                   f"them above the best real logit {[c[1] for c in judged]}")
@@ -279,12 +278,10 @@ def evidence(steps, docs, cache=None, seeds=(0,)):
     single = cached(cache, "judge_broad.keras", lambda: train_judge(copies=False)[0])
     held_out = ki.datasets.shapes(500, seed=4321)
     names = held_out.class_names
-    accuracy = [np.mean(m.predict(held_out.images, verbose=0).argmax(1) == held_out.labels)
-                for m in (model, judge, single)]
-    own = judge_shapes(1250, 12, copies=True)
+    library = [accuracy(m, held_out.images, held_out.labels) for m in (model, judge, single)]
     print(f"models ready in {time.perf_counter() - start:.0f} s (trained, or loaded from --cache); held-out accuracy on "
-          f"the library's shapes: CNN {accuracy[0]:.3f}, judge {accuracy[1]:.3f}, single-shape judge "
-          f"{accuracy[2]:.3f}; the judge on its validation shapes {np.mean(judge.predict(own[0], verbose=0).argmax(1) == own[1]):.3f}")
+          f"the library's shapes: CNN {library[0]:.3f}, judge {library[1]:.3f}, single-shape judge {library[2]:.3f}; "
+          f"the judge on its validation shapes {accuracy(judge, *judge_shapes(1250, 12, copies=True)):.3f}")
     # The judge checked as an instrument: held-out clean shapes at each size (50 per class and size).
     print("the judge on held-out clean shapes (solid, random colour, rotation and position, on grey), "
           f"recognised fraction per class {list(names)}; the CNN's for comparison:")
@@ -298,17 +295,18 @@ def evidence(steps, docs, cache=None, seeds=(0,)):
     shapes_cnn = cached(cache, "cnn_shapes_w32.keras", lambda: train_shapes_cnn()[0])
     val = judge_shapes(10000 // 8, 32)
     print(f"\nA CNN that learned shapes (reference_cnn, width 32, trained on broad single shapes, seeds 31 and 32) "
-          f"ready in {time.perf_counter() - start:.0f} s; validation accuracy "
-          f"{np.mean(shapes_cnn.predict(val[0], verbose=0).argmax(1) == val[1]):.3f}; on the library's shapes "
-          f"{np.mean(shapes_cnn.predict(held_out.images, verbose=0).argmax(1) == held_out.labels):.3f}")
+          f"ready in {time.perf_counter() - start:.0f} s; validation accuracy {accuracy(shapes_cnn, *val):.3f}; on the "
+          f"library's shapes {accuracy(shapes_cnn, held_out.images, held_out.labels):.3f}")
     check_on_clean_shapes({"shapes CNN": shapes_cnn}, names)
     real_broad = judge_shapes(1000, seed=33)
     shape_rows, shape_labels = judge_recipes("the shapes CNN", shapes_cnn, judges, *real_broad, names, steps, seeds)
     # A control: the same architecture untrained (two initializations). Its class models are
     # noise to a person; a judge naming them right more often than chance (1 in 4) would be
     # naming the recipe's look, not the class.
+    import keras
+
     for init in (0, 1):
-        keras_seed(init)
+        keras.utils.set_random_seed(init)
         untrained = ki.reference_cnn(width=32, name="untrained")
         judge_recipes(f"control: the untrained CNN, initialization {init}", untrained, judges, *real_broad, names,
                       steps, seeds, variants=[v for v in VARIANTS if v[0].startswith("fourier")])

@@ -8,7 +8,8 @@ from keras_interp import graph
 from keras_interp.targets import Scorer, _pre_activation, inner_scorer
 from keras_interp.visualize.engine import GradientAscent, check_steps, resolve_value_range, yosinski_defaults
 from keras_interp.visualize.parameterization import (
-    Crop, FourierImage, MaCoImage, Noise, ParameterizedAscent, RandomScale, check_redirect_steps, robustness,
+    Crop, FourierImage, MaCoImage, Noise, ParameterizedAscent, RandomScale, check_degrees, check_redirect_steps,
+    robustness,
 )
 
 __all__ = ["ClassModelVisualization", "FeatureVisualization", "RECIPES", "fourier_recipe"]
@@ -16,8 +17,9 @@ __all__ = ["ClassModelVisualization", "FeatureVisualization", "RECIPES", "fourie
 
 class _FourierRecipe:
     def __init__(self, degrees):
-        robustness(16, degrees)  # checks `degrees` now, not at the first visualize
-        self.degrees = degrees
+        # Checked now, not at the first visualize; the transforms (TF constants) are built per
+        # shape, so making RECIPES at import builds nothing.
+        self.degrees = check_degrees(degrees)
 
     def __call__(self, shape):
         return FourierImage(decorrelate=shape[-1] == 3), robustness(shape[0], self.degrees), 0.05

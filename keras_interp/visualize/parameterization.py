@@ -275,15 +275,21 @@ class RandomAffine:
         return resample(x)
 
 
+def check_degrees(degrees):
+    """`degrees` as a rotation range (an int in [0, 180]), or a clear error; builds nothing."""
+    if isinstance(degrees, bool) or not isinstance(degrees, (int, np.integer)) or not 0 <= degrees <= 180:
+        raise ValueError(f"degrees must be an int in [0, 180] (rotations from -degrees to degrees; 180: any); "
+                         f"received {degrees!r}.")
+    return int(degrees)
+
+
 def robustness(size, degrees=10):
     """Lucid's standard transforms (pad 12, jitter 8, scale 0.9-1.1, rotate -10..10 degrees, jitter
     4, for 224-pixel images), their pixel counts scaled to images of side `size`, as one
     RandomAffine: shifts up to the pad and both jitters, the same scales, and whole-degree
     angles from -degrees to degrees (Lucid's 10 for upright photos; 180: any rotation, for
     data with no up, such as shapes, cells or aerial images), 0 drawn more often as in Lucid."""
-    if isinstance(degrees, bool) or not isinstance(degrees, (int, np.integer)) or not 0 <= degrees <= 180:
-        raise ValueError(f"degrees must be an int in [0, 180] (rotations from -degrees to degrees; 180: any); "
-                         f"received {degrees!r}.")
+    check_degrees(degrees)
     unit = size / 224.0
     # -180 and 180 are one rotation: drawn once. The 5 extra zeros weigh little at wide ranges
     # (1.6% of the draws at 180 degrees, against 23% in Lucid's list).
